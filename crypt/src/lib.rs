@@ -1,0 +1,1 @@
+//! The `crypt` crate (being written).

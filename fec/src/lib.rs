@@ -1,0 +1,1 @@
+//! The `fec` crate (being written).

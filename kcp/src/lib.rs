@@ -1,0 +1,1 @@
+//! The `kcp` crate (being written).

@@ -1,0 +1,1 @@
+//! The `smux` crate (being written).
