@@ -1,0 +1,187 @@
+//! Engine configuration with kcp-go's defaults and kcptun's presets.
+
+use crate::{KcpError, OVERHEAD};
+
+/// Smallest MTU accepted (kcp-go `SetMtu` rejects `mtu < 50`).
+pub const MIN_MTU: usize = 50;
+/// Largest MTU accepted by the engine. The engine itself has no reason to stop at kcp-go's
+/// 1500-byte session limit (PROTOCOL.md A.9); the session layer enforces that for Go peers.
+pub const MAX_MTU: usize = 65535;
+/// Largest receive window: the window travels in the 16-bit `wnd` header field.
+pub const MAX_RCV_WND: u32 = 65535;
+
+/// Configuration of one [`Kcp`](crate::Kcp) engine.
+///
+/// `Default` is exactly kcp-go's `NewKCP` (PROTOCOL.md A.3); the named presets are the
+/// kcptun modes of PROTOCOL.md F.2, applied on top of the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KcpConfig {
+    /// Lower minimum RTO (30 ms instead of 100) and gentler RTO backoff (`rto += rto_base/2`
+    /// instead of `+= rto_base`). Default `false`: kcp-go's conservative behaviour.
+    pub nodelay: bool,
+    /// Flush interval in ms, `10..=5000` (kcp-go clamps to that range). Default 100. Also the
+    /// largest ACK delay and the floor of the RTO's variance term.
+    pub interval: u32,
+    /// Fast-retransmit threshold: a segment is resent once this many later-sent segments were
+    /// acked. 0 disables fast retransmit (early retransmit stays on). Default 0.
+    pub resend: u32,
+    /// `nc`: disable the congestion window, so the send window is `min(snd_wnd, rmt_wnd)`.
+    /// Default `false`; every kcptun preset turns it on.
+    pub nc: bool,
+    /// Send window in segments. Default 32.
+    pub snd_wnd: u32,
+    /// Receive window in segments, at most 65535. Default 32 (kcp-go; the C ikcp uses 128).
+    pub rcv_wnd: u32,
+    /// Largest datagram the engine emits, reserved bytes included. Default 1400.
+    pub mtu: usize,
+    /// Stream mode: no message boundaries, the tail segment is filled up to the MSS. Default
+    /// `false` (message mode); kcptun uses stream mode.
+    pub stream: bool,
+    /// Bytes left free at the front of every output datagram for the session's FEC/crypto
+    /// headers (kcp-go `ReserveBytes`). Default 0.
+    pub reserved: usize,
+    /// Send ACKs right after each input instead of at the next interval flush. Default `false`.
+    pub ack_nodelay: bool,
+    /// Transmissions of one segment after which the link counts as dead
+    /// ([`Kcp::is_dead_link`](crate::Kcp::is_dead_link)). Default 20 (`IKCP_DEADLINK`).
+    pub dead_link: u32,
+    /// Overrides the minimum RTO that `nodelay` selects (100 or 30 ms). `None` by default. The
+    /// original KCP's latency test uses 10 ms in its fast mode.
+    pub min_rto: Option<u32>,
+}
+
+impl Default for KcpConfig {
+    fn default() -> Self {
+        KcpConfig {
+            nodelay: false,
+            interval: 100,
+            resend: 0,
+            nc: false,
+            snd_wnd: 32,
+            rcv_wnd: 32,
+            mtu: 1400,
+            stream: false,
+            reserved: 0,
+            ack_nodelay: false,
+            dead_link: 20,
+            min_rto: None,
+        }
+    }
+}
+
+impl KcpConfig {
+    fn with_nodelay(nodelay: bool, interval: u32, resend: u32, nc: bool) -> Self {
+        KcpConfig {
+            nodelay,
+            interval,
+            resend,
+            nc,
+            ..KcpConfig::default()
+        }
+    }
+
+    /// kcptun `normal`: nodelay 0, interval 40, resend 2, nc 1.
+    pub fn normal() -> Self {
+        Self::with_nodelay(false, 40, 2, true)
+    }
+
+    /// kcptun `fast` (its default mode): nodelay 0, interval 30, resend 2, nc 1.
+    pub fn fast() -> Self {
+        Self::with_nodelay(false, 30, 2, true)
+    }
+
+    /// kcptun `fast2`: nodelay 1, interval 20, resend 2, nc 1.
+    pub fn fast2() -> Self {
+        Self::with_nodelay(true, 20, 2, true)
+    }
+
+    /// kcptun `fast3`: nodelay 1, interval 10, resend 2, nc 1.
+    pub fn fast3() -> Self {
+        Self::with_nodelay(true, 10, 2, true)
+    }
+
+    /// Checks every field; [`Kcp::with_config`](crate::Kcp::with_config) calls it.
+    ///
+    /// # Errors
+    /// The first offending field: [`KcpError::InvalidMtu`], [`KcpError::InvalidReserved`],
+    /// [`KcpError::InvalidWindow`], [`KcpError::InvalidInterval`] or [`KcpError::InvalidDeadLink`].
+    pub fn validate(&self) -> Result<(), KcpError> {
+        if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
+            return Err(KcpError::InvalidMtu { mtu: self.mtu });
+        }
+        if self.reserved >= self.mtu - OVERHEAD {
+            return Err(KcpError::InvalidReserved {
+                reserved: self.reserved,
+                mtu: self.mtu,
+            });
+        }
+        if self.snd_wnd == 0 || self.rcv_wnd == 0 || self.rcv_wnd > MAX_RCV_WND {
+            return Err(KcpError::InvalidWindow {
+                snd: self.snd_wnd,
+                rcv: self.rcv_wnd,
+            });
+        }
+        if !(10..=5000).contains(&self.interval) {
+            return Err(KcpError::InvalidInterval(self.interval));
+        }
+        if self.dead_link == 0 {
+            return Err(KcpError::InvalidDeadLink);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_kcptun() {
+        let t = |c: KcpConfig| (c.nodelay, c.interval, c.resend, c.nc);
+        assert_eq!(t(KcpConfig::default()), (false, 100, 0, false));
+        assert_eq!(t(KcpConfig::normal()), (false, 40, 2, true));
+        assert_eq!(t(KcpConfig::fast()), (false, 30, 2, true));
+        assert_eq!(t(KcpConfig::fast2()), (true, 20, 2, true));
+        assert_eq!(t(KcpConfig::fast3()), (true, 10, 2, true));
+        for c in [
+            KcpConfig::default(),
+            KcpConfig::normal(),
+            KcpConfig::fast(),
+            KcpConfig::fast2(),
+            KcpConfig::fast3(),
+        ] {
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn validate_rejects() {
+        let bad = |f: fn(&mut KcpConfig)| {
+            let mut c = KcpConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.mtu = 49), KcpError::InvalidMtu { mtu: 49 });
+        assert_eq!(bad(|c| c.mtu = 65536), KcpError::InvalidMtu { mtu: 65536 });
+        assert!(matches!(
+            bad(|c| c.reserved = 1376),
+            KcpError::InvalidReserved { .. }
+        ));
+        assert!(matches!(
+            bad(|c| c.snd_wnd = 0),
+            KcpError::InvalidWindow { .. }
+        ));
+        assert!(matches!(
+            bad(|c| c.rcv_wnd = 65536),
+            KcpError::InvalidWindow { .. }
+        ));
+        assert_eq!(bad(|c| c.interval = 9), KcpError::InvalidInterval(9));
+        assert_eq!(bad(|c| c.interval = 5001), KcpError::InvalidInterval(5001));
+        assert_eq!(bad(|c| c.dead_link = 0), KcpError::InvalidDeadLink);
+        let ok = KcpConfig {
+            reserved: 1375,
+            ..KcpConfig::default()
+        };
+        ok.validate().unwrap();
+    }
+}
