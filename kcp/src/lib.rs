@@ -53,6 +53,7 @@ pub mod config;
 mod engine;
 mod error;
 pub mod segment;
+pub mod sim;
 mod stats;
 
 pub use config::KcpConfig;
