@@ -1,1 +1,123 @@
-//! The `crypt` crate (being written).
+//! kcp-go packet encryption, byte-compatible with kcp-go 5.6.1 and kcptun (PROTOCOL.md section
+//! D, B.2 step 2, B.3 step 1), plus an authenticated mode for Rust-to-Rust links.
+//!
+//! Every datagram a kcp-go session sends with crypto on starts with a 20-byte header: a random
+//! 16-byte nonce and the little-endian CRC32-IEEE of everything after the header. The whole
+//! datagram, header included, is then encrypted with one of kcptun's thirteen ciphers, block
+//! ciphers in full-block CFB mode restarted for each datagram from a fixed IV (PROTOCOL D.2).
+//! The random nonce, being the first plaintext block, is what makes two equal payloads encrypt
+//! differently.
+//!
+//! * [`PacketCrypt`] does the whole job: [`PacketCrypt::seal`] before sending,
+//!   [`PacketCrypt::open`] on receipt, with a typed [`CryptError`] for short, corrupted or
+//!   forged input.
+//! * [`CipherKind`] names the ciphers as kcptun's `--crypt` does; [`derive_key`] is kcptun's
+//!   `--key` to key derivation.
+//! * [`BlockCrypt`] / [`new_block_crypt`] expose the bare kcp-go ciphers.
+//!
+//! # Security
+//! The kcp-go format has **no authentication**: the CRC detects accidents, not attackers, and
+//! there is no replay protection (PROTOCOL D.1). `xor` and `none` are not encryption at all. For
+//! links where both ends run this crate, [`CipherKind::Aes256Gcm`] and
+//! [`CipherKind::ChaCha20Poly1305`] authenticate every packet; **Go peers do not understand
+//! them**.
+//!
+//! ```
+//! use crypt::{CipherKind, PacketCrypt};
+//!
+//! // kcptun's defaults: `--crypt aes --key "it's a secrect"`.
+//! let tx = PacketCrypt::from_passphrase(CipherKind::from_kcptun_name("aes"), "it's a secrect");
+//! let rx = tx.clone();
+//!
+//! let mut datagram = vec![0u8; tx.header_len() + 5];
+//! datagram[tx.header_len()..].copy_from_slice(b"hello");
+//! tx.seal(&mut datagram);
+//! let payload = rx.open(&mut datagram).unwrap();
+//! assert_eq!(&datagram[payload], b"hello");
+//! ```
+
+mod aead;
+mod block;
+mod kind;
+mod nonce;
+mod packet;
+mod tea;
+
+#[cfg(test)]
+mod tests;
+
+pub use aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN};
+pub use block::{BlockCrypt, INITIAL_VECTOR, new_block_crypt};
+pub use kind::CipherKind;
+pub use packet::PacketCrypt;
+
+/// Length of kcp-go's random nonce at the start of each datagram (PROTOCOL B.1).
+pub const NONCE_LEN: usize = 16;
+/// Length of the CRC32 field after the nonce (PROTOCOL B.1).
+pub const CRC_LEN: usize = 4;
+/// kcp-go's `cryptHeaderSize`: nonce + CRC, in front of every datagram when crypto is on.
+pub const HEADER_LEN: usize = NONCE_LEN + CRC_LEN;
+
+/// kcptun's PBKDF2 salt (PROTOCOL D.5).
+const KEY_SALT: &[u8] = b"kcp-go";
+/// kcptun's PBKDF2 iteration count (PROTOCOL D.5).
+const KEY_ITERATIONS: u32 = 4096;
+
+/// kcptun's key derivation (PROTOCOL D.5): PBKDF2-HMAC-SHA1 of the `--key` string with salt
+/// `"kcp-go"`, 4096 iterations, 32 bytes. Each cipher then takes the prefix it needs (D.3).
+///
+/// ```
+/// let key = crypt::derive_key(b"it's a secrect"); // kcptun's default --key
+/// assert_eq!(key[..4], [0x25, 0xd7, 0xd7, 0xbd]);
+/// ```
+pub fn derive_key(passphrase: &[u8]) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha1::Sha1>(passphrase, KEY_SALT, KEY_ITERATIONS, &mut key);
+    key
+}
+
+/// Errors of this crate. Every `open` failure means "drop this datagram"; none is fatal to a
+/// session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptError {
+    /// The datagram is shorter than the crypto header (plus tag): it cannot be a sealed packet.
+    /// kcp-go drops these silently (PROTOCOL B.3 step 1); drop it.
+    #[error("packet of {len} bytes is shorter than the {min}-byte crypto overhead")]
+    TooShort {
+        /// Received length.
+        len: usize,
+        /// Least length a sealed packet has.
+        min: usize,
+    },
+    /// The decrypted CRC32 does not match the payload: corruption, a wrong key or cipher on
+    /// one side, or garbage. Count it as kcp-go's `InCsumErrors` and drop the datagram.
+    #[error("CRC32 mismatch: header says {expected:#010x}, payload gives {computed:#010x}")]
+    ChecksumMismatch {
+        /// CRC found in the decrypted header.
+        expected: u32,
+        /// CRC computed over the decrypted payload.
+        computed: u32,
+    },
+    /// An authenticated packet failed its tag check: it was modified, truncated, forged, or
+    /// sealed with another key or cipher. Count and drop it.
+    #[error("authentication tag check failed")]
+    AuthenticationFailed,
+    /// [`PacketCrypt::try_seal`] got a buffer with no room for the header and trailer;
+    /// reserve [`PacketCrypt::overhead`] bytes.
+    #[error("buffer of {len} bytes cannot hold the {min}-byte crypto overhead")]
+    SealBufferTooSmall {
+        /// Buffer length given.
+        len: usize,
+        /// Least length needed.
+        min: usize,
+    },
+    /// A cipher name not known to this crate, from the strict [`core::str::FromStr`] of
+    /// [`CipherKind`]. Use one of the names of [`CipherKind::ALL`], or
+    /// [`CipherKind::from_kcptun_name`] for kcptun's fallback to `aes`.
+    #[error("unknown cipher name {name:?}")]
+    UnknownCipher {
+        /// The rejected name (at most 64 characters of it).
+        name: String,
+    },
+}

@@ -1,0 +1,197 @@
+//! The kcp-go `BlockCrypt` ciphers (PROTOCOL D.2 – D.4): whole datagram, in place, no
+//! authentication and a fresh cipher state per datagram.
+
+use cipher::{
+    Array, Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, KeyIvInit, StreamCipher,
+    typenum::Unsigned,
+};
+
+use crate::kind::CipherKind;
+use crate::tea::{Tea8, XteaBe};
+
+/// kcp-go's fixed CFB initial vector (PROTOCOL D.2); 8-byte-block ciphers use its first 8 bytes.
+pub const INITIAL_VECTOR: [u8; 16] = [
+    0xa7, 0x73, 0x4f, 0x9c, 0x12, 0xac, 0x1b, 0x01, 0xa4, 0x15, 0xf2, 0xc1, 0xfc, 0x78, 0xe6, 0x6b,
+];
+
+/// Salt of the `xor` cipher's PBKDF2 table (PROTOCOL D.4).
+const XOR_SALT: &[u8] = b"sH3CIVoF#rWLtJo6";
+/// kcp-go's `mtuLimit`: the `xor` table length, and so the longest prefix it scrambles.
+pub(crate) const XOR_TABLE_LEN: usize = 1500;
+/// PBKDF2 iterations for the `xor` table.
+const XOR_ITERATIONS: u32 = 32;
+/// Salsa20's clear nonce prefix (PROTOCOL D.4).
+const SALSA20_NONCE_LEN: usize = 8;
+
+/// A kcp-go packet cipher: transforms a **whole datagram** in place, nonce and CRC included
+/// (PROTOCOL D.1).
+///
+/// Implementations keep their expanded key and restart the cipher state for every call, so
+/// `encrypt` and `decrypt` are pure functions of the key and the buffer and can run
+/// concurrently from many threads. They never panic, whatever the buffer length (an empty
+/// buffer is left as is). Most callers want [`PacketCrypt`](crate::PacketCrypt), which adds the
+/// nonce and CRC32 header on top.
+///
+/// ```
+/// use crypt::{BlockCrypt, CipherKind, derive_key, new_block_crypt};
+///
+/// let bc = new_block_crypt(CipherKind::Aes, &derive_key(b"it's a secrect")).unwrap();
+/// let mut buf = *b"sixteen byte nonce, crc, then kcp";
+/// bc.encrypt(&mut buf);
+/// assert_ne!(&buf, b"sixteen byte nonce, crc, then kcp");
+/// bc.decrypt(&mut buf);
+/// assert_eq!(&buf, b"sixteen byte nonce, crc, then kcp");
+/// ```
+pub trait BlockCrypt: Send + Sync {
+    /// Encrypts `buf` in place.
+    fn encrypt(&self, buf: &mut [u8]);
+    /// Decrypts `buf` in place.
+    fn decrypt(&self, buf: &mut [u8]);
+}
+
+/// Builds the kcp-go cipher for `kind` from the 32-byte derived key exactly as kcptun does
+/// (PROTOCOL D.3: which prefix of the key each cipher takes). Returns `None` for the
+/// authenticated kinds, which are not `BlockCrypt`s (see [`PacketCrypt`](crate::PacketCrypt)).
+pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn BlockCrypt>> {
+    let k16: &[u8; 16] = key.first_chunk().unwrap_or(&[0; 16]);
+    Some(match kind {
+        CipherKind::Aes => cfb(aes::Aes256::new(key.into())),
+        CipherKind::Aes128 => cfb(aes::Aes128::new(k16.into())),
+        CipherKind::Aes192 => cfb(<aes::Aes192 as KeyInit>::new_from_slice(&key[..24]).ok()?),
+        CipherKind::Salsa20 => Box::new(Salsa20Crypt { key: *key }),
+        CipherKind::Blowfish => cfb(<blowfish::Blowfish as KeyInit>::new_from_slice(key).ok()?),
+        CipherKind::Twofish => cfb(<twofish::Twofish as KeyInit>::new_from_slice(key).ok()?),
+        CipherKind::Cast5 => cfb(<cast5::Cast5 as KeyInit>::new_from_slice(k16).ok()?),
+        CipherKind::TripleDes => cfb(<des::TdesEde3 as KeyInit>::new_from_slice(&key[..24]).ok()?),
+        CipherKind::Tea => cfb(Tea8::new(k16)),
+        CipherKind::Xtea => cfb(XteaBe::new(k16)),
+        CipherKind::Sm4 => cfb(sm4::Sm4::new(k16.into())),
+        CipherKind::Xor => Box::new(XorCrypt::new(key)),
+        CipherKind::None => Box::new(NoneCrypt),
+        CipherKind::Aes256Gcm | CipherKind::ChaCha20Poly1305 => return None,
+    })
+}
+
+fn cfb<C>(cipher: C) -> Box<dyn BlockCrypt>
+where
+    C: BlockCipherEncrypt + Send + Sync + 'static,
+{
+    let mut iv = Block::<C>::default();
+    let n = C::BlockSize::USIZE;
+    iv.copy_from_slice(&INITIAL_VECTOR[..n]);
+    Box::new(Cfb { cipher, iv })
+}
+
+/// Full-block CFB with kcp-go's fixed IV (PROTOCOL D.2). The key schedule is expanded once, at
+/// construction; each call borrows it (`Encryptor<&C>`), so a packet costs no key setup, only
+/// the `E(IV)` block that restarts the mode. Decryption runs the cipher on several blocks at once
+/// where the backend can (AES-NI), because in CFB every keystream block depends only on
+/// ciphertext.
+struct Cfb<C: BlockSizeUser> {
+    cipher: C,
+    iv: Block<C>,
+}
+
+impl<C> BlockCrypt for Cfb<C>
+where
+    C: BlockCipherEncrypt + Send + Sync,
+{
+    #[inline]
+    fn encrypt(&self, buf: &mut [u8]) {
+        cfb_mode::Encryptor::<&C>::inner_iv_init(&self.cipher, &self.iv).encrypt(buf);
+    }
+
+    #[inline]
+    fn decrypt(&self, buf: &mut [u8]) {
+        cfb_mode::Decryptor::<&C>::inner_iv_init(&self.cipher, &self.iv).decrypt(buf);
+    }
+}
+
+/// kcp-go's `salsa20BlockCrypt` (PROTOCOL D.4): the first 8 bytes of the datagram (the start
+/// of the random packet nonce) are the Salsa20 nonce and stay in clear; the rest is XORed with
+/// the keystream from block counter 0. A datagram of 8 bytes or fewer is left unchanged (kcp-go
+/// would panic on fewer than 8).
+struct Salsa20Crypt {
+    key: [u8; 32],
+}
+
+impl Salsa20Crypt {
+    #[inline]
+    fn apply(&self, buf: &mut [u8]) {
+        let Some((nonce, body)) = buf.split_first_chunk_mut::<SALSA20_NONCE_LEN>() else {
+            return;
+        };
+        let nonce: Array<u8, _> = (*nonce).into();
+        salsa20::Salsa20::new(&self.key.into(), &nonce).apply_keystream(body);
+    }
+}
+
+impl BlockCrypt for Salsa20Crypt {
+    fn encrypt(&self, buf: &mut [u8]) {
+        self.apply(buf);
+    }
+    fn decrypt(&self, buf: &mut [u8]) {
+        self.apply(buf);
+    }
+}
+
+/// kcp-go's `simpleXORBlockCrypt` (PROTOCOL D.4): byte `i` is XORed with `table[i]` for the
+/// first 1500 bytes; anything beyond the table stays in clear, as in kcp-go.
+struct XorCrypt {
+    table: Box<[u8; XOR_TABLE_LEN]>,
+}
+
+impl XorCrypt {
+    fn new(key: &[u8; 32]) -> Self {
+        let mut table = Box::new([0u8; XOR_TABLE_LEN]);
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(key, XOR_SALT, XOR_ITERATIONS, &mut table[..]);
+        XorCrypt { table }
+    }
+
+    #[inline]
+    fn apply(&self, buf: &mut [u8]) {
+        // Zipped iterators bound both lengths, and the fixed-width chunks let the compiler emit
+        // wide vector XORs.
+        let mut bufs = buf.chunks_exact_mut(64);
+        let mut tabs = self.table.chunks_exact(64);
+        for (b, t) in (&mut bufs).zip(&mut tabs) {
+            for (x, y) in b.iter_mut().zip(t) {
+                *x ^= *y;
+            }
+        }
+        let consumed = buf.len().min(XOR_TABLE_LEN) / 64 * 64;
+        let rest_b = buf.get_mut(consumed..).unwrap_or_default();
+        let rest_t = self.table.get(consumed..).unwrap_or_default();
+        for (x, y) in rest_b.iter_mut().zip(rest_t) {
+            *x ^= *y;
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn table(&self) -> &[u8] {
+        &self.table[..]
+    }
+}
+
+impl BlockCrypt for XorCrypt {
+    fn encrypt(&self, buf: &mut [u8]) {
+        self.apply(buf);
+    }
+    fn decrypt(&self, buf: &mut [u8]) {
+        self.apply(buf);
+    }
+}
+
+/// kcp-go's `noneBlockCrypt`: identity. The header is still written and checked, so the CRC
+/// still catches corruption.
+struct NoneCrypt;
+
+impl BlockCrypt for NoneCrypt {
+    fn encrypt(&self, _buf: &mut [u8]) {}
+    fn decrypt(&self, _buf: &mut [u8]) {}
+}
+
+#[cfg(test)]
+pub(crate) fn xor_table(key: &[u8; 32]) -> Vec<u8> {
+    XorCrypt::new(key).table().to_vec()
+}

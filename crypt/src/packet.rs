@@ -1,0 +1,213 @@
+//! [`PacketCrypt`]: the per-datagram header plus cipher the session applies on output
+//! (PROTOCOL B.2 step 2) and input (B.3 step 1).
+
+use core::ops::Range;
+use std::sync::Arc;
+
+use crate::aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN, Aead};
+use crate::block::{BlockCrypt, new_block_crypt};
+use crate::kind::CipherKind;
+use crate::nonce::NonceGen;
+use crate::{CRC_LEN, CryptError, HEADER_LEN, NONCE_LEN, derive_key};
+
+/// Seals and opens whole datagrams for one cipher and key.
+///
+/// **kcp-go ciphers** (the thirteen of [`CipherKind::KCPTUN`]) use kcp-go's 20-byte header:
+/// a fresh 16-byte random nonce, then the CRC32-IEEE of everything after the header,
+/// little-endian; then the whole datagram, header included, goes through the cipher
+/// (PROTOCOL B.2 step 2). That is confidentiality (except `xor`/`none`) plus error detection,
+/// **not** authentication: anyone can forge packets that pass the CRC.
+///
+/// **Authenticated kinds** ([`CipherKind::Aes256Gcm`], [`CipherKind::ChaCha20Poly1305`]) use a
+/// 12-byte clear nonce header and a 16-byte tag trailer and reject every modified packet; only
+/// peers running this crate understand them.
+///
+/// Cheap to clone (an `Arc` inside); `Send + Sync`, and both `seal` and `open` take `&self`, so
+/// one instance can serve every session of a listener concurrently. All key schedules are
+/// expanded in [`PacketCrypt::new`]; a packet costs one nonce (an AES block), the CRC and the
+/// cipher itself, without allocating.
+///
+/// ```
+/// use crypt::{CipherKind, PacketCrypt};
+///
+/// let pc = PacketCrypt::from_passphrase(CipherKind::Aes, "it's a secrect");
+/// let payload = b"kcp segment bytes";
+/// let mut buf = vec![0u8; pc.header_len() + payload.len() + pc.trailer_len()];
+/// buf[pc.header_len()..pc.header_len() + payload.len()].copy_from_slice(payload);
+/// pc.seal(&mut buf);
+///
+/// let range = pc.open(&mut buf).expect("intact packet");
+/// assert_eq!(&buf[range], payload);
+///
+/// // A flipped bit is caught by the CRC.
+/// pc.seal(&mut buf);
+/// buf[30] ^= 1;
+/// assert!(pc.open(&mut buf).is_err());
+/// ```
+#[derive(Clone)]
+pub struct PacketCrypt {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: CipherKind,
+    mode: Mode,
+    nonces: NonceGen,
+}
+
+enum Mode {
+    Legacy(Box<dyn BlockCrypt>),
+    Aead(Aead),
+}
+
+impl PacketCrypt {
+    /// Builds the cipher for `kind` from a 32-byte key, using the key prefix kcptun uses for each
+    /// cipher (PROTOCOL D.3). The authenticated kinds use all 32 bytes.
+    pub fn new(kind: CipherKind, key: &[u8; 32]) -> PacketCrypt {
+        let mode = match kind {
+            CipherKind::Aes256Gcm => Mode::Aead(Aead::aes256gcm(key)),
+            CipherKind::ChaCha20Poly1305 => Mode::Aead(Aead::chacha20poly1305(key)),
+            // Every kcptun kind accepts the key prefix D.3 gives it (fixed lengths, checked by
+            // the `every_kcptun_kind_constructs` test), so this cannot fail at run time.
+            _ => Mode::Legacy(
+                new_block_crypt(kind, key).expect("every kcptun cipher accepts its D.3 key length"),
+            ),
+        };
+        PacketCrypt {
+            inner: Arc::new(Inner {
+                kind,
+                mode,
+                nonces: NonceGen::new(),
+            }),
+        }
+    }
+
+    /// kcptun's construction from its `--key` string: [`derive_key`] (PBKDF2-HMAC-SHA1, salt
+    /// `kcp-go`, 4096 iterations), then [`PacketCrypt::new`]. The PBKDF2 costs a few
+    /// milliseconds: build once and clone.
+    pub fn from_passphrase(kind: CipherKind, passphrase: &str) -> PacketCrypt {
+        PacketCrypt::new(kind, &derive_key(passphrase.as_bytes()))
+    }
+
+    /// The cipher this instance uses.
+    pub fn kind(&self) -> CipherKind {
+        self.inner.kind
+    }
+
+    /// Bytes in front of the payload: 20 (nonce 16 + CRC 4, PROTOCOL B.1) for every kcp-go
+    /// cipher, 12 (the nonce) for the authenticated kinds. The session reserves this much in
+    /// front of each datagram and gives the FEC encoder this offset.
+    pub fn header_len(&self) -> usize {
+        match self.inner.mode {
+            Mode::Legacy(_) => HEADER_LEN,
+            Mode::Aead(_) => AEAD_NONCE_LEN,
+        }
+    }
+
+    /// Bytes after the payload: 0 for kcp-go ciphers, 16 (the tag) for the authenticated kinds.
+    pub fn trailer_len(&self) -> usize {
+        match self.inner.mode {
+            Mode::Legacy(_) => 0,
+            Mode::Aead(_) => AEAD_TAG_LEN,
+        }
+    }
+
+    /// `header_len() + trailer_len()`: the size of a sealed packet with an empty payload, and
+    /// the least [`PacketCrypt::open`] accepts.
+    pub fn overhead(&self) -> usize {
+        self.header_len() + self.trailer_len()
+    }
+
+    /// Seals `buf` in place: `buf` is `header_len()` bytes of space, the payload, then
+    /// `trailer_len()` bytes of space. Writes the nonce (and CRC or tag) and encrypts.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than [`PacketCrypt::overhead`], a caller bug (the buffer is local,
+    /// never peer input). Use [`PacketCrypt::try_seal`] to get an error instead.
+    pub fn seal(&self, buf: &mut [u8]) {
+        if let Err(e) = self.try_seal(buf) {
+            panic!("PacketCrypt::seal: {e}");
+        }
+    }
+
+    /// [`PacketCrypt::seal`] that reports a too-short buffer instead of panicking (and then
+    /// leaves `buf` untouched).
+    pub fn try_seal(&self, buf: &mut [u8]) -> Result<(), CryptError> {
+        let len = buf.len();
+        let min = self.overhead();
+        if len < min {
+            return Err(CryptError::SealBufferTooSmall { len, min });
+        }
+        let inner = &*self.inner;
+        match &inner.mode {
+            Mode::Legacy(bc) => {
+                let (header, body) = buf.split_at_mut(HEADER_LEN);
+                header[..NONCE_LEN].copy_from_slice(&inner.nonces.next());
+                let crc = crc32fast::hash(body);
+                header[NONCE_LEN..NONCE_LEN + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+                bc.encrypt(buf);
+            }
+            Mode::Aead(aead) => {
+                let (header, rest) = buf.split_at_mut(AEAD_NONCE_LEN);
+                let (body, tag) = rest.split_at_mut(rest.len() - AEAD_TAG_LEN);
+                let nonce = inner.nonces.next_counter96();
+                header.copy_from_slice(&nonce);
+                let tag: &mut [u8; AEAD_TAG_LEN] = tag
+                    .try_into()
+                    .map_err(|_| CryptError::SealBufferTooSmall { len, min })?;
+                aead.seal(&nonce, body, tag);
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens a received datagram in place: decrypts it, verifies the CRC (kcp-go ciphers) or the
+    /// tag (authenticated kinds) and returns where the payload lies within `buf`.
+    ///
+    /// Accepts any bytes and never panics. On error the contents of `buf` are unspecified (kcp-go
+    /// decrypts before checking too); the session drops the datagram and counts the error
+    /// (`InCsumErrors` for [`CryptError::ChecksumMismatch`], PROTOCOL B.3 step 1).
+    pub fn open(&self, buf: &mut [u8]) -> Result<Range<usize>, CryptError> {
+        let len = buf.len();
+        let min = self.overhead();
+        if len < min {
+            return Err(CryptError::TooShort { len, min });
+        }
+        match &self.inner.mode {
+            Mode::Legacy(bc) => {
+                bc.decrypt(buf);
+                let (header, body) = buf.split_at(HEADER_LEN);
+                let mut c = [0u8; CRC_LEN];
+                c.copy_from_slice(&header[NONCE_LEN..]);
+                let expected = u32::from_le_bytes(c);
+                let computed = crc32fast::hash(body);
+                if expected != computed {
+                    return Err(CryptError::ChecksumMismatch { expected, computed });
+                }
+                Ok(HEADER_LEN..len)
+            }
+            Mode::Aead(aead) => {
+                let (header, rest) = buf.split_at_mut(AEAD_NONCE_LEN);
+                let (body, tag) = rest.split_at_mut(rest.len() - AEAD_TAG_LEN);
+                let (Ok(header), Ok(tag)) = (
+                    <&[u8; AEAD_NONCE_LEN]>::try_from(&*header),
+                    <&[u8; AEAD_TAG_LEN]>::try_from(&*tag),
+                ) else {
+                    return Err(CryptError::TooShort { len, min });
+                };
+                aead.open(header, body, tag)
+                    .map_err(|_| CryptError::AuthenticationFailed)?;
+                Ok(AEAD_NONCE_LEN..len - AEAD_TAG_LEN)
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for PacketCrypt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never print key material.
+        f.debug_struct("PacketCrypt")
+            .field("kind", &self.inner.kind)
+            .finish_non_exhaustive()
+    }
+}
