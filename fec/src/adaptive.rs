@@ -1,0 +1,390 @@
+//! Sender-side adaptive parity (not in kcp-go): choose `ps` from the observed loss rate.
+//!
+//! Only the sender's choice is on the wire; receivers, ours and kcp-go's, follow it through
+//! autotune (PROTOCOL C.4), so a Go peer still decodes everything. The session owns one
+//! [`AdaptiveParity`], feeds it loss observations and applies its choice with
+//! [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards), which takes
+//! effect at the next group boundary.
+//!
+//! # Model
+//! Losses are taken as independent with probability `p`. In a group of `n = ds + ps` shards
+//! with `x` lost, everything is rebuilt when `x <= ps`; otherwise the lost data shards
+//! (`x * ds / n` on average) stay lost. The policy picks the `ps` in `[min, max]` that maximises
+//! `recovered(ps) - parity_cost * ps` per group: a parity shard is worth sending while it
+//! rebuilds, on average, at least `parity_cost` data packets. This weighs what FEC is for
+//! (sparing retransmission round trips) against what it costs (parity bytes), and avoids the
+//! trap of a residual-loss target, which at high loss buys the last fractions of a percent with
+//! parity that almost never repairs anything.
+//!
+//! # Estimating p
+//! A sender does not see the channel loss directly: FEC hides the losses it repairs. What it
+//! sees are the packets the peer still lacked (KCP retransmissions). [`AdaptiveParity::observe`]
+//! takes those and inverts the model above for the `ps` in force (the residual loss is
+//! increasing in `p`). When the caller knows the raw channel loss (a simulation, or a
+//! receiver-side count of a symmetric link), [`AdaptiveParity::observe_channel`] takes it
+//! directly. Estimates are smoothed over windows of packets (EWMA).
+//!
+//! # Hysteresis
+//! `ps` rises as soon as the optimum rises (losses hurt at once), but falls one step at a
+//! time, only after `down_hold` consecutive windows in which the optimum is lower even for a
+//! loss estimate `down_margin` higher than measured. A loss rate sitting on a decision boundary
+//! therefore does not make `ps` flap.
+
+use crate::FecError;
+use crate::code::MAX_TOTAL_SHARDS;
+
+/// Tuning of [`AdaptiveParity`]; every default is explained on its field.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AdaptiveConfig {
+    /// Data packets per evaluation window. Default 500: at 1 % loss a window holds ~5 losses,
+    /// enough for a rough estimate that the EWMA then smooths; ~50 groups of 10.
+    pub window: u64,
+    /// Weight of the newest window in the loss estimate (EWMA), in (0, 1]. Default 0.3:
+    /// follows a change within a few windows without chasing every noisy one.
+    pub smoothing: f64,
+    /// Data packets a parity shard must rebuild per group, on average, to be worth its bytes,
+    /// in (0, 1). Default 0.25: one parity packet in four repairs a loss.
+    pub parity_cost: f64,
+    /// Consecutive windows that must agree before `ps` is lowered. Default 3.
+    pub down_hold: u32,
+    /// Relative margin on the loss estimate when checking whether to lower `ps`. Default 0.25.
+    pub down_margin: f64,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        AdaptiveConfig {
+            window: 500,
+            smoothing: 0.3,
+            parity_cost: 0.25,
+            down_hold: 3,
+            down_margin: 0.25,
+        }
+    }
+}
+
+impl AdaptiveConfig {
+    /// Checks every field's range.
+    pub fn validate(&self) -> Result<(), FecError> {
+        let bad = |reason| Err(FecError::InvalidAdaptiveConfig { reason });
+        if self.window == 0 {
+            return bad("window must be at least 1 packet");
+        }
+        if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
+            return bad("smoothing must be in (0, 1]");
+        }
+        if !(self.parity_cost > 0.0 && self.parity_cost < 1.0) {
+            return bad("parity_cost must be in (0, 1)");
+        }
+        if !(self.down_margin >= 0.0 && self.down_margin.is_finite()) {
+            return bad("down_margin must be finite and >= 0");
+        }
+        Ok(())
+    }
+}
+
+/// Chooses the parity shard count from observed loss; see the [module docs](self).
+///
+/// ```
+/// use fec::AdaptiveParity;
+/// let mut policy = AdaptiveParity::new(10, 1, 8).unwrap();
+/// assert_eq!(policy.parity_shards(), 1); // starts at the minimum
+/// // 15 % of 1000 packets lost on the channel: a few parity shards pay off.
+/// policy.observe_channel(1000, 150);
+/// assert_eq!(policy.parity_shards(), 3);
+/// ```
+#[derive(Debug, Clone)]
+pub struct AdaptiveParity {
+    ds: usize,
+    min_ps: usize,
+    max_ps: usize,
+    cfg: AdaptiveConfig,
+    ps: usize,
+    estimate: Option<f64>,
+    sent: u64,
+    lost: u64,
+    /// Whether the current window's observations are residual (post-FEC) losses.
+    residual: bool,
+    hold: u32,
+}
+
+impl AdaptiveParity {
+    /// A policy for `data_shards` per group choosing `ps` in `[min_ps, max_ps]`, with the
+    /// default [`AdaptiveConfig`]. Starts at `min_ps`.
+    pub fn new(data_shards: usize, min_ps: usize, max_ps: usize) -> Result<Self, FecError> {
+        Self::with_config(data_shards, min_ps, max_ps, AdaptiveConfig::default())
+    }
+
+    /// [`AdaptiveParity::new`] with an explicit configuration.
+    pub fn with_config(
+        data_shards: usize,
+        min_ps: usize,
+        max_ps: usize,
+        cfg: AdaptiveConfig,
+    ) -> Result<Self, FecError> {
+        if data_shards == 0
+            || min_ps == 0
+            || min_ps > max_ps
+            || data_shards + max_ps > MAX_TOTAL_SHARDS
+        {
+            return Err(FecError::InvalidShards {
+                data_shards,
+                parity_shards: max_ps,
+            });
+        }
+        cfg.validate()?;
+        Ok(AdaptiveParity {
+            ds: data_shards,
+            min_ps,
+            max_ps,
+            cfg,
+            ps: min_ps,
+            estimate: None,
+            sent: 0,
+            lost: 0,
+            residual: true,
+            hold: 0,
+        })
+    }
+
+    /// The parity count to use now.
+    pub fn parity_shards(&self) -> usize {
+        self.ps
+    }
+
+    /// The smoothed channel loss estimate, once a window has been evaluated.
+    pub fn loss_estimate(&self) -> Option<f64> {
+        self.estimate
+    }
+
+    /// Records `sent` data packets of which `lost` never reached the peer even with FEC
+    /// (what a sender sees, e.g. KCP retransmissions). Returns the new parity count when this
+    /// observation changed it.
+    pub fn observe(&mut self, sent: u64, lost: u64) -> Option<usize> {
+        self.add(sent, lost, true)
+    }
+
+    /// Records `sent` packets of which `lost` were lost on the channel, before FEC.
+    /// Returns the new parity count when this observation changed it.
+    pub fn observe_channel(&mut self, sent: u64, lost: u64) -> Option<usize> {
+        self.add(sent, lost, false)
+    }
+
+    fn add(&mut self, sent: u64, lost: u64, residual: bool) -> Option<usize> {
+        if residual != self.residual {
+            self.sent = 0;
+            self.lost = 0;
+            self.residual = residual;
+        }
+        self.sent = self.sent.saturating_add(sent);
+        self.lost = self.lost.saturating_add(lost.min(sent));
+        if self.sent < self.cfg.window {
+            return None;
+        }
+        // Precision loss in the casts is irrelevant for a rate.
+        let rate = self.lost as f64 / self.sent as f64;
+        self.sent = 0;
+        self.lost = 0;
+        let p = if residual {
+            invert_residual(self.ds, self.ps, rate)
+        } else {
+            rate
+        };
+        let est = match self.estimate {
+            Some(old) => self.cfg.smoothing * p + (1.0 - self.cfg.smoothing) * old,
+            None => p,
+        };
+        self.estimate = Some(est);
+
+        let up = self.best(est);
+        let old = self.ps;
+        if up > self.ps {
+            self.ps = up;
+            self.hold = 0;
+        } else if self.best((est * (1.0 + self.cfg.down_margin)).min(MAX_P)) < self.ps {
+            self.hold += 1;
+            if self.hold >= self.cfg.down_hold {
+                self.ps -= 1;
+                self.hold = 0;
+            }
+        } else {
+            self.hold = 0;
+        }
+        (self.ps != old).then_some(self.ps)
+    }
+
+    /// The `ps` maximising expected rebuilt packets minus parity cost per group at loss `p`.
+    fn best(&self, p: f64) -> usize {
+        let mut best = self.min_ps;
+        let mut best_score = f64::NEG_INFINITY;
+        for ps in self.min_ps..=self.max_ps {
+            let (rec, _) = group_model(self.ds, ps, p);
+            let score = rec - self.cfg.parity_cost * ps as f64;
+            // Strictly better only: ties keep the smaller ps.
+            if score > best_score + 1e-12 {
+                best = ps;
+                best_score = score;
+            }
+        }
+        best
+    }
+}
+
+const MAX_P: f64 = 0.99;
+
+/// For a group of `ds` data and `ps` parity shards with independent loss `p`: the expected data
+/// packets rebuilt per group, and the expected fraction of data packets lost for good.
+pub(crate) fn group_model(ds: usize, ps: usize, p: f64) -> (f64, f64) {
+    let n = ds + ps;
+    let p = p.clamp(0.0, MAX_P);
+    if p == 0.0 {
+        return (0.0, 0.0);
+    }
+    let nf = n as f64;
+    let ratio = p / (1.0 - p);
+    let mut pmf = (1.0 - p).powi(n as i32);
+    let (mut rec, mut res) = (0.0, 0.0);
+    for x in 0..=n {
+        let xf = x as f64;
+        if x <= ps {
+            rec += pmf * xf * ds as f64 / nf;
+        } else {
+            res += pmf * xf / nf;
+        }
+        pmf *= (nf - xf) / (xf + 1.0) * ratio;
+    }
+    (rec, res)
+}
+
+/// The channel loss `p` whose residual loss at (ds, ps) equals `rate` (bisection; the
+/// residual is increasing in `p`).
+fn invert_residual(ds: usize, ps: usize, rate: f64) -> f64 {
+    if rate <= 0.0 {
+        return 0.0;
+    }
+    let (mut lo, mut hi) = (0.0f64, MAX_P);
+    if group_model(ds, ps, hi).1 <= rate {
+        return hi;
+    }
+    for _ in 0..50 {
+        let mid = 0.5 * (lo + hi);
+        if group_model(ds, ps, mid).1 < rate {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_matches_closed_form_values() {
+        // Values from an independent computation (Python, exact binomials).
+        let (rec, res) = group_model(10, 3, 0.15);
+        assert!((rec - 1.1037).abs() < 1e-4, "{rec}");
+        assert!((res - 0.03963).abs() < 1e-5, "{res}");
+        let (rec, res) = group_model(10, 1, 0.05);
+        assert!((rec - 0.2994).abs() < 1e-4);
+        assert!((res - 0.02006).abs() < 1e-5);
+    }
+
+    #[test]
+    fn inversion_recovers_p() {
+        for p in [0.005, 0.01, 0.05, 0.15, 0.3] {
+            for ps in [1, 3, 6] {
+                let (_, res) = group_model(10, ps, p);
+                let back = invert_residual(10, ps, res);
+                assert!((back - p).abs() < 1e-6, "p {p} ps {ps} back {back}");
+            }
+        }
+    }
+
+    #[test]
+    fn picks_more_parity_for_more_loss_within_bounds() {
+        let choice = |p: f64| {
+            let mut a = AdaptiveParity::new(10, 1, 8).unwrap();
+            a.observe_channel(10_000, (p * 10_000.0) as u64);
+            a.parity_shards()
+        };
+        assert_eq!(choice(0.0), 1);
+        assert_eq!(choice(0.01), 1);
+        assert_eq!(choice(0.05), 1);
+        assert_eq!(choice(0.15), 3);
+        assert_eq!(choice(0.30), 7);
+        let mut a = AdaptiveParity::new(10, 1, 5).unwrap();
+        a.observe_channel(1000, 300);
+        assert_eq!(a.parity_shards(), 5, "capped at max");
+        let mut a = AdaptiveParity::new(10, 2, 4).unwrap();
+        a.observe_channel(1000, 0);
+        assert_eq!(a.parity_shards(), 2, "floored at min");
+    }
+
+    #[test]
+    fn rises_at_once_falls_slowly_one_step_at_a_time() {
+        let mut a = AdaptiveParity::new(10, 1, 8).unwrap();
+        assert_eq!(a.observe_channel(500, 150), Some(7));
+        // Loss stops: the EWMA decays and ps comes down one step per down_hold windows.
+        let mut trace = Vec::new();
+        for _ in 0..60 {
+            a.observe_channel(500, 0);
+            trace.push(a.parity_shards());
+        }
+        assert_eq!(*trace.last().unwrap(), 1);
+        for w in trace.windows(2) {
+            assert!(w[0] == w[1] || w[0] == w[1] + 1, "{trace:?}");
+        }
+        assert!(
+            trace[..2].iter().all(|&ps| ps == 7),
+            "no drop before down_hold: {trace:?}"
+        );
+    }
+
+    #[test]
+    fn no_flapping_on_a_boundary() {
+        // Find a loss rate right on the 2/3 boundary and feed noisy windows around it.
+        let mut a = AdaptiveParity::new(10, 1, 8).unwrap();
+        let mut changes = 0;
+        let mut state = 12345u64;
+        for _ in 0..400 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let lost = 55 + (state >> 33) % 20; // 11 % .. 15 % of 500
+            if a.observe_channel(500, lost).is_some() {
+                changes += 1;
+            }
+        }
+        assert!(changes <= 4, "ps changed {changes} times");
+    }
+
+    #[test]
+    fn residual_observations_converge_to_the_channel_choice() {
+        // Closed loop: the sender sees only what FEC did not repair at the ps in force.
+        for (p, want) in [(0.01, 1), (0.15, 3)] {
+            let mut a = AdaptiveParity::new(10, 1, 8).unwrap();
+            for _ in 0..100 {
+                let (_, res) = group_model(10, a.parity_shards(), p);
+                a.observe(10_000, (res * 10_000.0).round() as u64);
+            }
+            assert_eq!(a.parity_shards(), want, "p {p}");
+        }
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(AdaptiveParity::new(10, 0, 3).is_err());
+        assert!(AdaptiveParity::new(10, 4, 3).is_err());
+        assert!(AdaptiveParity::new(250, 1, 7).is_err());
+        let cfg = AdaptiveConfig {
+            smoothing: 0.0,
+            ..AdaptiveConfig::default()
+        };
+        assert!(AdaptiveParity::with_config(10, 1, 3, cfg).is_err());
+        assert!(AdaptiveConfig::default().validate().is_ok());
+    }
+}

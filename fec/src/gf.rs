@@ -1,0 +1,164 @@
+//! GF(2^8) multiply-accumulate kernels over byte slices (`out ^= c * input`).
+//!
+//! The code itself (generator polynomial 0x11D, Backblaze Vandermonde matrix, decode-matrix
+//! inversion) comes from `reed-solomon-erasure`; see [`crate::code`]. Only the inner loop lives
+//! here, because the hot paths need shapes that crate does not offer: accumulating one packet at
+//! a time into the parity (so the encoder keeps no copy of the group) and multiplying shards of
+//! different lengths without zero-padding copies (a shorter shard contributes zeros beyond its
+//! end, which is a no-op). On x86-64 with AVX2 it uses the split-nibble `pshufb` method: `c * x =
+//! lo[x & 15] ^ hi[x >> 4]`, two 16-entry lookups per byte, 32 bytes at a time. Elsewhere it falls
+//! back to `reed-solomon-erasure`'s own `mul_slice_xor`.
+
+/// x^8 + x^4 + x^3 + x^2 + 1, the polynomial of klauspost/reedsolomon and reed-solomon-erasure.
+const POLY: u16 = 0x11D;
+
+/// GF(2^8) multiplication by shift-and-add; only used to build [`NIBBLES`] at compile time.
+const fn mul_slow(a: u8, b: u8) -> u8 {
+    let mut a = a as u16;
+    let mut b = b;
+    let mut r: u16 = 0;
+    while b != 0 {
+        if b & 1 != 0 {
+            r ^= a;
+        }
+        a <<= 1;
+        if a & 0x100 != 0 {
+            a ^= POLY;
+        }
+        b >>= 1;
+    }
+    r as u8
+}
+
+/// For each coefficient `c`: `[c*0, c*1, .., c*15, c*0x00, c*0x10, .., c*0xF0]`.
+pub(crate) static NIBBLES: [[u8; 32]; 256] = {
+    let mut t = [[0u8; 32]; 256];
+    let mut c = 0;
+    while c < 256 {
+        let mut i = 0;
+        while i < 16 {
+            t[c][i] = mul_slow(c as u8, i as u8);
+            t[c][16 + i] = mul_slow(c as u8, (i as u8) << 4);
+            i += 1;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// `out[i] ^= c * input[i]` for every `i < input.len()`.
+///
+/// `out` may be longer than `input`: the shorter input stands for a zero-padded shard.
+///
+/// # Panics
+/// If `out` is shorter than `input` (an internal invariant, never peer-controlled).
+pub(crate) fn mul_acc(c: u8, input: &[u8], out: &mut [u8]) {
+    let out = &mut out[..input.len()];
+    if c == 0 {
+        return;
+    }
+    if c == 1 {
+        for (o, i) in out.iter_mut().zip(input) {
+            *o ^= *i;
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support was just checked at run time; `out.len() == input.len()`.
+            unsafe { x86::mul_acc_avx2(&NIBBLES[c as usize], input, out) };
+            return;
+        }
+    }
+    reed_solomon_erasure::galois_8::mul_slice_xor(c, input, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// AVX2 body of [`super::mul_acc`]: 64 then 32 bytes per step, scalar nibble lookups for the tail.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, and `out.len() == input.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mul_acc_avx2(tbl: &[u8; 32], input: &[u8], out: &mut [u8]) {
+        debug_assert_eq!(input.len(), out.len());
+        let n = input.len();
+        let ip = input.as_ptr();
+        let op = out.as_mut_ptr();
+        // SAFETY: `tbl` is 32 bytes, so both 16-byte unaligned loads are in bounds.
+        let (lo, hi) = unsafe {
+            (
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(tbl.as_ptr().cast())),
+                _mm256_broadcastsi128_si256(_mm_loadu_si128(tbl.as_ptr().add(16).cast())),
+            )
+        };
+        let mask = _mm256_set1_epi8(0x0F);
+        let mul = |x: __m256i| {
+            let l = _mm256_and_si256(x, mask);
+            let h = _mm256_and_si256(_mm256_srli_epi64::<4>(x), mask);
+            _mm256_xor_si256(_mm256_shuffle_epi8(lo, l), _mm256_shuffle_epi8(hi, h))
+        };
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: i + 64 <= n = input.len() = out.len(): all four 32-byte accesses are in
+            // bounds; unaligned loads/stores have no alignment requirement.
+            unsafe {
+                let x0 = _mm256_loadu_si256(ip.add(i).cast());
+                let x1 = _mm256_loadu_si256(ip.add(i + 32).cast());
+                let o0 = _mm256_loadu_si256(op.add(i).cast());
+                let o1 = _mm256_loadu_si256(op.add(i + 32).cast());
+                _mm256_storeu_si256(op.add(i).cast(), _mm256_xor_si256(o0, mul(x0)));
+                _mm256_storeu_si256(op.add(i + 32).cast(), _mm256_xor_si256(o1, mul(x1)));
+            }
+            i += 64;
+        }
+        if i + 32 <= n {
+            // SAFETY: i + 32 <= n, as above.
+            unsafe {
+                let x = _mm256_loadu_si256(ip.add(i).cast());
+                let o = _mm256_loadu_si256(op.add(i).cast());
+                _mm256_storeu_si256(op.add(i).cast(), _mm256_xor_si256(o, mul(x)));
+            }
+            i += 32;
+        }
+        for (o, x) in out[i..].iter_mut().zip(&input[i..]) {
+            *o ^= tbl[usize::from(x & 0x0F)] ^ tbl[16 + usize::from(x >> 4)];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reed_solomon_erasure::galois_8;
+
+    #[test]
+    fn nibble_tables_match_reed_solomon_erasure() {
+        for c in 0..=255u8 {
+            for x in 0..=255u8 {
+                let t = &NIBBLES[c as usize];
+                let got = t[usize::from(x & 15)] ^ t[16 + usize::from(x >> 4)];
+                assert_eq!(got, galois_8::mul(c, x), "c={c} x={x}");
+            }
+        }
+    }
+
+    #[test]
+    fn mul_acc_matches_scalar_for_every_length_and_coefficient() {
+        let input: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        for c in [0u8, 1, 2, 3, 29, 128, 255] {
+            for len in 0..input.len() {
+                let mut out: Vec<u8> = (0..len + 5).map(|i| (i * 13) as u8).collect();
+                let mut want = out.clone();
+                mul_acc(c, &input[..len], &mut out);
+                for i in 0..len {
+                    want[i] ^= galois_8::mul(c, input[i]);
+                }
+                assert_eq!(out, want, "c={c} len={len}");
+            }
+        }
+    }
+}
