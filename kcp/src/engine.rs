@@ -1227,3 +1227,6 @@ impl Kcp {
         self.rcv_queue.len()
     }
 }
+
+#[cfg(test)]
+mod tests;
