@@ -1,0 +1,305 @@
+//! Session-level configuration: the engine's knobs, the packet pipeline (cipher, FEC) and the socket.
+
+use crypt::PacketCrypt;
+
+use crate::error::ConfigError;
+
+/// Largest MTU a session accepts: kcp-go's `UDPSession.SetMtu` refuses more than 1500, and peers read into
+/// 1500-byte buffers (PROTOCOL.md B.8, B.11).
+pub const MAX_MTU: usize = 1500;
+
+/// kcp-go's FEC header on data packets: seqid u32, type u16, size u16 (PROTOCOL.md B.1, C.1).
+const FEC_HEADER: usize = fec::HEADER_SIZE_PLUS2;
+
+/// Reed–Solomon shard counts for the FEC layer (PROTOCOL.md C). Each direction's setting is independent: this
+/// decides what *we* put on the wire; received FEC is detected per packet whatever the local setting (B.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FecConfig {
+    /// Data shards per group (kcptun `--datashard`, default 10).
+    pub data_shards: usize,
+    /// Parity shards per group (kcptun `--parityshard`, default 3).
+    pub parity_shards: usize,
+}
+
+impl FecConfig {
+    /// kcptun's default 10 data + 3 parity.
+    pub const KCPTUN: FecConfig = FecConfig {
+        data_shards: 10,
+        parity_shards: 3,
+    };
+}
+
+/// Configuration of a [`KcpStream`](crate::KcpStream) or of every session a [`KcpListener`](crate::KcpListener)
+/// accepts.
+///
+/// `Default` keeps kcp-go's library defaults (PROTOCOL.md B.8) for every engine knob, with one exception:
+/// `stream` is on, because [`KcpStream`](crate::KcpStream) is a byte stream (`AsyncRead`/`AsyncWrite`) and every
+/// real user of kcp-go (kcptun) turns it on. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
+/// kcptun's per-session setup (PROTOCOL.md F.2, F.3): its mode tuple, stream mode, mtu 1350, windows 1024/1024
+/// and 4 MiB socket buffers. Cipher and FEC stay off in every preset: set [`KcpConfig::crypt`] and
+/// [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even `none`; PROTOCOL.md 0).
+#[derive(Debug, Clone)]
+pub struct KcpConfig {
+    /// Lower minimum RTO (30 ms instead of 100) and gentler RTO backoff. Default `false` (kcp-go).
+    pub nodelay: bool,
+    /// Internal flush interval in ms, 10..=5000. Default 100 (kcp-go). Also bounds the ACK delay.
+    pub interval: u32,
+    /// Fast-retransmit threshold in duplicate ACKs; 0 disables fast retransmit. Default 0 (kcp-go).
+    pub resend: u32,
+    /// Disable congestion control (window = min(snd_wnd, peer's window)). Default `false` (kcp-go).
+    pub nc: bool,
+    /// Send window in segments. Default 32 (kcp-go).
+    pub snd_wnd: u32,
+    /// Receive window in segments, 1..=65535. Default 32 (kcp-go).
+    pub rcv_wnd: u32,
+    /// Largest UDP payload sent, headers included, 50..=1500. Default 1400 (kcp-go). The KCP payload per
+    /// segment is `mtu - 24 - header` where header is the cipher's 20 bytes plus 8 with FEC (B.1).
+    pub mtu: usize,
+    /// Stream mode (no message boundaries; segments are filled to the MSS). Default `true`, see above.
+    pub stream: bool,
+    /// Send ACKs right after each input instead of at the next flush. Default `false` (kcp-go).
+    pub ack_nodelay: bool,
+    /// Do not flush after each write; wait until the window fills or the next interval tick. Default `false`.
+    pub write_delay: bool,
+    /// Transmissions of one segment after which the peer counts as gone and the stream fails with
+    /// [`SessionError::DeadLink`](crate::SessionError::DeadLink). Default 20 (kcp-go `IKCP_DEADLINK`).
+    pub dead_link: u32,
+    /// Packet cipher (kcp-go's nonce + CRC + cipher, or an authenticated Rust-only kind). Default `None`
+    /// (plain KCP, no header). Both ends must agree.
+    pub crypt: Option<PacketCrypt>,
+    /// Reed–Solomon FEC for what we send. Default `None`.
+    pub fec: Option<FecConfig>,
+    /// DSCP code point for outgoing datagrams (IPv4 `IP_TOS = dscp << 2`, IPv6 traffic class `dscp`, as kcp-go).
+    /// Default `None` (leave the socket alone).
+    pub dscp: Option<u32>,
+    /// `SO_RCVBUF` request in bytes (the kernel may cap it). Default `None` (OS default).
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` request in bytes (the kernel may cap it). Default `None` (OS default).
+    pub send_buffer: Option<usize>,
+    /// Listener only: sessions created but not yet accepted, beyond which new peers are dropped. Default 128
+    /// (kcp-go `acceptBacklog`).
+    pub accept_backlog: usize,
+    /// Listener only: live sessions at most; datagrams from further new peers are dropped and counted in
+    /// [`ListenerStats`](crate::ListenerStats). Default 65536.
+    pub max_sessions: usize,
+}
+
+impl Default for KcpConfig {
+    fn default() -> Self {
+        KcpConfig {
+            nodelay: false,
+            interval: 100,
+            resend: 0,
+            nc: false,
+            snd_wnd: 32,
+            rcv_wnd: 32,
+            mtu: 1400,
+            stream: true,
+            ack_nodelay: false,
+            write_delay: false,
+            dead_link: 20,
+            crypt: None,
+            fec: None,
+            dscp: None,
+            recv_buffer: None,
+            send_buffer: None,
+            accept_backlog: 128,
+            max_sessions: 65536,
+        }
+    }
+}
+
+impl KcpConfig {
+    fn kcptun(nodelay: bool, interval: u32, resend: u32, nc: bool) -> Self {
+        KcpConfig {
+            nodelay,
+            interval,
+            resend,
+            nc,
+            mtu: 1350,
+            snd_wnd: 1024,
+            rcv_wnd: 1024,
+            recv_buffer: Some(4 << 20),
+            send_buffer: Some(4 << 20),
+            ..KcpConfig::default()
+        }
+    }
+
+    /// kcptun `normal`: nodelay 0, interval 40, resend 2, nc 1 (plus the kcptun session setup, see above).
+    pub fn normal() -> Self {
+        Self::kcptun(false, 40, 2, true)
+    }
+
+    /// kcptun `fast` (its default mode): nodelay 0, interval 30, resend 2, nc 1.
+    pub fn fast() -> Self {
+        Self::kcptun(false, 30, 2, true)
+    }
+
+    /// kcptun `fast2`: nodelay 1, interval 20, resend 2, nc 1.
+    pub fn fast2() -> Self {
+        Self::kcptun(true, 20, 2, true)
+    }
+
+    /// kcptun `fast3`: nodelay 1, interval 10, resend 2, nc 1.
+    pub fn fast3() -> Self {
+        Self::kcptun(true, 10, 2, true)
+    }
+
+    /// Sets the cipher (builder style).
+    pub fn with_crypt(mut self, crypt: PacketCrypt) -> Self {
+        self.crypt = Some(crypt);
+        self
+    }
+
+    /// Sets FEC shard counts (builder style); `(0, _)` or `(_, 0)` turns FEC off, as in kcp-go.
+    pub fn with_fec(mut self, data_shards: usize, parity_shards: usize) -> Self {
+        self.fec = (data_shards > 0 && parity_shards > 0).then_some(FecConfig {
+            data_shards,
+            parity_shards,
+        });
+        self
+    }
+
+    /// Bytes of crypt and FEC header in front of each datagram's KCP segments (PROTOCOL.md B.1), plus the
+    /// authenticated ciphers' trailer: what the engine reserves out of the MTU.
+    pub fn overhead(&self) -> usize {
+        self.crypt
+            .as_ref()
+            .map_or(0, |c| c.header_len() + c.trailer_len())
+            + if self.fec.is_some() { FEC_HEADER } else { 0 }
+    }
+
+    /// KCP payload bytes per segment: `mtu - 24 - overhead` (PROTOCOL.md B.1).
+    pub fn mss(&self) -> usize {
+        self.mtu.saturating_sub(kcp::OVERHEAD + self.overhead())
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first offending field, as a [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.mtu > MAX_MTU || self.mtu < kcp::OVERHEAD + self.overhead() + 1 {
+            return Err(ConfigError::Mtu {
+                mtu: self.mtu,
+                overhead: self.overhead(),
+            });
+        }
+        if let Some(f) = self.fec
+            && (f.data_shards == 0 || f.parity_shards == 0 || f.data_shards + f.parity_shards > 256)
+        {
+            return Err(ConfigError::FecShards {
+                data: f.data_shards,
+                parity: f.parity_shards,
+            });
+        }
+        if let Some(d) = self.dscp
+            && d > 63
+        {
+            return Err(ConfigError::Dscp(d));
+        }
+        if self.accept_backlog == 0 {
+            return Err(ConfigError::AcceptBacklog);
+        }
+        if self.max_sessions == 0 {
+            return Err(ConfigError::MaxSessions);
+        }
+        self.engine_config(0)
+            .validate()
+            .map_err(ConfigError::Engine)
+    }
+
+    /// The engine configuration for this session config, with `reserved` bytes in front of each datagram.
+    pub(crate) fn engine_config(&self, reserved: usize) -> kcp::KcpConfig {
+        kcp::KcpConfig {
+            nodelay: self.nodelay,
+            interval: self.interval,
+            resend: self.resend,
+            nc: self.nc,
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcv_wnd,
+            mtu: self.mtu,
+            stream: self.stream,
+            reserved,
+            ack_nodelay: self.ack_nodelay,
+            dead_link: self.dead_link,
+            ..kcp::KcpConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crypt::CipherKind;
+
+    #[test]
+    fn presets_are_kcptun_tuples() {
+        let t = |c: KcpConfig| (c.nodelay, c.interval, c.resend, c.nc);
+        assert_eq!(t(KcpConfig::default()), (false, 100, 0, false));
+        assert_eq!(t(KcpConfig::normal()), (false, 40, 2, true));
+        assert_eq!(t(KcpConfig::fast()), (false, 30, 2, true));
+        assert_eq!(t(KcpConfig::fast2()), (true, 20, 2, true));
+        assert_eq!(t(KcpConfig::fast3()), (true, 10, 2, true));
+        for c in [
+            KcpConfig::default(),
+            KcpConfig::normal(),
+            KcpConfig::fast(),
+            KcpConfig::fast2(),
+            KcpConfig::fast3(),
+        ] {
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn mss_matches_kcp_go_header_sizes() {
+        // PROTOCOL.md B.1: mtu 1350 + crypt + FEC 10/3 -> header 28, mss 1298; crypt only -> 1306.
+        let key = [7u8; 32];
+        let c = KcpConfig {
+            mtu: 1350,
+            ..KcpConfig::default()
+        }
+        .with_crypt(PacketCrypt::new(CipherKind::Aes, &key))
+        .with_fec(10, 3);
+        assert_eq!(c.overhead(), 28);
+        assert_eq!(c.mss(), 1298);
+        let c = KcpConfig {
+            mtu: 1350,
+            ..KcpConfig::default()
+        }
+        .with_crypt(PacketCrypt::new(CipherKind::None, &key));
+        assert_eq!(c.mss(), 1306);
+        assert_eq!(KcpConfig::default().mss(), 1376);
+    }
+
+    #[test]
+    fn validate_rejects_bad_fields() {
+        let bad = |f: fn(&mut KcpConfig)| {
+            let mut c = KcpConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert!(matches!(bad(|c| c.mtu = 1501), ConfigError::Mtu { .. }));
+        assert!(matches!(bad(|c| c.mtu = 24), ConfigError::Mtu { .. }));
+        assert!(matches!(
+            bad(|c| c.fec = Some(FecConfig {
+                data_shards: 200,
+                parity_shards: 100
+            })),
+            ConfigError::FecShards { .. }
+        ));
+        assert!(matches!(bad(|c| c.dscp = Some(64)), ConfigError::Dscp(64)));
+        assert!(matches!(
+            bad(|c| c.accept_backlog = 0),
+            ConfigError::AcceptBacklog
+        ));
+        assert!(matches!(
+            bad(|c| c.max_sessions = 0),
+            ConfigError::MaxSessions
+        ));
+        assert!(matches!(bad(|c| c.interval = 5), ConfigError::Engine(_)));
+        assert!(matches!(bad(|c| c.rcv_wnd = 0), ConfigError::Engine(_)));
+        assert!(KcpConfig::default().with_fec(0, 3).fec.is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! The sans-IO part of one session: the KCP engine plus the packet pipeline around it (PROTOCOL.md B.2, B.3).
+//!
+//! Output: every datagram the engine flushes gets its FEC header written in place (C.2), is copied once into the
+//! session's [`TxQueue`], and sealed there (nonce + CRC + cipher, B.2 step 2); parity packets follow the data
+//! packet that completed their group. Input: the caller has already opened the datagram (crypt); FEC is detected
+//! per packet (B.3 step 3), data packets go to the engine as regular input and rebuilt ones as non-regular.
+//!
+//! Nothing here allocates per packet once the queues have grown to the session's usual burst.
+
+use std::sync::atomic::Ordering;
+
+use crypt::PacketCrypt;
+use fec::{FecDecoder, FecEncoder};
+use kcp::Kcp;
+
+use crate::config::KcpConfig;
+use crate::error::{ConfigError, SessionError};
+use crate::snmp::Snmp;
+use crate::udp::TxQueue;
+
+/// FEC header bytes on data packets (seqid, type, size).
+const FEC_HEADER: usize = fec::HEADER_SIZE_PLUS2;
+
+/// The engine and its packet pipeline.
+pub(crate) struct Conn {
+    pub(crate) kcp: Kcp,
+    fec_enc: Option<FecEncoder>,
+    fec_dec: Option<FecDecoder>,
+    crypt: Option<PacketCrypt>,
+    /// Cipher header in front (0 without a cipher; 20 for kcp-go ciphers).
+    crypt_head: usize,
+    /// Cipher trailer (authenticated kinds only).
+    crypt_tail: usize,
+    /// Sealed datagrams waiting for the socket.
+    pub(crate) tx: TxQueue,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("conv", &self.kcp.conv())
+            .field("queued", &self.tx.len())
+            .finish()
+    }
+}
+
+impl Conn {
+    /// Builds the engine and pipeline for `conv` from a validated config.
+    pub(crate) fn new(conv: u32, cfg: &KcpConfig) -> Result<Conn, SessionError> {
+        cfg.validate()?;
+        let (crypt_head, crypt_tail) = cfg
+            .crypt
+            .as_ref()
+            .map_or((0, 0), |c| (c.header_len(), c.trailer_len()));
+        let fec_enc = match cfg.fec {
+            Some(f) => Some(
+                FecEncoder::new(f.data_shards, f.parity_shards, crypt_head).map_err(|_| {
+                    ConfigError::FecShards {
+                        data: f.data_shards,
+                        parity: f.parity_shards,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let fec_dec = match cfg.fec {
+            Some(f) => FecDecoder::new(f.data_shards, f.parity_shards).ok(),
+            None => None,
+        };
+        let kcp = Kcp::with_config(conv, &cfg.engine_config(cfg.overhead()))
+            .map_err(|e| SessionError::Config(ConfigError::Engine(e)))?;
+        Ok(Conn {
+            kcp,
+            fec_enc,
+            fec_dec,
+            crypt: cfg.crypt.clone(),
+            crypt_head,
+            crypt_tail,
+            tx: TxQueue::default(),
+        })
+    }
+
+    /// Crypt + FEC header bytes plus the cipher trailer: what the engine reserves out of each datagram.
+    pub(crate) fn overhead(&self) -> usize {
+        self.crypt_head
+            + self.crypt_tail
+            + if self.fec_enc.is_some() {
+                FEC_HEADER
+            } else {
+                0
+            }
+    }
+
+    /// Runs whatever the engine has due at `now` (see `Kcp::update`), queueing the output.
+    pub(crate) fn update(&mut self, now: u32) {
+        let Conn {
+            kcp,
+            fec_enc,
+            crypt,
+            tx,
+            crypt_tail,
+            ..
+        } = self;
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+        kcp.update(now, &mut out);
+    }
+
+    /// A full flush now (kcp-go's flush after `Write`), queueing the output.
+    pub(crate) fn flush(&mut self, now: u32) {
+        let Conn {
+            kcp,
+            fec_enc,
+            crypt,
+            tx,
+            crypt_tail,
+            ..
+        } = self;
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+        kcp.flush(now, &mut out);
+    }
+
+    /// Feeds one opened datagram (crypt header already removed, at least 24 bytes) to FEC and the engine,
+    /// counting as kcp-go's `kcpInput` does (PROTOCOL.md B.3 step 3).
+    pub(crate) fn input(&mut self, now: u32, data: &[u8], snmp: &Snmp) {
+        snmp.in_pkts.fetch_add(1, Ordering::Relaxed);
+        snmp.in_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if fec::is_fec_packet(data) {
+            if data.len() < FEC_HEADER {
+                snmp.in_errs.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let is_data = u16::from_le_bytes([data[4], data[5]]) == fec::TYPE_DATA;
+            if !is_data {
+                snmp.fec_parity_shards.fetch_add(1, Ordering::Relaxed);
+            }
+            // A peer may send FEC although we do not: decode with (1,1) and let autotune find its shape (C.4).
+            if self.fec_dec.is_none() {
+                self.fec_dec = FecDecoder::new(1, 1).ok();
+            }
+            let Conn { kcp, fec_dec, .. } = self;
+            if is_data && kcp.input(now, &data[FEC_HEADER..], true).is_err() {
+                snmp.kcp_in_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(dec) = fec_dec.as_mut() {
+                let mut recovered = 0u64;
+                let mut errors = 0u64;
+                let outcome = dec.decode(now, data, |rebuilt: &[u8]| {
+                    if kcp.input(now, rebuilt, false).is_ok() {
+                        recovered += 1;
+                    } else {
+                        errors += 1;
+                    }
+                });
+                if recovered > 0 {
+                    snmp.fec_recovered.fetch_add(recovered, Ordering::Relaxed);
+                }
+                if errors > 0 {
+                    snmp.kcp_in_errors.fetch_add(errors, Ordering::Relaxed);
+                }
+                if let Ok(o) = outcome {
+                    crate::fecglue::count_outcome(&o, snmp);
+                }
+            }
+        } else if self.kcp.input(now, data, true).is_err() {
+            snmp.kcp_in_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the FEC receive queue and everything queued for sending (after a close, PROTOCOL.md B.12).
+    pub(crate) fn release(&mut self) {
+        self.fec_dec = None;
+        self.tx.clear();
+    }
+}
+
+/// One engine datagram through FEC and the cipher into the send queue (PROTOCOL.md B.2).
+///
+/// `buf` is `reserved` bytes of space (crypt head + FEC header + crypt tail), then KCP segments. The datagram we
+/// send is `buf[crypt_tail..]` followed by `crypt_tail` bytes of tag space, so its length is `buf.len()` and it
+/// never exceeds the MTU; with a kcp-go cipher (`crypt_tail == 0`) it is exactly `buf`.
+fn emit(
+    fec_enc: &mut Option<FecEncoder>,
+    crypt: Option<&PacketCrypt>,
+    tx: &mut TxQueue,
+    crypt_tail: usize,
+    buf: &mut [u8],
+) {
+    let len = buf.len();
+    let pkt = &mut buf[crypt_tail..];
+    // Reserve the data packet's slot first so that parity packets, produced while encoding, follow it.
+    let slot = tx.len();
+    tx.push(len);
+    if let Some(enc) = fec_enc.as_mut() {
+        enc.encode(pkt, |parity: &mut [u8]| {
+            let p = tx.push(parity.len() + crypt_tail);
+            p[..parity.len()].copy_from_slice(parity);
+            if let Some(c) = crypt {
+                c.seal(p);
+            }
+        });
+    }
+    let out = tx.get_mut(slot);
+    out[..len - crypt_tail].copy_from_slice(pkt);
+    if let Some(c) = crypt {
+        c.seal(out);
+    }
+}

@@ -1,0 +1,134 @@
+//! Typed errors of the session layer. IO-facing methods (`AsyncRead`, `AsyncWrite`) carry these inside an
+//! [`std::io::Error`] (get them back with `io::Error::get_ref` + `downcast_ref::<SessionError>()`).
+
+use std::io;
+
+/// A [`KcpConfig`](crate::KcpConfig) field out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The MTU is above 1500 (kcp-go's limit and every peer's read buffer) or leaves no room for one payload
+    /// byte after the 24-byte segment header and the crypt/FEC headers. Pick 50..=1500 (1350–1400 is usual).
+    #[error("mtu {mtu} out of range: at most 1500, and more than 24 + {overhead} header bytes")]
+    Mtu {
+        /// The rejected MTU.
+        mtu: usize,
+        /// Crypt + FEC header bytes it had to hold.
+        overhead: usize,
+    },
+    /// FEC shard counts must both be at least 1 and sum to at most 256 (Reed–Solomon over GF(2^8)). Use
+    /// `None` to turn FEC off.
+    #[error("invalid FEC shards {data}/{parity}")]
+    FecShards {
+        /// Data shards requested.
+        data: usize,
+        /// Parity shards requested.
+        parity: usize,
+    },
+    /// DSCP is a 6-bit field: 0..=63.
+    #[error("DSCP {0} out of range 0..=63")]
+    Dscp(u32),
+    /// The accept backlog must hold at least one session.
+    #[error("accept backlog must be at least 1")]
+    AcceptBacklog,
+    /// The live-session cap must be at least 1.
+    #[error("max_sessions must be at least 1")]
+    MaxSessions,
+    /// The engine refused a knob (interval outside 10..=5000, zero or oversized window, dead_link 0 …).
+    #[error("engine configuration: {0}")]
+    Engine(#[source] kcp::KcpError),
+}
+
+/// What can go wrong on a session or listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The configuration was rejected; fix the field named in the inner error.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// This session was closed locally (`close`, `shutdown` or drop). KCP has no FIN, so there is no
+    /// end-of-stream: open a new session.
+    #[error("KCP session closed")]
+    Closed,
+    /// The peer stopped acknowledging: a segment reached `dead_link` transmissions. The session is closed.
+    #[error("KCP peer unreachable: dead link after {0} transmissions of a segment")]
+    DeadLink(u32),
+    /// The peer's address started a new conversation (sn 0 with a new conv), which replaces this one as in
+    /// kcp-go (PROTOCOL.md B.4). The session is closed.
+    #[error("KCP session replaced by a new conversation from the same peer")]
+    Replaced,
+    /// The listener was closed: no more sessions can be accepted.
+    #[error("KCP listener closed")]
+    ListenerClosed,
+    /// The UDP socket failed; the session cannot send or receive any more.
+    #[error("UDP socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The message does not fit in 255 fragments of the current MSS (message mode). Send smaller messages.
+    #[error("message of {len} bytes is too large for one KCP message")]
+    MessageTooLarge {
+        /// Length of the rejected message.
+        len: usize,
+    },
+    /// `recv_msg` got a buffer smaller than the next message; nothing was consumed. Retry with `needed` bytes.
+    #[error("buffer too small: the next message has {needed} bytes")]
+    BufferTooSmall {
+        /// Size of the next message.
+        needed: usize,
+    },
+    /// `send_msg`/`recv_msg` need message mode; the session is in stream mode (see `set_stream_mode`).
+    #[error("message operations need message mode")]
+    NotMessageMode,
+    /// DSCP and socket buffers of a listener's session belong to the shared socket: set them on the
+    /// [`KcpListener`](crate::KcpListener) instead (kcp-go returns "invalid operation" too, PROTOCOL.md B.4).
+    #[error("invalid operation on an accepted session: configure the listener's socket instead")]
+    InvalidOperation,
+    /// The engine refused a runtime knob (e.g. an MTU that leaves no payload room).
+    #[error("engine: {0}")]
+    Kcp(#[source] kcp::KcpError),
+}
+
+impl SessionError {
+    fn kind(&self) -> io::ErrorKind {
+        match self {
+            SessionError::Config(_)
+            | SessionError::Kcp(_)
+            | SessionError::MessageTooLarge { .. } => io::ErrorKind::InvalidInput,
+            SessionError::Closed | SessionError::ListenerClosed => io::ErrorKind::NotConnected,
+            SessionError::DeadLink(_) => io::ErrorKind::TimedOut,
+            SessionError::Replaced => io::ErrorKind::ConnectionReset,
+            SessionError::Io(e) => e.kind(),
+            SessionError::BufferTooSmall { .. }
+            | SessionError::NotMessageMode
+            | SessionError::InvalidOperation => io::ErrorKind::Unsupported,
+        }
+    }
+}
+
+impl From<SessionError> for io::Error {
+    fn from(e: SessionError) -> io::Error {
+        match e {
+            SessionError::Io(e) => e,
+            e => io::Error::new(e.kind(), e),
+        }
+    }
+}
+
+/// Why a session ended, kept so every later read or write reports the same cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    Local,
+    DeadLink(u32),
+    Replaced,
+    Socket(io::ErrorKind),
+}
+
+impl CloseReason {
+    pub(crate) fn to_error(self) -> SessionError {
+        match self {
+            CloseReason::Local => SessionError::Closed,
+            CloseReason::DeadLink(n) => SessionError::DeadLink(n),
+            CloseReason::Replaced => SessionError::Replaced,
+            CloseReason::Socket(k) => SessionError::Io(io::Error::new(k, "UDP socket failed")),
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! KCP over UDP on tokio, wire-compatible with kcp-go 5.6.1 (PROTOCOL.md section B).
+//!
+//! - [`KcpStream`]: one conversation as an `AsyncRead + AsyncWrite` byte stream (or messages in message mode).
+//! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address as kcp-go does.
+//! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults, kcptun's presets, the cipher and FEC.
+//! - [`SnmpSnapshot`]: kcp-go's 24 counters, per session ([`KcpStream::snmp`]) and per process ([`global_snmp`]),
+//!   printable as kcptun's `--snmplog` CSV.
+//!
+//! Packet path: the engine's datagrams get the FEC header in place, then nonce + CRC + cipher, and leave in
+//! `sendmmsg` batches; received datagrams are opened, FEC is detected per packet and rebuilt packets are fed as
+//! non-regular input (B.2, B.3). One timer thread with one heap drives every session's engine by its own next
+//! deadline, so an idle session costs nothing.
+//!
+//! ```no_run
+//! use session::{KcpConfig, KcpListener, KcpStream};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = KcpListener::bind("127.0.0.1:4000", KcpConfig::fast3()).await?;
+//! tokio::spawn(async move {
+//!     while let Ok((mut stream, _peer)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             let mut buf = [0u8; 4096];
+//!             while let Ok(n) = stream.read(&mut buf).await {
+//!                 if stream.write_all(&buf[..n]).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         });
+//!     }
+//! });
+//! let mut stream = KcpStream::connect("127.0.0.1:4000", KcpConfig::fast3()).await?;
+//! stream.set_nodelay(true, 10, 2, true);
+//! stream.write_all(b"ping").await?;
+//! let mut reply = [0u8; 4];
+//! stream.read_exact(&mut reply).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod conn;
+mod error;
+mod fecglue;
+mod listener;
+mod sched;
+mod session;
+mod snmp;
+mod sockopt;
+mod stream;
+mod udp;
+
+pub use config::{FecConfig, KcpConfig, MAX_MTU};
+pub use crypt::{CipherKind, PacketCrypt};
+pub use error::{ConfigError, SessionError};
+pub use listener::{KcpListener, ListenerStats};
+pub use session::global_snmp;
+pub use snmp::SnmpSnapshot;
+pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};
+
+#[cfg(fuzzing)]
+pub mod fuzzing;

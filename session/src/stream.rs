@@ -1,0 +1,434 @@
+//! [`KcpStream`]: one KCP conversation as a tokio byte stream.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
+
+use crate::config::{KcpConfig, MAX_MTU};
+use crate::error::{CloseReason, SessionError};
+use crate::session::{DropReason, Role, Session, open_datagram};
+use crate::snmp::SnmpSnapshot;
+use crate::udp::{RecvBatch, UdpIo};
+
+/// A KCP session over UDP, used like a `TcpStream`.
+///
+/// Reads and writes follow kcp-go (PROTOCOL.md B.7). A write queues up to one send window of bytes in MSS-sized
+/// segments while the window has room and flushes at once (unless write delay is on), otherwise it waits. A read
+/// returns what has arrived in order, or waits. **KCP has no FIN**: a read never returns end-of-stream; after a
+/// local close it fails with [`SessionError::Closed`], after the peer stopped answering with
+/// [`SessionError::DeadLink`] (wrapped in `io::Error`; kinds `NotConnected` and `TimedOut`). Protocols on top
+/// (smux, or your own framing) decide where data ends.
+///
+/// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) waits until the peer has acknowledged every
+/// byte written, then closes. Dropping the stream (or calling [`KcpStream::close`]) closes at once, sending only
+/// what the window allows, as kcp-go's `Close` does (PROTOCOL.md B.12).
+///
+/// `split` comes from [`tokio::io::split`]; [`KcpStream::into_split`] gives owned halves without a lock.
+#[derive(Debug)]
+pub struct KcpStream {
+    s: Arc<Session>,
+}
+
+impl Drop for KcpStream {
+    fn drop(&mut self) {
+        self.s.release_handle();
+    }
+}
+
+impl KcpStream {
+    pub(crate) fn from_session(s: &Arc<Session>) -> KcpStream {
+        KcpStream { s: s.acquire() }
+    }
+
+    /// Dials `addr` from a fresh UDP socket bound to an ephemeral port of the same address family
+    /// (kcp-go `DialWithOptions`, PROTOCOL.md B.5). There is no handshake: this returns at once, and the first
+    /// write sends the first packet. The conversation id is random.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for an invalid config, [`SessionError::Io`] if the name does not resolve or the
+    /// socket cannot be bound.
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        config: KcpConfig,
+    ) -> Result<KcpStream, SessionError> {
+        config.validate()?;
+        let remote = lookup_host(addr).await?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "address resolved to nothing")
+        })?;
+        let bind: SocketAddr = if remote.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let sock = UdpSocket::bind(bind).await?;
+        Self::connect_with_socket(sock, remote, config)
+    }
+
+    /// Runs a client session on an existing socket (kcp-go `NewConn`), which this stream then owns. Only
+    /// datagrams from `remote` are accepted; others are counted in `InErrs` and dropped (PROTOCOL.md B.5).
+    /// The socket must have `remote`'s address family. Must be called inside a tokio runtime (it spawns the
+    /// socket's reader task).
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for an invalid config; [`SessionError::Io`] if a socket option fails.
+    pub fn connect_with_socket(
+        sock: UdpSocket,
+        remote: SocketAddr,
+        config: KcpConfig,
+    ) -> Result<KcpStream, SessionError> {
+        Self::connect_with_conv(sock, remote, rand::random::<u32>(), config)
+    }
+
+    /// [`KcpStream::connect_with_socket`] with a chosen conversation id (kcp-go `NewConn3`).
+    ///
+    /// # Errors
+    /// As [`KcpStream::connect_with_socket`].
+    pub fn connect_with_conv(
+        sock: UdpSocket,
+        remote: SocketAddr,
+        conv: u32,
+        config: KcpConfig,
+    ) -> Result<KcpStream, SessionError> {
+        config.validate()?;
+        crate::sockopt::apply(&sock, &config)?;
+        let io = Arc::new(UdpIo::new(sock));
+        let s = Session::new(
+            conv,
+            remote,
+            io,
+            &config,
+            Role::Client {
+                reader: Mutex::new(None),
+            },
+        )?;
+        let stream = KcpStream::from_session(&s);
+        let task = tokio::spawn(client_reader(Arc::clone(&s), config.crypt.clone()));
+        if let Role::Client { reader } = &s.role {
+            *reader.lock() = Some(task.abort_handle());
+        }
+        Ok(stream)
+    }
+
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.s.conv
+    }
+
+    /// The local socket address.
+    ///
+    /// # Errors
+    /// The socket's error, if it has none.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.s.io.socket().local_addr()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.s.remote
+    }
+
+    /// kcp-go `SetNoDelay` (PROTOCOL.md A.9): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
+    /// and congestion control off (`nc`). Takes effect at once.
+    pub fn set_nodelay(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
+        self.s
+            .with_state(|st| st.conn.kcp.set_nodelay(nodelay, interval, resend, nc));
+    }
+
+    /// Send and receive windows in segments; 0 leaves one unchanged, the receive window is capped at 65535.
+    pub fn set_window(&self, snd: u32, rcv: u32) {
+        self.s.with_state(|st| st.conn.kcp.set_window(snd, rcv));
+    }
+
+    /// Changes the MTU (at most 1500, and room for the headers). Later segments use the new MSS.
+    ///
+    /// # Errors
+    /// [`SessionError::Kcp`] if the engine refuses the MTU.
+    pub fn set_mtu(&self, mtu: usize) -> Result<(), SessionError> {
+        if mtu > MAX_MTU {
+            return Err(SessionError::Kcp(kcp::KcpError::InvalidMtu { mtu }));
+        }
+        self.s.with_state(|st| {
+            let overhead = st.conn.overhead();
+            if mtu <= kcp::OVERHEAD + overhead {
+                return Err(SessionError::Kcp(kcp::KcpError::InvalidMtu { mtu }));
+            }
+            st.conn.kcp.set_mtu(mtu).map_err(SessionError::Kcp)
+        })
+    }
+
+    /// Stream mode (no message boundaries) or message mode (each write/`send_msg` is one message).
+    pub fn set_stream_mode(&self, on: bool) {
+        self.s.with_state(|st| {
+            st.conn.kcp.set_stream_mode(on);
+            st.set_stream(on);
+        });
+    }
+
+    /// Send ACKs right after each input instead of at the next flush.
+    pub fn set_ack_nodelay(&self, on: bool) {
+        self.s.with_state(|st| st.conn.kcp.set_ack_nodelay(on));
+    }
+
+    /// Write delay: do not flush after each write, but when the window fills or at the next tick.
+    pub fn set_write_delay(&self, on: bool) {
+        self.s.with_state(|st| st.set_write_delay(on));
+    }
+
+    /// Transmissions of one segment after which the link counts as dead.
+    pub fn set_dead_link(&self, xmit: u32) {
+        self.s.with_state(|st| {
+            st.conn.kcp.set_dead_link(xmit);
+            st.set_dead_link(xmit);
+        });
+    }
+
+    /// DSCP for this client's socket (kcp-go `SetDSCP`).
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidOperation`] on a listener's session (set it on the listener), or the socket error.
+    pub fn set_dscp(&self, dscp: u32) -> Result<(), SessionError> {
+        self.own_socket()?;
+        crate::sockopt::set_dscp(self.s.io.socket(), dscp)
+    }
+
+    /// `SO_RCVBUF` of this client's socket.
+    ///
+    /// # Errors
+    /// As [`KcpStream::set_dscp`].
+    pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), SessionError> {
+        self.own_socket()?;
+        Ok(socket2::SockRef::from(self.s.io.socket()).set_recv_buffer_size(bytes)?)
+    }
+
+    /// `SO_SNDBUF` of this client's socket.
+    ///
+    /// # Errors
+    /// As [`KcpStream::set_dscp`].
+    pub fn set_send_buffer(&self, bytes: usize) -> Result<(), SessionError> {
+        self.own_socket()?;
+        Ok(socket2::SockRef::from(self.s.io.socket()).set_send_buffer_size(bytes)?)
+    }
+
+    fn own_socket(&self) -> Result<(), SessionError> {
+        match self.s.role {
+            Role::Client { .. } => Ok(()),
+            Role::Accepted { .. } => Err(SessionError::InvalidOperation),
+        }
+    }
+
+    /// Current retransmission timeout in ms.
+    pub fn rto(&self) -> u32 {
+        self.s.state.lock().conn.kcp.rto()
+    }
+
+    /// Smoothed RTT in ms.
+    pub fn srtt(&self) -> i32 {
+        self.s.state.lock().conn.kcp.srtt()
+    }
+
+    /// RTT variance in ms.
+    pub fn srttvar(&self) -> i32 {
+        self.s.state.lock().conn.kcp.srttvar()
+    }
+
+    /// Segments queued or in flight (kcp-go `WaitSnd`).
+    pub fn wait_snd(&self) -> usize {
+        self.s.state.lock().conn.kcp.wait_snd()
+    }
+
+    /// Current MSS: payload bytes per segment.
+    pub fn mss(&self) -> usize {
+        self.s.state.lock().conn.kcp.mss()
+    }
+
+    /// This session's counters (PROTOCOL.md B.10). The process-wide fields (`MaxConn`, opens, `CurrEstab`) are
+    /// 0 here; see [`global_snmp`](crate::global_snmp).
+    pub fn snmp(&self) -> SnmpSnapshot {
+        self.s.snapshot()
+    }
+
+    /// Message mode: sends `msg` as one message (at most 255 segments), waiting for window room.
+    ///
+    /// Cancel safe: the message is queued entirely or not at all.
+    ///
+    /// # Errors
+    /// [`SessionError::NotMessageMode`], [`SessionError::MessageTooLarge`], or why the session ended.
+    pub async fn send_msg(&self, msg: &[u8]) -> Result<(), SessionError> {
+        poll_fn(|cx| self.s.poll_send_msg(cx, msg)).await
+    }
+
+    /// Message mode: receives the next whole message into `buf`.
+    ///
+    /// Cancel safe: a message is consumed only when returned.
+    ///
+    /// # Errors
+    /// [`SessionError::BufferTooSmall`] (nothing consumed), [`SessionError::NotMessageMode`], or why the
+    /// session ended.
+    pub async fn recv_msg(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
+    }
+
+    /// Closes at once (kcp-go `Close`): one last flush of what the window allows, then everything is released.
+    /// Later reads and writes fail with [`SessionError::Closed`].
+    pub fn close(&self) {
+        self.s.close(CloseReason::Local);
+    }
+
+    /// Splits into owned halves that can move to different tasks. The session closes when both are dropped.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let r = OwnedReadHalf {
+            s: self.s.acquire(),
+        };
+        let w = OwnedWriteHalf {
+            s: self.s.acquire(),
+        };
+        (r, w)
+    }
+}
+
+impl AsyncRead for KcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.s.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for KcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.s.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.s.poll_flush()
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.s.poll_shutdown(cx)
+    }
+}
+
+/// The reading half of [`KcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    s: Arc<Session>,
+}
+
+/// The writing half of [`KcpStream::into_split`]. `shutdown` waits for every byte to be acknowledged, then
+/// closes the whole session (KCP cannot half-close).
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    s: Arc<Session>,
+}
+
+impl Drop for OwnedReadHalf {
+    fn drop(&mut self) {
+        self.s.release_handle();
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        self.s.release_handle();
+    }
+}
+
+impl AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.s.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.s.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.s.poll_flush()
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.s.poll_shutdown(cx)
+    }
+}
+
+/// The client's socket reader: accepts datagrams from the dialled address only (PROTOCOL.md B.5), opens them
+/// and feeds the session, one batch at a time.
+async fn client_reader(s: Arc<Session>, crypt: Option<crypt::PacketCrypt>) {
+    let mut batch = RecvBatch::default();
+    loop {
+        let n = match s.io.recv_batch(&mut batch).await {
+            Ok(n) => n,
+            Err(e) if transient(&e) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "KCP client socket failed");
+                s.close(CloseReason::Socket(e.kind()));
+                return;
+            }
+        };
+        let now = crate::sched::now_ms();
+        let mut fed = false;
+        for i in 0..n {
+            let (pkt, from) = batch.get_mut(i);
+            if from != s.remote {
+                s.snmp
+                    .in_errs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            match open_datagram(crypt.as_ref(), pkt) {
+                Ok(data) => {
+                    s.input(now as u32, data);
+                    fed = true;
+                }
+                Err(DropReason::Checksum) => {
+                    s.snmp
+                        .in_csum_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(DropReason::Short) => {
+                    // kcp-go drops these without a counter (B.11); we count them as input errors.
+                    s.snmp
+                        .in_errs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        if fed {
+            s.after_input(now);
+        }
+        if s.closed().is_some() {
+            return;
+        }
+    }
+}
+
+/// Errors a UDP socket reports for earlier traffic (ICMP feedback) rather than for itself.
+pub(crate) fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || e.raw_os_error().is_some_and(
+        |c| c == 113 /* EHOSTUNREACH */ || c == 101, /* ENETUNREACH */
+    )
+}
