@@ -887,8 +887,13 @@ impl Kcp {
         // 1. ACKs.
         let (tsn, tts) = self.write_acks(&mut w, wnd);
 
-        // 3. Window-probe timer.
-        if self.rmt_wnd == 0 {
+        // 3. Window-probe timer. Beyond kcp-go: also when every in-flight segment is acked but
+        // `una` has not passed them (the peer's una update was lost and it has nothing more to
+        // send). kcp-go keeps such segments, never resends them and never probes a non-zero
+        // window, so it stalls for ever; the WASK's WINS reply carries the peer's una.
+        let stale_una = self.snd_buf.front().is_some_and(|s| s.acked)
+            && self.snd_buf.iter().all(|s| s.acked);
+        if self.rmt_wnd == 0 || stale_una {
             if self.probe_wait == 0 {
                 self.probe_wait = PROBE_INIT;
                 self.ts_probe = now.wrapping_add(self.probe_wait);

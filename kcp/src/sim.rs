@@ -38,7 +38,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fmt;
 
-use crate::{Kcp, KcpError, OVERHEAD};
+use crate::{Kcp, KcpError};
 
 /// A small, fast, seedable pseudo-random generator (xoshiro256\*\*, seeded through splitmix64).
 ///
@@ -355,7 +355,7 @@ pub struct EndpointStats {
     /// `update` calls made.
     pub updates: u64,
     /// Datagrams the engine's `input` rejected. The simulator never corrupts data, so anything
-    /// other than 0 points at an engine bug (or engines with different `conv`/`reserved`).
+    /// other than 0 points at an engine bug (or engines with different `conv`).
     pub input_errors: u64,
 }
 
@@ -410,11 +410,21 @@ impl Link {
         self.in_flight.peek().map(|p| (p.0.arrival, p.0.seq))
     }
 
-    /// Puts one emitted datagram on the link at virtual time `now` (ms since start).
-    fn transmit(&mut self, now: u64, data: &[u8], seq: &mut u64, pool: &mut Vec<Vec<u8>>) {
+    /// Puts one emitted datagram on the link at virtual time `now` (ms since start). The first
+    /// `reserved` bytes (the sender's space for session headers) use bandwidth but are not
+    /// delivered: the receiving engine gets the KCP bytes only.
+    fn transmit(
+        &mut self,
+        now: u64,
+        dgram: &[u8],
+        reserved: usize,
+        seq: &mut u64,
+        pool: &mut Vec<Vec<u8>>,
+    ) {
         self.stats.sent += 1;
-        self.stats.sent_bytes += data.len() as u64;
-        let len = data.len() as u64;
+        self.stats.sent_bytes += dgram.len() as u64;
+        let len = dgram.len() as u64;
+        let data = dgram.get(reserved..).unwrap_or(&[]);
         let depart = match self.cfg.bandwidth {
             None => now,
             Some(bw) => {
@@ -478,7 +488,10 @@ const MAX_EVENTS_PER_MS: u32 = 1_000_000;
 /// themselves through [`kcp_mut`](Network::kcp_mut)). Engines are only ever driven through their
 /// public API: each event time, every due datagram is passed to `input` (followed by an `update` if
 /// the engine then asks for one, as kcp-go flushes inside `Input`), and every engine whose
-/// `next_deadline` has come gets `update`.
+/// `next_deadline` has come gets `update`. Each engine's reserved front bytes
+/// ([`KcpConfig::reserved`](crate::KcpConfig::reserved), where a session writes its FEC/crypto
+/// headers) travel over the link and count against its bandwidth, and are cut off before the
+/// peer's `input`, as a session's input pipeline would.
 pub struct Network {
     start: u32,
     /// Virtual time since the start, ms (64 bits, so it never wraps; `now()` wraps).
@@ -704,10 +717,7 @@ impl Network {
                 };
                 let to = 1 - from;
                 self.links[from].stats.delivered += 1;
-                let engine = &mut self.ends[to];
-                let reserved = engine.mtu().saturating_sub(engine.mss() + OVERHEAD);
-                let payload = pkt.data.get(reserved..).unwrap_or(&[]);
-                if engine.input(now, payload, true).is_err() {
+                if self.ends[to].input(now, &pkt.data, true).is_err() {
                     self.end_stats[to].input_errors += 1;
                 }
                 self.pool.push(pkt.data);
@@ -751,13 +761,14 @@ impl Network {
             ..
         } = self;
         let link = &mut links[i];
+        let reserved = ends[i].reserved();
         let mut emitted = 0;
         let mut out = |dgram: &mut [u8]| {
             emitted += 1;
             if let Some(obs) = observer.as_mut() {
                 obs(side, now, dgram);
             }
-            link.transmit(elapsed, dgram, seq, pool);
+            link.transmit(elapsed, dgram, reserved, seq, pool);
         };
         ends[i].update(now, &mut out);
         end_stats[i].updates += 1;
@@ -833,7 +844,7 @@ mod tests {
         let mut link = Link::new(LinkConfig::default().delay(0, 50), 9);
         let mut order = Vec::new();
         for t in 0..200 {
-            link.transmit(t, &[t as u8], &mut seq, &mut pool);
+            link.transmit(t, &[t as u8], 0, &mut seq, &mut pool);
         }
         while let Some(Reverse(p)) = link.in_flight.pop() {
             order.push(p.data[0]);
@@ -843,7 +854,7 @@ mod tests {
         // 100 bytes/ms, 1000-byte datagrams: 10 ms each, queue of 3000 bytes.
         let mut link = Link::new(LinkConfig::default().bandwidth(100, 3000), 9);
         for _ in 0..6 {
-            link.transmit(0, &[0u8; 1000], &mut seq, &mut pool);
+            link.transmit(0, &[0u8; 1000], 0, &mut seq, &mut pool);
         }
         // Backlogs seen at t=0: 0, 1000, 2000 bytes are accepted (each + 1000 <= 3000); from
         // 3000 on the queue is full and the datagrams are tail-dropped.
@@ -861,7 +872,7 @@ mod tests {
             .duplicate(0.5);
         let mut link = Link::new(cfg, 4);
         for t in 0..100 {
-            link.transmit(t, &[t as u8], &mut seq, &mut pool);
+            link.transmit(t, &[t as u8], 0, &mut seq, &mut pool);
         }
         assert!(link.stats.duplicated > 20);
         let mut order = Vec::new();

@@ -12,7 +12,7 @@ use kcp::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 use std::sync::{Arc, Mutex};
 
 /// What one test transfer does.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Scenario {
     seed: u64,
     net: NetworkConfig,
@@ -25,6 +25,28 @@ struct Scenario {
     read_chunk: [usize; 2],
     /// Virtual-time bound for the whole transfer, ms.
     limit_ms: u64,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizes = |i: usize| {
+            let p = &self.payload[i];
+            format!(
+                "{} writes, {} bytes",
+                p.len(),
+                p.iter().map(Vec::len).sum::<usize>()
+            )
+        };
+        f.debug_struct("Scenario")
+            .field("seed", &self.seed)
+            .field("net", &self.net)
+            .field("cfg", &self.cfg)
+            .field("payload_a", &sizes(0))
+            .field("payload_b", &sizes(1))
+            .field("read_every", &self.read_every)
+            .field("read_chunk", &self.read_chunk)
+            .finish()
+    }
 }
 
 fn random_link(rng: &mut Rng) -> LinkConfig {
@@ -73,6 +95,14 @@ fn random_kcp_config(rng: &mut Rng, stream: bool) -> KcpConfig {
     };
     cfg.stream = stream;
     cfg.ack_nodelay = rng.below(3) == 0;
+    // Room for session headers in front of each datagram (FEC 8 + crypt 20 = 28 in kcptun).
+    // Keep at least 36 payload bytes per segment so every transfer finishes in reasonable time.
+    let room = (cfg.mtu - OVERHEAD - 36).min(40) as u64;
+    cfg.reserved = if rng.below(3) == 0 {
+        rng.range(0, room) as usize
+    } else {
+        0
+    };
     cfg
 }
 
@@ -121,7 +151,7 @@ fn scenario(seed: u64, stream: bool) -> Scenario {
         random_kcp_config(&mut rng, stream),
         random_kcp_config(&mut rng, stream),
     ];
-    let mss = |c: &KcpConfig| c.mtu - OVERHEAD;
+    let mss = |c: &KcpConfig| c.mtu - OVERHEAD - c.reserved;
     let payload = [
         random_payload(&mut rng, stream, cfg[1].rcv_wnd, mss(&cfg[0])),
         random_payload(&mut rng, stream, cfg[0].rcv_wnd, mss(&cfg[1])),
@@ -167,6 +197,16 @@ fn run(sc: &Scenario) -> (Network, u64) {
     let a = Kcp::with_config(0x1234_5678, &sc.cfg[0]).expect("valid config A");
     let b = Kcp::with_config(0x1234_5678, &sc.cfg[1]).expect("valid config B");
     let mut net = Network::new(sc.net.clone(), a, b).expect("valid network");
+    // Every datagram fits the sender's MTU, reserved bytes included, and carries a segment.
+    let limits = [0, 1].map(|i| (sc.cfg[i].reserved + OVERHEAD, sc.cfg[i].mtu));
+    net.set_observer(Some(Box::new(move |from, _now, dgram| {
+        let (min, max) = limits[if from == Side::A { 0 } else { 1 }];
+        assert!(
+            (min..=max).contains(&dgram.len()),
+            "datagram of {} bytes, allowed {min}..={max}",
+            dgram.len()
+        );
+    })));
     // Data flows A->B from payload[0] and B->A from payload[1]; expected stream bytes per receiver.
     let expected_stream: [Vec<u8>; 2] = [sc.payload[1].concat(), sc.payload[0].concat()];
     let mut apps: Vec<App> = (0..2)
@@ -180,10 +220,29 @@ fn run(sc: &Scenario) -> (Network, u64) {
     let mut rng = Rng::new(sc.seed.wrapping_mul(31).wrapping_add(7));
     let mut buf = vec![0u8; 64 * 1024];
     let ctx = |net: &Network| {
+        let engine = |s: Side| {
+            let k = net.kcp(s);
+            format!(
+                "{s:?}: wait_snd {} snd_una {} snd_nxt {} rcv_nxt {} rcv_queue {} rmt_wnd {} cwnd {} rto {} dead {} deadline {:?} {:?}",
+                k.wait_snd(),
+                k.snd_una(),
+                k.snd_nxt(),
+                k.rcv_nxt(),
+                k.rcv_queue_len(),
+                k.rmt_wnd(),
+                k.cwnd(),
+                k.rto(),
+                k.is_dead_link(),
+                k.next_deadline(),
+                k.stats()
+            )
+        };
         format!(
-            "seed {} stream {stream} at {} ms: {sc:?} {net:?}",
+            "seed {} stream {stream} at {} ms: {sc:?} {net:?}\n{}\n{}",
             sc.seed,
-            net.elapsed()
+            net.elapsed(),
+            engine(Side::A),
+            engine(Side::B)
         )
     };
 
@@ -371,7 +430,7 @@ fn stress_exactly_once_big_transfers() {
         let mut sc = scenario(seed, seed % 2 == 0);
         let mut rng = Rng::new(seed);
         for i in 0..2 {
-            let mss = sc.cfg[i].mtu - OVERHEAD;
+            let mss = sc.cfg[i].mtu - OVERHEAD - sc.cfg[i].reserved;
             let peer_wnd = sc.cfg[1 - i].rcv_wnd;
             while sc.payload[i].iter().map(Vec::len).sum::<usize>() < 2_000_000 {
                 let more = random_payload(&mut rng, sc.cfg[i].stream, peer_wnd, mss);
@@ -577,7 +636,7 @@ fn timestamps_wrap_around() {
             cfg.rcv_wnd = 8;
         }
         for i in 0..2 {
-            let mss = sc.cfg[i].mtu - OVERHEAD;
+            let mss = sc.cfg[i].mtu - OVERHEAD - sc.cfg[i].reserved;
             let mut rng = Rng::new(seed + 100);
             sc.payload[i] = random_payload(&mut rng, sc.cfg[i].stream, 8, mss);
             while sc.payload[i].iter().map(Vec::len).sum::<usize>() < 60_000 {
@@ -661,4 +720,69 @@ fn latency_scenario_short_delivers_every_echo() {
             net.run_for(1);
         }
     }
+}
+
+/// Found by seed 1229 of `exactly_once_message_2`: the peer acked our only in-flight segment
+/// while its receive queue was full (so the ACK carried the old `una`), then freed the queue and
+/// announced the new `una` in a WINS that was lost. kcp-go keeps acked segments in `snd_buf`
+/// until `una` passes them, so the send window stays full of segments that are never resent, the
+/// window is not 0 so no probe starts, and the idle peer never speaks again: a permanent stall
+/// (and an engine that never goes idle). The engine must probe such a window like a zero window.
+#[test]
+fn window_held_by_acked_segments_is_probed() {
+    const CONV: u32 = 77;
+    let hdr = |cmd: Command, sn: u32, una: u32, wnd: u16| {
+        let mut b = [0u8; OVERHEAD];
+        SegmentHeader {
+            conv: CONV,
+            cmd,
+            frg: 0,
+            wnd,
+            ts: 0,
+            sn,
+            una,
+            len: 0,
+        }
+        .encode(&mut b);
+        b
+    };
+    let mut a = Kcp::with_config(CONV, &KcpConfig::fast3()).unwrap();
+    let mut sent: Vec<(u32, SegmentHeader)> = Vec::new();
+    let mut now = 1_000u32;
+    let tick = |a: &mut Kcp, now: u32, sent: &mut Vec<(u32, SegmentHeader)>| {
+        a.update(now, &mut |d: &mut [u8]| {
+            for h in segments(d) {
+                sent.push((now, h));
+            }
+        });
+    };
+    tick(&mut a, now, &mut sent);
+    // The peer's window is 1 segment.
+    a.input(now, &hdr(Command::Wins, 0, 0, 1), true).unwrap();
+    a.send(b"first").unwrap();
+    a.send(b"second").unwrap();
+    tick(&mut a, now, &mut sent);
+    assert_eq!(
+        sent.iter().filter(|(_, h)| h.cmd == Command::Push).count(),
+        1
+    );
+    // ACK of sn 0 with a stale una 0 (the peer's queue was full); the WINS with una 1 is lost.
+    now += 50;
+    a.input(now, &hdr(Command::Ack, 0, 0, 1), true).unwrap();
+    sent.clear();
+    while now < 1_000 + 60_000 {
+        now = a.next_deadline().map_or(now + 1_000, |d| d.max(now + 1));
+        tick(&mut a, now, &mut sent);
+    }
+    let wask = sent.iter().find(|(_, h)| h.cmd == Command::Wask);
+    assert!(wask.is_some(), "sender stalled silently: {sent:?}");
+    // The peer answers with its real una; the second message goes out at once.
+    sent.clear();
+    a.input(now, &hdr(Command::Wins, 0, 1, 1), true).unwrap();
+    tick(&mut a, now, &mut sent);
+    assert!(
+        sent.iter()
+            .any(|(_, h)| h.cmd == Command::Push && h.sn == 1),
+        "{sent:?}"
+    );
 }
