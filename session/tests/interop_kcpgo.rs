@@ -1,0 +1,191 @@
+//! Raw KCP interop with kcp-go 5.6.1 (no smux): the Go peer in interop/go/kcppeer, built from the Debian
+//! packages. Both directions, stream and message mode, every kcptun cipher plus no crypt layer, FEC 10/3 and 0/0.
+//!
+//! Run with `cargo test -p session --release -- --ignored interop_`. Needs `go` and
+//! golang-github-xtaci-kcp-dev; fails (does not skip) without them.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::*;
+use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+
+const KEY: &str = "interop key";
+
+/// Builds the Go peer once per test binary (GOPATH mode against /usr/share/gocode).
+pub(crate) fn go_peer() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = std::env::temp_dir().join(format!("kcppeer-{}", std::process::id()));
+        let status = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg("./interop/go/kcppeer/main.go")
+            .current_dir(&root)
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GO111MODULE", "off")
+            .status()
+            .expect("`go` must be installed for interop tests (apt-get install golang-go golang-github-xtaci-kcp-dev)");
+        assert!(status.success(), "building interop/go/kcppeer failed: are golang-github-xtaci-kcp-dev installed?");
+        out
+    })
+    .clone()
+}
+
+/// A running Go server; killed on drop.
+pub(crate) struct GoServer {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Drop for GoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn go_server(args: &[String]) -> GoServer {
+    let mut child = Command::new(go_peer())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning the Go peer");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("Go peer said {line:?}"))
+        .parse()
+        .unwrap();
+    GoServer { child, addr }
+}
+
+/// (Go cipher name, our config's cipher) for every kcptun cipher, plus no crypt layer at all.
+fn ciphers() -> Vec<(&'static str, Option<PacketCrypt>)> {
+    let mut v: Vec<_> = CipherKind::KCPTUN
+        .iter()
+        .map(|k| (k.name(), Some(PacketCrypt::from_passphrase(*k, KEY))))
+        .collect();
+    v.push(("plain", None));
+    v
+}
+
+fn config(crypt: &Option<PacketCrypt>, fec: (usize, usize), stream: bool) -> KcpConfig {
+    KcpConfig {
+        stream,
+        crypt: crypt.clone(),
+        snd_wnd: 1024,
+        rcv_wnd: 1024,
+        ..KcpConfig::fast3()
+    }
+    .with_fec(fec.0, fec.1)
+}
+
+fn peer_args(
+    role: &str,
+    addr: &str,
+    cipher: &str,
+    fec: (usize, usize),
+    stream: bool,
+    bytes: usize,
+) -> Vec<String> {
+    vec![
+        format!("-role={role}"),
+        format!("-addr={addr}"),
+        format!("-crypt={cipher}"),
+        format!("-key={KEY}"),
+        format!("-ds={}", fec.0),
+        format!("-ps={}", fec.1),
+        format!("-stream={stream}"),
+        format!("-bytes={bytes}"),
+        "-mtu=1350".into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_rust_client_to_kcpgo_echo() {
+    for (name, crypt) in ciphers() {
+        for fec in [(10, 3), (0, 0)] {
+            for stream in [true, false] {
+                let srv = go_server(&peer_args("echo", "127.0.0.1:0", name, fec, stream, 0));
+                let mut cfg = config(&crypt, fec, stream);
+                cfg.mtu = 1350;
+                let c = KcpStream::connect(srv.addr, cfg).await.unwrap();
+                let what = format!("cipher {name} fec {fec:?} stream {stream}");
+                if stream {
+                    let data = pattern(11, 300_000);
+                    let got = tokio::time::timeout(
+                        Duration::from_secs(60),
+                        echo_roundtrip(c, data.clone()),
+                    )
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: timed out"));
+                    assert_eq!(fnv(&got), fnv(&data), "{what}");
+                } else {
+                    let mss = c.mss();
+                    let mut buf = vec![0u8; 65536];
+                    for (i, len) in [1usize, 100, mss - 1, mss, 7, 1000].into_iter().enumerate() {
+                        let msg = pattern(i as u64, len);
+                        c.send_msg(&msg).await.unwrap();
+                        let n = tokio::time::timeout(Duration::from_secs(30), c.recv_msg(&mut buf))
+                            .await
+                            .unwrap_or_else(|_| panic!("{what}: timed out"))
+                            .unwrap();
+                        assert_eq!(&buf[..n], &msg[..], "{what}: message {i}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_kcpgo_client_to_rust_echo() {
+    for (name, crypt) in ciphers() {
+        for fec in [(10, 3), (0, 0)] {
+            for stream in [true, false] {
+                let mut cfg = config(&crypt, fec, stream);
+                cfg.mtu = 1350;
+                let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
+                let addr = listener.local_addr().to_string();
+                let srv = spawn_echo(listener);
+                let args = peer_args("client", &addr, name, fec, stream, 300_000);
+                let out = tokio::task::spawn_blocking(move || {
+                    Command::new(go_peer())
+                        .args(&args)
+                        .stderr(Stdio::inherit())
+                        .output()
+                        .unwrap()
+                })
+                .await
+                .unwrap();
+                let what = format!("cipher {name} fec {fec:?} stream {stream}");
+                assert!(
+                    out.status.success(),
+                    "{what}: Go client failed: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    "OK 300000",
+                    "{what}"
+                );
+                srv.abort();
+            }
+        }
+    }
+}
