@@ -22,6 +22,8 @@ const MAX_FRAGMENTS: usize = 255;
 /// Payload buffers kept for reuse. Enough to absorb a burst without going back to the
 /// allocator; dropped entirely whenever the engine becomes idle so idle sessions hold nothing.
 const POOL_MAX: usize = 256;
+/// Queue capacity (entries) an idle engine may keep; larger allocations are released.
+const IDLE_QUEUE_CAP: usize = 64;
 /// The ACK list holds at most this many receive windows' worth of entries.
 const ACKLIST_WINDOWS: usize = 4;
 /// ... and never fewer than this many entries.
@@ -365,6 +367,13 @@ impl Kcp {
     /// Stream mode (no message boundaries; `send` tops up the last queued segment) or message mode.
     pub fn set_stream_mode(&mut self, on: bool) {
         self.stream = on;
+        // A segment partly read in stream mode must not be handed out again whole.
+        if !on && self.rcv_head_off > 0 {
+            if let Some(head) = self.rcv_queue.front_mut() {
+                head.data.drain(..self.rcv_head_off);
+            }
+            self.rcv_head_off = 0;
+        }
     }
 
     /// Send ACKs right after each input (kcp-go `SetACKNoDelay`) instead of at the next
@@ -891,8 +900,8 @@ impl Kcp {
         // `una` has not passed them (the peer's una update was lost and it has nothing more to
         // send). kcp-go keeps such segments, never resends them and never probes a non-zero
         // window, so it stalls for ever; the WASK's WINS reply carries the peer's una.
-        let stale_una = self.snd_buf.front().is_some_and(|s| s.acked)
-            && self.snd_buf.iter().all(|s| s.acked);
+        let stale_una =
+            self.snd_buf.front().is_some_and(|s| s.acked) && self.snd_buf.iter().all(|s| s.acked);
         if self.rmt_wnd == 0 || stale_una {
             if self.probe_wait == 0 {
                 self.probe_wait = PROBE_INIT;
@@ -1113,8 +1122,18 @@ impl Kcp {
     fn arm(&mut self) {
         if self.is_idle() {
             self.timer_at = None;
-            // An idle engine keeps no spare buffers: 10,000 idle sessions cost no payload memory.
+            // An idle engine keeps no spare buffers and no large queue allocations: 10,000 idle
+            // sessions cost no payload memory.
             self.pool = Vec::new();
+            if self.snd_buf.capacity() > IDLE_QUEUE_CAP {
+                self.snd_buf = VecDeque::new();
+            }
+            if self.snd_queue.capacity() > IDLE_QUEUE_CAP {
+                self.snd_queue = VecDeque::new();
+            }
+            if self.acklist.capacity() > IDLE_QUEUE_CAP {
+                self.acklist = VecDeque::new();
+            }
         } else if self.timer_at.is_none() && self.started {
             self.timer_at = Some(self.tick_at_or_after(self.last_now));
         }

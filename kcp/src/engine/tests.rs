@@ -887,3 +887,17 @@ fn sequence_and_time_wrap_around() {
     assert_eq!(a.srtt(), 5, "RTT measured across the ts wrap");
     assert_eq!(a.next_deadline(), None);
 }
+
+#[test]
+fn switching_stream_to_message_mode_keeps_partial_reads() {
+    let mut k = engine(true);
+    k.set_stream_mode(true);
+    k.input(0, &push(0, 0, 0, b"abcdef"), true).unwrap();
+    let mut buf = [0u8; 2];
+    assert_eq!(k.recv(&mut buf), Ok(2));
+    k.set_stream_mode(false);
+    assert_eq!(k.peek_size(), Some(4));
+    let mut buf = [0u8; 8];
+    assert_eq!(k.recv(&mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"cdef");
+}
