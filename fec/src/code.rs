@@ -39,8 +39,8 @@ pub(crate) struct Code {
     ds: usize,
     ps: usize,
     rs: ReedSolomon,
-    /// `parity[j * ds + i]`: coefficient of data shard `i` in parity shard `j`.
-    parity: Vec<u8>,
+    /// `columns[i * ps + j]`: coefficient of data shard `i` in parity shard `j`.
+    columns: Vec<u8>,
     /// Most recently used last.
     cache: Vec<DecodeRows>,
 }
@@ -66,11 +66,15 @@ impl Code {
             .collect();
         rs.encode(&mut shards).map_err(|_| invalid)?;
         let parity = shards[ds..].concat();
+        let columns = (0..ds)
+            .flat_map(|i| (0..ps).map(move |j| (i, j)))
+            .map(|(i, j)| parity[j * ds + i])
+            .collect();
         Ok(Code {
             ds,
             ps,
             rs,
-            parity,
+            columns,
             cache: Vec::new(),
         })
     }
@@ -84,8 +88,16 @@ impl Code {
     }
 
     /// Row `j` of the parity matrix: the coefficients of the ds data shards.
-    pub(crate) fn parity_row(&self, j: usize) -> &[u8] {
-        &self.parity[j * self.ds..(j + 1) * self.ds]
+    #[cfg(test)]
+    pub(crate) fn parity_row(&self, j: usize) -> Vec<u8> {
+        (0..self.ds)
+            .map(|i| self.columns[i * self.ps + j])
+            .collect()
+    }
+
+    /// Column `i` of the parity matrix: data shard `i`'s coefficient in each parity shard.
+    pub(crate) fn parity_column(&self, i: usize) -> &[u8] {
+        &self.columns[i * self.ps..(i + 1) * self.ps]
     }
 
     /// Rows rebuilding every data shard not in `chosen` from the shards in `chosen`, which must

@@ -46,6 +46,13 @@ fn diff(a: u32, b: u32) -> i32 {
 
 /// Rebuilds lost data packets from the kcp-go FEC stream.
 ///
+/// Differences from kcp-go, none visible on the wire: after a packet contradicts the assumed
+/// (ds, ps) (a data type at a parity position or the reverse), no shards are combined until
+/// autotune has established the parameters again and a whole group of agreeing packets has
+/// followed, nor in a group whose types contradict their positions, so an unsynchronised
+/// decoder never hands KCP garbage; packets longer than 1500 bytes are rejected; a retune to a
+/// total above 256 shards is ignored.
+///
 /// Keeps an ordered window of received shards (at most `3 x (ds + ps)` entries of at most
 /// [`MTU_LIMIT`] bytes each, entries older than 60 s dropped), rebuilds a group's missing data
 /// packets as soon as any `ds` of its shards are present, and follows the sender's (ds, ps)
@@ -87,6 +94,12 @@ pub struct FecDecoder {
     /// Per shard slot of the group being assembled: its index in `rx`.
     slots: Vec<Option<usize>>,
     chosen: Vec<usize>,
+    /// Packets agreeing with (ds, ps) still needed before reconstruction resumes.
+    quiet: usize,
+    /// Whether (ds, ps) are believed to be the sender's: the constructor's values (as kcp-go
+    /// trusts them), or autotune's detection. Cleared by a contradicting packet that autotune
+    /// could not explain.
+    trusted: bool,
 }
 
 impl std::fmt::Debug for FecDecoder {
@@ -115,6 +128,8 @@ impl FecDecoder {
             scratch: Vec::with_capacity(MTU_LIMIT),
             slots: vec![None; shard_size],
             chosen: Vec::with_capacity(data_shards),
+            quiet: 0,
+            trusted: true,
         })
     }
 
@@ -193,7 +208,20 @@ impl FecDecoder {
         let is_data = kind == PacketKind::Data;
         self.tune.sample(is_data, seqid);
         if self.is_data_position(seqid) != is_data {
-            self.try_retune(&mut out);
+            // Beyond kcp-go: the stream contradicts our (ds, ps), so groups may not be where we
+            // think they are, and rebuilding would combine shards with the wrong coefficients,
+            // handing KCP garbage whenever a size field happens to look valid (kcp-go does
+            // that while it has not locked on, e.g. a (1,1) decoder facing 10/3). Rebuild
+            // again only once autotune has (re)established the parameters and a whole group of
+            // agreeing packets has followed.
+            self.trusted = self.try_retune(&mut out);
+            self.quiet = self.shard_size;
+        } else if self.quiet > 0 {
+            self.quiet -= 1;
+        } else if !self.trusted {
+            let detected = (self.tune.find_period(true), self.tune.find_period(false));
+            self.trusted = usize::try_from(detected.0).ok() == Some(self.code.data_shards())
+                && usize::try_from(detected.1).ok() == Some(self.code.parity_shards());
         }
 
         // 2. ordered insertion, duplicates ignored
@@ -255,27 +283,29 @@ impl FecDecoder {
         (seqid % self.shard_size as u32) < self.code.data_shards() as u32
     }
 
-    fn try_retune(&mut self, out: &mut DecodeOutcome) {
+    /// C.4 retune; returns whether the parameters were changed to detected ones.
+    fn try_retune(&mut self, out: &mut DecodeOutcome) -> bool {
         let ds = self.tune.find_period(true);
         let ps = self.tune.find_period(false);
         if !(1..256).contains(&ds) || !(1..256).contains(&ps) {
-            return;
+            return false;
         }
         // In 1..256, so the casts are exact.
         let (ds, ps) = (ds as usize, ps as usize);
         if (ds, ps) == (self.code.data_shards(), self.code.parity_shards()) {
-            return;
+            return false;
         }
         // kcp-go leaves its old codec in place if the new one cannot be built (a sum above
         // 256); keep all the old parameters instead, consistently.
         let Ok(code) = Code::new(ds, ps) else {
-            return;
+            return false;
         };
         self.code = code;
         self.shard_size = ds + ps;
         self.rxlimit = RX_FEC_MULTI * self.shard_size;
         self.slots = vec![None; self.shard_size];
         out.retuned = Some((ds, ps));
+        true
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
@@ -341,7 +371,7 @@ impl FecDecoder {
         if num_data == ds {
             // Nothing lost in this group.
             self.free_range(first, last);
-        } else if numshard >= ds && consistent {
+        } else if numshard >= ds && consistent && self.quiet == 0 && self.trusted {
             self.rebuild(maxlen, out, recovered);
             self.free_range(first, last);
         }

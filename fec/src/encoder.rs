@@ -204,11 +204,12 @@ impl FecEncoder {
         let size = (pkt.len() - self.payload_offset) as u16;
         pkt[self.payload_offset..self.payload_offset + 2].copy_from_slice(&size.to_le_bytes());
 
-        let payload = &pkt[self.payload_offset..];
-        for (j, buf) in self.parity.iter_mut().enumerate() {
-            let c = self.code.parity_row(j)[self.shard_count];
-            gf::mul_acc(c, payload, &mut buf[self.payload_offset..]);
-        }
+        gf::mul_acc_multi(
+            self.code.parity_column(self.shard_count),
+            &pkt[self.payload_offset..],
+            &mut self.parity,
+            self.payload_offset,
+        );
         self.shard_count += 1;
         self.max_size = self.max_size.max(pkt.len());
 
@@ -306,5 +307,48 @@ mod tests {
         }
         assert_eq!(parities, 5);
         assert_eq!(enc.next_seqid(), 36);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use reed_solomon_erasure::galois_8::ReedSolomon;
+
+    proptest! {
+        /// Parity equals reed-solomon-erasure's own `encode` over the zero-padded shards
+        /// (kcp-go's batch formulation), for ragged packet lengths and both header offsets.
+        #[test]
+        fn parity_matches_reed_solomon_erasure(
+            ds in 1usize..14,
+            ps in 1usize..6,
+            offset in prop_oneof![Just(0usize), Just(20usize)],
+            lens in proptest::collection::vec(0usize..1450, 14),
+            seed: u8,
+        ) {
+            let mut enc = FecEncoder::new(ds, ps, offset).unwrap();
+            let mut data = Vec::new();
+            let mut parity = Vec::new();
+            for (i, &len) in lens.iter().take(ds).enumerate() {
+                let mut pkt: Vec<u8> = (0..offset + 8 + len).map(|k| (k as u8).wrapping_mul(seed | 1).wrapping_add(i as u8)).collect();
+                enc.encode(&mut pkt, |p| parity.push(p.to_vec()));
+                data.push(pkt);
+            }
+            let max = data.iter().map(Vec::len).max().unwrap();
+            let po = offset + HEADER_SIZE;
+            let mut shards: Vec<Vec<u8>> = data.iter().map(|d| {
+                let mut s = d[po..].to_vec();
+                s.resize(max - po, 0);
+                s
+            }).collect();
+            shards.extend((0..ps).map(|_| vec![0u8; max - po]));
+            ReedSolomon::new(ds, ps).unwrap().encode(&mut shards).unwrap();
+            prop_assert_eq!(parity.len(), ps);
+            for (j, p) in parity.iter().enumerate() {
+                prop_assert_eq!(p.len(), max);
+                prop_assert_eq!(&p[po..], &shards[ds + j][..]);
+            }
+        }
     }
 }

@@ -74,6 +74,52 @@ pub(crate) fn mul_acc(c: u8, input: &[u8], out: &mut [u8]) {
     reed_solomon_erasure::galois_8::mul_slice_xor(c, input, out);
 }
 
+/// For every `j`: `outs[j][offset + i] ^= coefs[j] * input[i]` for `i < input.len()`.
+///
+/// The encoder's inner loop: one data packet accumulated into all parity shards at once, reading
+/// the packet and splitting its nibbles once for up to four outputs.
+///
+/// # Panics
+/// If `coefs` and `outs` differ in length or an output is shorter than `offset + input.len()`
+/// (internal invariants, never peer-controlled).
+pub(crate) fn mul_acc_multi(coefs: &[u8], input: &[u8], outs: &mut [Vec<u8>], offset: usize) {
+    assert_eq!(coefs.len(), outs.len());
+    let end = offset + input.len();
+    assert!(outs.iter().all(|o| o.len() >= end));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            for (cs, os) in coefs.chunks(4).zip(outs.chunks_mut(4)) {
+                let t = |k: usize| &NIBBLES[usize::from(cs[k])];
+                let p = |os: &mut [Vec<u8>], k: usize| os[k][offset..].as_mut_ptr();
+                // SAFETY: AVX2 was checked at run time; every output pointer is valid for
+                // `input.len()` bytes (asserted above), the outputs are distinct Vecs, and none
+                // of them aliases `input` (a shared borrow).
+                unsafe {
+                    match cs.len() {
+                        4 => x86::mul_acc_n_avx2(
+                            [t(0), t(1), t(2), t(3)],
+                            input,
+                            [p(os, 0), p(os, 1), p(os, 2), p(os, 3)],
+                        ),
+                        3 => x86::mul_acc_n_avx2(
+                            [t(0), t(1), t(2)],
+                            input,
+                            [p(os, 0), p(os, 1), p(os, 2)],
+                        ),
+                        2 => x86::mul_acc_n_avx2([t(0), t(1)], input, [p(os, 0), p(os, 1)]),
+                        _ => x86::mul_acc_n_avx2([t(0)], input, [p(os, 0)]),
+                    }
+                }
+            }
+            return;
+        }
+    }
+    for (&c, o) in coefs.iter().zip(outs) {
+        mul_acc(c, input, &mut o[offset..end]);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
@@ -128,11 +174,86 @@ mod x86 {
             *o ^= tbl[usize::from(x & 0x0F)] ^ tbl[16 + usize::from(x >> 4)];
         }
     }
+
+    /// AVX2 body of [`super::mul_acc_multi`] for `N` outputs (1..=4, so that the 2N tables,
+    /// the mask and the split input all stay in the 16 ymm registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; each `outs[k]` must be valid for reads and writes of
+    /// `input.len()` bytes, and no two of them nor `input` may overlap.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mul_acc_n_avx2<const N: usize>(
+        tbls: [&[u8; 32]; N],
+        input: &[u8],
+        outs: [*mut u8; N],
+    ) {
+        let n = input.len();
+        let ip = input.as_ptr();
+        let mut lo = [_mm256_setzero_si256(); N];
+        let mut hi = [_mm256_setzero_si256(); N];
+        for k in 0..N {
+            // SAFETY: each table is 32 bytes, so both 16-byte loads are in bounds.
+            unsafe {
+                lo[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128(tbls[k].as_ptr().cast()));
+                hi[k] =
+                    _mm256_broadcastsi128_si256(_mm_loadu_si128(tbls[k].as_ptr().add(16).cast()));
+            }
+        }
+        let mask = _mm256_set1_epi8(0x0F);
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: i + 32 <= n: the input load and every output access stay within the
+            // `n` bytes the caller guarantees.
+            unsafe {
+                let x = _mm256_loadu_si256(ip.add(i).cast());
+                let l = _mm256_and_si256(x, mask);
+                let h = _mm256_and_si256(_mm256_srli_epi64::<4>(x), mask);
+                for k in 0..N {
+                    let p = _mm256_xor_si256(
+                        _mm256_shuffle_epi8(lo[k], l),
+                        _mm256_shuffle_epi8(hi[k], h),
+                    );
+                    let op = outs[k].add(i);
+                    let o = _mm256_loadu_si256(op.cast());
+                    _mm256_storeu_si256(op.cast(), _mm256_xor_si256(o, p));
+                }
+            }
+            i += 32;
+        }
+        while i < n {
+            let x = input[i];
+            for k in 0..N {
+                let t = tbls[k];
+                // SAFETY: i < n, within the caller's guarantee for every output.
+                unsafe {
+                    *outs[k].add(i) ^= t[usize::from(x & 0x0F)] ^ t[16 + usize::from(x >> 4)]
+                };
+            }
+            i += 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mul_acc_multi_matches_single_for_1_to_9_outputs() {
+        let input: Vec<u8> = (0..300u32).map(|i| (i * 91 + 7) as u8).collect();
+        for outs_n in 1..=9usize {
+            for len in [0usize, 1, 31, 32, 33, 100, 300] {
+                let coefs: Vec<u8> = (0..outs_n).map(|j| (j * 53 + 2) as u8).collect();
+                let mut outs: Vec<Vec<u8>> = (0..outs_n).map(|j| vec![j as u8; 310]).collect();
+                let mut want = outs.clone();
+                mul_acc_multi(&coefs, &input[..len], &mut outs, 6);
+                for (c, w) in coefs.iter().zip(&mut want) {
+                    mul_acc(*c, &input[..len], &mut w[6..]);
+                }
+                assert_eq!(outs, want, "outs {outs_n} len {len}");
+            }
+        }
+    }
     use reed_solomon_erasure::galois_8;
 
     #[test]
