@@ -6,8 +6,8 @@ use cipher::{
     typenum::Unsigned,
 };
 
+use crate::ciphers::{Sm4, Tea8, TripleDes, Twofish, XteaBe};
 use crate::kind::CipherKind;
-use crate::tea::{Tea8, XteaBe};
 
 /// kcp-go's fixed CFB initial vector (PROTOCOL D.2); 8-byte-block ciphers use its first 8 bytes.
 pub const INITIAL_VECTOR: [u8; 16] = [
@@ -60,12 +60,12 @@ pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn Block
         CipherKind::Aes192 => cfb(<aes::Aes192 as KeyInit>::new_from_slice(&key[..24]).ok()?),
         CipherKind::Salsa20 => Box::new(Salsa20Crypt { key: *key }),
         CipherKind::Blowfish => cfb(<blowfish::Blowfish as KeyInit>::new_from_slice(key).ok()?),
-        CipherKind::Twofish => cfb(<twofish::Twofish as KeyInit>::new_from_slice(key).ok()?),
+        CipherKind::Twofish => cfb(Twofish::new(key)),
         CipherKind::Cast5 => cfb(<cast5::Cast5 as KeyInit>::new_from_slice(k16).ok()?),
-        CipherKind::TripleDes => cfb(<des::TdesEde3 as KeyInit>::new_from_slice(&key[..24]).ok()?),
+        CipherKind::TripleDes => cfb(TripleDes::new(key.first_chunk().unwrap_or(&[0; 24]))),
         CipherKind::Tea => cfb(Tea8::new(k16)),
         CipherKind::Xtea => cfb(XteaBe::new(k16)),
-        CipherKind::Sm4 => cfb(sm4::Sm4::new(k16.into())),
+        CipherKind::Sm4 => cfb(Sm4::new(k16)),
         CipherKind::Xor => Box::new(XorCrypt::new(key)),
         CipherKind::None => Box::new(NoneCrypt),
         CipherKind::Aes256Gcm | CipherKind::ChaCha20Poly1305 => return None,

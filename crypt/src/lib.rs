@@ -38,10 +38,10 @@
 
 mod aead;
 mod block;
+mod ciphers;
 mod kind;
 mod nonce;
 mod packet;
-mod tea;
 
 #[cfg(test)]
 mod tests;

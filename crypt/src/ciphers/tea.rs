@@ -1,8 +1,5 @@
-//! Block-cipher adapters that make RustCrypto-style ciphers compute exactly what Go's x/crypto
-//! computes for kcptun's `tea` and `xtea` (PROTOCOL D.3).
-//!
-//! Only the encryption direction exists: kcp-go's CFB (PROTOCOL D.2) never runs a block cipher
-//! backwards, so neither does this crate.
+//! TEA and XTEA exactly as Go's x/crypto computes them for kcptun's `tea` and `xtea`
+//! (PROTOCOL D.3).
 
 use cipher::{
     Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, InOut,
