@@ -901,3 +901,82 @@ fn switching_stream_to_message_mode_keeps_partial_reads() {
     assert_eq!(k.recv(&mut buf), Ok(4));
     assert_eq!(&buf[..4], b"cdef");
 }
+
+/// The flush may skip old in-flight segments (see `hint_resendts`); across random lossy
+/// exchanges its output must be byte-identical to the full kcp-go scan, return value included.
+#[test]
+fn skipping_the_retransmission_scan_is_invisible() {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u32| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % u64::from(n)) as u32
+    };
+    for round in 0..24 {
+        let cfg = KcpConfig {
+            nodelay: round % 2 == 0,
+            interval: [10, 20, 40][round % 3],
+            resend: [0, 1, 2][(round / 3) % 3],
+            nc: round % 4 != 3,
+            snd_wnd: 128,
+            rcv_wnd: 128,
+            stream: round % 5 == 0,
+            ..KcpConfig::default()
+        };
+        let mut a = Kcp::with_config(CONV, &cfg).unwrap();
+        let mut r = Kcp::with_config(CONV, &cfg).unwrap();
+        r.scan_skip_allowed = false;
+        let mut b = Kcp::with_config(CONV, &cfg).unwrap();
+        let loss = 1 + next(30);
+        let mut now = (u32::MAX - 5000).wrapping_add(next(10_000));
+        let mut in_flight: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut skipped = 0;
+        for step in 0..1500 {
+            if step % 3 == 0 && a.wait_snd() < 200 {
+                let msg = vec![step as u8; 1 + next(3000) as usize];
+                a.send(&msg).unwrap();
+                r.send(&msg).unwrap();
+            }
+            let (mut oa, mut or) = (Vec::new(), Vec::new());
+            if next(4) == 0 {
+                let da = a.flush(now, &mut |d: &mut [u8]| oa.push(d.to_vec()));
+                let dr = r.flush(now, &mut |d: &mut [u8]| or.push(d.to_vec()));
+                assert_eq!(da, dr, "flush delay, round {round} step {step}");
+            } else {
+                a.update(now, &mut |d: &mut [u8]| oa.push(d.to_vec()));
+                r.update(now, &mut |d: &mut [u8]| or.push(d.to_vec()));
+            }
+            assert!(oa == or, "datagrams differ, round {round} step {step}");
+            assert_eq!(a.next_deadline(), r.next_deadline());
+            if a.hint_resendts.is_some() && !a.hint_fastack {
+                skipped += 1;
+            }
+            for d in oa {
+                if next(100) >= loss {
+                    in_flight.push((now.wrapping_add(20 + next(40)), d));
+                }
+            }
+            let (due, later): (Vec<_>, Vec<_>) =
+                in_flight.drain(..).partition(|(t, _)| diff(now, *t) >= 0);
+            in_flight = later;
+            for (_, d) in due {
+                b.input(now, &d, true).unwrap();
+            }
+            let mut ob = Vec::new();
+            b.update(now, &mut |d: &mut [u8]| ob.push(d.to_vec()));
+            while let Ok(1..) = b.recv(&mut buf) {}
+            for d in ob {
+                if next(100) >= loss {
+                    let regular = next(10) != 0;
+                    a.input(now, &d, regular).unwrap();
+                    r.input(now, &d, regular).unwrap();
+                }
+            }
+            now = now.wrapping_add(1 + next(15));
+        }
+        assert!(skipped > 0);
+        assert_eq!(a.stats(), r.stats());
+    }
+}
