@@ -7,7 +7,7 @@
 //! bound. Plus the slow/stopped reader (zero window and probing), dead-link detection, timestamp
 //! wrap-around and a shortened run of the classic latency scenario (`examples/latency_table.rs`).
 
-use kcp::sim::{LinkConfig, Network, NetworkConfig, Rng, Side};
+use kcp::sim::{LinkConfig, LinkStats, Network, NetworkConfig, Rng, Side};
 use kcp::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 use std::sync::{Arc, Mutex};
 
@@ -383,16 +383,50 @@ fn run(sc: &Scenario) -> (Network, u64) {
 }
 
 fn run_seeds(range: std::ops::Range<u64>, stream: bool) {
-    let (mut virt, mut dgrams, mut lost) = (0u64, 0u64, 0u64);
+    let mut total = LinkStats::default();
+    let (mut virt, mut retrans) = (0u64, 0u64);
     for seed in range {
         let (net, took) = run(&scenario(seed, stream));
         virt += took;
         for s in [Side::A, Side::B] {
-            dgrams += net.link_stats(s).sent;
-            lost += net.link_stats(s).lost + net.link_stats(s).queue_drops;
+            let l = net.link_stats(s);
+            total.sent += l.sent;
+            total.lost += l.lost;
+            total.queue_drops += l.queue_drops;
+            total.duplicated += l.duplicated;
+            retrans += net.kcp(s).stats().retrans_segs;
         }
     }
-    eprintln!("virtual ms {virt}, datagrams {dgrams}, lost {lost}");
+    eprintln!(
+        "virtual {virt} ms, datagrams {} (lost {}, tail-dropped {}, duplicated {}), retransmitted segments {retrans}",
+        total.sent, total.lost, total.queue_drops, total.duplicated
+    );
+    // The sweep really exercised every impairment and the recovery paths.
+    assert!(
+        total.lost > 0 && total.queue_drops > 0 && total.duplicated > 0 && retrans > 0,
+        "{total:?}"
+    );
+}
+
+#[test]
+fn same_seed_same_run() {
+    for seed in [3, 1229] {
+        let sc = scenario(seed, seed % 2 == 0);
+        let (n1, t1) = run(&sc);
+        let (n2, t2) = run(&sc);
+        assert_eq!((t1, n1.elapsed(), n1.now()), (t2, n2.elapsed(), n2.now()));
+        for s in [Side::A, Side::B] {
+            assert_eq!(n1.link_stats(s), n2.link_stats(s));
+            assert_eq!(n1.kcp(s).stats(), n2.kcp(s).stats());
+            assert_eq!(n1.endpoint_stats(s), n2.endpoint_stats(s));
+        }
+        let other = run(&scenario(seed + 1, seed % 2 == 0)).0;
+        assert_ne!(
+            n1.link_stats(Side::A),
+            other.link_stats(Side::A),
+            "seed must matter"
+        );
+    }
 }
 
 // 2,000 seeds per mode, split so the test harness runs the chunks in parallel.
