@@ -488,7 +488,43 @@ const MAX_EVENTS_PER_MS: u32 = 1_000_000;
 /// themselves through [`kcp_mut`](Network::kcp_mut)). Engines are only ever driven through their
 /// public API: each event time, every due datagram is passed to `input` (followed by an `update` if
 /// the engine then asks for one, as kcp-go flushes inside `Input`), and every engine whose
-/// `next_deadline` has come gets `update`. Each engine's reserved front bytes
+/// `next_deadline` has come gets `update`.
+///
+/// Trying configurations before deploying them: how long do 200 kB take over a 1 MB/s path with
+/// 2 % loss and 40 ms of one-way delay, with kcp-go's defaults and with kcptun's `fast3`?
+///
+/// ```
+/// use kcp::{Kcp, KcpConfig};
+/// use kcp::sim::{LinkConfig, Network, NetworkConfig, Side};
+///
+/// fn transfer_ms(cfg: &KcpConfig) -> u64 {
+///     let link = LinkConfig::default().loss(0.02).delay(40, 40).bandwidth(1_000, 64_000);
+///     let (a, b) = (Kcp::with_config(1, cfg).unwrap(), Kcp::with_config(1, cfg).unwrap());
+///     let mut net = Network::new(NetworkConfig::symmetric(link).seed(1), a, b).unwrap();
+///     let data = vec![7u8; 200_000];
+///     let (mut sent, mut got) = (0, 0);
+///     let mut buf = vec![0u8; 4096];
+///     let done = net.run_until(600_000, |net| {
+///         // The application: keep the send queue two windows deep, read everything.
+///         while sent < data.len() && net.kcp(Side::A).wait_snd() < 2 * cfg.snd_wnd as usize {
+///             sent += net.send(Side::A, &data[sent..(sent + 1024).min(data.len())]).unwrap();
+///         }
+///         while let Ok(n @ 1..) = net.recv(Side::B, &mut buf) {
+///             got += n;
+///         }
+///         got == data.len()
+///     });
+///     assert!(done);
+///     net.elapsed()
+/// }
+///
+/// let stream = |c: KcpConfig| KcpConfig { stream: true, snd_wnd: 128, rcv_wnd: 128, ..c };
+/// let slow = transfer_ms(&stream(KcpConfig::default()));
+/// let fast = transfer_ms(&stream(KcpConfig::fast3()));
+/// assert!(fast < slow, "fast3 {fast} ms, default {slow} ms");
+/// ```
+///
+/// Each engine's reserved front bytes
 /// ([`KcpConfig::reserved`](crate::KcpConfig::reserved), where a session writes its FEC/crypto
 /// headers) travel over the link and count against its bandwidth, and are cut off before the
 /// peer's `input`, as a session's input pipeline would.
