@@ -1021,7 +1021,7 @@ impl Kcp {
                 false
             };
             if needsend {
-                seg.xmit += 1;
+                seg.xmit = seg.xmit.saturating_add(1);
                 seg.ts = now;
                 w.make_space(OVERHEAD + seg.data.len());
                 w.header(

@@ -14,6 +14,40 @@
 //!   `None` while the conversation is idle.
 //! * [`KcpError`], [`KcpStats`].
 //!
+//! # Driving the engine
+//!
+//! 1. Create it, configure it, and call [`Kcp::update`] once (kcp-go's session flushes when it
+//!    is created; that first flush also raises the congestion window from 0 to 1).
+//! 2. Feed every datagram from the peer to [`Kcp::input`], application data to [`Kcp::send`],
+//!    and read with [`Kcp::recv`]. None of them emits anything.
+//! 3. Whenever `now` reaches [`Kcp::next_deadline`] (compare wrap-aware:
+//!    `(now - t) as i32 >= 0`), call [`Kcp::update`]; it hands each datagram to send to its
+//!    callback. Right after an `input` that slid the send window, or a `send`, the deadline is
+//!    "now", so calling `update` after every `input` reproduces kcp-go's packet pattern exactly.
+//!    `None` means idle: no timer is needed until the next `input`, `send` or `recv`.
+//!
+//! Output datagrams start with [`Kcp::reserved`] bytes of unspecified content (room for the
+//! session's FEC and crypto headers, written in place) and never exceed [`Kcp::mtu`].
+//!
+//! # Where this differs from kcp-go 5.6.1
+//!
+//! None of these changes the bytes a peer sees in normal operation:
+//!
+//! * Scheduling is the caller's via [`Kcp::update`]/[`Kcp::next_deadline`]; the periodic flush
+//!   stops while idle and resumes in the same phase, and a retransmission timer that expires
+//!   before the next periodic flush is honoured exactly instead of up to one interval late.
+//! * [`Kcp::input`] records that a flush is due instead of flushing itself.
+//! * Stream-mode [`Kcp::recv`] fills the whole buffer from several segments (kcp-go returns one
+//!   segment per call); stream-mode [`Kcp::send`] has no 255-segment limit; an empty `send` is
+//!   `Ok(0)` instead of an error.
+//! * The ACK list is bounded (eight receive windows, at least 256 entries) so a flooding peer
+//!   cannot grow it; the receive window is capped at 65535, what the `wnd` field can carry.
+//! * When every segment in flight is acknowledged but `una` has not passed them, the window
+//!   probe (WASK) runs as for a zero window; kcp-go stalls for ever in that state.
+//! * Dead links are reported by [`Kcp::is_dead_link`] (kcp-go sets a field nobody reads).
+//! * [`Kcp::set_min_rto`] / [`KcpConfig::min_rto`] override the minimum RTO, as the original
+//!   KCP latency test does.
+//!
 //! # Example: two engines connected in memory
 //!
 //! ```
