@@ -191,12 +191,13 @@ fn time_bound(cfg: &[KcpConfig; 2], payload: &[Vec<Vec<u8>>; 2]) -> u64 {
 
 /// One direction's application state.
 struct App {
-    /// Sender: next message/chunk index to write, and bytes written of it (stream mode may take a
-    /// chunk in several `send` calls? no: `send` takes everything, so this is just the index).
+    /// Sender: index of the next write (`send` always takes a whole write).
     next_write: usize,
-    /// Receiver: what arrived so far (stream: bytes; message: whole messages count).
+    /// Receiver, stream mode: the bytes that arrived so far.
     got_bytes: Vec<u8>,
+    /// Receiver, message mode: messages that arrived so far.
     got_msgs: usize,
+    /// Receiver: virtual time of its next look at the engine (slow readers).
     next_read_at: u64,
 }
 
@@ -271,9 +272,7 @@ fn run(sc: &Scenario) -> (Network, u64) {
                 let n = net
                     .send(side(i), chunk)
                     .unwrap_or_else(|e| panic!("send: {e} {}", ctx(&net)));
-                if !stream {
-                    assert_eq!(n, chunk.len(), "message send must take it whole");
-                }
+                assert_eq!(n, chunk.len(), "send must take the whole write");
                 apps[i].next_write += 1;
             }
             // Reader at side i receives what the other side wrote.
