@@ -74,6 +74,10 @@ fuzz_target!(|data: &[u8]| {
                     _ => now.wrapping_add(step),
                 };
                 k.update(now, &mut check);
+                // After an update nothing is due at the same instant: a driver never spins.
+                if let Some(t) = k.next_deadline() {
+                    assert!((t.wrapping_sub(now) as i32) > 0);
+                }
             }
             // Knobs.
             _ => match op >> 3 {

@@ -101,6 +101,10 @@ proptest! {
         for d in raw.iter().chain(crafted.iter()) {
             let _ = k.input(now, d, now % 3 != 0);
             k.update(now, &mut |out: &mut [u8]| assert!(out.len() <= 200 && out.len() >= OVERHEAD));
+            // After an update nothing is due at the same instant: a driver never spins.
+            if let Some(t) = k.next_deadline() {
+                prop_assert!((t.wrapping_sub(now) as i32) > 0, "deadline {t} not after {now}");
+            }
             while let Ok(n @ 1..) = k.recv(&mut buf) {
                 prop_assert!(n <= buf.len());
             }
