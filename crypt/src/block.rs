@@ -1,10 +1,7 @@
 //! The kcp-go `BlockCrypt` ciphers (PROTOCOL D.2 – D.4): whole datagram, in place, no
 //! authentication and a fresh cipher state per datagram.
 
-use cipher::{
-    Array, Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, KeyIvInit, StreamCipher,
-    typenum::Unsigned,
-};
+use cipher::{Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, typenum::Unsigned};
 
 use crate::ciphers::{Sm4, Tea8, TripleDes, Twofish, XteaBe};
 use crate::kind::CipherKind;
@@ -121,8 +118,7 @@ impl Salsa20Crypt {
         let Some((nonce, body)) = buf.split_first_chunk_mut::<SALSA20_NONCE_LEN>() else {
             return;
         };
-        let nonce: Array<u8, _> = (*nonce).into();
-        salsa20::Salsa20::new(&self.key.into(), &nonce).apply_keystream(body);
+        crate::salsa::xor_keystream(&self.key, nonce, body);
     }
 }
 

@@ -42,6 +42,7 @@ mod ciphers;
 mod kind;
 mod nonce;
 mod packet;
+mod salsa;
 
 #[cfg(test)]
 mod tests;

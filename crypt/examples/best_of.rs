@@ -1,0 +1,60 @@
+//! kcp-go's `benchCrypt` loop in Rust (bare cipher encrypt then decrypt of 1500 bytes, counted
+//! as 3000 bytes), best of 15 rounds of 40 ms per cipher. Throughput is bytes per second of
+//! **this thread's CPU time** (Linux `/proc/thread-self/schedstat`), so time the thread spends
+//! descheduled on a shared, loaded machine does not count; elsewhere it falls back to wall time. The Go twin is
+//! `tests/go/crypt_bench`; run both back to back:
+//!
+//! ```text
+//! cargo run --release -p crypt --example best_of
+//! (cd crypt/tests/go/crypt_bench && GOPATH=/usr/share/gocode GO111MODULE=off go run ./main.go)
+//! ```
+//!
+//! The criterion bench (`benches/crypt.rs`) is the statistically careful one; this is for the
+//! side-by-side table.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use crypt::{CipherKind, derive_key, new_block_crypt};
+
+/// Nanoseconds this thread has run on a CPU, if the kernel tells.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+fn main() {
+    let key = derive_key(b"it's a secrect");
+    // Optional cipher names on the command line restrict the run (handy under a profiler).
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let data: Vec<u8> = (0..1500).map(|i: usize| (i * 131 + 7) as u8).collect();
+    for kind in CipherKind::KCPTUN {
+        if !only.is_empty() && !only.iter().any(|n| n == kind.name()) {
+            continue;
+        }
+        let Some(bc) = new_block_crypt(kind, &key) else {
+            continue;
+        };
+        let mut buf = data.clone();
+        let mut best = 0f64;
+        for _ in 0..15 {
+            let start = Instant::now();
+            let cpu0 = thread_cpu_ns();
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_millis(40) {
+                for _ in 0..16 {
+                    bc.encrypt(black_box(&mut buf));
+                    bc.decrypt(black_box(&mut buf));
+                }
+                n += 16;
+            }
+            let secs = match (cpu0, thread_cpu_ns()) {
+                (Some(a), Some(b)) if b > a => (b - a) as f64 / 1e9,
+                _ => start.elapsed().as_secs_f64(),
+            };
+            let mbs = (n * 3000) as f64 / secs / 1e6;
+            best = best.max(mbs);
+        }
+        println!("{:<10} {:>10.1} MB/s", kind.name(), best);
+    }
+}
