@@ -3,7 +3,7 @@
 
 use cipher::{Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, typenum::Unsigned};
 
-use crate::ciphers::{Sm4, Tea8, TripleDes, Twofish, XteaBe};
+use crate::ciphers::{Sm4, Tea8, TripleDes, Twofish, Xtea};
 use crate::kind::CipherKind;
 
 /// kcp-go's fixed CFB initial vector (PROTOCOL D.2); 8-byte-block ciphers use its first 8 bytes.
@@ -61,7 +61,7 @@ pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn Block
         CipherKind::Cast5 => cfb(<cast5::Cast5 as KeyInit>::new_from_slice(k16).ok()?),
         CipherKind::TripleDes => cfb(TripleDes::new(key.first_chunk().unwrap_or(&[0; 24]))),
         CipherKind::Tea => cfb(Tea8::new(k16)),
-        CipherKind::Xtea => cfb(XteaBe::new(k16)),
+        CipherKind::Xtea => cfb(Xtea::new(k16)),
         CipherKind::Sm4 => cfb(Sm4::new(k16)),
         CipherKind::Xor => Box::new(XorCrypt::new(key)),
         CipherKind::None => Box::new(NoneCrypt),

@@ -175,20 +175,34 @@ fn f(r: u32, k: &[u32; 2]) -> u32 {
         ^ SP[5][b as usize & 63]
 }
 
-/// Sixteen rounds from (L0, R0); returns the pre-output (R16, L16), i.e. already swapped.
+/// Sixteen rounds on `L` blocks side by side from (L0, R0); returns the pre-output
+/// (R16, L16), i.e. already swapped.
 #[inline(always)]
-fn sixteen<'a>(mut l: u32, mut r: u32, keys: impl Iterator<Item = &'a [[u32; 2]]>) -> (u32, u32) {
-    for pair in keys {
-        l ^= f(r, &pair[0]);
-        r ^= f(l, &pair[1]);
+fn sixteen<const L: usize>(
+    mut l: [u32; L],
+    mut r: [u32; L],
+    keys: &RoundKeys,
+    reverse: bool,
+) -> ([u32; L], [u32; L]) {
+    for n in 0..8 {
+        let (ka, kb) = if reverse {
+            (&keys[15 - 2 * n], &keys[14 - 2 * n])
+        } else {
+            (&keys[2 * n], &keys[2 * n + 1])
+        };
+        for i in 0..L {
+            l[i] ^= f(r[i], ka);
+        }
+        for i in 0..L {
+            r[i] ^= f(l[i], kb);
+        }
     }
     (r, l)
 }
 
 pub(crate) struct TripleDes {
     k1: RoundKeys,
-    /// Round keys of K2 in decryption (reversed) order.
-    k2_rev: RoundKeys,
+    k2: RoundKeys,
     k3: RoundKeys,
 }
 
@@ -199,24 +213,26 @@ impl TripleDes {
             p.copy_from_slice(&key[8 * i..8 * i + 8]);
             p
         };
-        let mut k2_rev = round_keys(&part(1));
-        k2_rev.reverse();
         TripleDes {
             k1: round_keys(&part(0)),
-            k2_rev,
+            k2: round_keys(&part(1)),
             k3: round_keys(&part(2)),
         }
     }
 
     #[inline]
-    fn encrypt_bytes(&self, b: &mut [u8; 8]) {
-        let x = ip(u64::from_be_bytes(*b));
-        let (l, r) = ((x >> 32) as u32, x as u32);
-        // FP then IP between the passes cancel, leaving the swapped pre-output as the next input.
-        let (l, r) = sixteen(l, r, self.k1.chunks_exact(2));
-        let (l, r) = sixteen(l, r, self.k2_rev.chunks_exact(2));
-        let (l, r) = sixteen(l, r, self.k3.chunks_exact(2));
-        *b = fp((u64::from(l) << 32) | u64::from(r)).to_be_bytes();
+    fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
+        let x: [u64; L] = core::array::from_fn(|i| ip(u64::from_be_bytes(b[i])));
+        let l: [u32; L] = core::array::from_fn(|i| (x[i] >> 32) as u32);
+        let r: [u32; L] = core::array::from_fn(|i| x[i] as u32);
+        // E(K1), D(K2), E(K3). FP then IP between the passes cancel, leaving the swapped
+        // pre-output as the next pass's input.
+        let (l, r) = sixteen(l, r, &self.k1, false);
+        let (l, r) = sixteen(l, r, &self.k2, true);
+        let (l, r) = sixteen(l, r, &self.k3, false);
+        for i in 0..L {
+            b[i] = fp((u64::from(l[i]) << 32) | u64::from(r[i])).to_be_bytes();
+        }
     }
 }
 

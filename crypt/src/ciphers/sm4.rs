@@ -4,6 +4,8 @@
 
 use cipher::consts::U16;
 
+use super::be;
+
 /// The SM4 S-box (GB/T 32907-2016), as in the RustCrypto `sm4` crate (MIT/Apache-2.0).
 #[rustfmt::skip]
 const SBOX: [u8; 256] = [
@@ -94,17 +96,29 @@ impl Sm4 {
     }
 
     #[inline]
-    fn encrypt_bytes(&self, b: &mut [u8; 16]) {
-        let w = |i: usize| u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
-        let (mut x0, mut x1, mut x2, mut x3) = (w(0), w(1), w(2), w(3));
+    fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 16]; L]) {
+        let mut x0: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
+        let mut x1: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));
+        let mut x2: [u32; L] = core::array::from_fn(|i| be(&b[i], 2));
+        let mut x3: [u32; L] = core::array::from_fn(|i| be(&b[i], 3));
         for rk in self.rk.chunks_exact(4) {
-            x0 ^= Self::t(x1 ^ x2 ^ x3 ^ rk[0]);
-            x1 ^= Self::t(x2 ^ x3 ^ x0 ^ rk[1]);
-            x2 ^= Self::t(x3 ^ x0 ^ x1 ^ rk[2]);
-            x3 ^= Self::t(x0 ^ x1 ^ x2 ^ rk[3]);
+            for i in 0..L {
+                x0[i] ^= Self::t(x1[i] ^ x2[i] ^ x3[i] ^ rk[0]);
+            }
+            for i in 0..L {
+                x1[i] ^= Self::t(x2[i] ^ x3[i] ^ x0[i] ^ rk[1]);
+            }
+            for i in 0..L {
+                x2[i] ^= Self::t(x3[i] ^ x0[i] ^ x1[i] ^ rk[2]);
+            }
+            for i in 0..L {
+                x3[i] ^= Self::t(x0[i] ^ x1[i] ^ x2[i] ^ rk[3]);
+            }
         }
-        for (chunk, v) in b.chunks_exact_mut(4).zip([x3, x2, x1, x0]) {
-            chunk.copy_from_slice(&v.to_be_bytes());
+        for i in 0..L {
+            for (chunk, v) in b[i].chunks_exact_mut(4).zip([x3[i], x2[i], x1[i], x0[i]]) {
+                chunk.copy_from_slice(&v.to_be_bytes());
+            }
         }
     }
 }

@@ -1,123 +1,98 @@
 //! TEA and XTEA exactly as Go's x/crypto computes them for kcptun's `tea` and `xtea`
-//! (PROTOCOL D.3).
+//! (PROTOCOL D.3): big-endian key and block words (the `xtea` crate reads little-endian ones,
+//! and no TEA crate offers Go's round count).
 
-use cipher::{
-    Block, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser, InOut,
-    KeyInit, ParBlocksSizeUser,
-    consts::{U1, U8},
-};
+use cipher::consts::U8;
 
-/// TEA's key-schedule constant.
+use super::be;
+
+/// TEA's and XTEA's key-schedule constant.
 const DELTA: u32 = 0x9E37_79B9;
 
-/// Go's `tea.NewCipherWithRounds(key, 16)` as kcp-go builds it: 16 Go "rounds" are 8 TEA cycles
-/// (the `sum += delta` loop runs 8 times, against 32 in standard TEA), big-endian key and block
-/// words. No crate offers a round count, hence this hand-written version.
+/// Go's rounds / 2 for `tea.NewCipherWithRounds(key, 16)`.
+const TEA_CYCLES: usize = 8;
+/// XTEA's 64 rounds, as 32 cycles.
+const XTEA_CYCLES: usize = 32;
+
+fn key_words(key: &[u8; 16]) -> [u32; 4] {
+    [be(key, 0), be(key, 1), be(key, 2), be(key, 3)]
+}
+
+/// Go's `tea.NewCipherWithRounds(key, 16)` as kcp-go builds it: 16 Go "rounds" are 8 TEA
+/// cycles (the `sum += delta` loop runs 8 times, against 32 in standard TEA).
 pub(crate) struct Tea8 {
     k: [u32; 4],
 }
 
-/// Go's rounds / 2.
-const TEA_CYCLES: usize = 8;
-
 impl Tea8 {
     pub(crate) fn new(key: &[u8; 16]) -> Self {
-        let mut k = [0u32; 4];
-        for (w, c) in k.iter_mut().zip(key.chunks_exact(4)) {
-            *w = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        Tea8 { k }
+        Tea8 { k: key_words(key) }
     }
-}
 
-impl BlockSizeUser for Tea8 {
-    type BlockSize = U8;
-}
-
-impl ParBlocksSizeUser for Tea8 {
-    type ParBlocksSize = U1;
-}
-
-impl BlockCipherEncrypt for Tea8 {
     #[inline]
-    fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = Self::BlockSize>) {
-        f.call(self)
-    }
-}
-
-impl BlockCipherEncBackend for Tea8 {
-    #[inline]
-    fn encrypt_block(&self, mut block: InOut<'_, '_, Block<Self>>) {
-        let b = block.get_in();
-        let mut v0 = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-        let mut v1 = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
+        let mut v0: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
+        let mut v1: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));
         let [k0, k1, k2, k3] = self.k;
         let mut sum = 0u32;
         for _ in 0..TEA_CYCLES {
             sum = sum.wrapping_add(DELTA);
-            v0 = v0.wrapping_add(
-                (v1 << 4).wrapping_add(k0) ^ v1.wrapping_add(sum) ^ (v1 >> 5).wrapping_add(k1),
-            );
-            v1 = v1.wrapping_add(
-                (v0 << 4).wrapping_add(k2) ^ v0.wrapping_add(sum) ^ (v0 >> 5).wrapping_add(k3),
-            );
+            for i in 0..L {
+                let y = v1[i];
+                v0[i] = v0[i].wrapping_add(
+                    (y << 4).wrapping_add(k0) ^ y.wrapping_add(sum) ^ (y >> 5).wrapping_add(k1),
+                );
+                let z = v0[i];
+                v1[i] = v1[i].wrapping_add(
+                    (z << 4).wrapping_add(k2) ^ z.wrapping_add(sum) ^ (z >> 5).wrapping_add(k3),
+                );
+            }
         }
-        let out = block.get_out();
-        out[..4].copy_from_slice(&v0.to_be_bytes());
-        out[4..].copy_from_slice(&v1.to_be_bytes());
+        for i in 0..L {
+            b[i][..4].copy_from_slice(&v0[i].to_be_bytes());
+            b[i][4..].copy_from_slice(&v1[i].to_be_bytes());
+        }
     }
 }
 
-/// Go's x/crypto `xtea` reads key and block as big-endian words, the `xtea` crate as
-/// little-endian ones; the rounds are identical. Reversing each 4-byte word of the key once and
-/// of the block before and after each encryption turns one into the other, so this keeps the
-/// crate's (reviewed) round function and costs two byte swaps per block.
-pub(crate) struct XteaBe {
-    inner: xtea::Xtea,
+impl_block_encrypt!(Tea8, U8);
+
+/// Go's x/crypto XTEA: 32 cycles, big-endian words. The per-half-round `sum + key` terms do not
+/// depend on the data, so they are precomputed (as Go does).
+pub(crate) struct Xtea {
+    table: [u32; 2 * XTEA_CYCLES],
 }
 
-impl XteaBe {
+impl Xtea {
     pub(crate) fn new(key: &[u8; 16]) -> Self {
-        let mut k = *key;
-        for w in k.chunks_exact_mut(4) {
-            w.reverse();
+        let k = key_words(key);
+        let mut table = [0u32; 2 * XTEA_CYCLES];
+        let mut sum = 0u32;
+        for pair in table.chunks_exact_mut(2) {
+            pair[0] = sum.wrapping_add(k[(sum & 3) as usize]);
+            sum = sum.wrapping_add(DELTA);
+            pair[1] = sum.wrapping_add(k[((sum >> 11) & 3) as usize]);
         }
-        XteaBe {
-            inner: xtea::Xtea::new(&k.into()),
+        Xtea { table }
+    }
+
+    #[inline]
+    fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
+        let mut v0: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
+        let mut v1: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));
+        for pair in self.table.chunks_exact(2) {
+            for i in 0..L {
+                let y = v1[i];
+                v0[i] = v0[i].wrapping_add((((y << 4) ^ (y >> 5)).wrapping_add(y)) ^ pair[0]);
+                let z = v0[i];
+                v1[i] = v1[i].wrapping_add((((z << 4) ^ (z >> 5)).wrapping_add(z)) ^ pair[1]);
+            }
+        }
+        for i in 0..L {
+            b[i][..4].copy_from_slice(&v0[i].to_be_bytes());
+            b[i][4..].copy_from_slice(&v1[i].to_be_bytes());
         }
     }
 }
 
-impl BlockSizeUser for XteaBe {
-    type BlockSize = U8;
-}
-
-impl ParBlocksSizeUser for XteaBe {
-    type ParBlocksSize = U1;
-}
-
-impl BlockCipherEncrypt for XteaBe {
-    #[inline]
-    fn encrypt_with_backend(&self, f: impl BlockCipherEncClosure<BlockSize = Self::BlockSize>) {
-        f.call(self)
-    }
-}
-
-impl BlockCipherEncBackend for XteaBe {
-    #[inline]
-    fn encrypt_block(&self, mut block: InOut<'_, '_, Block<Self>>) {
-        let mut b = *block.get_in();
-        swap_words(&mut b);
-        BlockCipherEncBackend::encrypt_block(&self.inner, (&mut b).into());
-        swap_words(&mut b);
-        *block.get_out() = b;
-    }
-}
-
-#[inline(always)]
-fn swap_words(b: &mut Block<XteaBe>) {
-    let v0 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]).swap_bytes();
-    let v1 = u32::from_le_bytes([b[4], b[5], b[6], b[7]]).swap_bytes();
-    b[..4].copy_from_slice(&v0.to_le_bytes());
-    b[4..].copy_from_slice(&v1.to_le_bytes());
-}
+impl_block_encrypt!(Xtea, U8);

@@ -4,6 +4,8 @@
 
 use cipher::consts::U16;
 
+use super::le;
+
 /// The nibble tables t0..t3 of the permutations q0 and q1 (Twofish paper, section 4.3.5).
 const QT: [[[u8; 16]; 4]; 2] = [
     [
@@ -177,24 +179,34 @@ impl Twofish {
     }
 
     #[inline]
-    fn encrypt_bytes(&self, b: &mut [u8; 16]) {
-        let w = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+    fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 16]; L]) {
         let k = &self.k;
-        let (mut r0, mut r1, mut r2, mut r3) = (w(0) ^ k[0], w(1) ^ k[1], w(2) ^ k[2], w(3) ^ k[3]);
+        let mut r0: [u32; L] = core::array::from_fn(|i| le(&b[i], 0) ^ k[0]);
+        let mut r1: [u32; L] = core::array::from_fn(|i| le(&b[i], 1) ^ k[1]);
+        let mut r2: [u32; L] = core::array::from_fn(|i| le(&b[i], 2) ^ k[2]);
+        let mut r3: [u32; L] = core::array::from_fn(|i| le(&b[i], 3) ^ k[3]);
         for r in 0..8 {
             let kk = 8 + 4 * r;
-            let t0 = self.g0(r0);
-            let t1 = self.g1(r1);
-            r2 = (r2 ^ t0.wrapping_add(t1).wrapping_add(k[kk])).rotate_right(1);
-            r3 = r3.rotate_left(1) ^ t0.wrapping_add(t1.wrapping_mul(2)).wrapping_add(k[kk + 1]);
-            let t0 = self.g0(r2);
-            let t1 = self.g1(r3);
-            r0 = (r0 ^ t0.wrapping_add(t1).wrapping_add(k[kk + 2])).rotate_right(1);
-            r1 = r1.rotate_left(1) ^ t0.wrapping_add(t1.wrapping_mul(2)).wrapping_add(k[kk + 3]);
+            for i in 0..L {
+                let t0 = self.g0(r0[i]);
+                let t1 = self.g1(r1[i]);
+                r2[i] = (r2[i] ^ t0.wrapping_add(t1).wrapping_add(k[kk])).rotate_right(1);
+                r3[i] = r3[i].rotate_left(1)
+                    ^ t0.wrapping_add(t1.wrapping_mul(2)).wrapping_add(k[kk + 1]);
+            }
+            for i in 0..L {
+                let t0 = self.g0(r2[i]);
+                let t1 = self.g1(r3[i]);
+                r0[i] = (r0[i] ^ t0.wrapping_add(t1).wrapping_add(k[kk + 2])).rotate_right(1);
+                r1[i] = r1[i].rotate_left(1)
+                    ^ t0.wrapping_add(t1.wrapping_mul(2)).wrapping_add(k[kk + 3]);
+            }
         }
-        let out = [r2 ^ k[4], r3 ^ k[5], r0 ^ k[6], r1 ^ k[7]];
-        for (chunk, v) in b.chunks_exact_mut(4).zip(out) {
-            chunk.copy_from_slice(&v.to_le_bytes());
+        for i in 0..L {
+            let out = [r2[i] ^ k[4], r3[i] ^ k[5], r0[i] ^ k[6], r1[i] ^ k[7]];
+            for (chunk, v) in b[i].chunks_exact_mut(4).zip(out) {
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
         }
     }
 }
