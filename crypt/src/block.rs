@@ -3,7 +3,7 @@
 
 use cipher::{Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, typenum::Unsigned};
 
-use crate::ciphers::{Sm4, Tea8, TripleDes, Twofish, Xtea};
+use crate::ciphers::{Blowfish, Cast5, Sm4, Tea8, TripleDes, Twofish, Xtea};
 use crate::kind::CipherKind;
 
 /// kcp-go's fixed CFB initial vector (PROTOCOL D.2); 8-byte-block ciphers use its first 8 bytes.
@@ -56,9 +56,9 @@ pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn Block
         CipherKind::Aes128 => cfb(aes::Aes128::new(k16.into())),
         CipherKind::Aes192 => cfb(<aes::Aes192 as KeyInit>::new_from_slice(&key[..24]).ok()?),
         CipherKind::Salsa20 => Box::new(Salsa20Crypt { key: *key }),
-        CipherKind::Blowfish => cfb(<blowfish::Blowfish as KeyInit>::new_from_slice(key).ok()?),
+        CipherKind::Blowfish => cfb(Blowfish::new(key)),
         CipherKind::Twofish => cfb(Twofish::new(key)),
-        CipherKind::Cast5 => cfb(<cast5::Cast5 as KeyInit>::new_from_slice(k16).ok()?),
+        CipherKind::Cast5 => cfb(Cast5::new(k16)),
         CipherKind::TripleDes => cfb(TripleDes::new(key.first_chunk().unwrap_or(&[0; 24]))),
         CipherKind::Tea => cfb(Tea8::new(k16)),
         CipherKind::Xtea => cfb(Xtea::new(k16)),

@@ -72,11 +72,15 @@ fn le(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
 }
 
+mod blowfish;
+mod cast5;
 mod des;
 mod sm4;
 mod tea;
 mod twofish;
 
+pub(crate) use blowfish::Blowfish;
+pub(crate) use cast5::Cast5;
 pub(crate) use des::TripleDes;
 pub(crate) use sm4::Sm4;
 pub(crate) use tea::{Tea8, Xtea};
@@ -140,10 +144,24 @@ mod tests {
             let k16: [u8; 16] = key[..16].try_into().unwrap();
             let k24: [u8; 24] = key[..24].try_into().unwrap();
             check_lanes(&Twofish::new(&key), &blocks);
+            check_lanes(&Blowfish::new(&key), &blocks);
+            check_lanes(&Cast5::new(&k16), &blocks);
             check_lanes(&Sm4::new(&k16), &blocks);
             check_lanes(&TripleDes::new(&k24), &blocks);
             check_lanes(&Tea8::new(&k16), &blocks);
             check_lanes(&Xtea::new(&k16), &blocks);
+        }
+
+        #[test]
+        fn blowfish_matches_crate(key in any::<[u8; 32]>(), block in any::<[u8; 8]>()) {
+            let reference = <::blowfish::Blowfish as KeyInit>::new_from_slice(&key).unwrap();
+            prop_assert_eq!(ours(&Blowfish::new(&key), &block), ours(&reference, &block));
+        }
+
+        #[test]
+        fn cast5_matches_crate(key in any::<[u8; 16]>(), block in any::<[u8; 8]>()) {
+            let reference = ::cast5::Cast5::new(&key.into());
+            prop_assert_eq!(ours(&Cast5::new(&key), &block), ours(&reference, &block));
         }
 
         #[test]
