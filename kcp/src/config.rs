@@ -42,6 +42,9 @@ pub struct KcpConfig {
     pub reserved: usize,
     /// Send ACKs right after each input instead of at the next interval flush. Default `false`.
     pub ack_nodelay: bool,
+    /// Leave data written by `send` for the next periodic flush instead of flushing at once
+    /// (kcp-go session `SetWriteDelay`). Default `false`.
+    pub write_delay: bool,
     /// Transmissions of one segment after which the link counts as dead
     /// ([`Kcp::is_dead_link`](crate::Kcp::is_dead_link)). Default 20 (`IKCP_DEADLINK`).
     pub dead_link: u32,
@@ -63,6 +66,7 @@ impl Default for KcpConfig {
             stream: false,
             reserved: 0,
             ack_nodelay: false,
+            write_delay: false,
             dead_link: 20,
             min_rto: None,
         }

@@ -166,6 +166,7 @@ pub struct Kcp {
     nocwnd: bool,
     stream: bool,
     ack_nodelay: bool,
+    write_delay: bool,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -274,6 +275,7 @@ impl Kcp {
             nocwnd: false,
             stream: cfg.stream,
             ack_nodelay: cfg.ack_nodelay,
+            write_delay: cfg.write_delay,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),
@@ -396,6 +398,12 @@ impl Kcp {
         self.ack_nodelay = on;
     }
 
+    /// kcp-go `SetWriteDelay`: when on, [`send`](Kcp::send) leaves the data for the next periodic
+    /// flush instead of making a flush due at once (fewer, fuller datagrams for small writes).
+    pub fn set_write_delay(&mut self, on: bool) {
+        self.write_delay = on;
+    }
+
     /// Transmissions of one segment after which [`is_dead_link`](Kcp::is_dead_link) turns true
     /// (0 is treated as 1).
     pub fn set_dead_link(&mut self, xmit: u32) {
@@ -412,7 +420,8 @@ impl Kcp {
     /// the application queues: check [`wait_snd`](Kcp::wait_snd) against the windows, as the
     /// kcp-go session does before writing.
     ///
-    /// A full flush becomes due at once (kcp-go's `Write` flushes right away).
+    /// A full flush becomes due at once (kcp-go's `Write` flushes right away), unless
+    /// [`set_write_delay`](Kcp::set_write_delay) is on.
     ///
     /// # Errors
     /// [`KcpError::MessageTooLarge`] in message mode if more than 255 fragments would be needed.
@@ -432,7 +441,7 @@ impl Kcp {
                 }
             }
             if rest.is_empty() {
-                self.pending_full = true;
+                self.queued();
                 return Ok(total);
             }
         }
@@ -465,8 +474,18 @@ impl Kcp {
                 data: buf,
             });
         }
-        self.pending_full = true;
+        self.queued();
         Ok(total)
+    }
+
+    /// New data is queued: flush now like kcp-go's `Write`, or at the next periodic flush with
+    /// write-delay on.
+    fn queued(&mut self) {
+        if self.write_delay {
+            self.arm();
+        } else {
+            self.pending_full = true;
+        }
     }
 
     /// Size of the next message (message mode) or of the unread rest of the next segment

@@ -980,3 +980,19 @@ fn skipping_the_retransmission_scan_is_invisible() {
         assert_eq!(a.stats(), r.stats());
     }
 }
+
+#[test]
+fn write_delay_waits_for_the_periodic_flush() {
+    let mut k = engine(true);
+    k.update(0, &mut |_: &mut [u8]| {});
+    k.set_write_delay(true);
+    k.send(b"a").unwrap();
+    k.send(b"b").unwrap();
+    // Not due now: the next tick of the timer started at 0 + 100.
+    assert_eq!(k.next_deadline(), Some(100));
+    assert!(update_segs(&mut k, 50).is_empty());
+    assert_eq!(pushes(&update_segs(&mut k, 100)), vec![0, 1]);
+    k.set_write_delay(false);
+    k.send(b"c").unwrap();
+    assert_eq!(k.next_deadline(), Some(100));
+}
