@@ -239,7 +239,7 @@ impl Blowfish {
         [be(&b[0], 0), be(&b[0], 1)]
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
         let mut l: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
         let mut r: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));

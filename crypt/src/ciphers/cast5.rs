@@ -535,7 +535,7 @@ impl Cast5 {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
         let mut l: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
         let mut r: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));

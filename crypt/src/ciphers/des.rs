@@ -220,7 +220,7 @@ impl TripleDes {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
         let x: [u64; L] = core::array::from_fn(|i| ip(u64::from_be_bytes(b[i])));
         let l: [u32; L] = core::array::from_fn(|i| (x[i] >> 32) as u32);

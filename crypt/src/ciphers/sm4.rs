@@ -95,7 +95,7 @@ impl Sm4 {
         T[0][usize::from(a)] ^ T[1][usize::from(b)] ^ T[2][usize::from(c)] ^ T[3][usize::from(d)]
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 16]; L]) {
         let mut x0: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
         let mut x1: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));

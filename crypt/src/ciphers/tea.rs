@@ -29,7 +29,7 @@ impl Tea8 {
         Tea8 { k: key_words(key) }
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
         let mut v0: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
         let mut v1: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));
@@ -76,7 +76,7 @@ impl Xtea {
         Xtea { table }
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 8]; L]) {
         let mut v0: [u32; L] = core::array::from_fn(|i| be(&b[i], 0));
         let mut v1: [u32; L] = core::array::from_fn(|i| be(&b[i], 1));

@@ -178,7 +178,7 @@ impl Twofish {
             ^ self.s[0][usize::from(d)]
     }
 
-    #[inline]
+    #[inline(always)]
     fn encrypt_lanes<const L: usize>(&self, b: &mut [[u8; 16]; L]) {
         let k = &self.k;
         let mut r0: [u32; L] = core::array::from_fn(|i| le(&b[i], 0) ^ k[0]);
