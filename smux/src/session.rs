@@ -1,0 +1,765 @@
+//! The session: user handle ([`Session`]) and the driver that owns the transport.
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+
+use crate::config::{Config, ConfigError, Version};
+use crate::error::Error;
+use crate::frame::{self, Cmd, Frame, HEADER_SIZE};
+use crate::shared::{AUTOTUNE_INITIAL_WINDOW, Inner, Shared, set_waker};
+use crate::stream::Stream;
+
+/// Which end of the connection this session is; decides stream id parity (E.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opens odd ids 3, 5, 7, …
+    Client,
+    /// Opens even ids 2, 4, 6, …
+    Server,
+}
+
+/// A multiplexed session over one reliable, ordered byte stream (TCP, TLS, KCP, …).
+///
+/// The transport is owned by a driver future ([`Driver`]) that reads and writes it; the
+/// `Session` and every [`Stream`] are handles to shared state. [`Session::client`] and
+/// [`Session::server`] spawn the driver on the current tokio runtime;
+/// [`Session::new`] hands it to you instead.
+///
+/// Dropping every `Session` handle does not kill streams still in use: the session
+/// closes (flushing what was written) once the last `Session` handle *and* the last
+/// stream are gone. [`Session::close`] closes it at once.
+#[derive(Debug)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl Clone for Session {
+    fn clone(&self) -> Self {
+        self.shared.lock().session_handles += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let mut g = self.shared.lock();
+        g.session_handles = g.session_handles.saturating_sub(1);
+        if g.session_handles == 0 {
+            // Nobody can accept any more: refuse the backlog (FIN each).
+            for sid in std::mem::take(&mut g.accept_queue) {
+                g.release_stream(sid);
+            }
+            if g.live_streams() == 0 {
+                g.closing = true;
+            }
+            drop(g);
+            self.shared.driver.wake();
+        }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// The future that runs a session: it reads frames, dispatches them to streams, writes
+/// queued frames and runs keepalive. It resolves when the session ends, with `Ok(())`
+/// after a local close and the fatal error otherwise. Spawn it (or poll it) for the
+/// session to make progress.
+#[must_use = "the session does nothing unless its driver is polled"]
+pub struct Driver {
+    fut: Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").finish_non_exhaustive()
+    }
+}
+
+impl Future for Driver {
+    type Output = Result<(), Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+impl Session {
+    /// Starts a client session over `io` and spawns its driver with `tokio::spawn`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (as `tokio::spawn` does); use [`Session::new`] there.
+    pub fn client<T>(io: T, config: Config) -> Result<Session, ConfigError>
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (s, d) = Self::new(io, config, Role::Client)?;
+        tokio::spawn(d);
+        Ok(s)
+    }
+
+    /// Starts a server session over `io` and spawns its driver with `tokio::spawn`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (as `tokio::spawn` does); use [`Session::new`] there.
+    pub fn server<T>(io: T, config: Config) -> Result<Session, ConfigError>
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (s, d) = Self::new(io, config, Role::Server)?;
+        tokio::spawn(d);
+        Ok(s)
+    }
+
+    /// Creates a session and returns its [`Driver`] for you to spawn or poll.
+    ///
+    /// Fails if the config is invalid (Go's `VerifyConfig`), or asks a client to
+    /// auto-detect the version.
+    pub fn new<T>(io: T, config: Config, role: Role) -> Result<(Session, Driver), ConfigError>
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        config.validate()?;
+        if role == Role::Client && config.version == Version::Auto {
+            return Err(ConfigError::AutoVersionOnClient);
+        }
+        let inner = Inner::new(
+            config.version.byte(),
+            role == Role::Client,
+            config.max_receive_buffer,
+        );
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            driver: AtomicWaker::new(),
+            config,
+        });
+        let conn = Conn::new(io, shared.clone());
+        let fut = Box::pin(conn.run());
+        Ok((Session { shared }, Driver { fut }))
+    }
+
+    /// Records the transport's addresses so [`local_addr`](Self::local_addr) and
+    /// [`peer_addr`](Self::peer_addr) (and those of streams) can report them; the
+    /// session cannot ask a generic transport for them itself.
+    pub fn with_addrs(self, local: Option<SocketAddr>, peer: Option<SocketAddr>) -> Self {
+        {
+            let mut g = self.shared.lock();
+            g.local_addr = local;
+            g.peer_addr = peer;
+        }
+        self
+    }
+
+    /// Local address of the transport, if given with [`with_addrs`](Self::with_addrs).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.lock().local_addr
+    }
+
+    /// Peer address of the transport, if given with [`with_addrs`](Self::with_addrs).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared.lock().peer_addr
+    }
+
+    /// Opens a stream: allocates the next id (odd on a client, even on a server) and
+    /// queues its SYN ahead of any data. No reply is expected (E.3), so data may follow
+    /// at once.
+    ///
+    /// Fails with [`Error::GoAway`] once the ids are exhausted (they are never reused).
+    /// On an auto-detecting server it waits until the peer's first frame fixed the
+    /// version.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a stream is allocated only in the poll that returns it.
+    pub async fn open_stream(&self) -> Result<Stream, Error> {
+        poll_fn(|cx| self.poll_open_stream(cx)).await
+    }
+
+    /// Poll form of [`open_stream`](Self::open_stream).
+    pub fn poll_open_stream(&self, cx: &mut Context<'_>) -> Poll<Result<Stream, Error>> {
+        let mut g = self.shared.lock();
+        if let Some(e) = &g.error {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if g.closing {
+            return Poll::Ready(Err(Error::SessionClosed));
+        }
+        if g.version.is_none() {
+            g.open_wakers.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let sid = loop {
+            if g.go_away {
+                return Poll::Ready(Err(Error::GoAway));
+            }
+            g.next_id = g.next_id.wrapping_add(2);
+            let sid = g.next_id;
+            if sid < 2 {
+                g.go_away = true;
+                continue;
+            }
+            // An id the peer already used (a misbehaving peer); skip it rather than
+            // clobber that stream.
+            if !g.streams.contains_key(&sid) {
+                break sid;
+            }
+        };
+        let window = initial_window(&self.shared.config);
+        g.insert_stream(sid, window);
+        g.queue_control(Cmd::Syn, sid);
+        g.announce_window(sid, self.shared.config.max_receive_buffer);
+        drop(g);
+        self.shared.driver.wake();
+        Poll::Ready(Ok(Stream::new(self.shared.clone(), sid)))
+    }
+
+    /// Waits for the next stream opened by the peer.
+    ///
+    /// Fails with the session's error once it is dead.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a stream is taken from the backlog only in the poll that returns it.
+    pub async fn accept_stream(&self) -> Result<Stream, Error> {
+        poll_fn(|cx| self.poll_accept_stream(cx)).await
+    }
+
+    /// Poll form of [`accept_stream`](Self::accept_stream).
+    pub fn poll_accept_stream(&self, cx: &mut Context<'_>) -> Poll<Result<Stream, Error>> {
+        let mut g = self.shared.lock();
+        if let Some(sid) = g.accept_queue.pop_front() {
+            let was_full = g.accept_queue.len() + 1 >= self.shared.config.accept_backlog;
+            drop(g);
+            if was_full {
+                self.shared.driver.wake();
+            }
+            return Poll::Ready(Ok(Stream::new(self.shared.clone(), sid)));
+        }
+        if let Some(e) = &g.error {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if g.closing {
+            return Poll::Ready(Err(Error::SessionClosed));
+        }
+        set_waker(&mut g.accept_waker, cx.waker());
+        Poll::Pending
+    }
+
+    /// Number of open streams (opened or accepted or waiting to be accepted, and not
+    /// yet dropped).
+    pub fn num_streams(&self) -> usize {
+        let g = self.shared.lock();
+        if g.error.is_some() {
+            return 0;
+        }
+        g.live_streams()
+    }
+
+    /// True once the session is closing or dead.
+    pub fn is_closed(&self) -> bool {
+        let g = self.shared.lock();
+        g.closing || g.error.is_some()
+    }
+
+    /// The version the session speaks: the configured one, or on an auto-detecting
+    /// server the detected one (`None` until the first frame arrived).
+    pub fn version(&self) -> Option<Version> {
+        match self.shared.lock().version {
+            Some(1) => Some(Version::V1),
+            Some(2) => Some(Version::V2),
+            _ => None,
+        }
+    }
+
+    /// Closes the session: frames already committed by stream writes (and FINs of
+    /// dropped streams) are flushed, then the transport is shut down and every stream
+    /// fails with [`Error::SessionClosed`] (buffered received data can still be read).
+    /// Unlike Go, no write already accepted is silently dropped; the flush gives up after
+    /// `keep_alive_timeout` (10 s with keepalive disabled) if the peer does not read.
+    ///
+    /// Returns `Ok(())` when the session ended by this close, or the error that killed
+    /// it before.
+    ///
+    /// # Cancel safety
+    /// The close starts at the first poll and continues in the driver if the future is
+    /// dropped; calling `close` again waits for the same end.
+    pub async fn close(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_close(cx)).await
+    }
+
+    /// Poll form of [`close`](Self::close).
+    pub fn poll_close(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut g = self.shared.lock();
+        if g.closed {
+            return Poll::Ready(match &g.error {
+                Some(Error::SessionClosed) | None => Ok(()),
+                Some(e) => Err(e.clone()),
+            });
+        }
+        let start = !g.closing;
+        g.closing = true;
+        g.close_wakers.push(cx.waker().clone());
+        drop(g);
+        if start {
+            self.shared.driver.wake();
+        }
+        Poll::Pending
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_next_id(&self, id: u32) {
+        self.shared.lock().next_id = id;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+pub(crate) fn initial_window(config: &Config) -> u32 {
+    let max = config.max_stream_buffer as u32;
+    if config.stream_window_autotune {
+        AUTOTUNE_INITIAL_WINDOW.min(max)
+    } else {
+        max
+    }
+}
+
+/// Bytes asked from the transport per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes of frames gathered for one (vectored) write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
+/// Driver loop iterations before yielding to the scheduler.
+const BUDGET: usize = 64;
+
+/// The driver's private half: the transport and the IO buffers.
+struct Conn<T> {
+    io: Pin<Box<T>>,
+    shared: Arc<Shared>,
+    read_buf: BytesMut,
+    read_eof: bool,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    /// Coalescing buffer for transports without vectored writes.
+    flat: BytesMut,
+    need_flush: bool,
+    ping: Option<Interval>,
+    timeout: Option<Interval>,
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    wakers: Vec<Waker>,
+    vectored: bool,
+}
+
+impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
+    fn new(io: T, shared: Arc<Shared>) -> Self {
+        let io = Box::pin(io);
+        let vectored = io.is_write_vectored();
+        Self {
+            io,
+            shared,
+            read_buf: BytesMut::new(),
+            read_eof: false,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            flat: BytesMut::new(),
+            need_flush: false,
+            ping: None,
+            timeout: None,
+            close_deadline: None,
+            wakers: Vec::new(),
+            vectored,
+        }
+    }
+
+    async fn run(mut self) -> Result<(), Error> {
+        let cfg = &self.shared.config;
+        if !cfg.keep_alive_disabled {
+            let now = Instant::now();
+            let mut p =
+                tokio::time::interval_at(now + cfg.keep_alive_interval, cfg.keep_alive_interval);
+            p.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut t =
+                tokio::time::interval_at(now + cfg.keep_alive_timeout, cfg.keep_alive_timeout);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            self.ping = Some(p);
+            self.timeout = Some(t);
+        }
+        let res = poll_fn(|cx| self.poll_drive(cx)).await;
+        let res = match res {
+            Ok(()) => {
+                // Graceful: every committed frame is out; shut the transport down.
+                let _ = poll_fn(|cx| self.io.as_mut().poll_shutdown(cx)).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let mut wakers = std::mem::take(&mut self.wakers);
+        {
+            let mut g = self.shared.lock();
+            match &res {
+                Ok(()) => g.fail(Error::SessionClosed, &mut wakers),
+                Err(e) => g.fail(e.clone(), &mut wakers),
+            }
+            g.finish(&mut wakers);
+        }
+        wakers.into_iter().for_each(Waker::wake);
+        res
+    }
+
+    fn wake_all(&mut self) {
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// One turn of the driver. `Ready(Ok)` after a completed graceful close,
+    /// `Ready(Err)` on a fatal error.
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.driver.register(cx.waker());
+        for _ in 0..BUDGET {
+            let mut progress = false;
+            let closing = {
+                let g = self.shared.lock();
+                if let Some(e) = &g.error {
+                    return Poll::Ready(Err(e.clone()));
+                }
+                g.closing
+            };
+            if let Err(e) = self.poll_timers(cx, closing) {
+                return Poll::Ready(Err(e));
+            }
+            match self.poll_read_side(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            self.wake_all();
+            match self.poll_write_side(cx) {
+                Ok(p) => progress |= p,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            self.wake_all();
+            if closing && self.out.is_empty() && !self.need_flush {
+                let g = self.shared.lock();
+                let idle = g.control.is_empty() && g.heap.is_empty();
+                drop(g);
+                if idle {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_timers(&mut self, cx: &mut Context<'_>, closing: bool) -> Result<(), Error> {
+        if closing && self.close_deadline.is_none() {
+            let cfg = &self.shared.config;
+            let d = if cfg.keep_alive_disabled {
+                Duration::from_secs(10)
+            } else {
+                cfg.keep_alive_timeout
+            };
+            self.close_deadline = Some(Box::pin(tokio::time::sleep(d)));
+        }
+        if let Some(d) = &mut self.close_deadline
+            && d.as_mut().poll(cx).is_ready()
+        {
+            return Err(Error::SessionClosed);
+        }
+        if let Some(p) = &mut self.ping {
+            while p.poll_tick(cx).is_ready() {
+                let mut g = self.shared.lock();
+                if g.version.is_some() && !g.closing {
+                    g.queue_control(Cmd::Nop, 0);
+                }
+            }
+        }
+        if let Some(t) = &mut self.timeout {
+            while t.poll_tick(cx).is_ready() {
+                let mut g = self.shared.lock();
+                let ready = std::mem::replace(&mut g.data_ready, false);
+                // Reading may be paused by back-pressure (bucket empty or backlog
+                // full); then silence is ours, not the peer's (Go checks the bucket).
+                let paused =
+                    g.bucket <= 0 || g.accept_queue.len() >= self.shared.config.accept_backlog;
+                if !ready && !paused {
+                    return Err(Error::KeepAliveTimeout);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses buffered frames and reads more while the bucket and backlog allow.
+    fn poll_read_side(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let mut progress = false;
+        for _ in 0..16 {
+            let blocked = self.parse_frames()?;
+            if blocked {
+                return Ok(progress);
+            }
+            if self.read_eof {
+                return Err(Error::ConnectionClosed);
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
+                self.read_buf.reserve(READ_CHUNK);
+            }
+            match poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Ok(0)) => self.read_eof = true,
+                Poll::Ready(Ok(_)) => progress = true,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Dispatches every complete frame in `read_buf`. Returns true if reading must
+    /// pause (bucket empty or accept backlog full), as Go's recvLoop does.
+    fn parse_frames(&mut self) -> Result<bool, Error> {
+        if self.read_buf.len() < HEADER_SIZE {
+            let g = self.shared.lock();
+            return Ok(self.paused(&g));
+        }
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let mut g = shared.lock();
+        if g.version.is_none() {
+            let Some(first) = self.read_buf.get(..HEADER_SIZE) else {
+                return Ok(false);
+            };
+            let mut raw = [0u8; HEADER_SIZE];
+            raw.copy_from_slice(first);
+            if !(raw[0] == 1 || raw[0] == 2) || raw[1] > Cmd::Upd as u8 {
+                return Err(Error::NotSmuxPeer(raw));
+            }
+            g.version = Some(raw[0]);
+            self.wakers.append(&mut g.open_wakers);
+        }
+        let ver = g.ver();
+        loop {
+            if self.paused(&g) {
+                return Ok(true);
+            }
+            let frame = match frame::decode_frame(&mut self.read_buf, ver)? {
+                Some(f) => f,
+                None => return Ok(false),
+            };
+            g.data_ready = true;
+            match frame {
+                Frame::Nop(_) => {}
+                Frame::Syn(sid) => {
+                    if g.streams.contains_key(&sid) || g.closing {
+                        continue;
+                    }
+                    if g.session_handles == 0 {
+                        // Nobody will ever accept it: refuse it at once.
+                        g.queue_control(Cmd::Fin, sid);
+                        continue;
+                    }
+                    g.insert_stream(sid, initial_window(cfg));
+                    g.announce_window(sid, cfg.max_receive_buffer);
+                    g.accept_queue.push_back(sid);
+                    self.wakers.extend(g.accept_waker.take());
+                }
+                Frame::Fin(sid) => {
+                    if let Some(st) = g.streams.get_mut(&sid)
+                        && !st.dropped
+                    {
+                        st.fin_received = true;
+                        self.wakers.extend(st.read_waker.take());
+                        self.wakers.extend(st.write_waker.take());
+                    }
+                }
+                Frame::Psh(sid, data) => {
+                    let len = data.len();
+                    if len == 0 {
+                        continue;
+                    }
+                    let Some(st) = g.streams.get_mut(&sid) else {
+                        continue;
+                    };
+                    if st.dropped {
+                        continue;
+                    }
+                    // Copy out of the shared read buffer: a small payload must not pin a
+                    // whole read chunk, or memory would exceed the token bucket.
+                    st.recv.push_back(Bytes::copy_from_slice(&data));
+                    st.recv_len += len;
+                    st.recv_total = st.recv_total.wrapping_add(len as u32);
+                    self.wakers.extend(st.read_waker.take());
+                    g.bucket -= len as i64;
+                }
+                Frame::Upd {
+                    stream_id,
+                    consumed,
+                    window,
+                } => {
+                    if let Some(st) = g.streams.get_mut(&stream_id) {
+                        if (st.sent.wrapping_sub(consumed) as i32) < 0 {
+                            st.error = Some(Error::Consumed);
+                        } else {
+                            st.peer_consumed = consumed;
+                            st.peer_window = window;
+                        }
+                        self.wakers.extend(st.write_waker.take());
+                    }
+                }
+            }
+        }
+    }
+
+    fn paused(&self, g: &Inner) -> bool {
+        g.bucket <= 0 || g.accept_queue.len() >= self.shared.config.accept_backlog
+    }
+
+    /// Moves frames from the shaper into `out` and writes them.
+    fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let mut progress = false;
+        loop {
+            if self.out_bytes < WRITE_BATCH {
+                self.gather();
+            }
+            if self.out.is_empty() {
+                break;
+            }
+            let res = if self.vectored {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut k = 0;
+                for (slot, b) in slices.iter_mut().zip(self.out.iter()) {
+                    *slot = IoSlice::new(b);
+                    k += 1;
+                }
+                self.io
+                    .as_mut()
+                    .poll_write_vectored(cx, slices.get(..k).unwrap_or_default())
+            } else {
+                if self.out.len() > 1 {
+                    self.flat.reserve(self.out_bytes);
+                    for b in self.out.drain(..) {
+                        self.flat.extend_from_slice(&b);
+                    }
+                    self.out.push_back(self.flat.split().freeze());
+                }
+                let first = self.out.front().map(|b| &b[..]).unwrap_or_default();
+                self.io.as_mut().poll_write(cx, first)
+            };
+            match res {
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Ready(Ok(0)) => {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                Poll::Ready(Ok(mut n)) => {
+                    progress = true;
+                    self.need_flush = true;
+                    self.out_bytes -= n.min(self.out_bytes);
+                    while n > 0 {
+                        let Some(front) = self.out.front_mut() else {
+                            break;
+                        };
+                        if front.len() <= n {
+                            n -= front.len();
+                            self.out.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
+                    }
+                }
+            }
+        }
+        if self.out.is_empty() && self.need_flush {
+            match self.io.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.need_flush = false,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Takes control frames first, then data frames from the stream that has sent
+    /// least (E.6), until a batch is ready.
+    fn gather(&mut self) {
+        let shared = self.shared.clone();
+        let mut g = shared.lock();
+        if !g.control.is_empty() {
+            let c = g.control.split().freeze();
+            self.out_bytes += c.len();
+            self.out.push_back(c);
+        }
+        let v2 = g.is_v2();
+        while self.out_bytes < WRITE_BATCH && self.out.len() < MAX_IOVECS {
+            let Some(entry) = g.heap.pop() else {
+                break;
+            };
+            let sid = entry.sid;
+            let Some(st) = g.streams.get_mut(&sid) else {
+                continue;
+            };
+            st.in_heap = false;
+            if st.pending.is_empty() {
+                continue;
+            }
+            let flen = Inner::first_frame_len(&st.pending).min(st.pending.len());
+            let frame = st.pending.split_to(flen).freeze();
+            let payload = flen.saturating_sub(HEADER_SIZE);
+            st.pending_bytes -= payload.min(st.pending_bytes);
+            st.sent = st.sent.wrapping_add(payload as u32);
+            st.prio = if v2 {
+                st.prio.wrapping_add(payload as u32)
+            } else {
+                st.prio.wrapping_add(1)
+            };
+            self.wakers.extend(st.write_waker.take());
+            let more = !st.pending.is_empty();
+            self.out_bytes += frame.len();
+            self.out.push_back(frame);
+            if more {
+                g.schedule(sid);
+            } else {
+                g.reap(sid);
+            }
+        }
+    }
+}
+
+/// Reads into the spare capacity of `buf` (tokio-util's `poll_read_buf`, without the
+/// dependency): the bytes are zeroed once per chunk, which is cheap next to the copy.
+fn poll_read_buf<T: AsyncRead>(
+    io: Pin<&mut T>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let start = buf.len();
+    let spare = buf.capacity() - start;
+    buf.resize(start + spare, 0);
+    let mut rb = ReadBuf::new(buf.get_mut(start..).unwrap_or_default());
+    let res = io.poll_read(cx, &mut rb);
+    let n = match &res {
+        Poll::Ready(Ok(())) => rb.filled().len(),
+        _ => 0,
+    };
+    buf.truncate(start + n);
+    res.map_ok(|()| n)
+}

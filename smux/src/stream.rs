@@ -1,0 +1,381 @@
+//! Stream handles: [`Stream`] and its owned halves.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BufMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::Error;
+use crate::frame::{Cmd, Header};
+use crate::shared::{Shared, set_waker};
+
+/// One reference to a stream's shared state; the last one to go closes the stream.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    id: u32,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let wake = self.shared.lock().release_stream(self.id);
+        if wake {
+            self.shared.driver.wake();
+        }
+    }
+}
+
+impl Handle {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let config = &self.shared.config;
+        let mut g = self.shared.lock();
+        let inner = &mut *g;
+        let Some(st) = inner.streams.get_mut(&self.id) else {
+            return Poll::Ready(Err(inner
+                .error
+                .clone()
+                .unwrap_or(Error::SessionClosed)
+                .into_io()));
+        };
+        if st.recv_len > 0 {
+            let mut n = 0;
+            while buf.remaining() > 0 {
+                let Some(front) = st.recv.front_mut() else {
+                    break;
+                };
+                let k = front.len().min(buf.remaining());
+                buf.put_slice(front.get(..k).unwrap_or_default());
+                front.advance(k);
+                if front.is_empty() {
+                    st.recv.pop_front();
+                }
+                n += k;
+            }
+            st.recv_len -= n;
+            let mut wake = inner.return_tokens(n);
+            let before = inner.control.len();
+            inner.after_read(self.id, n, config);
+            wake |= inner.control.len() != before;
+            drop(g);
+            if wake {
+                self.shared.driver.wake();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if st.fin_received {
+            return Poll::Ready(Ok(()));
+        }
+        set_waker(&mut st.read_waker, cx.waker());
+        if let Some(e) = &inner.error {
+            st.read_waker = None;
+            return Poll::Ready(Err(e.clone().into_io()));
+        }
+        Poll::Pending
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let config = &self.shared.config;
+        let mut g = self.shared.lock();
+        if let Some(e) = &g.error {
+            return Poll::Ready(Err(e.clone().into_io()));
+        }
+        if g.closing {
+            return Poll::Ready(Err(Error::SessionClosed.into_io()));
+        }
+        let v2 = g.is_v2();
+        let ver = g.ver();
+        let Some(st) = g.streams.get_mut(&self.id) else {
+            return Poll::Ready(Err(Error::SessionClosed.into_io()));
+        };
+        if st.fin_queued {
+            return Poll::Ready(Err(Error::StreamClosed.into_io()));
+        }
+        if let Some(e) = &st.error {
+            return Poll::Ready(Err(e.clone().into_io()));
+        }
+        let mut allowed = config
+            .max_stream_send_buffer
+            .saturating_sub(st.pending_bytes) as i64;
+        if v2 {
+            let inflight = st.committed.wrapping_sub(st.peer_consumed) as i32;
+            if inflight < 0 {
+                return Poll::Ready(Err(Error::Consumed.into_io()));
+            }
+            // Go fails such a write with io.EOF once the peer's FIN arrived, because a
+            // Go peer cannot read after sending FIN. A Rust peer can (shutdown is a
+            // half-close) and keeps sending UPD, so we keep waiting for the window.
+            let win = i64::from(st.peer_window as i32) - i64::from(inflight);
+            allowed = allowed.min(win);
+        }
+        if allowed <= 0 {
+            set_waker(&mut st.write_waker, cx.waker());
+            return Poll::Pending;
+        }
+        let n = data.len().min(allowed as usize);
+        let chunk = config.max_frame_size;
+        let nframes = n.div_ceil(chunk);
+        st.pending.reserve(n + nframes * crate::frame::HEADER_SIZE);
+        for part in data.get(..n).unwrap_or_default().chunks(chunk) {
+            // part.len() <= max_frame_size <= 65535 (validated config).
+            let len = part.len() as u16;
+            st.pending
+                .put_slice(&Header::new(ver, Cmd::Psh, len, self.id).encode());
+            st.pending.put_slice(part);
+        }
+        st.pending_bytes += n;
+        st.committed = st.committed.wrapping_add(n as u32);
+        let was_scheduled = st.in_heap;
+        g.schedule(self.id);
+        drop(g);
+        if !was_scheduled {
+            self.shared.driver.wake();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut g = self.shared.lock();
+        let inner = &mut *g;
+        let Some(st) = inner.streams.get_mut(&self.id) else {
+            return Poll::Ready(Ok(()));
+        };
+        if st.pending.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = &inner.error {
+            return Poll::Ready(Err(e.clone().into_io()));
+        }
+        set_waker(&mut st.write_waker, cx.waker());
+        Poll::Pending
+    }
+
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        {
+            let mut g = self.shared.lock();
+            if g.error.is_none() && g.streams.get(&self.id).is_some_and(|s| !s.fin_queued) {
+                g.queue_fin(self.id);
+                drop(g);
+                self.shared.driver.wake();
+            }
+        }
+        self.poll_flush(cx)
+    }
+
+    fn start_shutdown(&self) {
+        let mut g = self.shared.lock();
+        if g.error.is_none() && g.streams.get(&self.id).is_some_and(|s| !s.fin_queued) {
+            g.queue_fin(self.id);
+            drop(g);
+            self.shared.driver.wake();
+        }
+    }
+
+    fn addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let g = self.shared.lock();
+        (g.local_addr, g.peer_addr)
+    }
+}
+
+/// A multiplexed stream: `AsyncRead + AsyncWrite` like a `TcpStream`.
+///
+/// - Writes commit whole frames: `poll_write` either returns `Ready(Ok(n))` after
+///   queueing exactly `n` bytes (which will be sent unless the session dies), or
+///   `Pending` having queued nothing. A write cancelled or cut short by a timeout
+///   therefore never loses or duplicates data: the returned counts are exact.
+/// - `poll_flush` waits until every committed frame has been handed to the transport.
+/// - `poll_shutdown` sends FIN after the data already written (reads stay possible; smux
+///   has no half-close, so Go peers usually close their side too, E.7).
+/// - Reads return EOF after the peer's FIN once the buffered data is drained. Writing
+///   after the peer's FIN stays allowed (a Rust peer may have only shut down its write
+///   side). A Go peer cannot read after its FIN, so in v2 such a write blocks once the
+///   window is used up (Go returns EOF there instead): close the stream when the peer
+///   is done, as kcptun does.
+/// - Dropping the stream sends FIN if it was not sent and returns unread bytes to the
+///   session's receive buffer.
+///
+/// In v1 there is no per-stream flow control: data nobody reads fills the session's
+/// receive buffer and then stalls *every* stream of the session (smux v1 design). In v2
+/// the peer may send at most our advertised window per stream (we announce it with a
+/// UPD right after the SYN; until that arrives a sender assumes Go's 256 KiB), so one
+/// unread stream cannot stall the others as long as `max_receive_buffer` exceeds
+/// 256 KiB per stream left unread (the default 4 MiB covers 15).
+#[derive(Debug)]
+pub struct Stream {
+    h: Handle,
+}
+
+impl Stream {
+    pub(crate) fn new(shared: Arc<Shared>, id: u32) -> Self {
+        Self {
+            h: Handle { shared, id },
+        }
+    }
+
+    /// The stream id (odd if opened by the client, even if opened by the server).
+    pub fn id(&self) -> u32 {
+        self.h.id
+    }
+
+    /// Local address of the session's transport, if known (see
+    /// [`Session::with_addrs`](crate::Session::with_addrs)).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.h.addrs().0
+    }
+
+    /// Peer address of the session's transport, if known.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.h.addrs().1
+    }
+
+    /// Splits into owned halves usable from different tasks. Dropping the write half
+    /// sends FIN (like tokio's `OwnedWriteHalf`); the stream closes when both are gone.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let h = Arc::new(self.h);
+        (OwnedReadHalf { h: h.clone() }, OwnedWriteHalf { h })
+    }
+
+    /// Borrowed halves (tokio's generic [`tokio::io::split`] works as well).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf { h: &self.h }, WriteHalf { h: &self.h })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn advertised_window(&self) -> u32 {
+        let g = self.h.shared.lock();
+        g.streams.get(&self.h.id).map_or(0, |s| s.window)
+    }
+}
+
+impl AsyncRead for Stream {
+    /// # Cancel safety
+    /// Data is removed from the stream only when `Ready` is returned.
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.h.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.h.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.h.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.h.poll_shutdown(cx)
+    }
+}
+
+/// Owned read half of a [`Stream`] (see [`Stream::into_split`]).
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    h: Arc<Handle>,
+}
+
+/// Owned write half of a [`Stream`]; dropping it sends FIN.
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    h: Arc<Handle>,
+}
+
+impl OwnedReadHalf {
+    /// The stream id.
+    pub fn id(&self) -> u32 {
+        self.h.id
+    }
+}
+
+impl OwnedWriteHalf {
+    /// The stream id.
+    pub fn id(&self) -> u32 {
+        self.h.id
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        self.h.start_shutdown();
+    }
+}
+
+impl AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.h.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.h.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.h.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.h.poll_shutdown(cx)
+    }
+}
+
+/// Borrowed read half of a [`Stream`] (see [`Stream::split`]).
+#[derive(Debug)]
+pub struct ReadHalf<'a> {
+    h: &'a Handle,
+}
+
+/// Borrowed write half of a [`Stream`] (see [`Stream::split`]).
+#[derive(Debug)]
+pub struct WriteHalf<'a> {
+    h: &'a Handle,
+}
+
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.h.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteHalf<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.h.poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.h.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.h.poll_shutdown(cx)
+    }
+}
