@@ -125,7 +125,7 @@ impl FecDecoder {
             rx: VecDeque::new(),
             pool: Vec::new(),
             tune: AutoTune::default(),
-            scratch: Vec::with_capacity(MTU_LIMIT),
+            scratch: Vec::with_capacity(MTU_LIMIT + 32),
             slots: vec![None; shard_size],
             chosen: Vec::with_capacity(data_shards),
             quiet: 0,
@@ -406,7 +406,8 @@ impl FecDecoder {
             };
             row += 1;
             self.scratch.clear();
-            self.scratch.resize(maxlen, 0);
+            // 32 bytes of zero slack let the SIMD kernel finish each shard's tail in one step.
+            self.scratch.resize(maxlen + 32, 0);
             for (&c, &idx) in coefs.iter().zip(&self.chosen) {
                 let Some(e) = self
                     .slots
@@ -420,7 +421,7 @@ impl FecDecoder {
                 // Every shard is at most maxlen long.
                 gf::mul_acc(c, &e.buf[HEADER_SIZE..], &mut self.scratch);
             }
-            if recovered(&self.scratch) {
+            if recovered(&self.scratch[..maxlen]) {
                 out.recovered += 1;
             } else {
                 out.fec_errs += 1;

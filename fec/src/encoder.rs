@@ -8,7 +8,7 @@ use crate::{FecError, MTU_LIMIT, gf};
 /// every `ds` data packets.
 ///
 /// Parity is accumulated as each data packet passes (`parity_j ^= c_ji * payload_i`), so the
-/// encoder keeps no copy of the group: its memory is `ps` buffers of [`MTU_LIMIT`] bytes, reused
+/// encoder keeps no copy of the group: its memory is `ps` buffers of about [`MTU_LIMIT`] bytes, reused
 /// for every group. The bytes are identical to kcp-go's batch encode, which zero-pads every data
 /// shard to the group's longest packet (zeros contribute nothing).
 ///
@@ -36,7 +36,7 @@ pub struct FecEncoder {
     next: u32,
     shard_count: usize,
     max_size: usize,
-    /// One [`MTU_LIMIT`]-byte buffer per parity shard, all zero between groups.
+    /// One buffer per parity shard ([`MTU_LIMIT`] + 32 bytes), all zero between groups.
     parity: Vec<Vec<u8>>,
     /// A parity count to switch to at the next group boundary.
     pending: Option<Code>,
@@ -53,6 +53,10 @@ impl std::fmt::Debug for FecEncoder {
             .finish_non_exhaustive()
     }
 }
+
+/// Parity buffer length: [`MTU_LIMIT`] plus 32 bytes of slack, so the SIMD kernel can finish a
+/// packet's tail with one full step (see `gf`).
+const PARITY_BUF: usize = MTU_LIMIT + 32;
 
 fn paws(total: usize) -> u32 {
     // total is in 2..=256, so the cast is exact and the division cannot be by zero.
@@ -80,7 +84,7 @@ impl FecEncoder {
         let code = Code::new(data_shards, parity_shards)?;
         Ok(FecEncoder {
             paws: paws(data_shards + parity_shards),
-            parity: vec![vec![0u8; MTU_LIMIT]; parity_shards],
+            parity: vec![vec![0u8; PARITY_BUF]; parity_shards],
             code,
             header_offset,
             payload_offset: header_offset + HEADER_SIZE,
@@ -150,7 +154,7 @@ impl FecEncoder {
             aligned as u32
         };
         self.parity
-            .resize_with(code.parity_shards(), || vec![0u8; MTU_LIMIT]);
+            .resize_with(code.parity_shards(), || vec![0u8; PARITY_BUF]);
         self.code = code;
     }
 

@@ -53,7 +53,7 @@ pub(crate) static NIBBLES: [[u8; 32]; 256] = {
 /// # Panics
 /// If `out` is shorter than `input` (an internal invariant, never peer-controlled).
 pub(crate) fn mul_acc(c: u8, input: &[u8], out: &mut [u8]) {
-    let out = &mut out[..input.len()];
+    assert!(out.len() >= input.len());
     if c == 0 {
         return;
     }
@@ -66,12 +66,15 @@ pub(crate) fn mul_acc(c: u8, input: &[u8], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 support was just checked at run time; `out.len() == input.len()`.
-            unsafe { x86::mul_acc_avx2(&NIBBLES[c as usize], input, out) };
+            let room = out.len();
+            // SAFETY: AVX2 support was just checked at run time; `out` is valid for `room >=
+            // input.len()` bytes and cannot alias `input` (a shared borrow).
+            unsafe { x86::mul_acc_n_avx2([&NIBBLES[c as usize]], input, [out.as_mut_ptr()], room) };
             return;
         }
     }
-    reed_solomon_erasure::galois_8::mul_slice_xor(c, input, out);
+    let n = input.len();
+    reed_solomon_erasure::galois_8::mul_slice_xor(c, input, &mut out[..n]);
 }
 
 /// For every `j`: `outs[j][offset + i] ^= coefs[j] * input[i]` for `i < input.len()`.
@@ -89,26 +92,29 @@ pub(crate) fn mul_acc_multi(coefs: &[u8], input: &[u8], outs: &mut [Vec<u8>], of
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
+            let room = outs.iter().map(Vec::len).min().unwrap_or(end) - offset;
             for (cs, os) in coefs.chunks(4).zip(outs.chunks_mut(4)) {
                 let t = |k: usize| &NIBBLES[usize::from(cs[k])];
                 let p = |os: &mut [Vec<u8>], k: usize| os[k][offset..].as_mut_ptr();
                 // SAFETY: AVX2 was checked at run time; every output pointer is valid for
-                // `input.len()` bytes (asserted above), the outputs are distinct Vecs, and none
-                // of them aliases `input` (a shared borrow).
+                // `room >= input.len()` bytes (asserted above), the outputs are distinct Vecs,
+                // and none of them aliases `input` (a shared borrow).
                 unsafe {
                     match cs.len() {
                         4 => x86::mul_acc_n_avx2(
                             [t(0), t(1), t(2), t(3)],
                             input,
                             [p(os, 0), p(os, 1), p(os, 2), p(os, 3)],
+                            room,
                         ),
                         3 => x86::mul_acc_n_avx2(
                             [t(0), t(1), t(2)],
                             input,
                             [p(os, 0), p(os, 1), p(os, 2)],
+                            room,
                         ),
-                        2 => x86::mul_acc_n_avx2([t(0), t(1)], input, [p(os, 0), p(os, 1)]),
-                        _ => x86::mul_acc_n_avx2([t(0)], input, [p(os, 0)]),
+                        2 => x86::mul_acc_n_avx2([t(0), t(1)], input, [p(os, 0), p(os, 1)], room),
+                        _ => x86::mul_acc_n_avx2([t(0)], input, [p(os, 0)], room),
                     }
                 }
             }
@@ -124,68 +130,21 @@ pub(crate) fn mul_acc_multi(coefs: &[u8], input: &[u8], outs: &mut [Vec<u8>], of
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// AVX2 body of [`super::mul_acc`]: 64 then 32 bytes per step, scalar nibble lookups for the tail.
+    /// AVX2 body of [`super::mul_acc`] (N = 1) and [`super::mul_acc_multi`] for `N` outputs
+    /// (1..=4, so that the 2N tables, the mask and the split input stay in the 16 ymm
+    /// registers): 64 bytes per step, then 32. A tail shorter than 32 bytes is zero-padded into
+    /// a stack buffer and done as one more step when the outputs have `room` for it (zero
+    /// input bytes leave the output unchanged), else byte by byte.
     ///
     /// # Safety
-    /// The CPU must support AVX2, and `out.len() == input.len()`.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn mul_acc_avx2(tbl: &[u8; 32], input: &[u8], out: &mut [u8]) {
-        debug_assert_eq!(input.len(), out.len());
-        let n = input.len();
-        let ip = input.as_ptr();
-        let op = out.as_mut_ptr();
-        // SAFETY: `tbl` is 32 bytes, so both 16-byte unaligned loads are in bounds.
-        let (lo, hi) = unsafe {
-            (
-                _mm256_broadcastsi128_si256(_mm_loadu_si128(tbl.as_ptr().cast())),
-                _mm256_broadcastsi128_si256(_mm_loadu_si128(tbl.as_ptr().add(16).cast())),
-            )
-        };
-        let mask = _mm256_set1_epi8(0x0F);
-        let mul = |x: __m256i| {
-            let l = _mm256_and_si256(x, mask);
-            let h = _mm256_and_si256(_mm256_srli_epi64::<4>(x), mask);
-            _mm256_xor_si256(_mm256_shuffle_epi8(lo, l), _mm256_shuffle_epi8(hi, h))
-        };
-        let mut i = 0;
-        while i + 64 <= n {
-            // SAFETY: i + 64 <= n = input.len() = out.len(): all four 32-byte accesses are in
-            // bounds; unaligned loads/stores have no alignment requirement.
-            unsafe {
-                let x0 = _mm256_loadu_si256(ip.add(i).cast());
-                let x1 = _mm256_loadu_si256(ip.add(i + 32).cast());
-                let o0 = _mm256_loadu_si256(op.add(i).cast());
-                let o1 = _mm256_loadu_si256(op.add(i + 32).cast());
-                _mm256_storeu_si256(op.add(i).cast(), _mm256_xor_si256(o0, mul(x0)));
-                _mm256_storeu_si256(op.add(i + 32).cast(), _mm256_xor_si256(o1, mul(x1)));
-            }
-            i += 64;
-        }
-        if i + 32 <= n {
-            // SAFETY: i + 32 <= n, as above.
-            unsafe {
-                let x = _mm256_loadu_si256(ip.add(i).cast());
-                let o = _mm256_loadu_si256(op.add(i).cast());
-                _mm256_storeu_si256(op.add(i).cast(), _mm256_xor_si256(o, mul(x)));
-            }
-            i += 32;
-        }
-        for (o, x) in out[i..].iter_mut().zip(&input[i..]) {
-            *o ^= tbl[usize::from(x & 0x0F)] ^ tbl[16 + usize::from(x >> 4)];
-        }
-    }
-
-    /// AVX2 body of [`super::mul_acc_multi`] for `N` outputs (1..=4, so that the 2N tables,
-    /// the mask and the split input all stay in the 16 ymm registers).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2; each `outs[k]` must be valid for reads and writes of
-    /// `input.len()` bytes, and no two of them nor `input` may overlap.
+    /// The CPU must support AVX2; `room >= input.len()`; each `outs[k]` must be valid for
+    /// reads and writes of `room` bytes, and no two of them nor `input` may overlap.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn mul_acc_n_avx2<const N: usize>(
         tbls: [&[u8; 32]; N],
         input: &[u8],
         outs: [*mut u8; N],
+        room: usize,
     ) {
         let n = input.len();
         let ip = input.as_ptr();
@@ -201,7 +160,35 @@ mod x86 {
         }
         let mask = _mm256_set1_epi8(0x0F);
         let mut i = 0;
-        while i + 32 <= n {
+        while i + 64 <= n {
+            // SAFETY: i + 64 <= n: the input loads and every output access stay within the
+            // `n` bytes the caller guarantees.
+            unsafe {
+                let x0 = _mm256_loadu_si256(ip.add(i).cast());
+                let x1 = _mm256_loadu_si256(ip.add(i + 32).cast());
+                let l0 = _mm256_and_si256(x0, mask);
+                let h0 = _mm256_and_si256(_mm256_srli_epi64::<4>(x0), mask);
+                let l1 = _mm256_and_si256(x1, mask);
+                let h1 = _mm256_and_si256(_mm256_srli_epi64::<4>(x1), mask);
+                for k in 0..N {
+                    let p0 = _mm256_xor_si256(
+                        _mm256_shuffle_epi8(lo[k], l0),
+                        _mm256_shuffle_epi8(hi[k], h0),
+                    );
+                    let p1 = _mm256_xor_si256(
+                        _mm256_shuffle_epi8(lo[k], l1),
+                        _mm256_shuffle_epi8(hi[k], h1),
+                    );
+                    let op = outs[k].add(i);
+                    let o0 = _mm256_loadu_si256(op.cast());
+                    let o1 = _mm256_loadu_si256(op.add(32).cast());
+                    _mm256_storeu_si256(op.cast(), _mm256_xor_si256(o0, p0));
+                    _mm256_storeu_si256(op.add(32).cast(), _mm256_xor_si256(o1, p1));
+                }
+            }
+            i += 64;
+        }
+        if i + 32 <= n {
             // SAFETY: i + 32 <= n: the input load and every output access stay within the
             // `n` bytes the caller guarantees.
             unsafe {
@@ -219,6 +206,27 @@ mod x86 {
                 }
             }
             i += 32;
+        }
+        if i < n && i + 32 <= room {
+            let mut pad = [0u8; 32];
+            pad[..n - i].copy_from_slice(&input[i..]);
+            // SAFETY: i + 32 <= room: every output access stays within the caller's guarantee;
+            // `pad` is a 32-byte local.
+            unsafe {
+                let x = _mm256_loadu_si256(pad.as_ptr().cast());
+                let l = _mm256_and_si256(x, mask);
+                let h = _mm256_and_si256(_mm256_srli_epi64::<4>(x), mask);
+                for k in 0..N {
+                    let p = _mm256_xor_si256(
+                        _mm256_shuffle_epi8(lo[k], l),
+                        _mm256_shuffle_epi8(hi[k], h),
+                    );
+                    let op = outs[k].add(i);
+                    let o = _mm256_loadu_si256(op.cast());
+                    _mm256_storeu_si256(op.cast(), _mm256_xor_si256(o, p));
+                }
+            }
+            return;
         }
         while i < n {
             let x = input[i];
@@ -244,7 +252,9 @@ mod tests {
         for outs_n in 1..=9usize {
             for len in [0usize, 1, 31, 32, 33, 100, 300] {
                 let coefs: Vec<u8> = (0..outs_n).map(|j| (j * 53 + 2) as u8).collect();
-                let mut outs: Vec<Vec<u8>> = (0..outs_n).map(|j| vec![j as u8; 310]).collect();
+                let mut outs: Vec<Vec<u8>> = (0..outs_n)
+                    .map(|j| vec![j as u8; 6 + len + [0, 7, 33][len % 3]])
+                    .collect();
                 let mut want = outs.clone();
                 mul_acc_multi(&coefs, &input[..len], &mut outs, 6);
                 for (c, w) in coefs.iter().zip(&mut want) {
@@ -272,7 +282,9 @@ mod tests {
         let input: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
         for c in [0u8, 1, 2, 3, 29, 128, 255] {
             for len in 0..input.len() {
-                let mut out: Vec<u8> = (0..len + 5).map(|i| (i * 13) as u8).collect();
+                let mut out: Vec<u8> = (0..len + [0, 5, 40][len % 3])
+                    .map(|i| (i * 13) as u8)
+                    .collect();
                 let mut want = out.clone();
                 mul_acc(c, &input[..len], &mut out);
                 for i in 0..len {
