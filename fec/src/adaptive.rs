@@ -1,35 +1,4 @@
-//! Sender-side adaptive parity (not in kcp-go): choose `ps` from the observed loss rate.
-//!
-//! Only the sender's choice is on the wire; receivers, ours and kcp-go's, follow it through
-//! autotune (PROTOCOL C.4), so a Go peer still decodes everything. The session owns one
-//! [`AdaptiveParity`], feeds it loss observations and applies its choice with
-//! [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards), which takes
-//! effect at the next group boundary.
-//!
-//! # Model
-//! Losses are taken as independent with probability `p`. In a group of `n = ds + ps` shards
-//! with `x` lost, everything is rebuilt when `x <= ps`; otherwise the lost data shards
-//! (`x * ds / n` on average) stay lost. The policy picks the `ps` in `[min, max]` that maximises
-//! `recovered(ps) - parity_cost * ps` per group: a parity shard is worth sending while it
-//! rebuilds, on average, at least `parity_cost` data packets. This weighs what FEC is for
-//! (sparing retransmission round trips) against what it costs (parity bytes), and avoids the
-//! trap of a residual-loss target, which at high loss buys the last fractions of a percent with
-//! parity that almost never repairs anything.
-//!
-//! # Estimating p
-//! A sender does not see the channel loss directly: FEC hides the losses it repairs. What it
-//! sees are the packets the peer still lacked (KCP retransmissions). [`AdaptiveParity::observe`]
-//! takes those and inverts the model above for the `ps` in force (the residual loss is
-//! increasing in `p`). When the caller knows the raw channel loss (a simulation, or a
-//! receiver-side count of a symmetric link), [`AdaptiveParity::observe_channel`] takes it
-//! directly. Estimates are smoothed over windows of packets (EWMA).
-//!
-//! # Hysteresis
-//! `ps` rises as soon as the optimum is higher even for a loss estimate `up_margin` lower than
-//! measured (losses hurt at once), but falls one step at a time, only after `down_hold`
-//! consecutive windows in which the optimum is lower even for a loss estimate `down_margin`
-//! higher than measured. A loss rate sitting on a decision boundary therefore does not make
-//! `ps` flap.
+//! Sender-side adaptive parity (not in kcp-go); see [`AdaptiveParity`].
 
 use crate::FecError;
 use crate::code::MAX_TOTAL_SHARDS;
@@ -96,7 +65,48 @@ impl AdaptiveConfig {
     }
 }
 
-/// Chooses the parity shard count from observed loss; see the [module docs](self).
+/// Sender-side adaptive parity (not in kcp-go): chooses `ps` from the observed loss rate.
+///
+/// Only the sender's choice is on the wire; receivers, ours and kcp-go's, follow it through
+/// autotune (PROTOCOL C.4), so a Go peer still decodes everything. The session owns one
+/// [`AdaptiveParity`], feeds it loss observations and applies its choice with
+/// [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards), which takes
+/// effect at the next group boundary.
+///
+/// # Model
+/// Losses are taken as independent with probability `p`. In a group of `n = ds + ps` shards
+/// with `x` lost, everything is rebuilt when `x <= ps`; otherwise the lost data shards
+/// (`x * ds / n` on average) stay lost. The policy picks the `ps` in `[min, max]` that maximises
+/// `recovered(ps) - parity_cost * ps` per group: a parity shard is worth sending while it
+/// rebuilds, on average, at least `parity_cost` data packets. This weighs what FEC is for
+/// (sparing retransmission round trips) against what it costs (parity bytes), and avoids the
+/// trap of a residual-loss target, which at high loss buys the last fractions of a percent with
+/// parity that almost never repairs anything.
+///
+/// # Estimating p
+/// A sender does not see the channel loss directly: FEC hides the losses it repairs. What it
+/// sees are the packets the peer still lacked (KCP retransmissions). [`AdaptiveParity::observe`]
+/// takes those and inverts the model above for the `ps` in force (the residual loss is
+/// increasing in `p`). When the caller knows the raw channel loss (a simulation, or a
+/// receiver-side count of a symmetric link), [`AdaptiveParity::observe_channel`] takes it
+/// directly. Estimates are smoothed over windows of packets (EWMA).
+///
+/// Wiring in a session: start the encoder at [`AdaptiveParity::parity_shards`], and
+/// periodically (e.g. every flush interval) pass the deltas of KCP's sent and retransmitted
+/// segment counters to `observe`, applying any `Some(ps)` it returns with `set_parity_shards`.
+///
+/// Limits: the model assumes independent losses. Under bursty loss one parity shard repairs
+/// less than it predicts, so at low average loss the policy provisions too little (see the
+/// bursty rows of `examples/adaptive.rs`); raise `min_ps` on links known to be bursty.
+///
+/// # Hysteresis
+/// `ps` rises as soon as the optimum is higher even for a loss estimate `up_margin` lower than
+/// measured (losses hurt at once), but falls one step at a time, only after `down_hold`
+/// consecutive windows in which the optimum is lower even for a loss estimate `down_margin`
+/// higher than measured. A loss rate sitting on a decision boundary therefore does not make
+/// `ps` flap.
+///
+/// # Example
 ///
 /// ```
 /// use fec::AdaptiveParity;
