@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p session --bench loopback -- --warm-up-time 1 --measurement-time 3`
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -72,7 +75,8 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(CHUNK as u64));
     g.sample_size(10);
     for (name, cf) in [("plain", false), ("aes_fec_10_3", true)] {
-        let (mut cl, mut sv) = rt.block_on(pair(config(cf)));
+        let (mut cl, sv) = rt.block_on(pair(config(cf)));
+        let mut sv = Some(sv);
         g.bench_function(name, |b| {
             b.iter_custom(|iters| run(&rt, iters, &mut cl, &mut sv, &data))
         });
