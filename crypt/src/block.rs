@@ -81,9 +81,10 @@ where
 
 /// Full-block CFB with kcp-go's fixed IV (PROTOCOL D.2). The key schedule is expanded once, at
 /// construction; each call borrows it (`Encryptor<&C>`), so a packet costs no key setup, only
-/// the `E(IV)` block that restarts the mode. Decryption runs the cipher on several blocks at once
-/// where the backend can (AES-NI), because in CFB every keystream block depends only on
-/// ciphertext.
+/// the `E(IV)` block that restarts the mode. Encryption is inherently serial (each block's
+/// keystream is the encryption of the previous ciphertext block), so its speed is the cipher's
+/// single-block latency; decryption runs several blocks at once (AES-NI pipelining, four lanes
+/// in `crate::ciphers`), because there every keystream block depends only on ciphertext.
 struct Cfb<C: BlockSizeUser> {
     cipher: C,
     iv: Block<C>,
