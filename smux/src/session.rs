@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::config::{Config, ConfigError, Version};
@@ -341,6 +341,8 @@ pub(crate) fn initial_window(config: &Config) -> u32 {
 
 /// Bytes asked from the transport per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// PSH payloads at least this large are kept in the read chunk without copying.
+const ZERO_COPY_MIN: usize = READ_CHUNK / 2;
 /// Bytes of frames gathered for one (vectored) write.
 const WRITE_BATCH: usize = 256 * 1024;
 /// Slices per vectored write.
@@ -520,10 +522,18 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if self.read_eof {
                 return Err(Error::ConnectionClosed);
             }
-            if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 2 {
-                self.read_buf.reserve(READ_CHUNK);
+            // Size chunks so a chunk is never much larger than READ_CHUNK (plus one
+            // maximal frame): that bounds what zero-copy payloads can pin.
+            let len = self.read_buf.len();
+            let need = match frame::peek_header(&self.read_buf) {
+                Some(Ok(h)) => HEADER_SIZE + h.payload_len(),
+                _ => 0,
+            };
+            if self.read_buf.capacity() - len < READ_CHUNK / 4 || self.read_buf.capacity() < need {
+                let target = READ_CHUNK.max(need).max(len + READ_CHUNK / 4);
+                self.read_buf.reserve(target - len);
             }
-            match poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {
+            match tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {
                 Poll::Pending => return Ok(progress),
                 Poll::Ready(Ok(0)) => self.read_eof = true,
                 Poll::Ready(Ok(_)) => progress = true,
@@ -601,9 +611,16 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     if st.dropped {
                         continue;
                     }
-                    // Copy out of the shared read buffer: a small payload must not pin a
-                    // whole read chunk, or memory would exceed the token bucket.
-                    st.recv.push_back(Bytes::copy_from_slice(&data));
+                    // Large payloads stay in the read chunk they arrived in (no copy);
+                    // small ones are copied out so that they cannot pin a whole chunk:
+                    // a chunk (at most ~80 KiB) pinned by a payload holds at least 32 KiB
+                    // of counted tokens, so memory stays below 3x the token bucket.
+                    let data = if len >= ZERO_COPY_MIN {
+                        data
+                    } else {
+                        Bytes::copy_from_slice(&data)
+                    };
+                    st.recv.push_back(data);
                     st.recv_len += len;
                     st.recv_total = st.recv_total.wrapping_add(len as u32);
                     self.wakers.extend(st.read_waker.take());
@@ -742,24 +759,4 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             }
         }
     }
-}
-
-/// Reads into the spare capacity of `buf` (tokio-util's `poll_read_buf`, without the
-/// dependency): the bytes are zeroed once per chunk, which is cheap next to the copy.
-fn poll_read_buf<T: AsyncRead>(
-    io: Pin<&mut T>,
-    cx: &mut Context<'_>,
-    buf: &mut BytesMut,
-) -> Poll<io::Result<usize>> {
-    let start = buf.len();
-    let spare = buf.capacity() - start;
-    buf.resize(start + spare, 0);
-    let mut rb = ReadBuf::new(buf.get_mut(start..).unwrap_or_default());
-    let res = io.poll_read(cx, &mut rb);
-    let n = match &res {
-        Poll::Ready(Ok(())) => rb.filled().len(),
-        _ => 0,
-    };
-    buf.truncate(start + n);
-    res.map_ok(|()| n)
 }
