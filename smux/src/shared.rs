@@ -265,7 +265,13 @@ impl Inner {
         let n32 = n as u32;
         st.num_read = st.num_read.wrapping_add(n32);
         st.incr = st.incr.wrapping_add(n32);
-        let mut send = st.incr >= st.window / 2 || st.num_read == n32;
+        // Go's threshold is MaxStreamBuffer/2, i.e. half the window it advertises; ours
+        // is half the window we last advertised (which the fair-share cap may have made
+        // smaller than `window`), or the sender could stall waiting for a UPD.
+        let advertised = st
+            .peer_limit
+            .wrapping_sub(st.num_read.wrapping_sub(st.incr));
+        let mut send = st.incr >= advertised / 2 || st.num_read == n32;
         // Auto-tune: the reader has drained everything and the sender used the whole
         // window we offered, so the window (not the reader, not the link) is what limits
         // this stream. Grow it, up to max_stream_buffer, and tell the sender at once.

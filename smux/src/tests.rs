@@ -704,3 +704,32 @@ async fn window_autotune_grows_only_when_window_limits() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(b.advertised_window(), 65536);
 }
+
+#[tokio::test]
+async fn fair_share_window_never_stalls_a_stream() {
+    // 8 live streams share a 64 KiB receive buffer: each gets a 4 KiB window, well
+    // below max_stream_buffer/2, and UPD must still flow at half that window.
+    let mut c = cfg(Version::V2);
+    c.max_receive_buffer = 64 * 1024;
+    c.max_stream_buffer = 64 * 1024;
+    let (cl, sv) = pair(c.clone(), c);
+    let mut keep = Vec::new();
+    for _ in 0..7 {
+        keep.push(cl.open_stream().await.unwrap());
+        keep.push(sv.accept_stream().await.unwrap());
+    }
+    let mut a = cl.open_stream().await.unwrap();
+    let mut b = sv.accept_stream().await.unwrap();
+    let data = pattern(11, 1 << 20);
+    let d2 = data.clone();
+    let w = tokio::spawn(async move {
+        a.write_all(&d2).await.unwrap();
+        a.shutdown().await.unwrap();
+        a
+    });
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).await.unwrap();
+    assert!(got == data);
+    assert!(b.advertised_window() <= 64 * 1024);
+    w.await.unwrap();
+}
