@@ -748,8 +748,12 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             } else {
                 st.prio.wrapping_add(1)
             };
-            self.wakers.extend(st.write_waker.take());
+            // Wake a blocked writer only once half the send buffer is free (or a
+            // flush is done), not for every frame: fewer task switches per byte.
             let more = !st.pending.is_empty();
+            if !more || st.pending_bytes <= shared.config.max_stream_send_buffer / 2 {
+                self.wakers.extend(st.write_waker.take());
+            }
             self.out_bytes += frame.len();
             self.out.push_back(frame);
             if more {
