@@ -1,0 +1,7 @@
+//! Programs built on the rkcp stack (`session` for KCP over UDP, `smux` for multiplexing, `crypt` for kcptun's
+//! ciphers).
+//!
+//! - [`tunnel`]: a drop-in for kcptun 20210922 (binaries `tunnel-client` and `tunnel-server`), wire-compatible
+//!   with the Go binaries in both directions (PROTOCOL.md section F).
+
+pub mod tunnel;

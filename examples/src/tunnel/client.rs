@@ -1,0 +1,265 @@
+//! The tunnel client (kcptun `client/main.go`, PROTOCOL.md F.3, F.5).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use session::KcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{ClientConfig, CompStream, Params, listen_addr, pipe, snmp_logger};
+
+/// Sessions handed to the scavenger at most (kcptun's channel capacity).
+const SCAVENGER_QUEUE: usize = 128;
+
+/// A bound tunnel client: a TCP listener plus the session parameters. [`Client::run`] serves it.
+#[derive(Debug)]
+pub struct Client {
+    listener: TcpListener,
+    cfg: ClientConfig,
+    params: Arc<Params>,
+}
+
+/// One of the `--conn` slots: a smux session and when it expires.
+#[derive(Debug, Clone)]
+struct Timed {
+    session: smux::Session,
+    expiry: Instant,
+}
+
+impl Client {
+    /// Checks the configuration, derives the key and listens on `--localaddr`.
+    ///
+    /// # Errors
+    /// An invalid configuration (see [`ClientConfig::params`]), `--conn` below 1, or the listen error.
+    pub async fn bind(cfg: ClientConfig) -> anyhow::Result<Client> {
+        let params = cfg.params()?;
+        if cfg.conn < 1 {
+            anyhow::bail!("--conn must be at least 1, got {}", cfg.conn);
+        }
+        let addr = listen_addr(&cfg.localaddr);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let k = &params.kcp;
+        tracing::info!("version: {}", env!("CARGO_PKG_VERSION"));
+        tracing::info!("smux version: {}", cfg.smuxver);
+        tracing::info!("listening on: {}", listener.local_addr()?);
+        tracing::info!("encryption: {}", params.crypt_name);
+        tracing::info!(
+            "nodelay parameters: {} {} {} {}",
+            u8::from(k.nodelay),
+            k.interval,
+            k.resend,
+            u8::from(k.nc)
+        );
+        tracing::info!("remote address: {}", cfg.remoteaddr);
+        tracing::info!("sndwnd: {} rcvwnd: {}", k.snd_wnd, k.rcv_wnd);
+        tracing::info!("compression: {}", params.comp);
+        tracing::info!("mtu: {}", k.mtu);
+        tracing::info!(
+            "datashard: {} parityshard: {}",
+            cfg.datashard,
+            cfg.parityshard
+        );
+        tracing::info!("acknodelay: {}", k.ack_nodelay);
+        tracing::info!("dscp: {}", cfg.dscp);
+        tracing::info!("sockbuf: {}", cfg.sockbuf);
+        tracing::info!("smuxbuf: {}", cfg.smuxbuf);
+        tracing::info!("streambuf: {}", cfg.streambuf);
+        tracing::info!("keepalive: {}", cfg.keepalive);
+        tracing::info!("conn: {}", cfg.conn);
+        tracing::info!("autoexpire: {}", cfg.autoexpire);
+        tracing::info!("scavengettl: {}", cfg.scavengettl);
+        tracing::info!("snmplog: {}", cfg.snmplog);
+        tracing::info!("snmpperiod: {}", cfg.snmpperiod);
+        tracing::info!("quiet: {}", cfg.quiet);
+        Ok(Client {
+            listener,
+            cfg,
+            params: Arc::new(params),
+        })
+    }
+
+    /// The TCP address the client accepts connections on.
+    ///
+    /// # Errors
+    /// The socket's error.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then closes every session (flushing what was written) and returns.
+    ///
+    /// # Errors
+    /// The TCP listener fails (kcptun exits then too).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Client {
+            listener,
+            cfg,
+            params,
+        } = self;
+        let snmp = tokio::spawn(snmp_logger(cfg.snmplog.clone(), cfg.snmpperiod));
+        let (scav_tx, scav_rx) = mpsc::channel::<Timed>(SCAVENGER_QUEUE);
+        let scav = (cfg.autoexpire > 0).then(|| tokio::spawn(scavenger(scav_rx, cfg.scavengettl)));
+        let n = cfg.conn as usize;
+        let mut muxes: Vec<Option<Timed>> = vec![None; n];
+        let mut rr: usize = 0;
+        let autoexpire = Duration::from_secs(cfg.autoexpire.max(0) as u64);
+        tokio::pin!(shutdown);
+        let res = loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => break Err(anyhow::Error::new(e).context("accepting TCP connections")),
+                },
+                () = &mut shutdown => break Ok(()),
+            };
+            let idx = rr % n;
+            let slot = &mut muxes[idx];
+            let stale = match slot {
+                None => true,
+                Some(t) => {
+                    t.session.is_closed() || (cfg.autoexpire > 0 && Instant::now() > t.expiry)
+                }
+            };
+            if stale {
+                let session = tokio::select! {
+                    s = wait_conn(&cfg.remoteaddr, &params) => s,
+                    () = &mut shutdown => break Ok(()),
+                };
+                let t = Timed {
+                    session,
+                    expiry: Instant::now() + autoexpire,
+                };
+                if cfg.autoexpire > 0 {
+                    let _ = scav_tx.send(t.clone()).await;
+                }
+                *slot = Some(t);
+            }
+            if let Some(t) = slot {
+                tokio::spawn(handle_client(t.session.clone(), tcp, peer, cfg.quiet));
+            }
+            rr = rr.wrapping_add(1);
+        };
+        snmp.abort();
+        if let Some(s) = scav {
+            s.abort();
+        }
+        // Close every session: committed frames are flushed, then the KCP sessions close.
+        let closes = muxes.into_iter().flatten().map(|t| async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t.session.close()).await;
+        });
+        futures_join(closes).await;
+        res
+    }
+}
+
+async fn futures_join<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
+    for f in it {
+        f.await;
+    }
+}
+
+/// kcptun `createConn`: dial, configure (PROTOCOL.md F.3) and start a smux client over the session or its
+/// [`CompStream`].
+///
+/// # Errors
+/// The address does not resolve or the socket cannot be created.
+pub(crate) async fn create_conn(remote: &str, params: &Params) -> anyhow::Result<smux::Session> {
+    let kcp = KcpStream::connect(remote, params.kcp.clone())
+        .await
+        .with_context(|| format!("dialing {remote}"))?;
+    let local = kcp.local_addr().ok();
+    let peer = kcp.peer_addr();
+    tracing::info!(
+        "smux version: {} on connection: {} -> {}",
+        if params.smux.version == smux::Version::V2 {
+            2
+        } else {
+            1
+        },
+        local.map_or_else(|| "?".to_string(), |a| a.to_string()),
+        peer
+    );
+    let session = if params.comp {
+        smux::Session::client(CompStream::new(kcp), params.smux.clone())?
+    } else {
+        smux::Session::client(kcp, params.smux.clone())?
+    };
+    Ok(session.with_addrs(local, Some(peer)))
+}
+
+/// kcptun `waitConn`: retries every second until a session exists.
+async fn wait_conn(remote: &str, params: &Params) -> smux::Session {
+    loop {
+        match create_conn(remote, params).await {
+            Ok(s) => return s,
+            Err(e) => {
+                tracing::warn!("re-connecting: {e:#}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// One accepted TCP connection: open a stream and pipe both ways.
+async fn handle_client(session: smux::Session, tcp: TcpStream, peer: SocketAddr, quiet: bool) {
+    let _ = tcp.set_nodelay(true);
+    let stream = match session.open_stream().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("{e}");
+            return;
+        }
+    };
+    let id = stream.id();
+    let out = session
+        .peer_addr()
+        .map_or_else(|| "?".to_string(), |a| a.to_string());
+    if !quiet {
+        tracing::info!("stream opened in: {peer} out: {out}({id})");
+    }
+    pipe(tcp, stream).await;
+    if !quiet {
+        tracing::info!("stream closed in: {peer} out: {out}({id})");
+    }
+}
+
+/// kcptun's scavenger: closes expired sessions `ttl` seconds after their expiry, checking every second.
+async fn scavenger(mut rx: mpsc::Receiver<Timed>, ttl: i64) {
+    let ttl = Duration::from_secs(ttl.max(0) as u64);
+    let mut list: Vec<Timed> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(mut t) => {
+                    t.expiry += ttl;
+                    list.push(t);
+                }
+                None => return,
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                let mut keep = Vec::with_capacity(list.len());
+                for t in list.drain(..) {
+                    if t.session.is_closed() {
+                        tracing::info!("scavenger: session normally closed: {:?}", t.session.local_addr());
+                    } else if now > t.expiry {
+                        let s = t.session.clone();
+                        tokio::spawn(async move { let _ = s.close().await; });
+                        tracing::info!("scavenger: session closed due to ttl: {:?}", t.session.local_addr());
+                    } else {
+                        keep.push(t);
+                    }
+                }
+                list = keep;
+            }
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! Command line and JSON configuration, flag for flag and default for default as kcptun 20210922
+//! (PROTOCOL.md F.1, F.2).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{ArgAction, Parser};
+use serde::{Deserialize, Serialize};
+use session::{CipherKind, KcpConfig, PacketCrypt};
+
+/// Flags shared by client and server, in kcptun's order and with its defaults where both sides agree.
+macro_rules! tunnel_config {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $($(#[$fmeta:meta])* $field:ident : $ty:ty,)*
+        }
+    ) => {
+        #[derive(Parser, Serialize, Deserialize, Debug, Clone, PartialEq)]
+        $(#[$meta])*
+        #[command(version, disable_version_flag = true)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+
+            /// pre-shared secret between client and server
+            #[arg(long, env = "KCPTUN_KEY", default_value = "it's a secrect", hide_env_values = true)]
+            pub key: String,
+            /// aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des, tea, xtea, xor, sm4, none
+            /// (also the Rust-only aes-256-gcm, chacha20-poly1305; unknown names mean aes)
+            #[arg(long, default_value = "aes")]
+            pub crypt: String,
+            /// profiles: fast3, fast2, fast, normal, manual
+            #[arg(long, default_value = "fast")]
+            pub mode: String,
+            /// set maximum transmission unit for UDP packets
+            #[arg(long, default_value_t = 1350)]
+            pub mtu: i64,
+            /// set reed-solomon erasure coding - datashard
+            #[arg(long = "datashard", visible_alias = "ds", default_value_t = 10)]
+            pub datashard: i64,
+            /// set reed-solomon erasure coding - parityshard
+            #[arg(long = "parityshard", visible_alias = "ps", default_value_t = 3)]
+            pub parityshard: i64,
+            /// set DSCP(6bit)
+            #[arg(long, default_value_t = 0)]
+            pub dscp: i64,
+            /// disable compression
+            #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+                  default_value_t = false, action = ArgAction::Set)]
+            pub nocomp: bool,
+            /// flush ack immediately when a packet is received
+            #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+                  default_value_t = false, action = ArgAction::Set)]
+            pub acknodelay: bool,
+            /// manual mode: nodelay
+            #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+            pub nodelay: i64,
+            /// manual mode: interval in ms
+            #[arg(long, hide = true, default_value_t = 50, allow_negative_numbers = true)]
+            pub interval: i64,
+            /// manual mode: fast resend threshold
+            #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+            pub resend: i64,
+            /// manual mode: 1 disables congestion control
+            #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+            pub nc: i64,
+            /// per-socket buffer in bytes
+            #[arg(long, default_value_t = 4194304)]
+            pub sockbuf: i64,
+            /// specify smux version, available 1,2
+            #[arg(long, default_value_t = 1)]
+            pub smuxver: i64,
+            /// the overall de-mux buffer in bytes
+            #[arg(long, default_value_t = 4194304)]
+            pub smuxbuf: i64,
+            /// per stream receive buffer in bytes, smux v2+
+            #[arg(long, default_value_t = 2097152)]
+            pub streambuf: i64,
+            /// seconds between heartbeats
+            #[arg(long, default_value_t = 10)]
+            pub keepalive: i64,
+            /// collect snmp to file, aware of timeformat in golang, like: ./snmp-20060102.log
+            #[arg(long, default_value = "")]
+            pub snmplog: String,
+            /// snmp collect period, in seconds
+            #[arg(long, default_value_t = 60)]
+            pub snmpperiod: i64,
+            /// specify a log file to output, default goes to stderr
+            #[arg(long, default_value = "")]
+            pub log: String,
+            /// to suppress the 'stream open/close' messages
+            #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+                  default_value_t = false, action = ArgAction::Set)]
+            pub quiet: bool,
+            /// to emulate a TCP connection(linux) -- not supported by this implementation
+            #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+                  default_value_t = false, action = ArgAction::Set)]
+            pub tcp: bool,
+            /// config from json file, which will override the command from shell
+            #[arg(short = 'c', default_value = "")]
+            #[serde(skip)]
+            pub c: String,
+            /// print the version
+            #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+            #[serde(skip)]
+            pub version: Option<bool>,
+        }
+    };
+}
+
+tunnel_config! {
+    /// tunnel-client: kcptun's client (with SMUX). Accepts TCP connections and carries each one as a smux
+    /// stream over KCP to a tunnel-server or kcptun server.
+    #[command(name = "tunnel-client")]
+    ClientConfig {
+        /// local listen address
+        #[arg(short = 'l', long = "localaddr", default_value = ":12948")]
+        localaddr: String,
+        /// kcp server address
+        #[arg(short = 'r', long = "remoteaddr", default_value = "vps:29900")]
+        remoteaddr: String,
+        /// set num of UDP connections to server
+        #[arg(long, default_value_t = 1)]
+        conn: i64,
+        /// set auto expiration time(in seconds) for a single UDP connection, 0 to disable
+        #[arg(long, default_value_t = 0)]
+        autoexpire: i64,
+        /// set how long an expired connection can live (in seconds)
+        #[arg(long, default_value_t = 600)]
+        scavengettl: i64,
+        /// set send window size(num of packets)
+        #[arg(long, default_value_t = 128)]
+        sndwnd: i64,
+        /// set receive window size(num of packets)
+        #[arg(long, default_value_t = 512)]
+        rcvwnd: i64,
+    }
+}
+
+tunnel_config! {
+    /// tunnel-server: kcptun's server (with SMUX). Accepts KCP sessions and connects each smux stream to the
+    /// target (host:port over TCP, or a unix socket path).
+    #[command(name = "tunnel-server")]
+    ServerConfig {
+        /// kcp server listen address
+        #[arg(short = 'l', long = "listen", default_value = ":29900")]
+        listen: String,
+        /// target server address, or path/to/unix_socket
+        #[arg(short = 't', long = "target", default_value = "127.0.0.1:12948")]
+        target: String,
+        /// set send window size(num of packets)
+        #[arg(long, default_value_t = 1024)]
+        sndwnd: i64,
+        /// set receive window size(num of packets)
+        #[arg(long, default_value_t = 1024)]
+        rcvwnd: i64,
+        /// start profiling server on :6060 (Go only: accepted and ignored)
+        #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+              default_value_t = false, action = ArgAction::Set)]
+        pprof: bool,
+    }
+}
+
+/// Go's flag syntax allows long names with one dash (`-key x`, `-nocomp`); clap wants two. Rewrites `-name`
+/// and `-name=value` to `--name…` for every long name the command knows (single letters stay short flags).
+fn go_style_args(cmd: &clap::Command, args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut longs: Vec<String> = Vec::new();
+    for a in cmd.get_arguments() {
+        if let Some(l) = a.get_long() {
+            longs.push(l.to_string());
+        }
+        if let Some(al) = a.get_all_aliases() {
+            longs.extend(al.into_iter().map(str::to_string));
+        }
+    }
+    longs.extend(["help".to_string(), "version".to_string()]);
+    let mut out = Vec::new();
+    let mut rest = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || rest {
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            rest = true;
+            out.push(arg);
+            continue;
+        }
+        if let Some(body) = s.strip_prefix('-')
+            && !body.starts_with('-')
+        {
+            let name = body.split_once('=').map_or(body, |(n, _)| n);
+            if name.len() > 1 && longs.iter().any(|l| l == name) {
+                out.push(OsString::from(format!("-{s}")));
+                continue;
+            }
+        }
+        out.push(arg);
+    }
+    out
+}
+
+/// Parses a command line the way kcptun does (Go flag syntax accepted), then applies `-c file.json` on top.
+///
+/// # Errors
+/// clap's usage errors (which print help or version when asked, see [`clap::Error::exit`]) as the `Err` of the
+/// outer result; a JSON file that cannot be read or parsed as the inner error.
+pub fn parse_args<T>(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<anyhow::Result<T>, clap::Error>
+where
+    T: Parser + Serialize + for<'de> Deserialize<'de> + HasConfigFile,
+{
+    let cmd = T::command();
+    let args = go_style_args(&cmd, args);
+    let parsed = T::try_parse_from(args)?;
+    Ok(apply_json(parsed))
+}
+
+/// Access to the `-c` field of both configs.
+pub trait HasConfigFile {
+    /// The `-c` path ("" for none).
+    fn config_file(&self) -> &str;
+    /// Sets the `-c` path (kept across the JSON merge, which does not carry it).
+    fn set_config_file(&mut self, path: String);
+}
+
+impl HasConfigFile for ClientConfig {
+    fn config_file(&self) -> &str {
+        &self.c
+    }
+    fn set_config_file(&mut self, path: String) {
+        self.c = path;
+    }
+}
+
+impl HasConfigFile for ServerConfig {
+    fn config_file(&self) -> &str {
+        &self.c
+    }
+    fn set_config_file(&mut self, path: String) {
+        self.c = path;
+    }
+}
+
+/// The JSON file overrides the command line key by key (kcptun decodes the file over the flag values). Keys
+/// match case-insensitively and unknown keys are ignored, as with Go's `encoding/json`.
+fn apply_json<T>(cfg: T) -> anyhow::Result<T>
+where
+    T: Serialize + for<'de> Deserialize<'de> + HasConfigFile,
+{
+    let path = cfg.config_file().to_string();
+    if path.is_empty() {
+        return Ok(cfg);
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading config file {path}"))?;
+    merge_json(cfg, &text).with_context(|| format!("parsing config file {path}"))
+}
+
+/// Merges the JSON object `text` over `cfg` (see [`apply_json`]).
+///
+/// # Errors
+/// Not a JSON object, or a value of the wrong type for its key.
+pub fn merge_json<T>(cfg: T, text: &str) -> anyhow::Result<T>
+where
+    T: Serialize + for<'de> Deserialize<'de> + HasConfigFile,
+{
+    let path = cfg.config_file().to_string();
+    let file: serde_json::Value = serde_json::from_str(text)?;
+    let serde_json::Value::Object(file) = file else {
+        bail!("the configuration must be a JSON object");
+    };
+    let serde_json::Value::Object(mut base) = serde_json::to_value(&cfg)? else {
+        bail!("internal: configuration did not serialize to an object");
+    };
+    for (k, v) in file {
+        let k = k.to_ascii_lowercase();
+        if base.contains_key(&k) {
+            base.insert(k, v);
+        }
+    }
+    let mut out: T = serde_json::from_value(serde_json::Value::Object(base))?;
+    out.set_config_file(path);
+    Ok(out)
+}
+
+/// The KCP and smux knobs both sides turn the same way (PROTOCOL.md F.3).
+#[derive(Debug, Clone)]
+pub struct Params {
+    /// The per-session KCP configuration (mode preset, windows, MTU, cipher, FEC, DSCP, socket buffers).
+    pub kcp: KcpConfig,
+    /// The smux configuration (version, buffers, keepalive).
+    pub smux: smux::Config,
+    /// Snappy compression on (no `--nocomp`).
+    pub comp: bool,
+    /// The cipher's kcptun name after the `aes` fallback.
+    pub crypt_name: &'static str,
+}
+
+/// The common fields as the builder sees them.
+#[derive(Debug, Clone)]
+pub(crate) struct Common<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) crypt: &'a str,
+    pub(crate) mode: &'a str,
+    pub(crate) mtu: i64,
+    pub(crate) sndwnd: i64,
+    pub(crate) rcvwnd: i64,
+    pub(crate) datashard: i64,
+    pub(crate) parityshard: i64,
+    pub(crate) dscp: i64,
+    pub(crate) nocomp: bool,
+    pub(crate) acknodelay: bool,
+    pub(crate) nodelay: i64,
+    pub(crate) interval: i64,
+    pub(crate) resend: i64,
+    pub(crate) nc: i64,
+    pub(crate) sockbuf: i64,
+    pub(crate) smuxver: i64,
+    pub(crate) smuxbuf: i64,
+    pub(crate) streambuf: i64,
+    pub(crate) keepalive: i64,
+    pub(crate) tcp: bool,
+}
+
+macro_rules! common_of {
+    ($c:expr) => {
+        Common {
+            key: &$c.key,
+            crypt: &$c.crypt,
+            mode: &$c.mode,
+            mtu: $c.mtu,
+            sndwnd: $c.sndwnd,
+            rcvwnd: $c.rcvwnd,
+            datashard: $c.datashard,
+            parityshard: $c.parityshard,
+            dscp: $c.dscp,
+            nocomp: $c.nocomp,
+            acknodelay: $c.acknodelay,
+            nodelay: $c.nodelay,
+            interval: $c.interval,
+            resend: $c.resend,
+            nc: $c.nc,
+            sockbuf: $c.sockbuf,
+            smuxver: $c.smuxver,
+            smuxbuf: $c.smuxbuf,
+            streambuf: $c.streambuf,
+            keepalive: $c.keepalive,
+            tcp: $c.tcp,
+        }
+    };
+}
+
+impl ClientConfig {
+    /// The session parameters this configuration asks for.
+    ///
+    /// # Errors
+    /// `--tcp`, an unsupported smux version, or values kcp-go / smux would refuse (see [`build`]).
+    pub fn params(&self) -> anyhow::Result<Params> {
+        build(&common_of!(self))
+    }
+}
+
+impl ServerConfig {
+    /// The session parameters this configuration asks for.
+    ///
+    /// # Errors
+    /// As [`ClientConfig::params`].
+    pub fn params(&self) -> anyhow::Result<Params> {
+        build(&common_of!(self))
+    }
+}
+
+/// kcptun's mode presets (PROTOCOL.md F.2); `manual` and unknown names keep the hidden flags.
+pub fn mode_tuple(mode: &str, manual: (i64, i64, i64, i64)) -> (i64, i64, i64, i64) {
+    match mode {
+        "normal" => (0, 40, 2, 1),
+        "fast" => (0, 30, 2, 1),
+        "fast2" => (1, 20, 2, 1),
+        "fast3" => (1, 10, 2, 1),
+        _ => manual,
+    }
+}
+
+fn positive(v: i64, what: &str) -> anyhow::Result<usize> {
+    if v <= 0 {
+        bail!("--{what} must be positive, got {v}");
+    }
+    usize::try_from(v).with_context(|| format!("--{what} {v} is too large"))
+}
+
+/// Builds the per-session configuration of PROTOCOL.md F.3 from the flags.
+fn build(c: &Common<'_>) -> anyhow::Result<Params> {
+    if c.tcp {
+        bail!(
+            "--tcp (raw fake-TCP via xtaci/tcpraw) is not supported by this implementation; use plain UDP \
+             (drop --tcp on both ends)"
+        );
+    }
+    if !(1..=2).contains(&c.smuxver) {
+        bail!("unsupported smux version: {} (available: 1, 2)", c.smuxver);
+    }
+    let kind = CipherKind::from_kcptun_name(c.crypt);
+    if kind.is_authenticated() {
+        tracing::warn!(
+            crypt = kind.name(),
+            "authenticated cipher: only Rust peers understand it (kcptun would use aes)"
+        );
+    }
+    let key = crypt::derive_key(c.key.as_bytes());
+    let (nodelay, interval, resend, nc) =
+        mode_tuple(c.mode, (c.nodelay, c.interval, c.resend, c.nc));
+    // kcp-go SetNoDelay: negative means "unchanged" (the defaults), the interval is clamped to 10..=5000.
+    let mut kcp = KcpConfig::default();
+    if nodelay >= 0 {
+        kcp.nodelay = nodelay != 0;
+    }
+    if interval >= 0 {
+        kcp.interval = interval.clamp(10, 5000) as u32;
+    }
+    if resend >= 0 {
+        kcp.resend = u32::try_from(resend).unwrap_or(u32::MAX);
+    }
+    if nc >= 0 {
+        kcp.nc = nc != 0;
+    }
+    // SetWindowSize: only positive values apply; the receive window is capped at 65535.
+    if c.sndwnd > 0 {
+        kcp.snd_wnd = u32::try_from(c.sndwnd).unwrap_or(u32::MAX);
+    }
+    if c.rcvwnd > 0 {
+        kcp.rcv_wnd = c.rcvwnd.min(65535) as u32;
+    }
+    if c.mtu <= 0 || c.mtu > session::MAX_MTU as i64 {
+        bail!(
+            "--mtu {} is out of range (kcp-go accepts at most 1500)",
+            c.mtu
+        );
+    }
+    kcp.mtu = c.mtu as usize;
+    kcp.stream = true;
+    kcp.write_delay = false;
+    kcp.ack_nodelay = c.acknodelay;
+    if !(0..=63).contains(&c.dscp) {
+        bail!("--dscp {} is out of range (6 bits: 0..=63)", c.dscp);
+    }
+    kcp.dscp = (c.dscp != 0).then_some(c.dscp as u32);
+    let sockbuf = positive(c.sockbuf, "sockbuf")?;
+    kcp.recv_buffer = Some(sockbuf);
+    kcp.send_buffer = Some(sockbuf);
+    kcp.crypt = Some(PacketCrypt::new(kind, &key));
+    if c.datashard > 0 && c.parityshard > 0 {
+        if c.datashard + c.parityshard > 256 {
+            bail!(
+                "--datashard {} + --parityshard {} exceeds the 256 shards Reed-Solomon over GF(2^8) allows",
+                c.datashard,
+                c.parityshard
+            );
+        }
+        kcp = kcp.with_fec(c.datashard as usize, c.parityshard as usize);
+    }
+    kcp.validate().context("KCP configuration")?;
+
+    let mut smux = smux::Config::default();
+    smux.version = if c.smuxver == 1 {
+        smux::Version::V1
+    } else {
+        smux::Version::V2
+    };
+    smux.max_receive_buffer = positive(c.smuxbuf, "smuxbuf")?;
+    smux.max_stream_buffer = positive(c.streambuf, "streambuf")?;
+    // kcptun always advertises --streambuf (Go smux has no window autotuning).
+    smux.stream_window_autotune = false;
+    if c.keepalive <= 0 {
+        bail!("--keepalive must be positive, got {}", c.keepalive);
+    }
+    smux.keep_alive_interval = Duration::from_secs(c.keepalive as u64);
+    smux.validate().context("smux configuration")?;
+    Ok(Params {
+        kcp,
+        smux,
+        comp: !c.nocomp,
+        crypt_name: kind.name(),
+    })
+}
+
+/// Go's `":port"` means every interface; tokio needs a host.
+pub fn listen_addr(addr: &str) -> String {
+    if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    }
+}
+
+/// A server target: TCP `host:port`, or a unix socket path when it is not `host:port` (kcptun uses Go's
+/// `net.SplitHostPort` to decide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `host:port`.
+    Tcp(String),
+    /// A unix domain socket path.
+    Unix(PathBuf),
+}
+
+impl Target {
+    /// Classifies `s` as Go's `net.SplitHostPort` would.
+    pub fn parse(s: &str) -> Target {
+        let host_port = if let Some(rest) = s.strip_prefix('[') {
+            rest.split_once(']')
+                .is_some_and(|(_, after)| after.starts_with(':') && !after[1..].contains(':'))
+        } else {
+            s.split_once(':')
+                .is_some_and(|(host, port)| !port.contains(':') && !host.contains(['[', ']']))
+        };
+        if host_port {
+            Target::Tcp(s.to_string())
+        } else {
+            Target::Unix(PathBuf::from(s))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(args: &[&str]) -> ClientConfig {
+        let mut v = vec![OsString::from("tunnel-client")];
+        v.extend(args.iter().map(OsString::from));
+        parse_args::<ClientConfig>(v).unwrap().unwrap()
+    }
+
+    fn server(args: &[&str]) -> ServerConfig {
+        let mut v = vec![OsString::from("tunnel-server")];
+        v.extend(args.iter().map(OsString::from));
+        parse_args::<ServerConfig>(v).unwrap().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_kcptun_defaults() {
+        // SAFETY-free: KCPTUN_KEY is not set in the test environment unless the caller sets it.
+        let c = client(&[]);
+        assert_eq!(c.localaddr, ":12948");
+        assert_eq!(c.remoteaddr, "vps:29900");
+        assert_eq!((c.sndwnd, c.rcvwnd), (128, 512));
+        assert_eq!((c.conn, c.autoexpire, c.scavengettl), (1, 0, 600));
+        assert_eq!((c.datashard, c.parityshard, c.mtu), (10, 3, 1350));
+        assert_eq!(
+            (c.smuxver, c.smuxbuf, c.streambuf, c.keepalive),
+            (1, 4194304, 2097152, 10)
+        );
+        assert_eq!((c.sockbuf, c.snmpperiod), (4194304, 60));
+        assert_eq!((c.nodelay, c.interval, c.resend, c.nc), (0, 50, 0, 0));
+        assert_eq!((c.crypt.as_str(), c.mode.as_str()), ("aes", "fast"));
+        assert!(!c.nocomp && !c.acknodelay && !c.quiet && !c.tcp);
+        let s = server(&[]);
+        assert_eq!(
+            (s.listen.as_str(), s.target.as_str()),
+            (":29900", "127.0.0.1:12948")
+        );
+        assert_eq!((s.sndwnd, s.rcvwnd), (1024, 1024));
+        let p = c.params().unwrap();
+        assert_eq!(
+            (p.kcp.nodelay, p.kcp.interval, p.kcp.resend, p.kcp.nc),
+            (false, 30, 2, true)
+        );
+        assert_eq!((p.kcp.snd_wnd, p.kcp.rcv_wnd, p.kcp.mtu), (128, 512, 1350));
+        assert!(p.comp);
+        assert_eq!(p.crypt_name, "aes");
+        assert_eq!(p.kcp.mss(), 1350 - 24 - 28);
+        assert_eq!(p.smux.version, smux::Version::V1);
+        assert_eq!(p.smux.max_stream_buffer, 2097152);
+    }
+
+    #[test]
+    fn go_single_dash_flags_aliases_and_bools() {
+        let c = client(&[
+            "-l",
+            "127.0.0.1:1",
+            "-r",
+            "h:2",
+            "-key",
+            "k",
+            "-crypt=none",
+            "-nocomp",
+            "-ds",
+            "0",
+            "--ps",
+            "0",
+            "-mode",
+            "manual",
+            "-interval",
+            "5",
+            "-nodelay",
+            "1",
+            "-nc",
+            "1",
+            "--quiet=false",
+            "-smuxver",
+            "2",
+        ]);
+        assert_eq!(
+            (c.localaddr.as_str(), c.remoteaddr.as_str()),
+            ("127.0.0.1:1", "h:2")
+        );
+        assert_eq!((c.key.as_str(), c.crypt.as_str()), ("k", "none"));
+        assert!(c.nocomp && !c.quiet);
+        assert_eq!((c.datashard, c.parityshard), (0, 0));
+        let p = c.params().unwrap();
+        assert!(p.kcp.fec.is_none());
+        assert_eq!(
+            (p.kcp.nodelay, p.kcp.interval, p.kcp.resend, p.kcp.nc),
+            (true, 10, 0, true)
+        );
+        assert_eq!(p.smux.version, smux::Version::V2);
+        assert!(!p.comp);
+        // fast3 overrides the manual flags.
+        let p = client(&["--mode", "fast3", "--interval", "100"])
+            .params()
+            .unwrap();
+        assert_eq!(p.kcp.interval, 10);
+        // unknown cipher means aes.
+        assert_eq!(
+            client(&["--crypt", "rot13"]).params().unwrap().crypt_name,
+            "aes"
+        );
+    }
+
+    #[test]
+    fn clear_errors() {
+        let e = client(&["--tcp"]).params().unwrap_err().to_string();
+        assert!(e.contains("not supported"), "{e}");
+        let e = client(&["--smuxver", "3"])
+            .params()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smux version"), "{e}");
+        assert!(client(&["--keepalive", "31"]).params().is_err());
+        assert!(client(&["--mtu", "1501"]).params().is_err());
+        assert!(client(&["--dscp", "64"]).params().is_err());
+        let v = ["tunnel-client", "--nosuchflag"].map(OsString::from);
+        assert!(parse_args::<ClientConfig>(v).is_err());
+    }
+
+    #[test]
+    fn json_overrides_flags_case_insensitively() {
+        let c = client(&["--key", "flag", "--mtu", "1200", "--conn", "2"]);
+        let c = merge_json(c, r#"{"key":"file","MTU":1000,"nocomp":true,"unknown":1}"#).unwrap();
+        assert_eq!(
+            (c.key.as_str(), c.mtu, c.conn, c.nocomp),
+            ("file", 1000, 2, true)
+        );
+        assert!(merge_json(c.clone(), r#"{"mtu":"big"}"#).is_err());
+        assert!(merge_json(c, "[1]").is_err());
+        let s = merge_json(server(&[]), r#"{"target":"/tmp/x.sock","listen":":1"}"#).unwrap();
+        assert_eq!(Target::parse(&s.target), Target::Unix("/tmp/x.sock".into()));
+    }
+
+    #[test]
+    fn target_classification_follows_split_host_port() {
+        assert_eq!(
+            Target::parse("127.0.0.1:80"),
+            Target::Tcp("127.0.0.1:80".into())
+        );
+        assert_eq!(Target::parse("[::1]:80"), Target::Tcp("[::1]:80".into()));
+        assert_eq!(Target::parse(":80"), Target::Tcp(":80".into()));
+        assert_eq!(
+            Target::parse("/run/a.sock"),
+            Target::Unix("/run/a.sock".into())
+        );
+        assert_eq!(Target::parse("a:b:c"), Target::Unix("a:b:c".into()));
+        assert_eq!(listen_addr(":29900"), "0.0.0.0:29900");
+    }
+}

@@ -1,0 +1,182 @@
+//! A kcptun-compatible tunnel (PROTOCOL.md section F): [`Client`] and [`Server`], the programs
+//! `tunnel-client` and `tunnel-server`.
+//!
+//! The stack per KCP session is kcptun's: KCP (stream mode, cipher, FEC) → optional snappy framing
+//! ([`CompStream`], F.4) → smux. Each TCP connection the client accepts becomes one smux stream; the server
+//! connects each stream to its target. Flags, defaults and the JSON file are kcptun 20210922's ([`ClientConfig`],
+//! [`ServerConfig`]), so either end can be replaced by the Go binary.
+
+mod client;
+mod comp;
+mod config;
+mod gotime;
+mod server;
+
+use std::io;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub use client::Client;
+pub use comp::CompStream;
+pub use config::{
+    ClientConfig, HasConfigFile, Params, ServerConfig, Target, listen_addr, merge_json, mode_tuple,
+    parse_args,
+};
+pub use server::Server;
+
+/// kcptun's copy buffer for TCP → stream: every PSH frame carries at most this many bytes (PROTOCOL.md F.5).
+pub const COPY_BUF: usize = 4096;
+/// Read size for stream → TCP (Go's `WriteTo` hands over whole buffered chunks).
+const DOWN_BUF: usize = 64 * 1024;
+
+/// Runs kcptun's two copy loops between a local connection and a smux stream; when **either** direction ends
+/// (EOF or error), both are closed (PROTOCOL.md F.5: no half-close is carried through). Data read before the end
+/// is delivered first: the stream's FIN follows the bytes already written.
+///
+/// Returns the bytes copied (local → stream, stream → local).
+pub async fn pipe<C>(conn: C, stream: smux::Stream) -> (u64, u64)
+where
+    C: AsyncRead + AsyncWrite,
+{
+    let (mut cr, mut cw) = tokio::io::split(conn);
+    let (mut sr, mut sw) = stream.into_split();
+    let mut up_n = 0u64;
+    let mut down_n = 0u64;
+    let up = async {
+        let mut buf = vec![0u8; COPY_BUF];
+        let res: io::Result<()> = async {
+            loop {
+                let n = cr.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                sw.write_all(&buf[..n]).await?;
+                up_n += n as u64;
+            }
+        }
+        .await;
+        let _ = sw.shutdown().await;
+        res
+    };
+    let down = async {
+        let mut buf = vec![0u8; DOWN_BUF];
+        let res: io::Result<()> = async {
+            loop {
+                let n = sr.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                cw.write_all(&buf[..n]).await?;
+                down_n += n as u64;
+            }
+        }
+        .await;
+        let _ = cw.shutdown().await;
+        res
+    };
+    let res = tokio::select! {
+        r = up => r,
+        r = down => r,
+    };
+    if let Err(e) = res
+        && e.kind() == io::ErrorKind::InvalidData
+    {
+        tracing::warn!(error = %e, "smux protocol error");
+    }
+    (up_n, down_n)
+}
+
+/// Sets up logging as kcptun's `--log` does: append to `path`, or stderr when empty. `RUST_LOG` refines the level
+/// (default `info`).
+///
+/// # Errors
+/// The log file cannot be opened.
+pub fn init_logging(path: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if path.is_empty() {
+        let _ = builder.with_writer(io::stderr).try_init();
+    } else {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("opening log file {path}: {e}"))?;
+        let _ = builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init();
+    }
+    Ok(())
+}
+
+/// kcptun's `--snmplog`: every `period` seconds, append one CSV row of the process-wide KCP counters to the
+/// file named by `path`, whose file-name part is a Go time layout (`./snmp-20060102.log`); the header goes
+/// into an empty file. Stops (after logging why) if the file cannot be opened, as kcptun does. Does nothing
+/// when `path` is empty or `period` is 0.
+pub async fn snmp_logger(path: String, period: i64) {
+    if path.is_empty() || period <= 0 {
+        return;
+    }
+    let period = Duration::from_secs(period as u64);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tick.tick().await;
+        if let Err(e) = write_snmp_row(&path) {
+            tracing::error!(error = %e, path, "snmplog");
+            return;
+        }
+    }
+}
+
+/// Appends one row (and the header into an empty file) to the file `path` names now.
+///
+/// # Errors
+/// The file cannot be opened or written.
+pub fn write_snmp_row(path: &str) -> io::Result<()> {
+    use std::io::Write;
+    let (dir, file) = match path.rfind('/') {
+        Some(i) => path.split_at(i + 1),
+        None => ("", path),
+    };
+    let now = gotime::LocalTime::now();
+    let name = format!("{dir}{}", gotime::format(file, &now));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&name)?;
+    let mut out = String::new();
+    if f.metadata()?.len() == 0 {
+        out.push_str(&session::SnmpSnapshot::csv_header());
+        out.push('\n');
+    }
+    out.push_str(&session::global_snmp().csv_row(now.unix));
+    out.push('\n');
+    f.write_all(out.as_bytes())
+}
+
+/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM. SIGUSR1 logs the KCP counters, as kcptun does.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let usr1 = signal(SignalKind::user_defined1());
+    let (mut term, mut usr1) = match (term, usr1) {
+        (Ok(t), Ok(u)) => (t, u),
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = usr1.recv() => tracing::info!("KCP SNMP: {}", session::global_snmp()),
+        }
+    }
+    tracing::info!("shutting down");
+}
