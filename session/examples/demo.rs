@@ -1,6 +1,6 @@
 //! Self-contained loopback demo: a KCP server and client in one process move 64 MiB (checksummed) over one
-//! session with aes + FEC 10/3, print the throughput and kcp-go's SNMP counters, then do the same transfer over
-//! TCP for comparison.
+//! smux stream on one KCP session with aes + FEC 10/3 (kcptun's stack), print the throughput and kcp-go's SNMP
+//! counters, then do the same transfer over TCP for comparison.
 //!
 //! `cargo run --release -p session --example demo [MiB]`
 
@@ -96,32 +96,40 @@ async fn main() -> anyhow::Result<()> {
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await?;
     let addr = listener.local_addr();
     let len = data.len();
+    // Server: accept a KCP session, run an smux server on it, receive one stream.
     let server = tokio::spawn(async move {
-        let (mut s, peer) = listener.accept().await?;
-        println!("kcp: accepted conv {:#010x} from {peer}", s.conv());
-        let sum = receive(&mut s, len).await;
-        anyhow::Ok((sum, listener))
+        let (kcp, peer) = listener.accept().await?;
+        println!("kcp: accepted conv {:#010x} from {peer}", kcp.conv());
+        let mux = smux::Session::server(kcp, smux::Config::default())?;
+        let mut stream = mux.accept_stream().await?;
+        let sum = receive(&mut stream, len).await?;
+        anyhow::Ok((sum, mux, listener))
     });
-    let mut client = KcpStream::connect(addr, cfg).await?;
+    // Client: dial, run an smux client on the KCP stream, send over one smux stream.
+    let kcp = KcpStream::connect(addr, cfg).await?;
     println!(
-        "kcp: client {} -> {addr}, mss {}",
-        client.local_addr()?,
-        client.mss()
+        "kcp: client {} -> {addr}, conv {:#010x}, mss {}, smux v1 on top",
+        kcp.local_addr()?,
+        kcp.conv(),
+        kcp.mss()
     );
-    let (secs, sum) = send(&mut client, &data).await?;
+    let mux = smux::Session::client(kcp, smux::Config::default())?;
+    let mut stream = mux.open_stream().await?;
+    let (secs, sum) = send(&mut stream, &data).await?;
     anyhow::ensure!(sum == expect.0, "KCP checksum mismatch");
     let kcp_rate = len as f64 / secs / 1e6;
-    println!("kcp: {mib} MiB in {secs:.3} s = {kcp_rate:.1} MB/s, checksum {sum:016x} ok");
-    println!("kcp: rto {} ms, srtt {} ms", client.rto(), client.srtt());
-    println!("\nclient session counters:\n{}", client.snmp());
-    client.close();
-    let (_, _listener) = server.await??;
+    println!("kcp+smux: {mib} MiB in {secs:.3} s = {kcp_rate:.1} MB/s, checksum {sum:016x} ok");
+    let (_, server_mux, listener) = server.await??;
     let total = session::global_snmp();
+    println!("\nprocess counters (both ends of the session):\n{total}");
     println!(
-        "\nprocess counters as kcptun's --snmplog CSV:\n{}\n{}",
+        "\nthe same as kcptun's --snmplog CSV:\n{}\n{}",
         SnmpSnapshot::csv_header(),
         total.csv_row(unix_now())
     );
+    println!("listener: {:?}", listener.stats());
+    let _ = mux.close().await;
+    let _ = server_mux.close().await;
 
     // The same over TCP.
     let tcp = TcpListener::bind("127.0.0.1:0").await?;

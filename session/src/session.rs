@@ -97,6 +97,8 @@ pub(crate) struct Session {
     /// Live `KcpStream`/half handles; the session closes when the last one goes.
     pub(crate) handles: AtomicUsize,
     weak: Weak<Session>,
+    /// The runtime the session was created on; timer work runs there.
+    rt: tokio::runtime::Handle,
     pub(crate) state: Mutex<State>,
 }
 
@@ -110,7 +112,7 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Creates and registers a session, and runs its first engine update.
+    /// Creates and registers a session, and runs its first engine update. Must run inside a tokio runtime.
     pub(crate) fn new(
         conv: u32,
         remote: SocketAddr,
@@ -129,6 +131,7 @@ impl Session {
             role,
             handles: AtomicUsize::new(0),
             weak: weak.clone(),
+            rt: tokio::runtime::Handle::current(),
             state: Mutex::new(State {
                 conn,
                 closed: None,
@@ -306,7 +309,8 @@ impl Session {
         let e = st.conn.kcp.stats();
         s.in_segs += e.in_segs;
         s.out_segs += e.out_segs;
-        s.retrans_segs += e.retrans_segs;
+        // kcp-go's RetransSegs is by definition the sum of the three kinds (B.10).
+        s.retrans_segs += e.fast_retrans_segs + e.early_retrans_segs + e.lost_segs;
         s.fast_retrans_segs += e.fast_retrans_segs;
         s.early_retrans_segs += e.early_retrans_segs;
         s.lost_segs += e.lost_segs;
@@ -591,7 +595,27 @@ impl Session {
 }
 
 impl Timed for Session {
+    /// Runs on the scheduler thread: hands the flush to the session's own runtime, so that it queues behind
+    /// the reader task that may hold fresh ACKs. Flushing straight from the timer thread while a busy runtime
+    /// has not read those ACKs yet causes spurious RTO retransmissions; only the stale-generation check runs
+    /// here.
     fn on_timer(&self, generation: u64) {
+        if self.state.lock().sched_gen != generation {
+            return;
+        }
+        let weak = self.weak.clone();
+        self.rt.spawn(async move {
+            if let Some(s) = weak.upgrade() {
+                s.run_timer(generation);
+            }
+        });
+    }
+}
+
+impl Session {
+    /// The timer's work: whatever the engine has due (periodic flush, retransmissions, probes), then the
+    /// dead-link check.
+    fn run_timer(&self, generation: u64) {
         let (wakes, dead) = {
             let mut st = self.state.lock();
             if st.closed.is_some() || generation != st.sched_gen {
@@ -619,7 +643,10 @@ fn fold_engine_stats(snmp: &Snmp, e: &kcp::KcpStats) {
     };
     add(&snmp.in_segs, e.in_segs);
     add(&snmp.out_segs, e.out_segs);
-    add(&snmp.retrans_segs, e.retrans_segs);
+    add(
+        &snmp.retrans_segs,
+        e.fast_retrans_segs + e.early_retrans_segs + e.lost_segs,
+    );
     add(&snmp.fast_retrans_segs, e.fast_retrans_segs);
     add(&snmp.early_retrans_segs, e.early_retrans_segs);
     add(&snmp.lost_segs, e.lost_segs);
