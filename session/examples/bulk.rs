@@ -126,8 +126,9 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(256);
     let total = mib << 20;
+    let wnd = std::env::var("BULK_WND").unwrap_or_else(|_| "1024".into());
     println!(
-        "one-way bulk over one KCP session on 127.0.0.1, {mib} MiB, fast3, wnd 1024, mtu 1400"
+        "one-way bulk over one KCP session on 127.0.0.1, {mib} MiB, fast3, wnd {wnd} (kcp-go 1024), mtu 1400"
     );
     for (label, cf) in [("plain", false), ("aes + FEC 10/3", true)] {
         let r = rust_bulk(config(cf), total).await?;

@@ -66,7 +66,14 @@ async fn a_thousand_sessions_echo_and_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "stress: 20,000 sockets and a minute of wall time"]
 async fn stress_ten_thousand_mostly_idle_sessions() {
+    let rss_before = rss_bytes();
     let (mut clients, mut servers) = open_sessions(10_000).await;
+    let rss_after = rss_bytes();
+    println!(
+        "RSS grew {:.1} MB for 10,000 client + 10,000 server sessions: {:.1} KB per session",
+        (rss_after - rss_before) as f64 / 1e6,
+        (rss_after - rss_before) as f64 / 20_000.0 / 1e3
+    );
     let cpu = || {
         // SAFETY: getrusage fills the struct we pass; all-zero is a valid initial value.
         let mut u: libc_rusage::Rusage = unsafe { std::mem::zeroed() };
@@ -89,6 +96,17 @@ async fn stress_ten_thousand_mostly_idle_sessions() {
         "10,000 sessions: {:.1}% of one core ({used:.2}s CPU over {secs:.1}s)",
         100.0 * used / secs
     );
+}
+
+/// Resident set size from /proc/self/statm (Linux).
+fn rss_bytes() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
 }
 
 mod libc_rusage {
