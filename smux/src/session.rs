@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
@@ -341,6 +341,8 @@ pub(crate) fn initial_window(config: &Config) -> u32 {
 
 /// Bytes asked from the transport per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// PSH payloads at least this large are read into a buffer of their own.
+const DIRECT_MIN: usize = 8 * 1024;
 /// PSH payloads at least this large are kept in the read chunk without copying.
 const ZERO_COPY_MIN: usize = READ_CHUNK / 2;
 /// Bytes of frames gathered for one (vectored) write.
@@ -366,6 +368,8 @@ struct Conn<T> {
     close_deadline: Option<Pin<Box<Sleep>>>,
     wakers: Vec<Waker>,
     vectored: bool,
+    /// The frame at the front of `read_buf` was read into a buffer of its own.
+    direct: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
@@ -386,6 +390,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             close_deadline: None,
             wakers: Vec::new(),
             vectored,
+            direct: false,
         }
     }
 
@@ -522,18 +527,41 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if self.read_eof {
                 return Err(Error::ConnectionClosed);
             }
-            // Size chunks so a chunk is never much larger than READ_CHUNK (plus one
-            // maximal frame): that bounds what zero-copy payloads can pin.
             let len = self.read_buf.len();
-            let need = match frame::peek_header(&self.read_buf) {
-                Some(Ok(h)) => HEADER_SIZE + h.payload_len(),
-                _ => 0,
+            let header = match frame::peek_header(&self.read_buf) {
+                Some(Ok(h)) => Some(h),
+                _ => None,
             };
-            if self.read_buf.capacity() - len < READ_CHUNK / 4 || self.read_buf.capacity() < need {
-                let target = READ_CHUNK.max(need).max(len + READ_CHUNK / 4);
-                self.read_buf.reserve(target - len);
-            }
-            match tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf) {
+            let res = match header {
+                // A large PSH: read exactly the rest of it plus the next header into a
+                // buffer of its own. The payload is then handed to the stream without
+                // any copy, pins nothing else, and the next read starts aligned.
+                Some(h) if h.cmd == Cmd::Psh && h.payload_len() >= DIRECT_MIN => {
+                    let want = 2 * HEADER_SIZE + h.payload_len();
+                    if self.read_buf.capacity() < want {
+                        let mut nb = BytesMut::with_capacity(want);
+                        nb.extend_from_slice(&self.read_buf);
+                        self.read_buf = nb;
+                    }
+                    self.direct = true;
+                    let limit = want.saturating_sub(len);
+                    let mut limited = (&mut self.read_buf).limit(limit);
+                    tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut limited)
+                }
+                need => {
+                    // Size chunks so a chunk is never much larger than READ_CHUNK (plus
+                    // one maximal frame): that bounds what zero-copy payloads can pin.
+                    let need = need.map_or(0, |h| HEADER_SIZE + h.payload_len());
+                    if self.read_buf.capacity() - len < READ_CHUNK / 4
+                        || self.read_buf.capacity() < need
+                    {
+                        let target = READ_CHUNK.max(need).max(len + READ_CHUNK / 4);
+                        self.read_buf.reserve(target - len);
+                    }
+                    tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf)
+                }
+            };
+            match res {
                 Poll::Pending => return Ok(progress),
                 Poll::Ready(Ok(0)) => self.read_eof = true,
                 Poll::Ready(Ok(_)) => progress = true,
@@ -575,6 +603,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 None => return Ok(false),
             };
             g.data_ready = true;
+            // Only the first frame after a direct read sits in a buffer of its own.
+            let direct = std::mem::take(&mut self.direct);
             match frame {
                 Frame::Nop(_) => {}
                 Frame::Syn(sid) => {
@@ -615,7 +645,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     // small ones are copied out so that they cannot pin a whole chunk:
                     // a chunk (at most ~80 KiB) pinned by a payload holds at least 32 KiB
                     // of counted tokens, so memory stays below 3x the token bucket.
-                    let data = if len >= ZERO_COPY_MIN {
+                    let data = if direct || len >= ZERO_COPY_MIN {
                         data
                     } else {
                         Bytes::copy_from_slice(&data)
@@ -735,11 +765,10 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 continue;
             };
             st.in_heap = false;
-            if st.pending.is_empty() {
+            let Some(frame) = st.pending.pop_frame() else {
                 continue;
-            }
-            let flen = Inner::first_frame_len(&st.pending).min(st.pending.len());
-            let frame = st.pending.split_to(flen).freeze();
+            };
+            let flen = frame.len();
             let payload = flen.saturating_sub(HEADER_SIZE);
             st.pending_bytes -= payload.min(st.pending_bytes);
             st.sent = st.sent.wrapping_add(payload as u32);

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 
 use crate::config::Config;
@@ -86,7 +86,7 @@ pub(crate) struct StreamState {
     pub(crate) dropped: bool,
     /// Encoded frames (header + payload) committed by writes, not yet taken by the
     /// driver. Whole frames only, so the driver can split them off without copying.
-    pub(crate) pending: BytesMut,
+    pub(crate) pending: FrameQueue,
     /// Payload bytes in `pending`.
     pub(crate) pending_bytes: usize,
     pub(crate) in_heap: bool,
@@ -123,7 +123,7 @@ impl StreamState {
             fin_queued: false,
             handles: 1,
             dropped: false,
-            pending: BytesMut::new(),
+            pending: FrameQueue::default(),
             pending_bytes: 0,
             in_heap: false,
             prio: 0,
@@ -239,8 +239,9 @@ impl Inner {
                 return;
             }
             st.fin_queued = true;
-            st.pending
-                .put_slice(&frame::Header::new(v, Cmd::Fin, 0, sid).encode());
+            st.pending.push(Bytes::copy_from_slice(
+                &frame::Header::new(v, Cmd::Fin, 0, sid).encode(),
+            ));
         }
         self.schedule(sid);
     }
@@ -408,13 +409,45 @@ impl Inner {
         self.closed = true;
         wakers.append(&mut self.close_wakers);
     }
+}
 
-    /// Header length of the first frame in a stream's pending buffer.
-    pub(crate) fn first_frame_len(pending: &[u8]) -> usize {
-        match pending.get(2..4) {
-            Some(&[a, b]) => HEADER_SIZE + usize::from(u16::from_le_bytes([a, b])),
-            _ => pending.len(),
+/// Encoded frames waiting to be written, as the chunks the writes produced (each chunk
+/// holds whole frames). Frames are split off without copying, and a write never has to
+/// move frames already queued (a single growing buffer would be copied whenever the
+/// writer reserves room while the driver still holds frames split off it).
+#[derive(Debug, Default)]
+pub(crate) struct FrameQueue {
+    chunks: VecDeque<Bytes>,
+}
+
+impl FrameQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.chunks.push_back(chunk);
         }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+    }
+
+    /// Splits off the first frame (header and payload).
+    pub(crate) fn pop_frame(&mut self) -> Option<Bytes> {
+        let front = self.chunks.front_mut()?;
+        let flen = match front.get(2..4) {
+            Some(&[a, b]) => HEADER_SIZE + usize::from(u16::from_le_bytes([a, b])),
+            _ => front.len(),
+        };
+        let frame = if flen >= front.len() {
+            self.chunks.pop_front()?
+        } else {
+            front.split_to(flen)
+        };
+        Some(frame)
     }
 }
 

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut};
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::Error;
@@ -122,16 +122,16 @@ impl Handle {
             return Poll::Pending;
         }
         let n = data.len().min(allowed as usize);
-        let chunk = config.max_frame_size;
-        let nframes = n.div_ceil(chunk);
-        st.pending.reserve(n + nframes * crate::frame::HEADER_SIZE);
-        for part in data.get(..n).unwrap_or_default().chunks(chunk) {
+        let max_frame = config.max_frame_size;
+        let nframes = n.div_ceil(max_frame);
+        let mut chunk = BytesMut::with_capacity(n + nframes * crate::frame::HEADER_SIZE);
+        for part in data.get(..n).unwrap_or_default().chunks(max_frame) {
             // part.len() <= max_frame_size <= 65535 (validated config).
             let len = part.len() as u16;
-            st.pending
-                .put_slice(&Header::new(ver, Cmd::Psh, len, self.id).encode());
-            st.pending.put_slice(part);
+            chunk.put_slice(&Header::new(ver, Cmd::Psh, len, self.id).encode());
+            chunk.put_slice(part);
         }
+        st.pending.push(chunk.freeze());
         st.pending_bytes += n;
         st.committed = st.committed.wrapping_add(n as u32);
         let was_scheduled = st.in_heap;
