@@ -18,7 +18,17 @@
 //! shaper (control frames first, then the stream that has sent least, E.6), batching
 //! several frames into one (vectored) write. Streams are handles to shared state; a
 //! write copies the data into whole encoded frames, so its byte count is exact even if
-//! the caller gives up (cancellation or timeout) right after.
+//! the caller gives up (cancellation or timeout) right after. Large PSH payloads are
+//! read from the transport into a buffer of their own and handed to the reader without
+//! another copy; small ones are copied out of a shared read chunk.
+//!
+//! Flow-control limits (both as in Go, documented on [`Stream`]): in v1 one stream
+//! nobody reads fills the session buffer and stalls every stream; in v2 it cannot, as
+//! long as `max_receive_buffer` covers 256 KiB (Go's initial window guess) per unread
+//! stream. An application that echoes many streams through the same session needs the
+//! data in flight to fit the peer's receive buffer (Go has the same limit); we cap the
+//! windows we advertise to a fair share of half the receive buffer to make that
+//! deadlock less likely.
 //!
 //! Differences from Go, none visible on the wire: ids are never reused after
 //! exhaustion ([`Error::GoAway`]), the v2 window can be auto-tuned
