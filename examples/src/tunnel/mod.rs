@@ -180,3 +180,33 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn snmplog_writes_header_once_then_rows() {
+        let dir = std::env::temp_dir().join(format!("rkcp-snmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = format!("{}/snmp-20060102.log", dir.display());
+        super::write_snmp_row(&path).unwrap();
+        super::write_snmp_row(&path).unwrap();
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        let name = files[0]
+            .as_ref()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        assert!(
+            name.starts_with("snmp-20") && name.len() == "snmp-20060102.log".len(),
+            "{name}"
+        );
+        let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("Unix,BytesSent,"));
+        assert!(lines[1..].iter().all(|l| l.split(',').count() == 25));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
