@@ -309,8 +309,8 @@ impl Session {
         let e = st.conn.kcp.stats();
         s.in_segs += e.in_segs;
         s.out_segs += e.out_segs;
-        // kcp-go's RetransSegs is by definition the sum of the three kinds (B.10).
-        s.retrans_segs += e.fast_retrans_segs + e.early_retrans_segs + e.lost_segs;
+        // The engine counts kcp-go's RetransSegs (fast + early + lost, B.10) itself.
+        s.retrans_segs += e.retrans_segs;
         s.fast_retrans_segs += e.fast_retrans_segs;
         s.early_retrans_segs += e.early_retrans_segs;
         s.lost_segs += e.lost_segs;
@@ -643,10 +643,7 @@ fn fold_engine_stats(snmp: &Snmp, e: &kcp::KcpStats) {
     };
     add(&snmp.in_segs, e.in_segs);
     add(&snmp.out_segs, e.out_segs);
-    add(
-        &snmp.retrans_segs,
-        e.fast_retrans_segs + e.early_retrans_segs + e.lost_segs,
-    );
+    add(&snmp.retrans_segs, e.retrans_segs);
     add(&snmp.fast_retrans_segs, e.fast_retrans_segs);
     add(&snmp.early_retrans_segs, e.early_retrans_segs);
     add(&snmp.lost_segs, e.lost_segs);
