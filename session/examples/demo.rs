@@ -10,19 +10,21 @@ use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt, SnmpSn
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// FNV-1a 64 over a stream of chunks.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
+/// CRC-32 over a stream of chunks (crc32fast: carry-less multiply, a fraction of a cycle per byte). The
+/// receiver checksums on the transfer's critical path; a byte-serial FNV-1a (~4 cycles per byte) cost about a
+/// sixth of the receiving core at 100 MB/s and showed up in the measured rate.
+#[derive(Clone, Default)]
+struct Sum(crc32fast::Hasher);
 
-impl Fnv {
+impl Sum {
     fn new() -> Self {
-        Fnv(0xcbf29ce484222325)
+        Sum::default()
     }
     fn update(&mut self, data: &[u8]) {
-        for &b in data {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x100000001b3);
-        }
+        self.0.update(data);
+    }
+    fn value(&self) -> u64 {
+        u64::from(self.0.clone().finalize())
     }
 }
 
@@ -41,7 +43,7 @@ fn payload(len: usize) -> Vec<u8> {
 /// Receives `len` bytes, returns their checksum, and answers with it.
 async fn receive<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, len: usize) -> anyhow::Result<u64> {
     let mut buf = vec![0u8; 1 << 16];
-    let mut sum = Fnv::new();
+    let mut sum = Sum::new();
     let mut got = 0;
     while got < len {
         let n = s.read(&mut buf[..(len - got).min(1 << 16)]).await?;
@@ -49,10 +51,10 @@ async fn receive<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, len: usize) -> an
         sum.update(&buf[..n]);
         got += n;
     }
-    s.write_all(&sum.0.to_le_bytes()).await?;
+    s.write_all(&sum.value().to_le_bytes()).await?;
     // Returns once the peer has acknowledged the checksum (KCP), or after sending FIN (TCP).
     s.shutdown().await?;
-    Ok(sum.0)
+    Ok(sum.value())
 }
 
 /// Sends `data`, reads the receiver's checksum; returns (seconds, checksum).
@@ -76,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(64);
     let data = payload(mib << 20);
-    let mut expect = Fnv::new();
+    let mut expect = Sum::new();
     expect.update(&data);
 
     // KCP: kcptun-style session (fast3, aes, FEC 10/3) with big windows for a fast local link.
@@ -116,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let mux = smux::Session::client(kcp, smux::Config::default())?;
     let mut stream = mux.open_stream().await?;
     let (secs, sum) = send(&mut stream, &data).await?;
-    anyhow::ensure!(sum == expect.0, "KCP checksum mismatch");
+    anyhow::ensure!(sum == expect.value(), "KCP checksum mismatch");
     let kcp_rate = len as f64 / secs / 1e6;
     println!("kcp+smux: {mib} MiB in {secs:.3} s = {kcp_rate:.1} MB/s, checksum {sum:016x} ok");
     let (_, server_mux, listener) = server.await??;
@@ -140,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let mut c = TcpStream::connect(taddr).await?;
     let (secs, sum) = send(&mut c, &data).await?;
-    anyhow::ensure!(sum == expect.0, "TCP checksum mismatch");
+    anyhow::ensure!(sum == expect.value(), "TCP checksum mismatch");
     drop(c);
     server.await??;
     println!(
