@@ -3,5 +3,8 @@
 //!
 //! - [`tunnel`]: a drop-in for kcptun 20210922 (binaries `tunnel-client` and `tunnel-server`), wire-compatible
 //!   with the Go binaries in both directions (PROTOCOL.md section F).
+//! - [`randsvc`]: a random-number service over KCP+smux (`rand-service`) behind an HTTP gateway that shares a
+//!   pool of sessions (`api-gateway`).
 
+pub mod randsvc;
 pub mod tunnel;

@@ -1,0 +1,54 @@
+//! `rand-service`: answers every smux stream (over KCP) that sends `RAND` with 8 big-endian random bytes.
+//! See `rand-service --help`; the gateway in front of it is `api-gateway`.
+
+use clap::Parser;
+use rkcp_examples::randsvc;
+use rkcp_examples::tunnel::{init_logging, shutdown_signal};
+
+/// A random-number service speaking smux over KCP: each stream carries the 4 bytes `RAND` and gets 8
+/// big-endian random bytes back. Stops cleanly on Ctrl-C or SIGTERM.
+#[derive(Parser, Debug)]
+#[command(name = "rand-service", version)]
+struct Args {
+    /// UDP address to listen on for KCP sessions.
+    #[arg(short, long, default_value = "127.0.0.1:29900")]
+    listen: String,
+    /// smux protocol version (1 or 2); the gateway must use the same.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    smuxver: u8,
+    /// Log file (stderr when empty). Verbosity via RUST_LOG (default info).
+    #[arg(long, default_value = "")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_logging(&args.log) {
+        eprintln!("rand-service: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let res = async {
+        let listener = session::KcpListener::bind(args.listen.as_str(), randsvc::kcp_config())
+            .await
+            .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.listen))?;
+        // The line tests and scripts wait for: the bound address (useful with port 0).
+        println!("rand-service listening on {}", listener.local_addr());
+        let mut smux = smux::Config::default();
+        smux.version = if args.smuxver == 2 {
+            smux::Version::V2
+        } else {
+            smux::Version::V1
+        };
+        randsvc::serve(listener, smux, shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rand-service: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
