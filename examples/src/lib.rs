@@ -5,6 +5,8 @@
 //!   with the Go binaries in both directions (PROTOCOL.md section F).
 //! - [`randsvc`]: a random-number service over KCP+smux (`rand-service`) behind an HTTP gateway that shares a
 //!   pool of sessions (`api-gateway`).
+//! - [`rpc`]: two-way RPC over one KCP+smux session dialled out from behind NAT (`rpc-demo`).
 
 pub mod randsvc;
+pub mod rpc;
 pub mod tunnel;
