@@ -1,0 +1,63 @@
+//! `relay`: the relay gateway. Backends (`relay-backend`) dial in, prove the shared key and register an id;
+//! clients (`relay-client`) name an id and get spliced to that backend. See `relay --help` and the
+//! `rkcp_examples::relay` module docs for the protocol.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rkcp_examples::relay::{Relay, RelayConfig, kcp_config};
+use rkcp_examples::tunnel::shutdown_signal;
+
+/// Relay gateway: splices client streams with registered backends over KCP+smux.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// UDP address to listen on.
+    #[arg(short, long, default_value = "0.0.0.0:29950")]
+    listen: String,
+    /// Shared key that backends must prove (HMAC-SHA256 challenge).
+    #[arg(short, long, env = "RELAY_KEY", hide_env_values = true)]
+    key: String,
+    /// Optional passphrase for AES encryption of the KCP packets (all peers must use the same).
+    #[arg(long, env = "RELAY_KCP_KEY", hide_env_values = true)]
+    kcp_key: Option<String>,
+    /// Seconds without a ping after which a backend is dropped.
+    #[arg(long, default_value_t = 30.0)]
+    idle_timeout: f64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let res = async {
+        let idle = Duration::try_from_secs_f64(args.idle_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("--idle-timeout must be a positive number of seconds")
+            })?;
+        let mut cfg = RelayConfig::new(args.key.into_bytes());
+        cfg.idle_timeout = idle;
+        let relay = Relay::bind(&args.listen, kcp_config(args.kcp_key.as_deref()), cfg)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        tracing::info!("relay listening on {}", relay.local_addr());
+        relay.run(shutdown_signal()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
