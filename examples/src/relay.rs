@@ -287,11 +287,23 @@ struct Registered {
     generation: u64,
 }
 
-#[derive(Default)]
 struct State {
     backends: Mutex<HashMap<String, Registered>>,
     sessions: Mutex<HashMap<u64, smux::Session>>,
     next: AtomicU64,
+    /// Set to true when the relay shuts down; registrations then tell their backend why and end.
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            backends: Mutex::default(),
+            sessions: Mutex::default(),
+            next: AtomicU64::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl State {
@@ -375,6 +387,15 @@ impl Relay {
             }
         };
         self.listener.close();
+        // Let each registration send its backend an ERROR ("relay shutting down") so backends exit at once
+        // instead of at their next ping; give them a moment, then close everything.
+        self.state.stopping.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while !self.state.lock_backends().is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
         self.state.lock_backends().clear();
         let sessions: Vec<_> = self.state.lock_sessions().drain().map(|(_, s)| s).collect();
         for s in sessions {
@@ -412,7 +433,8 @@ async fn serve_session(
 ) -> Result<(), RelayError> {
     let peer = kcp.peer_addr();
     let mux = smux::Session::server(kcp, cfg.smux.clone())
-        .map_err(|e| RelayError::Config(e.to_string()))?;
+        .map_err(|e| RelayError::Config(e.to_string()))?
+        .with_addrs(None, Some(peer));
     let sid = state.next.fetch_add(1, Ordering::Relaxed);
     state.lock_sessions().insert(sid, mux.clone());
     let result = loop {
@@ -507,10 +529,15 @@ async fn register(
         .await);
     }
     tracing::info!("backend {id:?} registered from {:?}", mux.peer_addr());
+    let mut stopping = state.stopping.subscribe();
     let result = async {
         write_frame(&mut ctrl, &Frame::Ok).await?;
         loop {
-            match tokio::time::timeout(cfg.idle_timeout, read_frame(&mut ctrl)).await {
+            let next = tokio::select! {
+                _ = stopping.wait_for(|s| *s) => break Err(RelayError::Refused("relay shutting down".into())),
+                r = tokio::time::timeout(cfg.idle_timeout, read_frame(&mut ctrl)) => r,
+            };
+            match next {
                 Err(_) => break Err(RelayError::Timeout("backend's ping (idle timeout)")),
                 Ok(Ok(Frame::Ping)) => write_frame(&mut ctrl, &Frame::Pong).await?,
                 Ok(Ok(other)) => {
@@ -523,6 +550,20 @@ async fn register(
         }
     }
     .await;
+    if let Err(e) = &result {
+        tracing::info!("backend {id:?} dropped: {e}");
+        // Tell the backend why: KCP has no close handshake, so without this it would only notice at its
+        // next ping (or smux keepalive timeout).
+        let _ = write_frame(
+            &mut ctrl,
+            &Frame::Error(match e {
+                RelayError::Refused(m) => m.clone(),
+                e => format!("dropped by the relay: {e}"),
+            }),
+        )
+        .await;
+    }
+    let _ = ctrl.shutdown().await;
     {
         let mut backends = state.lock_backends();
         if backends
@@ -532,17 +573,6 @@ async fn register(
             backends.remove(&id);
         }
     }
-    if let Err(e) = &result {
-        tracing::info!("backend {id:?} dropped: {e}");
-        // Tell the backend why: KCP has no close handshake, so without this it would only notice at its
-        // next ping (or smux keepalive timeout).
-        let _ = write_frame(
-            &mut ctrl,
-            &Frame::Error(format!("dropped by the relay: {e}")),
-        )
-        .await;
-    }
-    let _ = ctrl.shutdown().await;
     let _ = mux.close().await;
     result
 }
@@ -664,18 +694,39 @@ async fn ping_loop(
                 other => Err(RelayError::Protocol(format!("unexpected {other:?}"))),
             };
         };
-        loop {
-            tokio::time::sleep(interval).await;
-            write_frame(&mut ctrl, &Frame::Ping).await?;
-            match timed(t, "relay's PONG", read_frame(&mut ctrl)).await? {
-                Frame::Pong => {}
-                Frame::Error(m) => break Err(RelayError::Refused(m)),
-                other => {
-                    break Err(RelayError::Protocol(format!(
-                        "expected PONG, got {other:?}"
-                    )));
+        // Reading and pinging run concurrently so that an ERROR from the relay (idle drop, shutdown) is seen
+        // at once, not at the next ping. Neither loop is cancelled mid-frame except when the other ends.
+        let (mut r, mut w) = ctrl.split();
+        let last_pong = Mutex::new(tokio::time::Instant::now());
+        let reader = async {
+            loop {
+                match read_frame(&mut r).await? {
+                    Frame::Pong => {
+                        *last_pong.lock().unwrap_or_else(|e| e.into_inner()) =
+                            tokio::time::Instant::now();
+                    }
+                    Frame::Error(m) => return Err(RelayError::Refused(m)),
+                    other => {
+                        return Err(RelayError::Protocol(format!(
+                            "expected PONG, got {other:?}"
+                        )));
+                    }
                 }
             }
+        };
+        let pinger = async {
+            loop {
+                tokio::time::sleep(interval).await;
+                let last = *last_pong.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() > interval + t {
+                    return Err(RelayError::Timeout("relay's PONG"));
+                }
+                write_frame(&mut w, &Frame::Ping).await?;
+            }
+        };
+        tokio::select! {
+            e = reader => e,
+            e = pinger => e,
         }
     }
     .await;
