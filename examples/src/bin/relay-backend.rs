@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
+use rkcp_examples::positive_secs;
 use rkcp_examples::relay::{Backend, BackendConfig, kcp_config};
-use rkcp_examples::tunnel::shutdown_signal;
+use rkcp_examples::tunnel::{init_logging, shutdown_signal};
 
 /// Relay backend: dials the relay, proves the shared key, registers an id and serves client streams.
 #[derive(Parser, Debug)]
@@ -36,19 +36,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // Logging to stderr (an empty path) cannot fail.
+    let _ = init_logging("");
     let res = async {
-        let ping = Duration::try_from_secs_f64(args.ping_interval)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                anyhow::anyhow!("--ping-interval must be a positive number of seconds")
-            })?;
+        let ping = positive_secs("--ping-interval", args.ping_interval)?;
         let mut cfg = BackendConfig::new(args.id.clone(), args.key.into_bytes());
         cfg.ping_interval = Some(ping);
         let backend = Backend::register(args.relay, kcp_config(args.kcp_key.as_deref()), cfg)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rkcp_examples::relay::{Client, kcp_config, validate_id};
-use rkcp_examples::tunnel::shutdown_signal;
+use rkcp_examples::tunnel::{init_logging, shutdown_signal};
 
 /// Relay client: forwards local TCP connections to a backend registered at the relay.
 #[derive(Parser, Debug)]
@@ -29,12 +29,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // Logging to stderr (an empty path) cannot fail.
+    let _ = init_logging("");
     let res = async {
         validate_id(&args.id)?;
         let tcp = tokio::net::TcpListener::bind(args.listen)

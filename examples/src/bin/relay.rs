@@ -3,11 +3,11 @@
 //! `rkcp_examples::relay` module docs for the protocol.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
+use rkcp_examples::positive_secs;
 use rkcp_examples::relay::{Relay, RelayConfig, kcp_config};
-use rkcp_examples::tunnel::shutdown_signal;
+use rkcp_examples::tunnel::{init_logging, shutdown_signal};
 
 /// Relay gateway: splices client streams with registered backends over KCP+smux.
 #[derive(Parser, Debug)]
@@ -30,19 +30,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // Logging to stderr (an empty path) cannot fail.
+    let _ = init_logging("");
     let res = async {
-        let idle = Duration::try_from_secs_f64(args.idle_timeout)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| {
-                anyhow::anyhow!("--idle-timeout must be a positive number of seconds")
-            })?;
+        let idle = positive_secs("--idle-timeout", args.idle_timeout)?;
         let mut cfg = RelayConfig::new(args.key.into_bytes());
         cfg.idle_timeout = idle;
         let relay = Relay::bind(&args.listen, kcp_config(args.kcp_key.as_deref()), cfg)
