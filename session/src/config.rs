@@ -86,18 +86,20 @@ pub struct KcpConfig {
 
 impl Default for KcpConfig {
     fn default() -> Self {
+        // The engine's knobs start at the engine's own (kcp-go) defaults; only stream mode differs.
+        let e = kcp::KcpConfig::default();
         KcpConfig {
-            nodelay: false,
-            interval: 100,
-            resend: 0,
-            nc: false,
-            snd_wnd: 32,
-            rcv_wnd: 32,
-            mtu: 1400,
+            nodelay: e.nodelay,
+            interval: e.interval,
+            resend: e.resend,
+            nc: e.nc,
+            snd_wnd: e.snd_wnd,
+            rcv_wnd: e.rcv_wnd,
+            mtu: e.mtu,
             stream: true,
-            ack_nodelay: false,
-            write_delay: false,
-            dead_link: 20,
+            ack_nodelay: e.ack_nodelay,
+            write_delay: e.write_delay,
+            dead_link: e.dead_link,
             crypt: None,
             fec: None,
             dscp: None,
@@ -110,12 +112,13 @@ impl Default for KcpConfig {
 }
 
 impl KcpConfig {
-    fn kcptun(nodelay: bool, interval: u32, resend: u32, nc: bool) -> Self {
+    /// kcptun's session setup around one of the engine's presets (which own the mode tuples, PROTOCOL.md F.2).
+    fn kcptun(mode: kcp::KcpConfig) -> Self {
         KcpConfig {
-            nodelay,
-            interval,
-            resend,
-            nc,
+            nodelay: mode.nodelay,
+            interval: mode.interval,
+            resend: mode.resend,
+            nc: mode.nc,
             mtu: 1350,
             snd_wnd: 1024,
             rcv_wnd: 1024,
@@ -127,22 +130,22 @@ impl KcpConfig {
 
     /// kcptun `normal`: nodelay 0, interval 40, resend 2, nc 1 (plus the kcptun session setup, see above).
     pub fn normal() -> Self {
-        Self::kcptun(false, 40, 2, true)
+        Self::kcptun(kcp::KcpConfig::normal())
     }
 
     /// kcptun `fast` (its default mode): nodelay 0, interval 30, resend 2, nc 1.
     pub fn fast() -> Self {
-        Self::kcptun(false, 30, 2, true)
+        Self::kcptun(kcp::KcpConfig::fast())
     }
 
     /// kcptun `fast2`: nodelay 1, interval 20, resend 2, nc 1.
     pub fn fast2() -> Self {
-        Self::kcptun(true, 20, 2, true)
+        Self::kcptun(kcp::KcpConfig::fast2())
     }
 
     /// kcptun `fast3`: nodelay 1, interval 10, resend 2, nc 1.
     pub fn fast3() -> Self {
-        Self::kcptun(true, 10, 2, true)
+        Self::kcptun(kcp::KcpConfig::fast3())
     }
 
     /// Sets the cipher (builder style).
