@@ -102,7 +102,8 @@ func (d *dialer) conn() (io.ReadWriteCloser, error) {
 		s.SetWriteBuffer(c.SockBuf)
 		return s, nil
 	default:
-		nd := net.Dialer{Control: sockbufControl(c.SockBuf), Timeout: 10 * time.Second}
+		// Kernel TCP keeps its buffer autotuning; Go sets TCP_NODELAY by default.
+		nd := net.Dialer{Timeout: 10 * time.Second}
 		return nd.Dial("tcp", d.addr)
 	}
 }

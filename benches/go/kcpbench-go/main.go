@@ -25,7 +25,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"time"
 
 	kcp "github.com/xtaci/kcp-go"
@@ -54,7 +53,7 @@ type Config struct {
 	StreamBuf   int    `json:"streambuf"`
 	FrameSize   int    `json:"framesize"`
 	KeepAlive   int    `json:"keepalive"`
-	SockBuf     int    `json:"sockbuf"`
+	SockBuf     int    `json:"sockbuf"` // UDP socket buffers only
 	NoComp      bool   `json:"nocomp"`
 
 	block kcp.BlockCrypt
@@ -200,28 +199,6 @@ func (c *Config) tuneKCP(s *kcp.UDPSession) {
 	s.SetMtu(c.MTU)
 	s.SetWindowSize(c.SndWnd, c.RcvWnd)
 	s.SetACKNoDelay(c.AckNoDelay)
-}
-
-// sockbufControl sets SO_RCVBUF/SO_SNDBUF on a TCP socket before listen/connect, so the window
-// scale negotiated in the handshake matches the buffer (accepted sockets inherit the listener's).
-func sockbufControl(size int) func(network, address string, rc syscall.RawConn) error {
-	return func(network, address string, rc syscall.RawConn) error {
-		if size <= 0 {
-			return nil
-		}
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			if e := syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size); e != nil {
-				serr = e
-				return
-			}
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, size)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}
 }
 
 // idleConn gives a raw KCP session (which has no close handshake) an idle timeout, so the server

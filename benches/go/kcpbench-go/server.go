@@ -188,8 +188,8 @@ func startListener(o *owner, addr string, raw json.RawMessage) (int, error) {
 		go acceptKCP(o, l, cfg)
 		return l.Addr().(*net.UDPAddr).Port, nil
 	default:
-		lc := net.ListenConfig{Control: sockbufControl(cfg.SockBuf)}
-		l, err := lc.Listen(nil, "tcp", addr)
+		// Kernel TCP keeps its buffer autotuning (sockbuf is for UDP, as in kcpbench serve).
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return 0, err
 		}
