@@ -4,4 +4,5 @@
 //! (`kcpbench throughput | latency | sessions`); this library holds what both sides and the
 //! report share. The wire protocol between client and server is described in [`proto`].
 
+pub mod gopeer;
 pub mod results;
