@@ -5,4 +5,6 @@
 //! report share. The wire protocol between client and server is described in [`proto`].
 
 pub mod gopeer;
+pub mod plot;
+pub mod report;
 pub mod results;
