@@ -372,6 +372,13 @@ fn bar_of(r: &Row, value: Option<f64>) -> Bar {
     }
 }
 
+/// An axis tick without trailing zeros: `100`, `2.5`, `0.1`.
+fn tick(v: &f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
 fn e<E: std::fmt::Display>(err: E) -> anyhow::Error {
     anyhow!("plotting: {err}")
 }
@@ -454,7 +461,8 @@ impl Ctx {
     }
 
     /// Horizontal bars, one per row, top to bottom in row order, labelled on the left with
-    /// "label [implementation]" and on the right with the value (or "skipped" / "FAILED").
+    /// "label [implementation]" and on the right with the value (or "skipped" / "FAILED"). The
+    /// colour is the implementation's; the labels name it, so no legend box hides a bar.
     fn bar_panel(
         &self,
         root: &DrawingArea<BitMapBackend<'_>, Shift>,
@@ -508,6 +516,7 @@ impl Ctx {
                 mesh.x_desc(x_desc)
                     .axis_desc_style(font(15))
                     .label_style(font(14))
+                    .x_label_formatter(&tick)
                     .x_labels(10);
             } else {
                 mesh.x_labels(0);
@@ -546,39 +555,6 @@ impl Ctx {
                     .map_err(e)?;
             }
         }
-        if self.text {
-            // Legend: one colour per implementation present.
-            let mut seen: Vec<Implementation> = Vec::new();
-            for b in bars {
-                for imp in [
-                    Implementation::Rkcp,
-                    Implementation::KcpGo,
-                    Implementation::Tcp,
-                ] {
-                    if impl_color(imp) == b.color && !seen.contains(&imp) {
-                        seen.push(imp);
-                    }
-                }
-            }
-            for imp in seen {
-                let c = impl_color(imp);
-                chart
-                    .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-                    .map_err(e)?
-                    .label(report::implementation_name(imp))
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled())
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .label_font(font(14))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(e)?;
-        }
         Ok(())
     }
 
@@ -613,6 +589,8 @@ impl Ctx {
                     .y_desc("fraction of messages with RTT at most x")
                     .axis_desc_style(font(15))
                     .label_style(font(14))
+                    .x_label_formatter(&tick)
+                    .y_label_formatter(&tick)
                     .x_labels(12)
                     .y_labels(11);
             } else {
@@ -761,5 +739,13 @@ mod tests {
             "one-way-256-mib-1-stream"
         );
         assert_eq!(slug("×××"), "group");
+    }
+
+    #[test]
+    fn ticks_drop_trailing_zeros() {
+        assert_eq!(tick(&100.0), "100");
+        assert_eq!(tick(&2.5), "2.5");
+        assert_eq!(tick(&0.1), "0.1");
+        assert_eq!(tick(&-0.0001), "0");
     }
 }

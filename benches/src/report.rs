@@ -531,7 +531,7 @@ fn render_grid_text(grid: &Grid, out: &mut String) {
     }
 }
 
-const LEGEND: &str = "MB = 10^6 bytes, KB = 10^3 bytes; RTT percentiles are nearest-rank over the \
+const LEGEND: &str = "Units: MB = 10^6 bytes, KB = 10^3 bytes; RTT percentiles are nearest-rank over the \
 messages that came back; cpu % = server CPU time ÷ window, % of one core; vs tcp / vs kcp-go = \
 MB/s ratio (>1 faster), average-RTT ratio (<1 faster) or cpu % ratio (<1 cheaper) against the \
 tcp row of the group / the kcp-go row with the same label.";
