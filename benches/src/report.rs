@@ -22,7 +22,8 @@
 //!   measurement (the one labelled `tcp` if there is one, else the first); "vs kcp-go" compares it
 //!   with the KcpGo row of the same group with the same label. Throughput ratios are MB/s ÷ the
 //!   baseline's MB/s (above 1 = faster); latency ratios are average RTT ÷ the baseline's average RTT
-//!   (below 1 = faster); sessions ratios are CPU % ÷ the baseline's CPU % (below 1 = cheaper).
+//!   (below 1 = faster); sessions ratios are CPU % ÷ the baseline's CPU % (below 1 = cheaper),
+//!   shown with the KB-per-session ratio ([`memory_ratio`]) beside it.
 
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
@@ -201,6 +202,14 @@ pub fn ratio(row: &Measurement, baseline: &Measurement) -> Option<f64> {
     (b > 0.0 && a.is_finite()).then(|| a / b)
 }
 
+/// KB per session of `row` ÷ `baseline`'s, both sessions measurements; `None` otherwise, or when
+/// the baseline's is not positive. Shown next to the CPU ratio in the sessions tables.
+pub fn memory_ratio(row: &Measurement, baseline: &Measurement) -> Option<f64> {
+    let a = sessions_summary(row)?.kb_per_session?;
+    let b = sessions_summary(baseline)?.kb_per_session?;
+    (b > 0.0).then(|| a / b)
+}
+
 /// The Tcp row that `row` is compared with in the "vs tcp" column: among the rows of the same
 /// group and the same kind run by [`Implementation::Tcp`], the one labelled `tcp` if any, else the
 /// first. `None` for Skipped/Failed rows, when there is no such row, or when `row` is that row.
@@ -374,11 +383,31 @@ fn fmt_ratio(r: Option<f64>) -> String {
     }
 }
 
+fn fmt_ratio_or_dash(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_string(), |r| format!("{r:.2}×"))
+}
+
 fn grid_row(all: &[Row], row: &Row) -> GridRow {
     let label = row.label.clone();
     let implementation = implementation_name(row.implementation).to_string();
-    let vs_tcp = fmt_ratio(tcp_baseline(all, row).and_then(|b| ratio(&row.result, &b.result)));
-    let vs_go = fmt_ratio(kcp_go_baseline(all, row).and_then(|b| ratio(&row.result, &b.result)));
+    let vs = |base: Option<&Row>| match (base, &row.result) {
+        (Some(b), Measurement::Sessions { .. }) => {
+            let cpu = ratio(&row.result, &b.result);
+            let mem = memory_ratio(&row.result, &b.result);
+            match (cpu, mem) {
+                (None, None) => String::new(),
+                _ => format!(
+                    "cpu {} mem {}",
+                    fmt_ratio_or_dash(cpu),
+                    fmt_ratio_or_dash(mem)
+                ),
+            }
+        }
+        (Some(b), _) => fmt_ratio(ratio(&row.result, &b.result)),
+        (None, _) => String::new(),
+    };
+    let vs_tcp = vs(tcp_baseline(all, row));
+    let vs_go = vs(kcp_go_baseline(all, row));
     let mut cells = vec![label.clone(), implementation.clone()];
     match &row.result {
         Measurement::Throughput {
@@ -533,8 +562,8 @@ fn render_grid_text(grid: &Grid, out: &mut String) {
 
 const LEGEND: &str = "Units: MB = 10^6 bytes, KB = 10^3 bytes; RTT percentiles are nearest-rank over the \
 messages that came back; cpu % = server CPU time ÷ window, % of one core; vs tcp / vs kcp-go = \
-MB/s ratio (>1 faster), average-RTT ratio (<1 faster) or cpu % ratio (<1 cheaper) against the \
-tcp row of the group / the kcp-go row with the same label.";
+MB/s ratio (>1 faster), average-RTT ratio (<1 faster), or cpu % and KB/session ratios (<1 \
+cheaper) against the tcp row of the group / the kcp-go row with the same label.";
 
 /// The whole report as aligned plain text for a terminal: one block per group (in order of first
 /// appearance), one line per row, Skipped/Failed rows showing their reason, and a legend of units.

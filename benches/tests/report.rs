@@ -200,6 +200,12 @@ fn units_and_ratios() {
     let go = sessions_summary(&r.rows[11].result).unwrap();
     assert_eq!(go.kb_per_session, Some(44.0));
     assert_eq!(ratio(&r.rows[10].result, &r.rows[11].result), Some(0.25));
+    let mem = report::memory_ratio(&r.rows[10].result, &r.rows[11].result).unwrap();
+    assert!((mem - 8.0 / 44.0).abs() < 1e-12);
+    assert_eq!(
+        report::memory_ratio(&tput(1, 1.0), &r.rows[11].result),
+        None
+    );
 }
 
 #[test]
@@ -261,7 +267,7 @@ fn table_has_every_row_ratio_and_reason() {
     // Sessions: 15 % of a core, 8 KB each, ratio 0.25 against kcp-go.
     let s = body.iter().find(|l| l.contains("10000/10000")).unwrap();
     assert!(
-        s.contains("15.0") && s.contains("8.0") && s.contains("0.25×"),
+        s.contains("15.0") && s.contains("8.0") && s.contains("cpu 0.25× mem 0.18×"),
         "{s}"
     );
     assert!(t.contains("MB = 10^6 bytes"));
