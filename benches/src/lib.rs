@@ -4,7 +4,12 @@
 //! (`kcpbench throughput | latency | sessions`); this library holds what both sides and the
 //! report share. The wire protocol between client and server is described in [`proto`].
 
+pub mod client;
+pub mod config;
 pub mod gopeer;
 pub mod plot;
+pub mod procstat;
+pub mod proto;
 pub mod report;
 pub mod results;
+pub mod serve;

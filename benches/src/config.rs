@@ -1,0 +1,374 @@
+//! The CONFIG object of the control protocol: one data listener's transport and its knobs, named after
+//! kcptun's flags (PROTOCOL.md F.1), and its mapping onto [`session::KcpConfig`] and [`smux::Config`].
+//!
+//! Both servers (ours and `kcpbench-go`) and the Go client job read the same JSON, so every field has the
+//! default the contract gives (kcptun's defaults, except `mode`, which is `fast3` here).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use session::{CipherKind, KcpConfig, PacketCrypt};
+
+/// What carries a benchmark stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Transport {
+    /// One KCP session per stream (own UDP socket on the client side, like kcptun with `--conn` > 1).
+    #[serde(rename = "kcp")]
+    Kcp,
+    /// smux streams over one KCP session (kcptun's stack).
+    #[serde(rename = "smux-kcp")]
+    SmuxKcp,
+    /// One kernel TCP connection per stream.
+    #[serde(rename = "tcp")]
+    Tcp,
+    /// smux streams over one kernel TCP connection.
+    #[serde(rename = "smux-tcp")]
+    SmuxTcp,
+}
+
+impl Transport {
+    /// Every transport, in table order.
+    pub const ALL: [Transport; 4] = [
+        Transport::Kcp,
+        Transport::SmuxKcp,
+        Transport::Tcp,
+        Transport::SmuxTcp,
+    ];
+
+    /// The protocol's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Kcp => "kcp",
+            Transport::SmuxKcp => "smux-kcp",
+            Transport::Tcp => "tcp",
+            Transport::SmuxTcp => "smux-tcp",
+        }
+    }
+
+    /// KCP below (UDP data port), as opposed to kernel TCP.
+    pub fn is_kcp(self) -> bool {
+        matches!(self, Transport::Kcp | Transport::SmuxKcp)
+    }
+
+    /// smux on top: all streams of a run share one connection.
+    pub fn is_smux(self) -> bool {
+        matches!(self, Transport::SmuxKcp | Transport::SmuxTcp)
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Transport {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .with_context(|| format!("unknown transport {s:?} (kcp, smux-kcp, tcp, smux-tcp)"))
+    }
+}
+
+/// kcptun's `--mode` (PROTOCOL.md F.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// nodelay 0, interval 40, resend 2, nc 1.
+    Normal,
+    /// nodelay 0, interval 30, resend 2, nc 1 (kcptun's default).
+    Fast,
+    /// nodelay 1, interval 20, resend 2, nc 1.
+    Fast2,
+    /// nodelay 1, interval 10, resend 2, nc 1 (this tool's default).
+    #[default]
+    Fast3,
+    /// The `nodelay`, `interval`, `resend`, `nc` fields as given.
+    Manual,
+}
+
+impl Mode {
+    /// The protocol's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Normal => "normal",
+            Mode::Fast => "fast",
+            Mode::Fast2 => "fast2",
+            Mode::Fast3 => "fast3",
+            Mode::Manual => "manual",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        [
+            Mode::Normal,
+            Mode::Fast,
+            Mode::Fast2,
+            Mode::Fast3,
+            Mode::Manual,
+        ]
+        .into_iter()
+        .find(|m| m.name() == s)
+        .with_context(|| format!("unknown mode {s:?} (normal, fast, fast2, fast3, manual)"))
+    }
+}
+
+/// One data listener's configuration: the contract's CONFIG object. `Default` is the contract's defaults
+/// with transport `kcp`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BenchConfig {
+    /// What carries the streams.
+    pub transport: Transport,
+    /// kcptun preset; `manual` takes the four fields below.
+    pub mode: Mode,
+    /// Manual mode: kcp-go `nodelay` (0/1).
+    pub nodelay: i32,
+    /// Manual mode: flush interval, ms.
+    pub interval: i32,
+    /// Manual mode: fast-resend threshold.
+    pub resend: i32,
+    /// Manual mode: 1 = no congestion control.
+    pub nc: i32,
+    /// Send window, segments.
+    pub sndwnd: u32,
+    /// Receive window, segments.
+    pub rcvwnd: u32,
+    /// Largest datagram, bytes (kcptun's 1350).
+    pub mtu: usize,
+    /// ACK right after each input.
+    pub acknodelay: bool,
+    /// kcptun cipher name; `none` still carries kcp-go's nonce + CRC header, as kcptun does.
+    pub crypt: String,
+    /// kcptun `--key`, derived with PBKDF2 as kcptun does.
+    pub key: String,
+    /// FEC data shards (0 = FEC off).
+    pub datashard: usize,
+    /// FEC parity shards (0 = FEC off).
+    pub parityshard: usize,
+    /// smux version, 1 or 2.
+    pub smuxver: u8,
+    /// smux session receive buffer, bytes.
+    pub smuxbuf: usize,
+    /// smux v2 per-stream window, bytes.
+    pub streambuf: usize,
+    /// smux largest frame payload, bytes.
+    pub framesize: usize,
+    /// smux keepalive interval, seconds.
+    pub keepalive: u64,
+    /// UDP socket buffers (`SO_RCVBUF`/`SO_SNDBUF`), bytes. Kernel TCP keeps its autotuning (fixing the
+    /// buffer would disable it and handicap the TCP baseline).
+    pub sockbuf: usize,
+    /// Always true: benchmarks never compress.
+    pub nocomp: bool,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            transport: Transport::Kcp,
+            mode: Mode::Fast3,
+            nodelay: 1,
+            interval: 10,
+            resend: 2,
+            nc: 1,
+            sndwnd: 1024,
+            rcvwnd: 1024,
+            mtu: 1350,
+            acknodelay: false,
+            crypt: "none".into(),
+            key: "it's a secrect".into(),
+            datashard: 0,
+            parityshard: 0,
+            smuxver: 2,
+            smuxbuf: 4_194_304,
+            streambuf: 2_097_152,
+            framesize: 32768,
+            keepalive: 10,
+            sockbuf: 4_194_304,
+            nocomp: true,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// The session configuration, built as kcptun builds it (mode tuple, windows, mtu, cipher from the
+    /// PBKDF2-derived key, FEC).
+    ///
+    /// # Errors
+    /// A field session would refuse.
+    pub fn kcp_config(&self) -> anyhow::Result<KcpConfig> {
+        let base = match self.mode {
+            Mode::Normal => KcpConfig::normal(),
+            Mode::Fast => KcpConfig::fast(),
+            Mode::Fast2 => KcpConfig::fast2(),
+            Mode::Fast3 => KcpConfig::fast3(),
+            Mode::Manual => KcpConfig {
+                nodelay: self.nodelay != 0,
+                interval: self.interval.clamp(10, 5000) as u32,
+                resend: self.resend.max(0) as u32,
+                nc: self.nc != 0,
+                ..KcpConfig::fast3()
+            },
+        };
+        let kind = CipherKind::from_kcptun_name(&self.crypt);
+        let cfg = KcpConfig {
+            snd_wnd: self.sndwnd,
+            rcv_wnd: self.rcvwnd.min(65535),
+            mtu: self.mtu,
+            ack_nodelay: self.acknodelay,
+            stream: true,
+            write_delay: false,
+            recv_buffer: Some(self.sockbuf),
+            send_buffer: Some(self.sockbuf),
+            ..base
+        }
+        .with_crypt(PacketCrypt::from_passphrase(kind, &self.key))
+        .with_fec(self.datashard, self.parityshard);
+        cfg.validate().context("KCP configuration")?;
+        Ok(cfg)
+    }
+
+    /// The smux configuration (kcptun's: fixed `streambuf` windows, no autotuning).
+    ///
+    /// # Errors
+    /// An unsupported version or a value smux refuses.
+    pub fn smux_config(&self) -> anyhow::Result<smux::Config> {
+        let mut c = smux::Config::default();
+        c.version = match self.smuxver {
+            1 => smux::Version::V1,
+            2 => smux::Version::V2,
+            v => bail!("unsupported smux version {v} (1 or 2)"),
+        };
+        c.max_receive_buffer = self.smuxbuf;
+        c.max_stream_buffer = self.streambuf;
+        c.stream_window_autotune = false;
+        c.max_frame_size = self.framesize;
+        if self.keepalive == 0 {
+            bail!("keepalive must be positive");
+        }
+        c.keep_alive_interval = Duration::from_secs(self.keepalive);
+        c.keep_alive_timeout = Duration::from_secs(self.keepalive * 3);
+        c.validate().context("smux configuration")?;
+        Ok(c)
+    }
+
+    /// Checks that both halves of the configuration build.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.transport.is_kcp() {
+            self.kcp_config()?;
+        }
+        if self.transport.is_smux() {
+            self.smux_config()?;
+        }
+        Ok(())
+    }
+
+    /// A short human label for tables: what differs between rows (transport, mode, cipher, FEC, and the
+    /// windows/mtu/smux version when not the defaults).
+    pub fn label(&self) -> String {
+        let d = BenchConfig::default();
+        let mut s = match self.transport {
+            Transport::Kcp => "kcp".to_string(),
+            Transport::SmuxKcp => "smux/kcp".to_string(),
+            Transport::Tcp => return "tcp".to_string(),
+            Transport::SmuxTcp => format!("smux v{}/tcp", self.smuxver),
+        };
+        if self.transport == Transport::SmuxTcp {
+            return s;
+        }
+        if self.transport == Transport::SmuxKcp && self.smuxver != d.smuxver {
+            s = format!("smux v{}/kcp", self.smuxver);
+        }
+        if self.mode == Mode::Manual {
+            s += &format!(
+                " {},{},{},{}",
+                self.nodelay, self.interval, self.resend, self.nc
+            );
+        } else {
+            s += &format!(" {}", self.mode.name());
+        }
+        if self.sndwnd != d.sndwnd || self.rcvwnd != d.rcvwnd {
+            s += &format!(" wnd {}/{}", self.sndwnd, self.rcvwnd);
+        }
+        if self.mtu != d.mtu {
+            s += &format!(" mtu {}", self.mtu);
+        }
+        if self.acknodelay {
+            s += " acknodelay";
+        }
+        if self.crypt != "none" {
+            s += &format!(" {}", self.crypt);
+        }
+        if self.datashard > 0 && self.parityshard > 0 {
+            s += &format!(" fec {}/{}", self.datashard, self.parityshard);
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_defaults_fill_missing_fields() {
+        let c: BenchConfig = serde_json::from_str(r#"{"transport":"smux-kcp"}"#).unwrap();
+        assert_eq!(c.transport, Transport::SmuxKcp);
+        assert_eq!(c.mode, Mode::Fast3);
+        assert_eq!(c.mtu, 1350);
+        assert_eq!(c.smuxver, 2);
+        let back: BenchConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn kcp_config_follows_kcptun() {
+        let c = BenchConfig {
+            mode: Mode::Fast,
+            crypt: "aes".into(),
+            datashard: 10,
+            parityshard: 3,
+            ..BenchConfig::default()
+        };
+        let k = c.kcp_config().unwrap();
+        assert_eq!(
+            (k.nodelay, k.interval, k.resend, k.nc),
+            (false, 30, 2, true)
+        );
+        assert_eq!(k.crypt.as_ref().unwrap().kind(), CipherKind::Aes);
+        assert_eq!(k.mss(), 1350 - 24 - 28);
+        assert_eq!(c.label(), "kcp fast aes fec 10/3");
+        let s = c.smux_config().unwrap();
+        assert_eq!(s.version, smux::Version::V2);
+        assert_eq!(s.max_stream_buffer, 2_097_152);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let c = BenchConfig {
+            mtu: 2000,
+            ..BenchConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = BenchConfig {
+            transport: Transport::SmuxTcp,
+            smuxver: 3,
+            ..BenchConfig::default()
+        };
+        assert!(c.validate().is_err());
+        assert!("udp".parse::<Transport>().is_err());
+        assert_eq!("smux-tcp".parse::<Transport>().unwrap(), Transport::SmuxTcp);
+    }
+}

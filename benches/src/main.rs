@@ -1,0 +1,539 @@
+//! `kcpbench`: end-to-end benchmarks of the rkcp stack against kernel TCP and kcp-go. See `kcpbench --help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use kcpbench::client::{
+    self, ClientOpts, GoColumn, ServerProc, go::INSTALL_HINT, latency, latency::LatencyPlan,
+    sessions, sessions::SessionsPlan, throughput, throughput::ThroughputPlan,
+};
+use kcpbench::config::{BenchConfig, Mode, Transport};
+use kcpbench::proto::Op;
+use kcpbench::results::{Implementation, Measurement, Report};
+use kcpbench::{procstat, serve};
+
+const LONG_ABOUT: &str = "\
+End-to-end benchmarks of the rkcp stack (KCP, smux over KCP) against kernel TCP (plain and with smux) and, \
+when Go is installed, against kcp-go/smux (the kcp-go column).
+
+Without --connect, kcpbench starts its own server on 127.0.0.1 (`kcpbench serve` as a child process, and the \
+Go peer for the kcp-go column) and stops it at the end. With --connect it talks to a server you started, \
+possibly in another network namespace, so the same tool measures across an emulated link.
+
+List flags (--transport, --mode, --crypt, --fec, --streams, --op) take comma-separated values; every \
+combination is measured in the same run, so the ratios hold on a noisy machine.
+
+RECIPES
+
+  Loopback, everything at once (release build!):
+    cargo run --release -p kcpbench -- throughput --transport kcp,smux-kcp,tcp,smux-tcp --crypt none,aes --fec 0/0,10/3
+    cargo run --release -p kcpbench -- latency --count 500
+    cargo run --release -p kcpbench -- sessions --sessions 10000 --secs 30
+
+  Across an emulated lossy link with linkem (this machine's kernel has no netem; needs root):
+    cargo build --release --manifest-path ../shared/tools/linkem/Cargo.toml
+    linkem --prefix kb --delay 30ms --loss 0.1 &            # namespaces kba (10.77.0.1) and kbb (10.77.0.2)
+    ip netns exec kbb kcpbench serve --listen 10.77.0.2:7000 &
+    ip netns exec kbb kcpbench-go serve --listen 10.77.0.2:7001 &   # optional, the kcp-go column
+    ip netns exec kba kcpbench latency --connect 10.77.0.2:7000 --go 10.77.0.2:7001 --size 64 --period 20ms --count 500
+    kill %1                                                  # removes both namespaces
+
+  The bulk link (100 Mbit/s, 20 ms each way, 1 % loss, 1 MB queue):
+    linkem --prefix kb --delay 20ms --loss 0.01 --rate 100 --queue 1000000 &
+    ip netns exec kba kcpbench throughput --connect 10.77.0.2:7000 --transport smux-kcp,tcp --bytes 64MiB
+
+  With tc netem (kernels that have it), two namespaces joined by a veth pair:
+    ip netns add kba; ip netns add kbb
+    ip link add kbva netns kba type veth peer name kbvb netns kbb
+    ip -n kba addr add 10.77.0.1/24 dev kbva; ip -n kba link set kbva up; ip -n kba link set lo up
+    ip -n kbb addr add 10.77.0.2/24 dev kbvb; ip -n kbb link set kbvb up; ip -n kbb link set lo up
+    ip netns exec kba tc qdisc add dev kbva root netem delay 30ms loss 10%
+    ip netns exec kbb tc qdisc add dev kbvb root netem delay 30ms loss 10%
+    then `serve` in kbb and the client in kba as above.
+
+Results: a table at the end; --json FILE keeps the whole report (every RTT) to render again later.";
+
+#[derive(Parser, Debug)]
+#[command(name = "kcpbench", version, about = "End-to-end benchmarks: rkcp vs kernel TCP vs kcp-go", long_about = LONG_ABOUT)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the control server (and its data listeners) until killed.
+    Serve {
+        /// Control address to listen on (TCP); data listeners use the same IP.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        listen: String,
+        /// Exit when stdin closes (used when kcpbench starts its own server).
+        #[arg(long)]
+        stdin_lifetime: bool,
+    },
+    /// Bulk transfer, one-way and echo, over N streams.
+    Throughput {
+        #[command(flatten)]
+        common: Common,
+        /// Payload bytes per row, split over the streams (e.g. 256MiB, 1GB, 100KiB).
+        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        bytes: u64,
+        /// Concurrent streams (list).
+        #[arg(long, default_value = "1", value_delimiter = ',')]
+        streams: Vec<u32>,
+        /// oneway (op S, sink) and/or echo (op E) (list).
+        #[arg(long, default_value = "oneway", value_delimiter = ',')]
+        op: Vec<String>,
+    },
+    /// Paced messages echoed on one stream: RTT avg / p50 / p99 / max.
+    Latency {
+        #[command(flatten)]
+        common: Common,
+        /// Message size in bytes (at least 8).
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        /// Time between two messages (e.g. 20ms).
+        #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+        period: Duration,
+        /// Messages per row.
+        #[arg(long, default_value_t = 500)]
+        count: u32,
+    },
+    /// Many sessions each sending a small message per second: server CPU and memory per session.
+    Sessions {
+        #[command(flatten)]
+        common: Common,
+        /// Sessions to open (each its own connection; the client needs that many file descriptors).
+        #[arg(long, default_value_t = 10_000)]
+        sessions: u32,
+        /// Sessions for the kcp-go rows (default: the same as --sessions).
+        #[arg(long)]
+        go_sessions: Option<u32>,
+        /// Length of the measurement window, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        secs: f64,
+        /// Message size in bytes.
+        #[arg(long, default_value_t = 16)]
+        size: u32,
+        /// Messages per second per session (spread evenly over the sessions).
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+    },
+}
+
+/// Flags every client subcommand takes (names follow kcptun's).
+#[derive(Args, Debug)]
+struct Common {
+    /// Control address of a running `kcpbench serve` (default: start one on 127.0.0.1).
+    #[arg(long)]
+    connect: Option<String>,
+    /// kcp-go column: auto (build and start the Go peer locally if Go is installed), off, or the control
+    /// address of a running `kcpbench-go serve`.
+    #[arg(long, default_value = "auto")]
+    go: String,
+    /// Transports (list): kcp, smux-kcp, tcp, smux-tcp [throughput: all four; latency: kcp,tcp; sessions: kcp].
+    #[arg(long, value_delimiter = ',')]
+    transport: Option<Vec<Transport>>,
+    /// kcptun modes (list): normal, fast, fast2, fast3, manual.
+    #[arg(long, default_value = "fast3", value_delimiter = ',')]
+    mode: Vec<Mode>,
+    /// kcptun ciphers (list): none, aes, aes-128, salsa20, ... (none still sends kcp-go's nonce+CRC header).
+    #[arg(long, default_value = "none", value_delimiter = ',')]
+    crypt: Vec<String>,
+    /// kcptun --key (PBKDF2-derived as kcptun does).
+    #[arg(long, default_value = "it's a secrect")]
+    key: String,
+    /// FEC data/parity shards (list), e.g. 0/0,10/3.
+    #[arg(long, default_value = "0/0", value_delimiter = ',', value_parser = parse_fec)]
+    fec: Vec<(usize, usize)>,
+    /// Manual mode: nodelay.
+    #[arg(long, default_value_t = 1)]
+    nodelay: i32,
+    /// Manual mode: interval, ms.
+    #[arg(long, default_value_t = 10)]
+    interval: i32,
+    /// Manual mode: resend.
+    #[arg(long, default_value_t = 2)]
+    resend: i32,
+    /// Manual mode: nc.
+    #[arg(long, default_value_t = 1)]
+    nc: i32,
+    /// Send window, segments.
+    #[arg(long, default_value_t = 1024)]
+    sndwnd: u32,
+    /// Receive window, segments.
+    #[arg(long, default_value_t = 1024)]
+    rcvwnd: u32,
+    /// MTU, bytes.
+    #[arg(long, default_value_t = 1350)]
+    mtu: usize,
+    /// ACK at once.
+    #[arg(long)]
+    acknodelay: bool,
+    /// smux version (1 or 2).
+    #[arg(long, default_value_t = 2)]
+    smuxver: u8,
+    /// smux session receive buffer, bytes.
+    #[arg(long, default_value_t = 4_194_304)]
+    smuxbuf: usize,
+    /// smux v2 per-stream window, bytes.
+    #[arg(long, default_value_t = 2_097_152)]
+    streambuf: usize,
+    /// smux max frame payload, bytes.
+    #[arg(long, default_value_t = 32768)]
+    framesize: usize,
+    /// smux keepalive, seconds.
+    #[arg(long, default_value_t = 10)]
+    keepalive: u64,
+    /// UDP socket buffers, bytes.
+    #[arg(long, default_value_t = 4_194_304)]
+    sockbuf: usize,
+    /// Longest one row may take (e.g. 120s); a row over it is recorded as failed.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Write the report (every figure) as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write PNG plots into this directory.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Common {
+    fn base(&self) -> BenchConfig {
+        BenchConfig {
+            nodelay: self.nodelay,
+            interval: self.interval,
+            resend: self.resend,
+            nc: self.nc,
+            sndwnd: self.sndwnd,
+            rcvwnd: self.rcvwnd,
+            mtu: self.mtu,
+            acknodelay: self.acknodelay,
+            key: self.key.clone(),
+            smuxver: self.smuxver,
+            smuxbuf: self.smuxbuf,
+            streambuf: self.streambuf,
+            framesize: self.framesize,
+            keepalive: self.keepalive,
+            sockbuf: self.sockbuf,
+            ..BenchConfig::default()
+        }
+    }
+
+    fn configs(&self, default_transports: &[Transport]) -> anyhow::Result<Vec<BenchConfig>> {
+        let transports = self.transport.as_deref().unwrap_or(default_transports);
+        let configs =
+            client::expand_configs(&self.base(), transports, &self.mode, &self.crypt, &self.fec);
+        for c in &configs {
+            c.validate()
+                .with_context(|| format!("configuration {}", c.label()))?;
+        }
+        Ok(configs)
+    }
+}
+
+/// `256MiB`, `1GB`, `64KiB`, `1500`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1_048_576.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1_073_741_824.0,
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?} (B, KB, KiB, MB, MiB, GB, GiB)"
+            ));
+        }
+    };
+    Ok((num * mult).round() as u64)
+}
+
+/// `20ms`, `2s`, `1.5s`, `500us`, `2m`; a bare number is seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => num,
+        "ms" => num / 1e3,
+        "us" | "µs" => num / 1e6,
+        "m" | "min" => num * 60.0,
+        u => return Err(format!("unknown duration unit {u:?} (us, ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+/// `10/3`.
+fn parse_fec(s: &str) -> Result<(usize, usize), String> {
+    let (d, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("FEC {s:?} is not DATA/PARITY (e.g. 10/3)"))?;
+    let d = d.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
+    let p = p.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
+    Ok((d, p))
+}
+
+fn go_installed() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()))
+}
+
+/// What `--go` means for this run.
+fn resolve_go(flag: &str) -> GoColumn {
+    match flag {
+        "off" => GoColumn::Off,
+        _ if !go_installed() => GoColumn::Unavailable(INSTALL_HINT.into()),
+        _ => GoColumn::Unavailable(
+            "the Go peer (kcpbench-go) is not wired into this kcpbench build yet".into(),
+        ),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kcpbench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Serve {
+            listen,
+            stdin_lifetime,
+        } => run_serve(&listen, stdin_lifetime),
+        Cmd::Throughput {
+            common,
+            bytes,
+            streams,
+            op,
+        } => {
+            let ops = op
+                .iter()
+                .map(|o| match o.as_str() {
+                    "oneway" | "one-way" | "sink" | "S" => Ok(Op::Sink),
+                    "echo" | "E" => Ok(Op::Echo),
+                    o => bail!("unknown --op {o:?} (oneway, echo)"),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let plan = ThroughputPlan {
+                configs: common.configs(&Transport::ALL)?,
+                bytes,
+                streams,
+                ops,
+            };
+            let mut c = Client::start(&common)?;
+            runtime()?.block_on(throughput::run(&c.opts, &plan, &mut c.report))?;
+            c.finish(&common)
+        }
+        Cmd::Latency {
+            common,
+            size,
+            period,
+            count,
+        } => {
+            let plan = LatencyPlan {
+                configs: common.configs(&[Transport::Kcp, Transport::Tcp])?,
+                size,
+                period,
+                count,
+            };
+            let mut c = Client::start(&common)?;
+            runtime()?.block_on(latency::run(&c.opts, &plan, &mut c.report))?;
+            c.finish(&common)
+        }
+        Cmd::Sessions {
+            common,
+            sessions,
+            go_sessions,
+            secs,
+            size,
+            rate,
+        } => {
+            let plan = SessionsPlan {
+                configs: common.configs(&[Transport::Kcp])?,
+                sessions,
+                go_sessions: go_sessions.unwrap_or(sessions),
+                secs,
+                size,
+                rate,
+            };
+            let mut c = Client::start(&common)?;
+            runtime()?.block_on(sessions::run(&c.opts, &plan, &mut c.report))?;
+            c.finish(&common)
+        }
+    }
+}
+
+fn run_serve(listen: &str, stdin_lifetime: bool) -> anyhow::Result<()> {
+    // Ten thousand TCP sessions need as many descriptors; KCP needs one socket per listener.
+    let _ = procstat::raise_nofile(1 << 20);
+    if stdin_lifetime {
+        std::thread::spawn(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            std::process::exit(0);
+        });
+    }
+    runtime()?.block_on(async {
+        let server = serve::Server::bind(listen).await?;
+        println!("READY {}", server.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        server.run().await
+    })
+}
+
+/// A client run: its options, its report, and the servers it started (stopped when dropped).
+struct Client {
+    opts: ClientOpts,
+    report: Report,
+    _server: Option<ServerProc>,
+}
+
+impl Client {
+    fn start(common: &Common) -> anyhow::Result<Client> {
+        let report = client::new_report();
+        let (connect, server) = match &common.connect {
+            Some(a) => (a.clone(), None),
+            None => {
+                let exe = std::env::current_exe().context("locating kcpbench itself")?;
+                let s = ServerProc::spawn(&exe, &[])?;
+                (s.addr.clone(), Some(s))
+            }
+        };
+        let opts = ClientOpts {
+            connect,
+            go: resolve_go(&common.go),
+            timeout: common.timeout,
+            progress: !common.quiet,
+        };
+        if let GoColumn::Unavailable(why) = &opts.go {
+            eprintln!("kcp-go column skipped: {why}");
+        }
+        Ok(Client {
+            opts,
+            report,
+            _server: server,
+        })
+    }
+
+    fn finish(self, common: &Common) -> anyhow::Result<()> {
+        let report = self.report;
+        println!("{}", table(&report));
+        if let Some(path) = &common.json {
+            let json = serde_json::to_string_pretty(&report)?;
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("report written to {}", path.display());
+        }
+        if let Some(dir) = &common.plots {
+            eprintln!(
+                "plots into {} are not available in this build (the JSON report keeps every figure)",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A plain-text results table (one block per group).
+fn table(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut groups: Vec<&str> = Vec::new();
+    for r in &report.rows {
+        if !groups.contains(&r.group.as_str()) {
+            groups.push(&r.group);
+        }
+    }
+    for g in groups {
+        let rows: Vec<_> = report.rows.iter().filter(|r| r.group == g).collect();
+        let _ = writeln!(out, "\n## {g}");
+        let tcp_rate =
+            rows.iter()
+                .find_map(|r| match (&r.implementation, &r.result, r.label.as_str()) {
+                    (Implementation::Tcp, Measurement::Throughput { bytes, secs, .. }, "tcp") => {
+                        Some(*bytes as f64 / secs / 1e6)
+                    }
+                    _ => None,
+                });
+        for r in &rows {
+            let name = client::impl_name(r.implementation);
+            let line = match &r.result {
+                Measurement::Throughput { bytes, secs, .. } => {
+                    let mbs = *bytes as f64 / secs / 1e6;
+                    let vs_tcp =
+                        tcp_rate.map_or(String::new(), |t| format!("{:>6.2}× tcp", mbs / t));
+                    let go = rows.iter().find_map(|o| match &o.result {
+                        Measurement::Throughput { bytes, secs, .. }
+                            if o.implementation == Implementation::KcpGo && o.label == r.label =>
+                        {
+                            Some(*bytes as f64 / secs / 1e6)
+                        }
+                        _ => None,
+                    });
+                    let vs_go = match (r.implementation, go) {
+                        (Implementation::Rkcp, Some(g)) => format!("  {:>6.2}× kcp-go", mbs / g),
+                        _ => String::new(),
+                    };
+                    format!("{mbs:>9.1} MB/s  {vs_tcp}{vs_go}")
+                }
+                m => client::summary(m),
+            };
+            let _ = writeln!(out, "  {:<40} {name:<7} {line}", r.label);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers() {
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("1500"), Ok(1500));
+        assert!(parse_bytes("3 parsecs").is_err());
+        assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("2h").is_err());
+        assert_eq!(parse_fec("10/3"), Ok((10, 3)));
+        assert!(parse_fec("10").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
