@@ -372,6 +372,18 @@ fn bar_of(r: &Row, value: Option<f64>) -> Bar {
     }
 }
 
+/// Milliseconds from µs with the precision that matters at that size: 0.23, 12.4, 213.
+fn ms_text(us: f64) -> String {
+    let ms = us / 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2}")
+    } else if ms < 100.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
 /// An axis tick without trailing zeros: `100`, `2.5`, `0.1`.
 fn tick(v: &f64) -> String {
     let s = format!("{v:.3}");
@@ -598,8 +610,18 @@ impl Ctx {
             }
             mesh.draw().map_err(e)?;
         }
+        // The implementation's colour (as in the bar charts) when each implementation has one
+        // line; distinct colours when several configurations of one implementation are shown.
+        let mut impls: Vec<Implementation> = rows.iter().map(|r| r.implementation).collect();
+        impls.sort_by_key(|i| report::implementation_name(*i));
+        impls.dedup();
+        let by_impl = impls.len() == rows.len();
         for (i, r) in rows.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = if by_impl {
+                impl_color(r.implementation)
+            } else {
+                PALETTE[i % PALETTE.len()]
+            };
             match &r.result {
                 Measurement::Latency { rtt_us, lost } => {
                     // A step function: flat until each measured value, then up to its fraction.
@@ -621,10 +643,10 @@ impl Ctx {
                             || "no replies".to_string(),
                             |s| {
                                 format!(
-                                    "avg {:.1} / p99 {:.1} / max {:.1} ms",
-                                    s.avg_us / 1000.0,
-                                    s.p99_us as f64 / 1000.0,
-                                    s.max_us as f64 / 1000.0
+                                    "avg {} / p99 {} / max {} ms",
+                                    ms_text(s.avg_us),
+                                    ms_text(s.p99_us as f64),
+                                    ms_text(s.max_us as f64)
                                 )
                             },
                         );
@@ -747,5 +769,8 @@ mod tests {
         assert_eq!(tick(&2.5), "2.5");
         assert_eq!(tick(&0.1), "0.1");
         assert_eq!(tick(&-0.0001), "0");
+        assert_eq!(ms_text(230.0), "0.23");
+        assert_eq!(ms_text(12_440.0), "12.4");
+        assert_eq!(ms_text(213_400.0), "213");
     }
 }

@@ -373,7 +373,7 @@ fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
 }
 
 fn fmt_ms(us: f64) -> String {
-    format!("{:.1}", us / 1000.0)
+    format!("{:.2}", us / 1000.0)
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
