@@ -97,6 +97,9 @@ func (o *owner) closeAll() {
 	}
 }
 
+// maxLine is the longest control line accepted.
+const maxLine = 64 << 10
+
 type request struct {
 	Cmd    string          `json:"cmd"`
 	Config json.RawMessage `json:"config"`
@@ -106,10 +109,12 @@ func control(c net.Conn) {
 	o := &owner{conns: map[io.Closer]struct{}{}}
 	defer o.closeAll()
 	defer c.Close()
-	r := bufio.NewReaderSize(c, 64<<10)
+	// Lines are bounded by the reader's buffer (a CONFIG is a few hundred bytes); a longer one ends
+	// the control connection.
+	r := bufio.NewReaderSize(c, maxLine)
 	w := bufio.NewWriter(c)
 	for {
-		line, err := r.ReadBytes('\n')
+		line, err := r.ReadSlice('\n')
 		if err != nil {
 			return
 		}
