@@ -187,7 +187,7 @@ impl KcpListener {
         let local = sock.local_addr()?;
         let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog);
         let shared = Arc::new(Shared {
-            io: Arc::new(UdpIo::new(sock)),
+            io: Arc::new(UdpIo::new(sock, true)),
             config,
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
@@ -304,7 +304,7 @@ impl Drop for KcpListener {
 async fn serve(shared: Arc<Shared>, accept_tx: mpsc::Sender<Arc<Session>>) {
     let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
     let mut sessions: HashMap<SocketAddr, Arc<Session>> = HashMap::new();
-    let mut batch = RecvBatch::default();
+    let mut batch = RecvBatch::for_io(&shared.io);
     let mut touched: Vec<Arc<Session>> = Vec::with_capacity(crate::udp::BATCH);
     let crypt = shared.config.crypt.clone();
     let mut accept_tx = Some(accept_tx);

@@ -98,7 +98,7 @@ impl KcpStream {
     ) -> Result<KcpStream, SessionError> {
         config.validate()?;
         crate::sockopt::apply(&sock, &config)?;
-        let io = Arc::new(UdpIo::new(sock));
+        let io = Arc::new(UdpIo::new(sock, false));
         let s = Session::new(
             conv,
             remote,
@@ -373,7 +373,7 @@ impl AsyncWrite for OwnedWriteHalf {
 /// The client's socket reader: accepts datagrams from the dialled address only (PROTOCOL.md B.5), opens them
 /// and feeds the session, one batch at a time.
 async fn client_reader(s: Arc<Session>, crypt: Option<crypt::PacketCrypt>) {
-    let mut batch = RecvBatch::default();
+    let mut batch = RecvBatch::for_io(&s.io);
     loop {
         let n = match s.io.recv_batch(&mut batch).await {
             Ok(n) => n,
