@@ -6,13 +6,14 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use kcpbench::client::{
-    self, ClientOpts, GoColumn, ServerProc, go::INSTALL_HINT, latency, latency::LatencyPlan,
-    sessions, sessions::SessionsPlan, throughput, throughput::ThroughputPlan,
+    self, ClientOpts, GoColumn, ServerProc, latency, latency::LatencyPlan, sessions,
+    sessions::SessionsPlan, throughput, throughput::ThroughputPlan,
 };
 use kcpbench::config::{BenchConfig, Mode, Transport};
+use kcpbench::gopeer::{GoPeer, GoServer};
 use kcpbench::proto::Op;
-use kcpbench::results::{Implementation, Measurement, Report};
-use kcpbench::{procstat, serve};
+use kcpbench::results::Report;
+use kcpbench::{plot, procstat, report, serve};
 
 const LONG_ABOUT: &str = "\
 End-to-end benchmarks of the rkcp stack (KCP, smux over KCP) against kernel TCP (plain and with smux) and, \
@@ -100,6 +101,18 @@ enum Cmd {
         /// Messages per row.
         #[arg(long, default_value_t = 500)]
         count: u32,
+    },
+    /// Render saved JSON reports again: the table, and optionally the markdown page and the plots.
+    Render {
+        /// Reports written with --json (merged in the order given).
+        #[arg(required = true)]
+        json: Vec<PathBuf>,
+        /// Write the markdown page here (e.g. benches/RESULTS.md).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write PNG plots into this directory.
+        #[arg(long)]
+        plots: Option<PathBuf>,
     },
     /// Many sessions each sending a small message per second: server CPU and memory per session.
     Sessions {
@@ -291,18 +304,37 @@ fn parse_fec(s: &str) -> Result<(usize, usize), String> {
     Ok((d, p))
 }
 
-fn go_installed() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()))
-}
-
-/// What `--go` means for this run.
-fn resolve_go(flag: &str) -> GoColumn {
-    match flag {
-        "off" => GoColumn::Off,
-        _ if !go_installed() => GoColumn::Unavailable(INSTALL_HINT.into()),
-        _ => GoColumn::Unavailable(
-            "the Go peer (kcpbench-go) is not wired into this kcpbench build yet".into(),
+/// What `--go` means for this run; the Go server started for it, if any (stopped when dropped).
+fn resolve_go(flag: &str, remote: bool) -> (GoColumn, Option<GoServer>) {
+    if flag == "off" {
+        return (GoColumn::Off, None);
+    }
+    if flag == "auto" && remote {
+        return (
+            GoColumn::Unavailable(
+                "--connect without --go ADDR: start `kcpbench-go serve` next to the server and pass its \
+                 control address with --go"
+                    .into(),
+            ),
+            None,
+        );
+    }
+    let peer = match GoPeer::locate_or_build() {
+        Ok(p) => p,
+        Err(why) => return (GoColumn::Unavailable(why), None),
+    };
+    if flag != "auto" {
+        let control = flag.to_string();
+        return (GoColumn::Peer { peer, control }, None);
+    }
+    match peer.spawn_server("127.0.0.1:0") {
+        Ok(srv) => {
+            let control = srv.control_addr().to_string();
+            (GoColumn::Peer { peer, control }, Some(srv))
+        }
+        Err(e) => (
+            GoColumn::Unavailable(format!("kcpbench-go serve did not start: {e:#}")),
+            None,
         ),
     }
 }
@@ -331,6 +363,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             stdin_lifetime,
         } => run_serve(&listen, stdin_lifetime),
+        Cmd::Render {
+            json,
+            markdown,
+            plots,
+        } => {
+            if let Some(dir) = &plots {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            println!(
+                "{}",
+                report::render(&json, markdown.as_deref(), plots.as_deref())?
+            );
+            Ok(())
+        }
         Cmd::Throughput {
             common,
             bytes,
@@ -417,6 +464,7 @@ struct Client {
     opts: ClientOpts,
     report: Report,
     _server: Option<ServerProc>,
+    _go_server: Option<GoServer>,
 }
 
 impl Client {
@@ -430,9 +478,10 @@ impl Client {
                 (s.addr.clone(), Some(s))
             }
         };
+        let (go, go_server) = resolve_go(&common.go, common.connect.is_some());
         let opts = ClientOpts {
             connect,
-            go: resolve_go(&common.go),
+            go,
             timeout: common.timeout,
             progress: !common.quiet,
         };
@@ -443,75 +492,26 @@ impl Client {
             opts,
             report,
             _server: server,
+            _go_server: go_server,
         })
     }
 
     fn finish(self, common: &Common) -> anyhow::Result<()> {
         let report = self.report;
-        println!("{}", table(&report));
+        println!("{}", report::table(&report));
         if let Some(path) = &common.json {
             let json = serde_json::to_string_pretty(&report)?;
             std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("report written to {}", path.display());
         }
         if let Some(dir) = &common.plots {
-            eprintln!(
-                "plots into {} are not available in this build (the JSON report keeps every figure)",
-                dir.display()
-            );
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for p in plot::write_plots(&report, dir)? {
+                eprintln!("plot written to {}", p.display());
+            }
         }
         Ok(())
     }
-}
-
-/// A plain-text results table (one block per group).
-fn table(report: &Report) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let mut groups: Vec<&str> = Vec::new();
-    for r in &report.rows {
-        if !groups.contains(&r.group.as_str()) {
-            groups.push(&r.group);
-        }
-    }
-    for g in groups {
-        let rows: Vec<_> = report.rows.iter().filter(|r| r.group == g).collect();
-        let _ = writeln!(out, "\n## {g}");
-        let tcp_rate =
-            rows.iter()
-                .find_map(|r| match (&r.implementation, &r.result, r.label.as_str()) {
-                    (Implementation::Tcp, Measurement::Throughput { bytes, secs, .. }, "tcp") => {
-                        Some(*bytes as f64 / secs / 1e6)
-                    }
-                    _ => None,
-                });
-        for r in &rows {
-            let name = client::impl_name(r.implementation);
-            let line = match &r.result {
-                Measurement::Throughput { bytes, secs, .. } => {
-                    let mbs = *bytes as f64 / secs / 1e6;
-                    let vs_tcp =
-                        tcp_rate.map_or(String::new(), |t| format!("{:>6.2}× tcp", mbs / t));
-                    let go = rows.iter().find_map(|o| match &o.result {
-                        Measurement::Throughput { bytes, secs, .. }
-                            if o.implementation == Implementation::KcpGo && o.label == r.label =>
-                        {
-                            Some(*bytes as f64 / secs / 1e6)
-                        }
-                        _ => None,
-                    });
-                    let vs_go = match (r.implementation, go) {
-                        (Implementation::Rkcp, Some(g)) => format!("  {:>6.2}× kcp-go", mbs / g),
-                        _ => String::new(),
-                    };
-                    format!("{mbs:>9.1} MB/s  {vs_tcp}{vs_go}")
-                }
-                m => client::summary(m),
-            };
-            let _ = writeln!(out, "  {:<40} {name:<7} {line}", r.label);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -2,9 +2,14 @@
 //! `kcpbench-go run '<job>'` subprocess). This module builds the jobs and reads their results; finding,
 //! building and spawning the Go peer is [`crate::gopeer`]'s.
 
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::config::BenchConfig;
+use crate::gopeer::GoPeer;
+use crate::proto::{Control, Op};
 use crate::results::Measurement;
 
 /// What `--go` resolved to.
@@ -14,6 +19,13 @@ pub enum GoColumn {
     Off,
     /// Wanted but not available: kcp-go rows are [`Measurement::Skipped`] with this reason.
     Unavailable(String),
+    /// A `kcpbench-go serve` at `control`, and the peer binary to run the client jobs.
+    Peer {
+        /// The built peer.
+        peer: GoPeer,
+        /// Control address of its server.
+        control: String,
+    },
 }
 
 /// Why the column is missing when `go` is not installed (the contract's wording).
@@ -30,7 +42,99 @@ impl GoColumn {
         match self {
             GoColumn::Off => None,
             GoColumn::Unavailable(why) => Some(Measurement::Skipped { why: why.clone() }),
+            GoColumn::Peer { .. } => None,
         }
+    }
+
+    /// A sink or echo row: `bytes` in total over `streams` streams, Go↔Go.
+    ///
+    /// # Errors
+    /// The server refused the config, the job failed or timed out.
+    pub async fn bulk_row(
+        &self,
+        cfg: &BenchConfig,
+        op: Op,
+        bytes: u64,
+        streams: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<Measurement> {
+        let (peer, _ctl, addr) = self.listen(cfg).await?;
+        let per_stream = bytes / u64::from(streams.max(1));
+        let job = bulk_job(&addr, cfg, op == Op::Echo, per_stream, streams);
+        let v = peer.run_job(&job, timeout, || {}).await?;
+        bulk_result(&v, streams)
+    }
+
+    /// A paced-echo latency row, Go↔Go.
+    ///
+    /// # Errors
+    /// As [`GoColumn::bulk_row`].
+    pub async fn latency_row(
+        &self,
+        cfg: &BenchConfig,
+        size: u32,
+        period: Duration,
+        count: u32,
+        timeout: Duration,
+    ) -> anyhow::Result<Measurement> {
+        let (peer, _ctl, addr) = self.listen(cfg).await?;
+        let period_ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+        let job = latency_job(&addr, cfg, size, period_ms, count);
+        let v = peer.run_job(&job, timeout, || {}).await?;
+        latency_result(&v)
+    }
+
+    /// A many-sessions row, Go↔Go: server stats before opening, at `OPENED`, and when the job exits.
+    ///
+    /// # Errors
+    /// As [`GoColumn::bulk_row`].
+    pub async fn sessions_row(
+        &self,
+        cfg: &BenchConfig,
+        sessions: u32,
+        secs: f64,
+        size: u32,
+        rate_hz: f64,
+    ) -> anyhow::Result<Measurement> {
+        let (peer, mut ctl, addr) = self.listen(cfg).await?;
+        let before = ctl.stats().await?;
+        let mut job = peer.start_job(&sessions_job(&addr, cfg, sessions, secs, size, rate_hz))?;
+        if !job.opened().await {
+            let v = job.finish().await?;
+            anyhow::bail!(
+                "kcpbench-go: {}",
+                job_error(&v).unwrap_or_else(|| "no OPENED line".into())
+            );
+        }
+        let opened = ctl.stats().await?;
+        let w0 = Instant::now();
+        let v = job.finish().await?;
+        let end = ctl.stats().await?;
+        let wall = w0.elapsed().as_secs_f64();
+        if let Some(e) = job_error(&v) {
+            anyhow::bail!("kcpbench-go: {e}");
+        }
+        Ok(Measurement::Sessions {
+            sessions: u64::from(sessions),
+            secs: wall,
+            server_cpu_secs: end.cpu_ns.saturating_sub(opened.cpu_ns) as f64 / 1e9,
+            server_rss_before: before.rss_bytes,
+            server_rss_after: opened.rss_bytes,
+            echoed: field_u64(&v, "echoed")?,
+            expected: field_u64(&v, "expected")?,
+        })
+    }
+
+    /// Opens a control connection to the Go server and a data listener for `cfg` on it.
+    async fn listen(&self, cfg: &BenchConfig) -> anyhow::Result<(&GoPeer, Control, String)> {
+        let GoColumn::Peer { peer, control } = self else {
+            anyhow::bail!("the Go peer is not available");
+        };
+        let mut ctl = Control::connect(control)
+            .await
+            .context("kcpbench-go serve")?;
+        let addr = ctl.listen(cfg).await.context("kcpbench-go serve")?;
+        Ok((peer, ctl, addr.to_string()))
     }
 }
 

@@ -105,9 +105,20 @@ pub async fn run(opts: &ClientOpts, plan: &LatencyPlan, report: &mut Report) -> 
         pb.finish_and_clear();
         push_row(report, &group, &label, rust_impl(cfg), m);
         if cfg.transport.is_kcp() && opts.go.wanted() {
-            let m = opts.go.skipped().unwrap_or(Measurement::Skipped {
-                why: "the Go peer is not available in this build".into(),
-            });
+            let m = match opts.go.skipped() {
+                Some(m) => m,
+                None => {
+                    let pb = super::spinner(opts, &format!("kcp-go {label}"));
+                    let m = guarded(
+                        timeout,
+                        opts.go
+                            .latency_row(cfg, plan.size, plan.period, plan.count, timeout),
+                    )
+                    .await;
+                    pb.finish_and_clear();
+                    m
+                }
+            };
             push_row(report, &group, &label, Implementation::KcpGo, m);
         }
     }

@@ -292,6 +292,20 @@ pub fn bar(opts: &ClientOpts, len: u64, msg: &str, bytes: bool) -> ProgressBar {
     pb
 }
 
+/// A spinner with elapsed time (for rows run by a subprocess), or a hidden one.
+pub fn spinner(opts: &ClientOpts, msg: &str) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg:48} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
 /// A `kcpbench serve` child process, killed when dropped (and, with `--stdin-lifetime`, gone by itself if
 /// this process dies, because its stdin closes).
 #[derive(Debug)]

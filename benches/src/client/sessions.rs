@@ -80,9 +80,28 @@ pub async fn run(
         let m = guarded(timeout, rust_row(opts, cfg, plan)).await;
         push_row(report, &group, &label, rust_impl(cfg), m);
         if cfg.transport.is_kcp() && opts.go.wanted() {
-            let m = opts.go.skipped().unwrap_or(Measurement::Skipped {
-                why: "the Go peer is not available in this build".into(),
-            });
+            let m = match opts.go.skipped() {
+                Some(m) => m,
+                None => {
+                    let pb = super::spinner(
+                        opts,
+                        &format!("kcp-go {label}: {} sessions", plan.go_sessions),
+                    );
+                    let m = guarded(
+                        timeout,
+                        opts.go.sessions_row(
+                            cfg,
+                            plan.go_sessions,
+                            plan.secs,
+                            plan.size,
+                            plan.rate,
+                        ),
+                    )
+                    .await;
+                    pb.finish_and_clear();
+                    m
+                }
+            };
             push_row(report, &group, &label, Implementation::KcpGo, m);
         }
     }
