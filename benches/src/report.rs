@@ -57,7 +57,8 @@ pub fn mb_per_sec(bytes: u64, secs: f64) -> Option<f64> {
 /// The nearest-rank percentile `p` (0 ..= 100) of values sorted ascending: the value at 1-based
 /// rank `⌈p/100 × n⌉`, or the smallest value for `p = 0`. `None` for an empty slice.
 ///
-/// `p` outside 0 ..= 100 is clamped. The slice must be sorted; [`summary`] sorts for you.
+/// `p` is taken to two decimals (99.99 is distinct from 100, 99.999 is not); outside 0 ..= 100
+/// it is clamped. The slice must be sorted; [`summary`] sorts for you.
 pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     let n = sorted.len();
     if n == 0 {
@@ -552,9 +553,19 @@ fn render_grid_text(grid: &Grid, out: &mut String) {
                 s.push_str("  ");
                 pad(&mut s, implementation, widths[1], false);
                 s.push_str("  ");
-                s.push_str(text);
-                out.push_str(s.trim_end());
-                out.push('\n');
+                // Long reasons wrap within the table's width (at least 100 columns), indented
+                // under the figures, so they stay readable in a 100-120 column terminal.
+                let indent = width(&s);
+                let room = (total + 2).max(100).saturating_sub(indent).max(30);
+                let wrapped = wrap(text, room);
+                for (i, part) in wrapped.lines().enumerate() {
+                    if i > 0 {
+                        s.extend(std::iter::repeat_n(' ', indent));
+                    }
+                    s.push_str(part);
+                    s.push('\n');
+                }
+                out.push_str(&s);
             }
         }
     }
