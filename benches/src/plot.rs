@@ -493,7 +493,6 @@ impl Ctx {
             .iter()
             .filter_map(|b| b.value.as_ref().ok().copied())
             .fold(0.0f64, f64::min);
-        let hi = if max > 0.0 { max * 1.3 } else { 1.0 };
         let label_style = font(15).pos(Pos::new(HPos::Right, VPos::Center));
         let label_px = if self.text {
             let widest = bars
@@ -508,6 +507,28 @@ impl Ctx {
         } else {
             10
         };
+        // Leave room right of the longest bar for its value text: the bar may take the plot
+        // width less that text's width (and a little air), but at least 10 % is left.
+        let value_px = if self.text && max > 0.0 {
+            let style = font(14);
+            bars.iter()
+                .filter_map(|b| b.value.as_ref().ok())
+                .map(|v| {
+                    root.estimate_text_size(&value_text(*v), &style)
+                        .map(|s| s.0)
+                })
+                .collect::<Result<Vec<u32>, _>>()
+                .map_err(e)?
+                .into_iter()
+                .max()
+                .unwrap_or(0)
+                + 16
+        } else {
+            0
+        };
+        let plot_px = f64::from(area.dim_in_pixel().0.saturating_sub(label_px + 54).max(100));
+        let bar_share = ((plot_px - f64::from(value_px)) / plot_px).clamp(0.3, 0.9);
+        let hi = if max > 0.0 { max / bar_share } else { 1.0 };
         let mut builder = ChartBuilder::on(area);
         builder
             .margin(12)

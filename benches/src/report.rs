@@ -204,11 +204,12 @@ pub fn ratio(row: &Measurement, baseline: &Measurement) -> Option<f64> {
 }
 
 /// KB per session of `row` ÷ `baseline`'s, both sessions measurements; `None` otherwise, or when
-/// the baseline's is not positive. Shown next to the CPU ratio in the sessions tables.
+/// either is negative or the baseline's is zero (memory noise, not a cost to compare). Shown next
+/// to the CPU ratio in the sessions tables.
 pub fn memory_ratio(row: &Measurement, baseline: &Measurement) -> Option<f64> {
     let a = sessions_summary(row)?.kb_per_session?;
     let b = sessions_summary(baseline)?.kb_per_session?;
-    (b > 0.0).then(|| a / b)
+    (a >= 0.0 && b > 0.0).then(|| a / b)
 }
 
 /// The Tcp row that `row` is compared with in the "vs tcp" column: among the rows of the same
