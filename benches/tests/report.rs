@@ -206,6 +206,22 @@ fn units_and_ratios() {
         report::memory_ratio(&tput(1, 1.0), &r.rows[11].result),
         None
     );
+    // Memory that shrank is noise: shown as such, never as a negative ratio.
+    let shrank = Measurement::Sessions {
+        sessions: 10,
+        secs: 1.0,
+        server_cpu_secs: 0.0,
+        server_rss_before: 2_000_000,
+        server_rss_after: 1_990_000,
+        echoed: 10,
+        expected: 10,
+    };
+    assert_eq!(
+        sessions_summary(&shrank).unwrap().kb_per_session,
+        Some(-1.0)
+    );
+    assert_eq!(report::memory_ratio(&shrank, &r.rows[11].result), None);
+    assert_eq!(report::memory_ratio(&r.rows[11].result, &shrank), None);
 }
 
 #[test]
