@@ -1,0 +1,254 @@
+//! Smoke tests of kcpbench: a server in process, every client subcommand with tiny sizes over every
+//! transport, and the built binary end to end with `--json`. No timing assertions: only that every row
+//! measured what was asked and the data checked out.
+
+use std::time::Duration;
+
+use kcpbench::client::{
+    self, ClientOpts, GoColumn, latency, latency::LatencyPlan, sessions, sessions::SessionsPlan,
+    throughput, throughput::ThroughputPlan,
+};
+use kcpbench::config::{BenchConfig, Mode, Transport};
+use kcpbench::proto::{self, Control, Op};
+use kcpbench::results::{Implementation, Measurement, Report};
+use kcpbench::serve::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Starts a server in this runtime; returns its control address.
+async fn server() -> String {
+    let s = Server::bind("127.0.0.1:0").await.unwrap();
+    let addr = s.local_addr().unwrap().to_string();
+    tokio::spawn(s.run());
+    addr
+}
+
+fn opts(connect: String) -> ClientOpts {
+    ClientOpts {
+        connect,
+        go: GoColumn::Off,
+        timeout: Duration::from_secs(60),
+        progress: false,
+    }
+}
+
+fn all_configs() -> Vec<BenchConfig> {
+    client::expand_configs(
+        &BenchConfig::default(),
+        &Transport::ALL,
+        &[Mode::Fast3],
+        &["none".into(), "aes".into()],
+        &[(0, 0), (10, 3)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_rows_over_every_transport() {
+    let addr = server().await;
+    let bytes = 300_001; // not a multiple of the stream count nor of the chunk size
+    let plan = ThroughputPlan {
+        configs: all_configs(),
+        bytes,
+        streams: vec![1, 3],
+        ops: vec![Op::Sink, Op::Echo],
+    };
+    let mut report = Report::default();
+    throughput::run(&opts(addr), &plan, &mut report)
+        .await
+        .unwrap();
+    // (4 KCP configs × 2 KCP transports + 2 TCP transports) × 2 stream counts × 2 ops.
+    assert_eq!(report.rows.len(), 10 * 2 * 2);
+    for r in &report.rows {
+        match &r.result {
+            Measurement::Throughput {
+                bytes: b,
+                secs,
+                streams,
+            } => {
+                assert_eq!(*b, bytes, "{}", r.label);
+                assert!(*secs > 0.0);
+                assert!(
+                    r.group.contains(&format!("{streams} stream")),
+                    "{}",
+                    r.group
+                );
+            }
+            m => panic!("{} {}: {m:?}", r.group, r.label),
+        }
+        let want = if r.label.starts_with("tcp") || r.label.contains("/tcp") {
+            Implementation::Tcp
+        } else {
+            Implementation::Rkcp
+        };
+        assert_eq!(r.implementation, want, "{}", r.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_rows_count_every_message() {
+    let addr = server().await;
+    let configs = client::expand_configs(
+        &BenchConfig::default(),
+        &Transport::ALL,
+        &[Mode::Fast3],
+        &["none".into()],
+        &[(0, 0)],
+    );
+    let plan = LatencyPlan {
+        configs,
+        size: 64,
+        period: Duration::from_millis(5),
+        count: 20,
+    };
+    let mut report = Report::default();
+    latency::run(&opts(addr), &plan, &mut report).await.unwrap();
+    assert_eq!(report.rows.len(), 4);
+    for r in &report.rows {
+        match &r.result {
+            Measurement::Latency { rtt_us, lost } => {
+                assert_eq!(rtt_us.len(), 20, "{}", r.label);
+                assert_eq!(*lost, 0);
+                assert!(rtt_us.iter().all(|&t| t > 0));
+            }
+            m => panic!("{}: {m:?}", r.label),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_rows_echo_everything() {
+    let addr = server().await;
+    let base = BenchConfig {
+        mode: Mode::Fast,
+        ..BenchConfig::default()
+    };
+    let plan = SessionsPlan {
+        configs: client::expand_configs(
+            &base,
+            &[Transport::Kcp, Transport::SmuxKcp, Transport::Tcp],
+            &[Mode::Fast],
+            &["none".into()],
+            &[(0, 0)],
+        ),
+        sessions: 20,
+        go_sessions: 20,
+        secs: 2.0,
+        size: 16,
+        rate: 2.0,
+    };
+    let mut report = Report::default();
+    sessions::run(&opts(addr), &plan, &mut report)
+        .await
+        .unwrap();
+    assert_eq!(report.rows.len(), 3);
+    for r in &report.rows {
+        match &r.result {
+            Measurement::Sessions {
+                sessions,
+                secs,
+                server_cpu_secs,
+                server_rss_before,
+                server_rss_after,
+                echoed,
+                expected,
+            } => {
+                assert_eq!(*sessions, 20);
+                assert!(*secs > 1.0 && *secs < 10.0);
+                assert!(*server_cpu_secs >= 0.0);
+                assert!(*server_rss_before > 0 && *server_rss_after > 0);
+                // 20 sessions × 2/s × 2 s, give or take the last tick.
+                assert!((70..=80).contains(expected), "{expected}");
+                assert_eq!(echoed, expected, "{}", r.label);
+            }
+            m => panic!("{}: {m:?}", r.label),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_protocol_and_failures() {
+    let addr = server().await;
+    let mut ctl = Control::connect(&addr).await.unwrap();
+    // A config the server refuses comes back as an error, and the connection stays usable.
+    let bad = BenchConfig {
+        mtu: 9000,
+        ..BenchConfig::default()
+    };
+    assert!(ctl.listen(&bad).await.is_err());
+    let data = ctl
+        .listen(&BenchConfig {
+            transport: Transport::Tcp,
+            ..BenchConfig::default()
+        })
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(data).await.unwrap();
+    s.write_all(&proto::header(Op::Sink, 5)).await.unwrap();
+    s.write_all(b"hello").await.unwrap();
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).await.unwrap();
+    assert_eq!(u64::from_le_bytes(ack), 5);
+    let st = ctl.stats().await.unwrap();
+    assert_eq!(st.conns, 1);
+    assert!(st.cpu_ns > 0 && st.rss_bytes > 0);
+    // Closing the control connection closes the data connection.
+    drop(ctl);
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut ack))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+    // A server that is not there: every row fails, quickly, without hanging.
+    let plan = ThroughputPlan {
+        configs: vec![BenchConfig::default()],
+        bytes: 1000,
+        streams: vec![1],
+        ops: vec![Op::Sink],
+    };
+    let mut report = Report::default();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    throughput::run(&opts(dead_addr), &plan, &mut report)
+        .await
+        .unwrap();
+    assert!(matches!(report.rows[0].result, Measurement::Failed { .. }));
+}
+
+#[test]
+fn cli_throughput_writes_a_json_report() {
+    let dir = std::env::temp_dir().join(format!("kcpbench-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kcpbench"))
+        .args([
+            "throughput",
+            "--bytes",
+            "1MiB",
+            "--go",
+            "off",
+            "--quiet",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report.command.contains("throughput"));
+    assert_eq!(report.rows.len(), 4, "one row per transport");
+    for r in &report.rows {
+        assert!(
+            matches!(r.result, Measurement::Throughput { bytes, .. } if bytes == 1 << 20),
+            "{}: {:?}",
+            r.label,
+            r.result
+        );
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("smux/kcp fast3"), "{table}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
