@@ -192,6 +192,8 @@ pub struct Kcp {
     /// The flush may skip old segments using the two hints above (tests turn it off to check
     /// that the output is byte-identical either way).
     scan_skip_allowed: bool,
+    /// The last flush visited every segment in flight: the two hints above are exact.
+    hint_exact: bool,
 
     // --- scheduling (not in kcp-go, whose session owns a timer; see `update`) ---
     /// `update` has run at least once (kcp-go's session flushes when it is created).
@@ -208,6 +210,15 @@ pub struct Kcp {
     anchor: u32,
     /// The latest `now` seen, for calls that take none (`send`, `recv`).
     last_now: u32,
+    /// Beyond kcp-go: the periodic flushes before the earliest retransmission could send nothing,
+    /// so `timer_at` jumps to that retransmission, `(deadline, interval of the skipped ticks)`.
+    /// Any change of state ends the skip (back to the tick kcp-go's timer would fire next).
+    skip: Option<(u32, u32)>,
+    /// A call that knows no time (`recv`, `send` with write delay, a knob) ended the skip: the
+    /// next call with a `now` puts the timer back (`next_deadline` asks for it at once).
+    skip_stale: bool,
+    /// Tick skipping is allowed (tests turn it off to check that the output is identical).
+    tick_skip_allowed: bool,
 }
 
 impl Kcp {
@@ -289,12 +300,16 @@ impl Kcp {
             hint_resendts: None,
             hint_fastack: false,
             scan_skip_allowed: true,
+            hint_exact: false,
             started: false,
             pending_full: false,
             pending_ack: false,
             timer_at: None,
             anchor: 0,
             last_now: 0,
+            skip: None,
+            skip_stale: false,
+            tick_skip_allowed: true,
         };
         k.set_nodelay(cfg.nodelay, cfg.interval, cfg.resend, cfg.nc);
         if let Some(m) = cfg.min_rto {
@@ -320,6 +335,10 @@ impl Kcp {
         self.interval = interval.clamp(10, 5000);
         self.fastresend = resend;
         self.nocwnd = nc;
+        // kcp-go's next tick was scheduled with the old interval; later ones use the new one.
+        if self.skip.is_some() {
+            self.skip_stale = true;
+        }
     }
 
     /// Overrides the minimum RTO (the C KCP test sets 10 ms in its fast mode). Reset by
@@ -594,6 +613,8 @@ impl Kcp {
     pub fn input(&mut self, now: u32, data: &[u8], regular: bool) -> Result<(), KcpError> {
         self.last_now = now;
         let r = self.input_inner(now, data, regular);
+        // ACKs may have moved the earliest retransmission: back to the tick chain.
+        self.unskip();
         self.arm();
         r
     }
@@ -1006,6 +1027,7 @@ impl Kcp {
                 .hint_resendts
                 .is_some_and(|t| diff(t, now) >= self.interval as i32);
         let start = if skip_old { first_new } else { 0 };
+        self.hint_exact = start == 0;
         let mut min_d = NO_TIMER;
         let mut any_fastack = false;
         for seg in self.snd_buf.range_mut(start..) {
@@ -1067,7 +1089,7 @@ impl Kcp {
             any_fastack |= seg.fastack > 0;
         }
         let new_hint = now.wrapping_add(min_d as u32);
-        if skip_old {
+        if start > 0 {
             // Old segments are unchanged: the bound only tightens with the new ones.
             self.hint_resendts = self
                 .hint_resendts
@@ -1123,6 +1145,11 @@ impl Kcp {
     /// that first flush raises `cwnd` from 0 to 1).
     pub fn update<F: FnMut(&mut [u8])>(&mut self, now: u32, out: &mut F) {
         self.last_now = now;
+        if self.pending_full || self.pending_ack || self.skip_stale {
+            // Something changed since the ticks were skipped: back to kcp-go's next tick first, so
+            // that a tick due now runs as the periodic flush it is.
+            self.unskip();
+        }
         let timer_due = self.timer_at.is_some_and(|t| diff(now, t) >= 0);
         if !self.started || self.pending_full || timer_due {
             let d = self.flush_full(now, out);
@@ -1135,6 +1162,7 @@ impl Kcp {
     }
 
     fn after_flush(&mut self, now: u32, d: u32, timer: bool) {
+        self.unskip();
         let timer = timer || !self.started;
         let next = now.wrapping_add(d);
         self.started = true;
@@ -1153,17 +1181,79 @@ impl Kcp {
             self.timer_at = Some(if diff(next, tick) < 0 { next } else { tick });
         }
         self.arm();
+        self.skip_idle_ticks();
     }
 
     /// The first tick of the periodic timer's phase at or after `t`.
     fn tick_at_or_after(&self, t: u32) -> u32 {
+        self.grid_tick(t, self.interval)
+    }
+
+    /// The first of the ticks `anchor + k * iv` (k >= 0) at or after `t`.
+    fn grid_tick(&self, t: u32, iv: u32) -> u32 {
         let since = diff(t, self.anchor);
         if since <= 0 {
             return self.anchor;
         }
-        let iv = self.interval.max(1);
+        let iv = iv.max(1);
         let k = (since as u32).div_ceil(iv);
         self.anchor.wrapping_add(k.wrapping_mul(iv))
+    }
+
+    /// Skips the periodic flushes that cannot send anything (beyond kcp-go, whose timer runs
+    /// every one of them; an idle-but-connected session then costs no wake-ups while it waits
+    /// for an ACK). They are the ticks before the earliest retransmission deadline `r` while the
+    /// only thing in flight is data whose timers have not expired: no ACK, probe or new segment
+    /// pending, no duplicate-ACK count (early retransmit), a non-zero peer window. Each such
+    /// flush would send nothing, change no state, and schedule the next tick at
+    /// `min(tick + interval, r)`, so kcp-go's chain of ticks reaches `r` exactly and the first
+    /// packet goes out then, as here. Only a tick of the current phase is skipped from, and only
+    /// when the last scan was complete (`r` exact).
+    fn skip_idle_ticks(&mut self) {
+        let (Some(t), Some(r)) = (self.timer_at, self.hint_resendts) else {
+            return;
+        };
+        let quiet = self.tick_skip_allowed
+            && self.hint_exact
+            && !self.hint_fastack
+            && self.quiet()
+            && self.snd_buf.iter().any(|s| !s.acked);
+        let iv = self.interval;
+        let on_grid = diff(t, self.anchor) >= 0 && (t.wrapping_sub(self.anchor)) % iv.max(1) == 0;
+        if quiet && on_grid && diff(r, t) > 0 {
+            self.skip = Some((r, iv));
+            self.timer_at = Some(r);
+        }
+    }
+
+    /// Nothing but retransmission timers can make a periodic flush send something.
+    fn quiet(&self) -> bool {
+        !self.pending_full
+            && !self.pending_ack
+            && self.acklist.is_empty()
+            && self.probe == 0
+            && self.probe_wait == 0
+            && self.rmt_wnd != 0
+            && (self.nocwnd || self.cwnd >= 1)
+            && self.snd_queue.is_empty()
+    }
+
+    /// Ends a skip (see [`Kcp::skip_idle_ticks`]): the timer goes back to the tick kcp-go's
+    /// would fire next at `last_now`, the skipped phase's or the retransmission deadline.
+    fn unskip(&mut self) {
+        self.skip_stale = false;
+        if let Some((r, iv)) = self.skip.take() {
+            let now = self.last_now;
+            let g = self.grid_tick(now, iv);
+            if diff(now, r) < 0 && diff(g, r) < 0 {
+                self.timer_at = Some(g);
+            } else {
+                // The last tick before `r` has run (in kcp-go's timer), and it scheduled `r`: the
+                // phase continues from there, also while idle.
+                self.timer_at = Some(r);
+                self.anchor = r;
+            }
+        }
     }
 
     /// Nothing to send, nothing in flight, no ACK or probe pending: no flush can emit anything.
@@ -1181,7 +1271,13 @@ impl Kcp {
 
     /// Keeps `timer_at` consistent with the state after any change.
     fn arm(&mut self) {
+        if self.skip.is_some() && !self.quiet() {
+            // Called without a fresh `now` (`recv`, a write-delayed `send`): resolved by the next
+            // `update`, which `next_deadline` asks for at once.
+            self.skip_stale = true;
+        }
         if self.is_idle() {
+            self.unskip(); // keeps the phase right (only fresh-`now` callers get here skipping)
             self.timer_at = None;
             // An idle engine keeps no spare buffers and no large queue allocations: 10,000 idle
             // sessions cost no payload memory.
@@ -1205,13 +1301,14 @@ impl Kcp {
 
     /// When [`update`](Kcp::update) next has work: `None` while fully idle (nothing queued or in
     /// flight, no ACK or window probe pending), so an idle session needs no timer at all.
-    /// Otherwise the earliest of the periodic flush and the nearest retransmission; the `now`
+    /// Otherwise the earliest of the periodic flush and the nearest retransmission (periodic
+    /// flushes that could send nothing are skipped, see the crate docs); the `now`
     /// of the last call (so: immediately) after an input that slid the window, a `send`, or
     /// pending ACKs with ack-nodelay. Compare wrap-aware: due when `(now - t) as i32 >= 0`.
     ///
     /// A new engine reports `Some(0)` until its first `update`.
     pub fn next_deadline(&self) -> Option<u32> {
-        if !self.started || self.pending_full || self.pending_ack {
+        if !self.started || self.pending_full || self.pending_ack || self.skip_stale {
             return Some(self.last_now);
         }
         self.timer_at

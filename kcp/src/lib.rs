@@ -24,7 +24,8 @@
 //!    `(now - t) as i32 >= 0`), call [`Kcp::update`]; it hands each datagram to send to its
 //!    callback. Right after an `input` that slid the send window, or a `send`, the deadline is
 //!    "now", so calling `update` after every `input` reproduces kcp-go's packet pattern exactly.
-//!    `None` means idle: no timer is needed until the next `input`, `send` or `recv`.
+//!    `None` means idle: no timer is needed until the next `input`, `send` or `recv`. Ask again
+//!    after each of those (a `recv` or a write-delayed `send` may make an update due at once).
 //!
 //! Output datagrams start with [`Kcp::reserved`] bytes of unspecified content (room for the
 //! session's FEC and crypto headers, written in place) and never exceed [`Kcp::mtu`].
@@ -36,6 +37,11 @@
 //! * Scheduling is the caller's via [`Kcp::update`]/[`Kcp::next_deadline`]; the periodic flush
 //!   stops while idle and resumes in the same phase, and a retransmission timer that expires
 //!   before the next periodic flush is honoured exactly instead of up to one interval late.
+//! * Periodic flushes that cannot send anything (nothing pending but data in flight whose
+//!   retransmission timers have not expired) are skipped: [`Kcp::next_deadline`] jumps to the
+//!   earliest retransmission, which kcp-go's chain of ticks reaches at exactly that time. Any
+//!   change (input, send, recv, a knob) puts the timer back on the tick kcp-go would run next,
+//!   so a mostly idle conversation waiting for an ACK costs no wake-ups.
 //! * [`Kcp::input`] records that a flush is due instead of flushing itself.
 //! * Stream-mode [`Kcp::recv`] fills the whole buffer from several segments (kcp-go returns one
 //!   segment per call); stream-mode [`Kcp::send`] has no 255-segment limit; an empty `send` is
