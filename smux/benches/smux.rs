@@ -1,6 +1,8 @@
-//! Throughput over TCP loopback (one stream and 64 concurrent streams, smux v1/v2 and
-//! raw TCP in the same run) and stream open/close rate, as Go's `BenchmarkConnSmux`,
-//! `BenchmarkConnTCP` and `BenchmarkAcceptClose`.
+//! Throughput of one stream over an in-memory pipe (smux v1/v2 against the bare pipe)
+//! and over TCP loopback (smux v1/v2 against raw TCP, in the same group so the ratio
+//! shows), 64 concurrent streams, and stream open/close rate, as Go's
+//! `BenchmarkConnSmux`, `BenchmarkConnTCP` and `BenchmarkAcceptClose`. Writes and reads
+//! are 256 KiB, the smux config is the default (32 KiB frames).
 //!
 //! `cargo bench -p smux --bench smux -- --warm-up-time 1 --measurement-time 3`
 
@@ -16,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 
-/// Bytes per write, as Go's bench (128 KiB).
-const WRITE: usize = 128 * 1024;
+/// Bytes per write and per read.
+const WRITE: usize = 256 * 1024;
 
 type Reader = Box<dyn AsyncRead + Unpin + Send>;
 type Writer = Box<dyn AsyncWrite + Unpin + Send>;
@@ -168,11 +170,57 @@ fn run_rounds(rt: &Runtime, pump: &mut Pump, iters: u64) -> Duration {
     })
 }
 
+/// One stream over an in-memory pipe (tokio's duplex, 1 MiB buffer): what smux itself
+/// costs, without a kernel.
+fn pipe_throughput(c: &mut Criterion) {
+    let rt = rt();
+    let per = 4 << 20;
+    let mut g = c.benchmark_group("one_stream_pipe");
+    g.throughput(Throughput::Bytes(per as u64));
+    {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (_ar, aw) = tokio::io::split(a);
+        let (br, _bw) = tokio::io::split(b);
+        let mut pump = Pump::new(
+            &rt,
+            vec![(
+                Box::new(KeepAlive(aw, _ar)) as Writer,
+                Box::new(KeepAlive(br, _bw)) as Reader,
+            )],
+            per,
+        );
+        g.bench_function("raw_pipe", |bch| {
+            bch.iter_custom(|iters| run_rounds(&rt, &mut pump, iters))
+        });
+    }
+    for v in [Version::V1, Version::V2] {
+        let (_c, _s, pairs) = rt.block_on(async {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            let client = Session::client(a, cfg(v)).unwrap();
+            let server = Session::server(b, cfg(v)).unwrap();
+            let c = client.open_stream().await.unwrap();
+            let s = server.accept_stream().await.unwrap();
+            let (cr, cw) = c.into_split();
+            let (sr, sw) = s.into_split();
+            let pairs = vec![(
+                Box::new(KeepAlive(cw, cr)) as Writer,
+                Box::new(KeepAlive(sr, sw)) as Reader,
+            )];
+            (client, server, pairs)
+        });
+        let mut pump = Pump::new(&rt, pairs, per);
+        g.bench_function(format!("smux_{v:?}"), |bch| {
+            bch.iter_custom(|iters| run_rounds(&rt, &mut pump, iters))
+        });
+    }
+    g.finish();
+}
+
 fn throughput(c: &mut Criterion) {
     let rt = rt();
-    // One stream: 1 MiB per iteration in 128 KiB writes.
-    let per = 1 << 20;
-    let mut g = c.benchmark_group("one_stream");
+    // One stream: 4 MiB per iteration in 256 KiB writes.
+    let per = 4 << 20;
+    let mut g = c.benchmark_group("one_stream_tcp");
     g.throughput(Throughput::Bytes(per as u64));
     {
         let (a, b) = rt.block_on(tcp_pair());
@@ -263,5 +311,5 @@ fn open_close(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, throughput, open_close);
+criterion_group!(benches, pipe_throughput, throughput, open_close);
 criterion_main!(benches);
