@@ -756,6 +756,7 @@ pub fn render_with(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
         let links = plots
             .iter()
             .map(|p| {

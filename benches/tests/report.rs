@@ -490,7 +490,7 @@ fn render_merges_json_and_links_plots_relative_to_the_page() {
     let (ja, jb) = (dir.0.join("a.json"), dir.0.join("b.json"));
     std::fs::write(&ja, serde_json::to_string(&a).unwrap()).unwrap();
     std::fs::write(&jb, serde_json::to_string(&b).unwrap()).unwrap();
-    let md_path = dir.0.join("RESULTS.md");
+    let md_path = dir.0.join("page").join("RESULTS.md");
     let plots = dir.0.join("results").join("plots");
     let table = report::render(&[ja, jb], Some(&md_path), Some(&plots)).unwrap();
     assert!(table.contains("== sessions again =="));
@@ -503,8 +503,9 @@ fn render_merges_json_and_links_plots_relative_to_the_page() {
         .collect();
     assert_eq!(links.len(), 4, "{md}");
     for l in links {
-        assert!(l.starts_with("results/plots/"), "{l}");
-        assert_png(&dir.0.join(l));
+        // The page is in a directory of its own (created by render), beside results/.
+        assert!(l.starts_with("../results/plots/"), "{l}");
+        assert_png(&dir.0.join("page").join(l));
     }
     // A file that is not a report names itself in the error.
     let junk = dir.0.join("junk.json");
