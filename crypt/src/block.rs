@@ -52,7 +52,7 @@ pub trait BlockCrypt: Send + Sync {
 pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn BlockCrypt>> {
     let k16: &[u8; 16] = key.first_chunk().unwrap_or(&[0; 16]);
     Some(match kind {
-        CipherKind::Aes => cfb(aes::Aes256::new(key.into())),
+        CipherKind::Aes => aes256_cfb(key),
         CipherKind::Aes128 => cfb(aes::Aes128::new(k16.into())),
         CipherKind::Aes192 => cfb(<aes::Aes192 as KeyInit>::new_from_slice(&key[..24]).ok()?),
         CipherKind::Salsa20 => Box::new(Salsa20Crypt { key: *key }),
@@ -67,6 +67,16 @@ pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn Block
         CipherKind::None => Box::new(NoneCrypt),
         CipherKind::Aes256Gcm | CipherKind::ChaCha20Poly1305 => return None,
     })
+}
+
+/// kcptun's default cipher: straight on AES-NI where the CPU has it (see `crate::aesni`), else through
+/// `cfb_mode` and the `aes` crate.
+fn aes256_cfb(key: &[u8; 32]) -> Box<dyn BlockCrypt> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(c) = crate::aesni::AesNiCfb::new(key) {
+        return Box::new(c);
+    }
+    cfb(aes::Aes256::new(key.into()))
 }
 
 fn cfb<C>(cipher: C) -> Box<dyn BlockCrypt>

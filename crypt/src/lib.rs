@@ -37,6 +37,8 @@
 //! ```
 
 mod aead;
+#[cfg(target_arch = "x86_64")]
+mod aesni;
 mod block;
 mod ciphers;
 mod kind;

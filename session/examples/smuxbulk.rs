@@ -8,7 +8,7 @@
 //! cargo run --release -p session --example smuxbulk -- --serve 127.0.0.1:0 [--cf] [--mtu N]
 //! cargo run --release -p session --example smuxbulk -- --connect ADDR [--cf] [--mtu N] [--mib N]
 //! ```
-//! `--cf` adds aes (passphrase "bench") and FEC 10/3.
+//! `--cf` adds aes (passphrase "bench") and FEC 10/3. `SMUXBULK_STATS=1` prints both ends' SNMP counters.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -93,6 +93,9 @@ async fn serve(a: &Args, addr: &str) -> anyhow::Result<()> {
                     }
                     s.write_all(&got.to_le_bytes()).await?;
                     s.flush().await?;
+                    if std::env::var_os("SMUXBULK_STATS").is_some() {
+                        eprintln!("sink: {}", session::global_snmp());
+                    }
                     // Keep the stream until the client has read the answer and closes.
                     let _ = s.read(&mut buf).await;
                     anyhow::Ok(())
@@ -119,6 +122,9 @@ async fn client(a: &Args, addr: &str) -> anyhow::Result<f64> {
     let mut ack = [0u8; 8];
     c.read_exact(&mut ack).await?;
     let secs = start.elapsed().as_secs_f64();
+    if std::env::var_os("SMUXBULK_STATS").is_some() {
+        eprintln!("source: {}", session::global_snmp());
+    }
     anyhow::ensure!(
         u64::from_le_bytes(ack) == total,
         "sink got a different byte count"
