@@ -143,14 +143,21 @@ async fn serve(addr: &str, cfg: KcpConfig, stdin_lifetime: bool) -> anyhow::Resu
     {
         let live = Arc::clone(&live);
         tokio::spawn(async move {
-            let mut last = u64::MAX;
+            let mut prev = session::global_snmp();
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let n = live.load(Ordering::Relaxed);
-                if n != last {
-                    eprintln!("server: {n} live sessions");
-                    last = n;
-                }
+                let now = session::global_snmp();
+                let rate = |a: u64, b: u64| (a - b) as f64 / 5.0;
+                eprintln!(
+                    "server: {n} live sessions; per second: {:.0} datagrams in, {:.0} out, {:.0} segments out, \
+                     {:.0} retransmitted",
+                    rate(now.in_pkts, prev.in_pkts),
+                    rate(now.out_pkts, prev.out_pkts),
+                    rate(now.out_segs, prev.out_segs),
+                    rate(now.retrans_segs, prev.retrans_segs),
+                );
+                prev = now;
             }
         });
     }

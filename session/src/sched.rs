@@ -7,7 +7,10 @@
 //! whose engine is idle (`next_deadline() == None`) has no live entry and costs nothing until it does something.
 //!
 //! The thread is independent of any tokio runtime, so sessions created on different runtimes (one per test, say)
-//! share it. It never blocks on IO: sends are non-blocking and readers/writers are woken through their wakers.
+//! share it. When an entry pops, the session checks on this thread (one short lock) whether its engine still has
+//! work due: an entry made stale by an ACK that idled the engine or moved its deadline later costs no task and
+//! no runtime wake-up. The sessions that do have work are handed to their runtimes in one task per runtime and
+//! batch, not one task each.
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -20,9 +23,13 @@ use parking_lot::Mutex;
 
 /// Something the scheduler can wake: a session.
 pub(crate) trait Timed: Send + Sync {
-    /// Called on the scheduler thread once `deadline` has passed, with the generation the entry was pushed
-    /// with (the callee ignores it if it has rescheduled since).
-    fn on_timer(&self, generation: u64);
+    /// Called on the scheduler thread once an entry's deadline (ms on the [`now_ms`] clock, here `now`) has
+    /// passed, with the generation the entry was pushed with. Returns the runtime on which
+    /// [`Timed::run`] must be called if there is work due; `None` if the entry is stale or the work was
+    /// rescheduled (the callee pushes a new entry itself).
+    fn due(&self, generation: u64, now: u64) -> Option<tokio::runtime::Handle>;
+    /// The timer's work, run inside the runtime that [`Timed::due`] returned.
+    fn run(&self, generation: u64);
 }
 
 /// Milliseconds since the process's clock epoch (the first time anyone asked).
@@ -68,6 +75,9 @@ impl Ord for Entry {
             .then(other.seq.cmp(&self.seq))
     }
 }
+
+/// Timers handed to one runtime in one task: the target and the generation its entry carried.
+type Batch = Vec<(Arc<dyn Timed>, u64)>;
 
 struct Heap {
     heap: BinaryHeap<Entry>,
@@ -136,6 +146,8 @@ impl Scheduler {
 
     fn run(&self) {
         let mut due: Vec<(u64, Weak<dyn Timed>)> = Vec::new();
+        // Work to hand to runtimes, grouped by runtime (usually one).
+        let mut batches: Vec<(tokio::runtime::Handle, Batch)> = Vec::new();
         loop {
             let now = now_ms();
             let next = {
@@ -153,9 +165,21 @@ impl Scheduler {
             };
             if !due.is_empty() {
                 for (generation, target) in due.drain(..) {
-                    if let Some(t) = target.upgrade() {
-                        t.on_timer(generation);
+                    let Some(t) = target.upgrade() else { continue };
+                    let Some(rt) = t.due(generation, now) else {
+                        continue;
+                    };
+                    match batches.iter_mut().find(|(h, _)| h.id() == rt.id()) {
+                        Some((_, work)) => work.push((t, generation)),
+                        None => batches.push((rt, vec![(t, generation)])),
                     }
+                }
+                for (rt, work) in batches.drain(..) {
+                    rt.spawn(async move {
+                        for (t, generation) in work {
+                            t.run(generation);
+                        }
+                    });
                 }
                 continue;
             }
@@ -180,21 +204,30 @@ mod tests {
     struct Counter {
         hits: AtomicUsize,
         live: AtomicU64,
+        rt: tokio::runtime::Handle,
     }
     impl Timed for Counter {
-        fn on_timer(&self, generation: u64) {
-            if generation == self.live.load(Ordering::SeqCst) {
-                self.hits.fetch_add(1, Ordering::SeqCst);
-            }
+        fn due(&self, generation: u64, _now: u64) -> Option<tokio::runtime::Handle> {
+            (generation == self.live.load(Ordering::SeqCst)).then(|| self.rt.clone())
+        }
+        fn run(&self, _generation: u64) {
+            self.hits.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     #[test]
     fn fires_in_order_and_skips_stale_generations() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
         let s = Scheduler::global();
         let c = Arc::new(Counter {
             hits: AtomicUsize::new(0),
             live: AtomicU64::new(2),
+            rt: rt.handle().clone(),
         });
         let weak: Weak<dyn Timed> = Arc::downgrade(&(c.clone() as Arc<dyn Timed>));
         let now = now_ms();

@@ -236,16 +236,22 @@ impl Session {
         }
     }
 
-    /// Makes sure the scheduler wakes this session by the engine's next deadline (or `extra`).
-    fn reschedule(&self, st: &mut State, now64: u64, extra: Option<u64>) {
-        let mut d = st
+    /// When the engine next needs `update` (scheduler clock), write delay included.
+    fn wanted_deadline(&self, st: &State, now64: u64) -> Option<u64> {
+        let d = st
             .conn
             .kcp
             .next_deadline()
             .map(|d| deadline_from_engine(d, now64));
-        if let (Some(dd), Some(hold)) = (d, st.delay_until) {
-            d = Some(dd.max(hold));
+        match (d, st.delay_until) {
+            (Some(d), Some(hold)) => Some(d.max(hold)),
+            (d, _) => d,
         }
+    }
+
+    /// Makes sure the scheduler wakes this session by the engine's next deadline (or `extra`).
+    fn reschedule(&self, st: &mut State, now64: u64, extra: Option<u64>) {
+        let mut d = self.wanted_deadline(st, now64);
         if let Some(x) = extra {
             d = Some(d.map_or(x, |d| d.min(x)));
         }
@@ -595,27 +601,40 @@ impl Session {
 }
 
 impl Timed for Session {
-    /// Runs on the scheduler thread: hands the flush to the session's own runtime, so that it queues behind
-    /// the reader task that may hold fresh ACKs. Flushing straight from the timer thread while a busy runtime
-    /// has not read those ACKs yet causes spurious RTO retransmissions; only the stale-generation check runs
-    /// here.
-    fn on_timer(&self, generation: u64) {
-        if self.state.lock().sched_gen != generation {
-            return;
+    /// Runs on the scheduler thread. Only the checks happen here: a stale entry, or one whose work went away
+    /// (an ACK idled the engine) or moved later, is dropped or re-pushed without waking the runtime. Due work
+    /// goes to the session's own runtime, so that it queues behind the reader task that may hold fresh ACKs:
+    /// flushing straight from the timer thread while a busy runtime has not read those ACKs yet causes
+    /// spurious RTO retransmissions.
+    fn due(&self, generation: u64, now: u64) -> Option<tokio::runtime::Handle> {
+        let mut st = self.state.lock();
+        if st.sched_gen != generation || st.closed.is_some() {
+            return None;
         }
-        let weak = self.weak.clone();
-        self.rt.spawn(async move {
-            if let Some(s) = weak.upgrade() {
-                s.run_timer(generation);
+        let want = if st.conn.tx.is_empty() {
+            self.wanted_deadline(&st, now)
+        } else {
+            Some(now) // datagrams left over from a full socket buffer
+        };
+        match want {
+            Some(d) if d <= now => Some(self.rt.clone()),
+            Some(d) => {
+                st.sched_gen += 1;
+                st.scheduled = Some(d);
+                let weak: Weak<dyn Timed> = self.weak.clone();
+                Scheduler::global().schedule(d, st.sched_gen, weak);
+                None
             }
-        });
+            None => {
+                st.scheduled = None;
+                None
+            }
+        }
     }
-}
 
-impl Session {
     /// The timer's work: whatever the engine has due (periodic flush, retransmissions, probes), then the
     /// dead-link check.
-    fn run_timer(&self, generation: u64) {
+    fn run(&self, generation: u64) {
         let (wakes, dead) = {
             let mut st = self.state.lock();
             if st.closed.is_some() || generation != st.sched_gen {
