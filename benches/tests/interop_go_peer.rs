@@ -236,3 +236,136 @@ async fn interop_go_peer_control_errors_and_teardown() {
     );
     drop(ctl2);
 }
+
+/// A `kcpbench serve` child (the Rust server), killed when dropped.
+struct RustServer {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl RustServer {
+    fn spawn() -> RustServer {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kcpbench"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--stdin-lifetime"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("kcpbench serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("kcpbench serve said {line:?}"))
+            .to_string();
+        RustServer { child, addr }
+    }
+}
+
+impl Drop for RustServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The configurations crossed between the two implementations: plain KCP, and kcptun's usual
+/// smux over KCP with aes and FEC 10/3.
+fn cross_configs() -> [(Value, &'static [&'static str]); 2] {
+    [
+        (json!({"transport": "kcp"}), &["--transport", "kcp"]),
+        (
+            json!({"transport": "smux-kcp", "crypt": "aes", "datashard": 10, "parityshard": 3}),
+            &["--transport", "smux-kcp", "--crypt", "aes", "--fec", "10/3"],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_cross_go_client_rust_server() {
+    let peer = peer();
+    let server = RustServer::spawn();
+    for (config, _) in cross_configs() {
+        let mut ctl = Control::connect(&server.addr);
+        bulk_and_latency(&peer, &mut ctl, &config).await;
+        let mut ctl = Control::connect(&server.addr);
+        sessions(&peer, &mut ctl, &config).await;
+    }
+}
+
+/// Runs a kcpbench client subcommand against `connect` and returns its report's rows.
+fn kcpbench_rows(connect: &str, args: &[&str]) -> Vec<Value> {
+    let json_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "interop-cross-{}-{}.json",
+        std::process::id(),
+        args.join("_").replace('/', "-")
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kcpbench"))
+        .args(args)
+        .args([
+            "--connect",
+            connect,
+            "--go",
+            "off",
+            "--quiet",
+            "--timeout",
+            "60s",
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .output()
+        .expect("kcpbench runs");
+    assert!(
+        out.status.success(),
+        "kcpbench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap())
+        .expect("kcpbench writes a JSON report");
+    let _ = std::fs::remove_file(&json_path);
+    let rows = report["rows"].as_array().expect("report rows").clone();
+    assert!(!rows.is_empty(), "kcpbench {args:?} measured nothing");
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_cross_rust_client_go_server() {
+    let peer = peer();
+    let server = spawn(&peer);
+    for (_, flags) in cross_configs() {
+        let mut args = vec!["throughput", "--bytes", "4MiB", "--op", "oneway,echo"];
+        args.extend_from_slice(flags);
+        let rows = kcpbench_rows(server.control_addr(), &args);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        for r in &rows {
+            let m = &r["result"];
+            assert_eq!(m["kind"], "throughput", "{args:?}: {r}");
+            assert_eq!(m["bytes"], 4u64 << 20, "{args:?}: {r}");
+            assert!(m["secs"].as_f64().unwrap() > 0.0, "{r}");
+        }
+
+        let mut args = vec!["latency", "--count", "20", "--period", "10ms"];
+        args.extend_from_slice(flags);
+        let rows = kcpbench_rows(server.control_addr(), &args);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let m = &rows[0]["result"];
+        assert_eq!(m["kind"], "latency", "{args:?}: {m}");
+        assert_eq!(m["rtt_us"].as_array().map(Vec::len), Some(20), "{m}");
+        assert_eq!(m["lost"], 0, "{m}");
+
+        let mut args = vec!["sessions", "--sessions", "20", "--secs", "2"];
+        args.extend_from_slice(flags);
+        let rows = kcpbench_rows(server.control_addr(), &args);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let m = &rows[0]["result"];
+        assert_eq!(m["kind"], "sessions", "{args:?}: {m}");
+        assert_eq!(m["sessions"], 20, "{m}");
+        assert_eq!(m["expected"], 40, "{m}");
+        assert_eq!(m["echoed"], m["expected"], "{m}");
+        assert!(m["server_rss_after"].as_u64().unwrap() > 0, "{m}");
+    }
+}
