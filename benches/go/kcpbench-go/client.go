@@ -33,15 +33,15 @@ type Job struct {
 
 // Result is the one JSON line printed by `run`.
 type Result struct {
-	OK       bool     `json:"ok"`
-	Error    string   `json:"error,omitempty"`
-	Bytes    *uint64  `json:"bytes,omitempty"`
-	Secs     *float64 `json:"secs,omitempty"`
-	RttUs    []uint64 `json:"rtt_us,omitempty"`
-	Lost     *uint64  `json:"lost,omitempty"`
-	Echoed   *uint64  `json:"echoed,omitempty"`
-	Expected *uint64  `json:"expected,omitempty"`
-	OpenSecs *float64 `json:"open_secs,omitempty"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error,omitempty"`
+	Bytes    *uint64   `json:"bytes,omitempty"`
+	Secs     *float64  `json:"secs,omitempty"`
+	RttUs    *[]uint64 `json:"rtt_us,omitempty"` // a pointer: present (maybe empty) in latency results
+	Lost     *uint64   `json:"lost,omitempty"`
+	Echoed   *uint64   `json:"echoed,omitempty"`
+	Expected *uint64   `json:"expected,omitempty"`
+	OpenSecs *float64  `json:"open_secs,omitempty"`
 }
 
 func fail(format string, a ...interface{}) Result {
@@ -373,7 +373,7 @@ func latency(d *dialer, job *Job) Result {
 	set.close()
 	<-werr
 	lost := uint64(job.Count) - uint64(len(rtts))
-	return Result{OK: true, RttUs: rtts, Lost: &lost}
+	return Result{OK: true, RttUs: &rtts, Lost: &lost}
 }
 
 // session is one of the many connections of a sessions job: one stream doing op E.
