@@ -21,7 +21,7 @@ use crate::proto::{self, HEADER_LEN, MAX_LINE, Op, Request};
 
 /// First read buffer of a data stream. Small, so ten thousand idle sessions cost little; it grows to
 /// [`MAX_BUF`] as soon as reads fill it (bulk streams).
-const MIN_BUF: usize = 1024;
+const MIN_BUF: usize = 256;
 /// Largest read buffer of a data stream.
 pub const MAX_BUF: usize = 256 * 1024;
 
