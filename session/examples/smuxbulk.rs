@@ -3,7 +3,7 @@
 //! buffers). This is the scenario of the performance targets in issue 7.
 //!
 //! ```text
-//! cargo run --release -p session --example smuxbulk -- [--cf] [--mtu 1350] [--mib 256]
+//! cargo run --release -p session --example smuxbulk -- [--cf] [--mtu 1350] [--mib 256] [--wnd 1024]
 //!     # spawns itself as the sink (--serve) and prints the client's MB/s
 //! cargo run --release -p session --example smuxbulk -- --serve 127.0.0.1:0 [--cf] [--mtu N]
 //! cargo run --release -p session --example smuxbulk -- --connect ADDR [--cf] [--mtu N] [--mib N]
@@ -23,6 +23,7 @@ struct Args {
     cf: bool,
     mtu: usize,
     mib: u64,
+    wnd: u32,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -32,6 +33,7 @@ fn args() -> anyhow::Result<Args> {
         cf: false,
         mtu: 1350,
         mib: 256,
+        wnd: 1024,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -45,6 +47,7 @@ fn args() -> anyhow::Result<Args> {
             "--cf" => a.cf = true,
             "--mtu" => a.mtu = val()?.parse()?,
             "--mib" => a.mib = val()?.parse()?,
+            "--wnd" => a.wnd = val()?.parse()?,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -54,6 +57,8 @@ fn args() -> anyhow::Result<Args> {
 fn kcp_config(a: &Args) -> KcpConfig {
     let cfg = KcpConfig {
         mtu: a.mtu,
+        snd_wnd: a.wnd,
+        rcv_wnd: a.wnd,
         ..KcpConfig::fast3()
     };
     if a.cf {
@@ -147,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
     // Self-driving: the sink is this program in another process.
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["--serve", "127.0.0.1:0", "--mtu", &a.mtu.to_string()])
-        .args(["--mib", &a.mib.to_string()]);
+        .args(["--mib", &a.mib.to_string(), "--wnd", &a.wnd.to_string()]);
     if a.cf {
         cmd.arg("--cf");
     }
