@@ -813,3 +813,87 @@ async fn large_frames_across_read_chunks_arrive_intact() {
     assert!(got == data);
     drop(feeder.await.unwrap());
 }
+
+#[tokio::test]
+async fn random_frame_mixes_in_random_cuts_parse_like_whole_frames() {
+    // Streaming parser vs. chunk boundaries: PSH of every size (to open, unknown and
+    // closed streams), UPD, NOP, SYN and FIN, written to the transport in random cuts.
+    let mut rng = 0x1234_5678_9abc_def1u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for round in 0..6 {
+        let ver = if round % 2 == 0 { 1 } else { 2 };
+        let mut c = cfg(if ver == 1 { Version::V1 } else { Version::V2 });
+        c.max_frame_size = 65535;
+        let (s, mut raw) = raw_client(c, ver);
+        let sids = [3u32, 5, 7];
+        let mut wire = BytesMut::new();
+        let mut expect: Vec<Vec<u8>> = vec![Vec::new(); sids.len()];
+        for sid in sids {
+            Frame::Syn(sid).encode(ver, &mut wire);
+        }
+        for i in 0..400 {
+            let k = next(sids.len() as u64) as usize;
+            match next(10) {
+                0 => Frame::Nop(0).encode(ver, &mut wire),
+                1 => Frame::Upd {
+                    stream_id: sids[k],
+                    consumed: 0,
+                    window: 65536,
+                }
+                .encode(ver, &mut wire),
+                2 => {
+                    // Data for a stream nobody opened: discarded.
+                    Frame::Psh(99, vec![1u8; next(40_000) as usize].into()).encode(ver, &mut wire)
+                }
+                _ => {
+                    let len = match next(4) {
+                        0 => next(100) as usize,
+                        1 => next(65536) as usize,
+                        2 => 32768,
+                        _ => next(5000) as usize,
+                    };
+                    let p = pattern(i, len);
+                    expect[k].extend_from_slice(&p);
+                    Frame::Psh(sids[k], p.into()).encode(ver, &mut wire);
+                }
+            }
+        }
+        for sid in sids {
+            Frame::Fin(sid).encode(ver, &mut wire);
+        }
+        let cuts: Vec<usize> = (0..wire.len() / 3000)
+            .map(|_| next(300_000) as usize + 1)
+            .collect();
+        let feeder = tokio::spawn(async move {
+            let mut off = 0;
+            let mut i = 0;
+            while off < wire.len() {
+                let end = (off + cuts.get(i).copied().unwrap_or(4096)).min(wire.len());
+                raw.send_raw(&wire[off..end]).await;
+                off = end;
+                i += 1;
+            }
+            raw
+        });
+        let mut readers = Vec::new();
+        for _ in sids {
+            let mut st = s.accept_stream().await.unwrap();
+            readers.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                st.read_to_end(&mut got).await.unwrap();
+                (st.id(), got)
+            }));
+        }
+        for r in readers {
+            let (id, got) = r.await.unwrap();
+            let k = sids.iter().position(|&s| s == id).unwrap();
+            assert!(got == expect[k], "round {round} stream {id}");
+        }
+        drop(feeder.await.unwrap());
+    }
+}
