@@ -95,6 +95,21 @@ fn config(mode: &str, sessions: usize) -> anyhow::Result<KcpConfig> {
     })
 }
 
+/// Voluntary context switches (a thread went to sleep, so it had to be woken) summed over a process's threads.
+fn wakeups(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .filter_map(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// CPU time (user + system) and resident set of a process, from /proc.
 fn proc_stats(pid: u32) -> anyhow::Result<(Duration, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -268,10 +283,12 @@ async fn client(a: Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
     }
     tokio::time::sleep_until((start + Duration::from_secs_f64(a.warmup)).into()).await;
     let (cpu1, _) = proc_stats(pid)?;
+    let w1 = wakeups(pid);
     let e1 = echoed.load(Ordering::Relaxed);
     let t1 = Instant::now();
     tokio::time::sleep_until(end.into()).await;
     let (cpu2, rss2) = proc_stats(pid)?;
+    let w2 = wakeups(pid);
     let e2 = echoed.load(Ordering::Relaxed);
     let wall = t1.elapsed().as_secs_f64();
     let mut failed = 0;
@@ -284,12 +301,14 @@ async fn client(a: Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
     let per = (rss2.saturating_sub(rss0)) as f64 / a.sessions as f64;
     println!(
         "mode {} sessions {} size {} rate {}/s: server CPU {:.1}% of a core ({cpu:.2}s over {wall:.1}s), \
-         RSS {:.1} MB -> {:.1} MB = {:.2} KB/session; echoes {} in window ({:.0}/s), failed sessions {failed}",
+         {:.0} thread wake-ups/s; RSS {:.1} MB -> {:.1} MB = {:.2} KB/session; echoes {} in window ({:.0}/s), \
+         failed sessions {failed}",
         a.mode,
         a.sessions,
         a.size,
         a.rate,
         100.0 * cpu / wall,
+        (w2 - w1) as f64 / wall,
         rss0 as f64 / 1e6,
         rss2 as f64 / 1e6,
         per / 1e3,

@@ -23,6 +23,9 @@ use parking_lot::Mutex;
 
 /// Something the scheduler can wake: a session.
 pub(crate) trait Timed: Send + Sync {
+    /// Whether an entry pushed with `generation` is still wanted (lock-free; a stale entry is dropped without
+    /// waking the thread for it).
+    fn live(&self, generation: u64) -> bool;
     /// Called on the scheduler thread once an entry's deadline (ms on the [`now_ms`] clock, here `now`) has
     /// passed, with the generation the entry was pushed with. Returns the runtime on which
     /// [`Timed::run`] must be called if there is work due; `None` if the entry is stale or the work was
@@ -152,8 +155,17 @@ impl Scheduler {
             let now = now_ms();
             let next = {
                 let mut h = self.heap.lock();
-                while h.heap.peek().is_some_and(|e| e.deadline <= now) {
-                    if let Some(e) = h.heap.pop() {
+                // Due entries are collected; stale ones at the top are dropped, so the thread only ever sleeps
+                // towards an entry someone still wants.
+                while let Some(e) = h.heap.peek() {
+                    let is_due = e.deadline <= now;
+                    let live = e.target.upgrade().is_some_and(|t| t.live(e.generation));
+                    if !is_due && live {
+                        break;
+                    }
+                    if let Some(e) = h.heap.pop()
+                        && live
+                    {
                         due.push((e.generation, e.target));
                     }
                 }
@@ -203,11 +215,16 @@ mod tests {
 
     struct Counter {
         hits: AtomicUsize,
+        dues: AtomicUsize,
         live: AtomicU64,
         rt: tokio::runtime::Handle,
     }
     impl Timed for Counter {
+        fn live(&self, generation: u64) -> bool {
+            generation == self.live.load(Ordering::SeqCst)
+        }
         fn due(&self, generation: u64, _now: u64) -> Option<tokio::runtime::Handle> {
+            self.dues.fetch_add(1, Ordering::SeqCst);
             (generation == self.live.load(Ordering::SeqCst)).then(|| self.rt.clone())
         }
         fn run(&self, _generation: u64) {
@@ -226,6 +243,7 @@ mod tests {
         let s = Scheduler::global();
         let c = Arc::new(Counter {
             hits: AtomicUsize::new(0),
+            dues: AtomicUsize::new(0),
             live: AtomicU64::new(2),
             rt: rt.handle().clone(),
         });
@@ -239,6 +257,8 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(c.hits.load(Ordering::SeqCst), 1);
+        // The superseded entry was dropped by generation, never handed to the target.
+        assert_eq!(c.dues.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub(crate) struct Session {
     /// Live `KcpStream`/half handles; the session closes when the last one goes.
     pub(crate) handles: AtomicUsize,
     weak: Weak<Session>,
+    /// `State::sched_gen`, readable without the lock: the scheduler drops entries of older generations unseen.
+    live_gen: AtomicU64,
     /// The runtime the session was created on; timer work runs there.
     rt: tokio::runtime::Handle,
     pub(crate) state: Mutex<State>,
@@ -131,6 +133,7 @@ impl Session {
             role,
             handles: AtomicUsize::new(0),
             weak: weak.clone(),
+            live_gen: AtomicU64::new(0),
             rt: tokio::runtime::Handle::current(),
             state: Mutex::new(State {
                 conn,
@@ -255,11 +258,20 @@ impl Session {
         if let Some(x) = extra {
             d = Some(d.map_or(x, |d| d.min(x)));
         }
-        if let Some(d) = d
-            && st.scheduled.is_none_or(|s| d < s)
-        {
-            st.sched_gen += 1;
-            st.scheduled = Some(d);
+        self.set_timer(st, d);
+    }
+
+    /// Points the session's one live scheduler entry at `d` (`None`: no entry). An entry whose deadline moved
+    /// (later, or away when an ACK idled the engine) is superseded by generation, so the scheduler drops it
+    /// without waking for it.
+    fn set_timer(&self, st: &mut State, d: Option<u64>) {
+        if st.scheduled == d {
+            return;
+        }
+        st.sched_gen += 1;
+        st.scheduled = d;
+        self.live_gen.store(st.sched_gen, Ordering::Release);
+        if let Some(d) = d {
             let weak: Weak<dyn Timed> = self.weak.clone();
             Scheduler::global().schedule(d, st.sched_gen, weak);
         }
@@ -285,8 +297,7 @@ impl Session {
             st.conn.kcp = kcp::Kcp::new(self.conv);
             st.conn.release();
             st.leftover = Vec::new();
-            st.scheduled = None;
-            st.sched_gen += 1;
+            self.set_timer(&mut st, None);
             Wakes(st.read_waker.take(), st.write_waker.take())
         };
         wakes.wake();
@@ -601,6 +612,10 @@ impl Session {
 }
 
 impl Timed for Session {
+    fn live(&self, generation: u64) -> bool {
+        self.live_gen.load(Ordering::Acquire) == generation
+    }
+
     /// Runs on the scheduler thread. Only the checks happen here: a stale entry, or one whose work went away
     /// (an ACK idled the engine) or moved later, is dropped or re-pushed without waking the runtime. Due work
     /// goes to the session's own runtime, so that it queues behind the reader task that may hold fresh ACKs:
@@ -618,15 +633,9 @@ impl Timed for Session {
         };
         match want {
             Some(d) if d <= now => Some(self.rt.clone()),
-            Some(d) => {
-                st.sched_gen += 1;
-                st.scheduled = Some(d);
-                let weak: Weak<dyn Timed> = self.weak.clone();
-                Scheduler::global().schedule(d, st.sched_gen, weak);
-                None
-            }
-            None => {
-                st.scheduled = None;
+            d => {
+                st.scheduled = None; // this entry is gone
+                self.set_timer(&mut st, d);
                 None
             }
         }
