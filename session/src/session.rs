@@ -783,3 +783,14 @@ impl Registry {
 pub fn global_snmp() -> SnmpSnapshot {
     registry().total()
 }
+
+#[cfg(test)]
+mod tests {
+    /// What every session costs before any traffic, with FEC and cipher off: 10,000 sessions must fit in a few
+    /// MB (the FEC coder state used to sit inline, ~6 KB per session even with FEC off).
+    #[test]
+    fn an_idle_session_struct_stays_small() {
+        assert!(std::mem::size_of::<super::Session>() <= 1280);
+        assert!(std::mem::size_of::<crate::conn::Conn>() <= 768);
+    }
+}
