@@ -28,6 +28,9 @@ use crate::udp::UdpIo;
 /// link would (KCP retransmits).
 const MAX_PENDING_TX: usize = 8192;
 
+/// Send-queue bytes an idle session keeps for reuse; a larger allocation left by a burst is released.
+const IDLE_TX_KEEP: usize = 16 << 10;
+
 /// How the session is tied to its socket.
 pub(crate) enum Role {
     /// Owns its socket and its reader task (aborted on close).
@@ -255,6 +258,10 @@ impl Session {
     /// Makes sure the scheduler wakes this session by the engine's next deadline (or `extra`).
     fn reschedule(&self, st: &mut State, now64: u64, extra: Option<u64>) {
         let mut d = self.wanted_deadline(st, now64);
+        if d.is_none() && extra.is_none() {
+            // The engine is idle: nothing in flight, so no burst is under way.
+            st.conn.tx.trim(IDLE_TX_KEEP);
+        }
         if let Some(x) = extra {
             d = Some(d.map_or(x, |d| d.min(x)));
         }

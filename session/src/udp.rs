@@ -119,6 +119,14 @@ impl TxQueue {
         self.data.clear();
         self.ends.clear();
     }
+
+    /// Gives the buffers back when nothing is queued and they grew past `keep` bytes: a session that went idle
+    /// after a burst should not hold the burst's memory (10,000 sessions).
+    pub(crate) fn trim(&mut self, keep: usize) {
+        if self.ends.is_empty() && self.data.capacity() > keep {
+            *self = TxQueue::default();
+        }
+    }
 }
 
 /// Receive buffers for one batch: slots of [`MAX_DATAGRAM`] bytes (or of [`GRO_SLOT`] bytes when the socket
@@ -597,6 +605,24 @@ mod linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn txqueue_trim_releases_a_burst_once_empty() {
+        let mut q = TxQueue::default();
+        for _ in 0..100 {
+            q.push(1400);
+        }
+        q.trim(16 << 10);
+        assert_eq!(q.len(), 100, "never drops queued datagrams");
+        q.consume(100);
+        q.trim(16 << 10);
+        assert_eq!(q.data.capacity(), 0);
+        q.push(100);
+        q.consume(1);
+        let cap = q.data.capacity();
+        q.trim(16 << 10);
+        assert_eq!(q.data.capacity(), cap, "small buffers are kept for reuse");
+    }
 
     #[test]
     fn txqueue_consume() {
