@@ -152,7 +152,7 @@ struct Common {
     /// kcptun modes (list): normal, fast, fast2, fast3, manual.
     #[arg(long, default_value = "fast3", value_delimiter = ',')]
     mode: Vec<Mode>,
-    /// kcptun ciphers (list): none, aes, aes-128, salsa20, ... (none still sends kcp-go's nonce+CRC header).
+    /// kcptun ciphers (list): none, aes, aes-128, salsa20, ... (none still sends kcp-go's nonce+CRC header; plain = no packet layer at all).
     #[arg(long, default_value = "none", value_delimiter = ',')]
     crypt: Vec<String>,
     /// kcptun --key (PBKDF2-derived as kcptun does).
@@ -185,6 +185,10 @@ struct Common {
     /// ACK at once.
     #[arg(long)]
     acknodelay: bool,
+    /// Cap on KCP segments in flight (rkcp only; 0 = none, as kcp-go): with windows well above the path's
+    /// capacity, holes no longer stall the sender. Rows with a cap have no kcp-go row.
+    #[arg(long, default_value_t = 0)]
+    inflight: u32,
     /// smux version (1 or 2).
     #[arg(long, default_value_t = 2)]
     smuxver: u8,
@@ -228,6 +232,7 @@ impl Common {
             rcvwnd: self.rcvwnd,
             mtu: self.mtu,
             acknodelay: self.acknodelay,
+            inflight: self.inflight,
             key: self.key.clone(),
             smuxver: self.smuxver,
             smuxbuf: self.smuxbuf,

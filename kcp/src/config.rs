@@ -51,6 +51,9 @@ pub struct KcpConfig {
     /// Overrides the minimum RTO that `nodelay` selects (100 or 30 ms). `None` by default. The
     /// original KCP's latency test uses 10 ms in its fast mode.
     pub min_rto: Option<u32>,
+    /// Caps the segments sent but not yet acknowledged (see
+    /// [`Kcp::set_max_inflight`](crate::Kcp::set_max_inflight)). `None` by default (kcp-go).
+    pub max_inflight: Option<u32>,
 }
 
 impl Default for KcpConfig {
@@ -69,6 +72,7 @@ impl Default for KcpConfig {
             write_delay: false,
             dead_link: 20,
             min_rto: None,
+            max_inflight: None,
         }
     }
 }

@@ -30,6 +30,8 @@ const IDLE_QUEUE_CAP: usize = 64;
 const ACKLIST_WINDOWS: usize = 8;
 /// ... and never fewer than this many entries.
 const ACKLIST_MIN: usize = 256;
+/// With `max_inflight`, ACKs of this many segments beyond a hole trigger a flush before the interval.
+const INFLIGHT_BATCH: u32 = 16;
 
 /// `itimediff`: wrapping difference read as signed (PROTOCOL.md A.1).
 #[inline]
@@ -167,6 +169,12 @@ pub struct Kcp {
     stream: bool,
     ack_nodelay: bool,
     write_delay: bool,
+    /// Cap on sent, not yet acknowledged segments (beyond kcp-go; see `set_max_inflight`).
+    max_inflight: Option<u32>,
+    /// The last flush left new data queued because of `max_inflight`.
+    inflight_blocked: bool,
+    /// Segments newly acknowledged since the last full flush (counted while `inflight_blocked`).
+    acked_since_flush: u32,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -287,6 +295,9 @@ impl Kcp {
             stream: cfg.stream,
             ack_nodelay: cfg.ack_nodelay,
             write_delay: cfg.write_delay,
+            max_inflight: cfg.max_inflight,
+            inflight_blocked: false,
+            acked_since_flush: 0,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),
@@ -339,6 +350,22 @@ impl Kcp {
         if self.skip.is_some() {
             self.skip_stale = true;
         }
+    }
+
+    /// Caps the segments that are sent but not yet acknowledged at `max` (`None`: no cap, as
+    /// kcp-go). Not in kcp-go, and invisible on the wire.
+    ///
+    /// KCP's windows count from `snd_una`: while the oldest segment is lost, the window stops
+    /// at `snd_una + wnd` even though everything after the hole was delivered and acknowledged.
+    /// On a lossy long-fat path that stalls the sender for a retransmission round trip at each
+    /// loss, unless the window is several times the path's capacity — and then, with `nc` set,
+    /// every repaired hole lets a window's worth of segments out at once and the bottleneck queue
+    /// overflows. With a large `snd_wnd`/`rcv_wnd` (e.g. 4096) and `max_inflight` near the
+    /// path's bandwidth-delay product plus its queue, new segments are clocked out by the ACKs
+    /// of later segments (like TCP's SACK pipe) while holes are repaired, and the queue never
+    /// overflows. Counted in segments; retransmissions don't add to it.
+    pub fn set_max_inflight(&mut self, max: Option<u32>) {
+        self.max_inflight = max.map(|m| m.max(1));
     }
 
     /// Overrides the minimum RTO (the C KCP test sets 10 ms in its fast mode). Reset by
@@ -705,6 +732,11 @@ impl Kcp {
             }
         }
 
+        // With `max_inflight`, ACKs beyond a hole free room for new segments without moving
+        // `snd_una`: flush once enough room accumulated rather than waiting for the interval.
+        if self.inflight_blocked && self.acked_since_flush >= INFLIGHT_BATCH {
+            window_slides = true;
+        }
         if window_slides {
             self.pending_full = true;
         } else if self.ack_nodelay && !self.acklist.is_empty() {
@@ -771,6 +803,7 @@ impl Kcp {
         if let Some(seg) = self.snd_buf.get_mut(idx) {
             if seg.sn == sn && !seg.acked {
                 seg.acked = true;
+                self.acked_since_flush += 1;
                 let data = mem::take(&mut seg.data);
                 self.recycle(data);
             }
@@ -994,9 +1027,22 @@ impl Kcp {
             cwnd = cwnd.min(self.cwnd);
         }
 
-        // 7. snd_queue -> snd_buf.
+        // 7. snd_queue -> snd_buf (never beyond `max_inflight` unacknowledged segments).
+        let mut room = match self.max_inflight {
+            Some(max) => {
+                max.saturating_sub(self.snd_buf.iter().filter(|s| !s.acked).count() as u32)
+            }
+            None => u32::MAX,
+        };
+        self.acked_since_flush = 0;
+        self.inflight_blocked = false;
         let mut new_segs = 0u32;
         while diff(self.snd_nxt, self.snd_una.wrapping_add(cwnd)) < 0 {
+            if room == 0 {
+                self.inflight_blocked = !self.snd_queue.is_empty();
+                break;
+            }
+            room -= 1;
             let Some(mut seg) = self.snd_queue.pop_front() else {
                 break;
             };

@@ -64,6 +64,11 @@ pub struct KcpConfig {
     /// Transmissions of one segment after which the peer counts as gone and the stream fails with
     /// [`SessionError::DeadLink`](crate::SessionError::DeadLink). Default 20 (kcp-go `IKCP_DEADLINK`).
     pub dead_link: u32,
+    /// Cap on segments sent but not yet acknowledged, beyond kcp-go and invisible on the wire; see
+    /// [`kcp::Kcp::set_max_inflight`]. Default `None` (no cap, as kcp-go). For a long lossy path, set the
+    /// windows well above the path's capacity (e.g. 4096) and this near its bandwidth-delay product plus
+    /// its bottleneck queue, in segments: holes then no longer stall the sender.
+    pub max_inflight: Option<u32>,
     /// Packet cipher (kcp-go's nonce + CRC + cipher, or an authenticated Rust-only kind). Default `None`
     /// (plain KCP, no header). Both ends must agree.
     pub crypt: Option<PacketCrypt>,
@@ -100,6 +105,7 @@ impl Default for KcpConfig {
             ack_nodelay: e.ack_nodelay,
             write_delay: e.write_delay,
             dead_link: e.dead_link,
+            max_inflight: e.max_inflight,
             crypt: None,
             fec: None,
             dscp: None,
@@ -226,6 +232,7 @@ impl KcpConfig {
             reserved,
             ack_nodelay: self.ack_nodelay,
             dead_link: self.dead_link,
+            max_inflight: self.max_inflight,
             ..kcp::KcpConfig::default()
         }
     }

@@ -176,6 +176,12 @@ impl KcpStream {
         self.s.with_state(|st| st.conn.kcp.set_ack_nodelay(on));
     }
 
+    /// Caps the segments sent but not yet acknowledged (`None`: no cap, as kcp-go); see
+    /// [`KcpConfig::max_inflight`](crate::KcpConfig::max_inflight).
+    pub fn set_max_inflight(&self, max: Option<u32>) {
+        self.s.with_state(|st| st.conn.kcp.set_max_inflight(max));
+    }
+
     /// Write delay: do not flush after each write, but when the window fills or at the next tick.
     pub fn set_write_delay(&self, on: bool) {
         self.s.with_state(|st| st.set_write_delay(on));

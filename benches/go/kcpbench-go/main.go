@@ -143,6 +143,9 @@ func blockCrypt(name, key string) (kcp.BlockCrypt, error) {
 		block, err = kcp.NewSimpleXORBlockCrypt(pass)
 	case "none":
 		block, err = kcp.NewNoneBlockCrypt(pass)
+	case "plain":
+		// No packet layer at all (a nil BlockCrypt): not a kcptun name, the rkcp default.
+		return nil, nil
 	case "aes-128":
 		block, err = kcp.NewAESBlockCrypt(pass[:16])
 	case "aes-192":

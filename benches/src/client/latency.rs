@@ -104,7 +104,7 @@ pub async fn run(opts: &ClientOpts, plan: &LatencyPlan, report: &mut Report) -> 
         .await;
         pb.finish_and_clear();
         push_row(report, &group, &label, rust_impl(cfg), m);
-        if cfg.transport.is_kcp() && opts.go.wanted() {
+        if cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0 {
             let m = match opts.go.skipped() {
                 Some(m) => m,
                 None => {

@@ -79,7 +79,7 @@ pub async fn run(
         let label = cfg.label();
         let m = guarded(timeout, rust_row(opts, cfg, plan)).await;
         push_row(report, &group, &label, rust_impl(cfg), m);
-        if cfg.transport.is_kcp() && opts.go.wanted() {
+        if cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0 {
             let m = match opts.go.skipped() {
                 Some(m) => m,
                 None => {
