@@ -65,33 +65,8 @@ impl Handle {
             let mut wake = inner.return_tokens(n);
             let before = inner.control.len();
             inner.after_read(self.id, n, config);
-            if inner.control.len() != before {
-                // A window update is due: send it from this task if the transport is
-                // free (try_lock cannot deadlock against the lock order), sparing the
-                // driver a wake-up on the path that paces the sender.
-                match self.shared.try_lock_writer() {
-                    Some(mut w) => {
-                        let c = inner.control.split().freeze();
-                        w.push_out(c);
-                        drop(g);
-                        let done = match w.poll_write_out(cx) {
-                            Poll::Ready(Ok(_)) => {
-                                matches!(w.poll_flush_io(cx), Poll::Ready(Ok(())))
-                                    && w.out.is_empty()
-                            }
-                            // The driver finishes (and reports errors).
-                            _ => false,
-                        };
-                        wake |= !done;
-                    }
-                    None => {
-                        wake = true;
-                        drop(g);
-                    }
-                }
-            } else {
-                drop(g);
-            }
+            wake |= inner.control.len() != before;
+            drop(g);
             if wake {
                 self.shared.driver.wake();
             }
