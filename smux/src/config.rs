@@ -64,10 +64,7 @@ pub struct Config {
     pub accept_backlog: usize,
     /// Bytes a stream may have committed by writes but not yet handed to the transport.
     /// A write blocks beyond this (like a full socket send buffer); in v2 the peer's
-    /// window limits it further. Default 256 KiB. This buffer is used when frames must
-    /// wait (other streams or control frames queued); a write on an otherwise idle
-    /// session goes straight to the transport and, like a `TcpStream` write, waits
-    /// while the transport is full.
+    /// window limits it further. Default 256 KiB.
     pub max_stream_send_buffer: usize,
 }
 

@@ -13,16 +13,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Design: a driver task reads the transport and writes what is queued; the
-//! `Session` and every [`Stream`] are handles to shared state. The driver reads large
-//! chunks (many frames per read), parses them into per-stream buffers (bounded by the
-//! session token bucket, E.4) and hands large payloads over as slices of the chunk,
-//! without a copy; chunks are recycled per session. Writes take the fast path when
-//! nothing else waits to be sent: the stream writes header + payload frames straight
-//! from the caller's buffer with one vectored write from its own task (no copy, no
-//! hand-off). Otherwise frames are queued whole and the driver writes them, control
-//! frames first, then the stream that has sent least (E.6). Either way a write's byte
-//! count is exact even if the caller gives up (cancellation or timeout) right after.
+//! Design: a single driver task owns the transport. It parses frames into per-stream
+//! buffers (bounded by the session token bucket, E.4) and writes frames chosen by the
+//! shaper (control frames first, then the stream that has sent least, E.6), batching
+//! several frames into one (vectored) write. Streams are handles to shared state; a
+//! write copies the data into whole encoded frames, so its byte count is exact even if
+//! the caller gives up (cancellation or timeout) right after. Large PSH payloads are
+//! read from the transport into a buffer of their own and handed to the reader without
+//! another copy; small ones are copied out of a shared read chunk.
 //!
 //! Flow-control limits (both as in Go, documented on [`Stream`]): in v1 one stream
 //! nobody reads fills the session buffer and stalls every stream; in v2 it cannot, as
@@ -42,11 +40,9 @@
 mod config;
 mod error;
 pub mod frame;
-mod read;
 mod session;
 mod shared;
 mod stream;
-mod write;
 
 pub use config::{Config, ConfigError, Version};
 pub use error::Error;

@@ -1,23 +1,24 @@
 //! The session: user handle ([`Session`]) and the driver that owns the transport.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::config::{Config, ConfigError, Version};
 use crate::error::Error;
-use crate::frame::{self, Cmd, HEADER_SIZE};
-use crate::read::{Chunks, ZERO_COPY_MIN};
+use crate::frame::{self, Cmd, Frame, HEADER_SIZE};
 use crate::shared::{AUTOTUNE_INITIAL_WINDOW, Inner, Shared, set_waker};
 use crate::stream::Stream;
-use crate::write::{MAX_IOVECS, WriteSide};
 
 /// Which end of the connection this session is; decides stream id parity (E.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,14 +143,12 @@ impl Session {
             role == Role::Client,
             config.max_receive_buffer,
         );
-        let (rd, wr) = tokio::io::split(io);
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
-            writer: Mutex::new(WriteSide::new(Box::pin(wr))),
             driver: AtomicWaker::new(),
             config,
         });
-        let conn = Conn::new(rd, shared.clone());
+        let conn = Conn::new(io, shared.clone());
         let fut = Box::pin(conn.run());
         Ok((Session { shared }, Driver { fut }))
     }
@@ -340,38 +339,58 @@ pub(crate) fn initial_window(config: &Config) -> u32 {
     }
 }
 
+/// Bytes asked from the transport per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// PSH payloads at least this large are read into a buffer of their own.
+const DIRECT_MIN: usize = 8 * 1024;
+/// PSH payloads at least this large are kept in the read chunk without copying.
+const ZERO_COPY_MIN: usize = READ_CHUNK / 2;
 /// Bytes of frames gathered for one (vectored) write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Slices per vectored write.
+const MAX_IOVECS: usize = 64;
 /// Driver loop iterations before yielding to the scheduler.
 const BUDGET: usize = 64;
 
-/// The driver's private half: the transport's read half and the read buffer.
+/// The driver's private half: the transport and the IO buffers.
 struct Conn<T> {
-    io: ReadHalf<T>,
+    io: Pin<Box<T>>,
     shared: Arc<Shared>,
-    rb: Chunks,
+    read_buf: BytesMut,
     read_eof: bool,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    /// Coalescing buffer for transports without vectored writes.
+    flat: BytesMut,
+    need_flush: bool,
     ping: Option<Interval>,
     timeout: Option<Interval>,
     close_deadline: Option<Pin<Box<Sleep>>>,
     wakers: Vec<Waker>,
-    /// Inside a PSH payload whose header was consumed: stream id and payload bytes
-    /// still to come.
-    psh_rest: Option<(u32, usize)>,
+    vectored: bool,
+    /// The frame at the front of `read_buf` was read into a buffer of its own.
+    direct: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
-    fn new(io: ReadHalf<T>, shared: Arc<Shared>) -> Self {
+    fn new(io: T, shared: Arc<Shared>) -> Self {
+        let io = Box::pin(io);
+        let vectored = io.is_write_vectored();
         Self {
             io,
-            rb: Chunks::new(shared.config.max_receive_buffer),
             shared,
+            read_buf: BytesMut::new(),
             read_eof: false,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            flat: BytesMut::new(),
+            need_flush: false,
             ping: None,
             timeout: None,
             close_deadline: None,
             wakers: Vec::new(),
-            psh_rest: None,
+            vectored,
+            direct: false,
         }
     }
 
@@ -392,13 +411,11 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         let res = match res {
             Ok(()) => {
                 // Graceful: every committed frame is out; shut the transport down.
-                let shared = self.shared.clone();
-                let _ = poll_fn(|cx| shared.lock_writer().poll_shutdown_io(cx)).await;
+                let _ = poll_fn(|cx| self.io.as_mut().poll_shutdown(cx)).await;
                 Ok(())
             }
             Err(e) => Err(e),
         };
-        self.shared.lock_writer().close();
         let mut wakers = std::mem::take(&mut self.wakers);
         {
             let mut g = self.shared.lock();
@@ -444,13 +461,10 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
             self.wake_all();
-            if closing {
-                let w = self.shared.lock_writer();
-                let drained = w.out.is_empty() && !w.need_flush;
+            if closing && self.out.is_empty() && !self.need_flush {
                 let g = self.shared.lock();
-                let idle = drained && g.control.is_empty() && g.heap.is_empty();
+                let idle = g.control.is_empty() && g.heap.is_empty();
                 drop(g);
-                drop(w);
                 if idle {
                     return Poll::Ready(Ok(()));
                 }
@@ -480,7 +494,6 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         }
         if let Some(p) = &mut self.ping {
             while p.poll_tick(cx).is_ready() {
-                self.rb.idle_tick();
                 let mut g = self.shared.lock();
                 if g.version.is_some() && !g.closing {
                     g.queue_control(Cmd::Nop, 0);
@@ -514,51 +527,54 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if self.read_eof {
                 return Err(Error::ConnectionClosed);
             }
-            let space = self.rb.unfilled();
-            let offered = space.len();
-            let mut buf = tokio::io::ReadBuf::new(space);
-            match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-                Poll::Pending => return Ok(progress),
-                Poll::Ready(Ok(())) => {
-                    let n = buf.filled().len();
-                    if n == 0 {
-                        self.read_eof = true;
-                    } else {
-                        self.rb.advance(n, offered);
-                        progress = true;
+            let len = self.read_buf.len();
+            let header = match frame::peek_header(&self.read_buf) {
+                Some(Ok(h)) => Some(h),
+                _ => None,
+            };
+            let res = match header {
+                // A large PSH: read exactly the rest of it plus the next header into a
+                // buffer of its own. The payload is then handed to the stream without
+                // any copy, pins nothing else, and the next read starts aligned.
+                Some(h) if h.cmd == Cmd::Psh && h.payload_len() >= DIRECT_MIN => {
+                    let want = 2 * HEADER_SIZE + h.payload_len();
+                    if self.read_buf.capacity() < want {
+                        let mut nb = BytesMut::with_capacity(want);
+                        nb.extend_from_slice(&self.read_buf);
+                        self.read_buf = nb;
                     }
+                    self.direct = true;
+                    let limit = want.saturating_sub(len);
+                    let mut limited = (&mut self.read_buf).limit(limit);
+                    tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut limited)
                 }
+                need => {
+                    // Size chunks so a chunk is never much larger than READ_CHUNK (plus
+                    // one maximal frame): that bounds what zero-copy payloads can pin.
+                    let need = need.map_or(0, |h| HEADER_SIZE + h.payload_len());
+                    if self.read_buf.capacity() - len < READ_CHUNK / 4
+                        || self.read_buf.capacity() < need
+                    {
+                        let target = READ_CHUNK.max(need).max(len + READ_CHUNK / 4);
+                        self.read_buf.reserve(target - len);
+                    }
+                    tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf)
+                }
+            };
+            match res {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Ok(0)) => self.read_eof = true,
+                Poll::Ready(Ok(_)) => progress = true,
                 Poll::Ready(Err(e)) => return Err(e.into()),
             }
         }
         Ok(progress)
     }
 
-    /// Hands the first `len` bytes of input (payload of the PSH in progress) to stream
-    /// `sid`, or drops them if the stream is gone.
-    fn deliver(&mut self, g: &mut Inner, sid: u32, len: usize) {
-        let Some(st) = g.streams.get_mut(&sid).filter(|st| !st.dropped) else {
-            self.rb.consume(len);
-            return;
-        };
-        if len == 0 {
-            return;
-        }
-        // Large pieces stay in the read chunk (no copy); small ones are copied out so
-        // that they cannot pin a whole chunk (see read.rs).
-        let data = self.rb.take_piece(len, len >= ZERO_COPY_MIN);
-        st.recv.push_back(data);
-        st.recv_len += len;
-        st.recv_total = st.recv_total.wrapping_add(len as u32);
-        self.wakers.extend(st.read_waker.take());
-        g.bucket -= len as i64;
-    }
-
-    /// Dispatches every complete frame of input; a PSH payload cut by the end of the
-    /// input is delivered in pieces when it would not fit in the chunk. Returns true if
-    /// reading must pause (bucket empty or accept backlog full), as Go's recvLoop does.
+    /// Dispatches every complete frame in `read_buf`. Returns true if reading must
+    /// pause (bucket empty or accept backlog full), as Go's recvLoop does.
     fn parse_frames(&mut self) -> Result<bool, Error> {
-        if self.rb.len() < HEADER_SIZE && self.psh_rest.is_none() {
+        if self.read_buf.len() < HEADER_SIZE {
             let g = self.shared.lock();
             return Ok(self.paused(&g));
         }
@@ -566,7 +582,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         let cfg = &shared.config;
         let mut g = shared.lock();
         if g.version.is_none() {
-            let Some(first) = self.rb.data().get(..HEADER_SIZE) else {
+            let Some(first) = self.read_buf.get(..HEADER_SIZE) else {
                 return Ok(false);
             };
             let mut raw = [0u8; HEADER_SIZE];
@@ -582,46 +598,16 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if self.paused(&g) {
                 return Ok(true);
             }
-            if let Some((sid, rest)) = self.psh_rest {
-                let have = self.rb.len();
-                if have >= rest {
-                    self.psh_rest = None;
-                    self.deliver(&mut g, sid, rest);
-                    continue;
-                }
-                if have > 0 && self.rb.must_deliver_partial(rest - have) {
-                    self.psh_rest = Some((sid, rest - have));
-                    self.deliver(&mut g, sid, have);
-                }
-                return Ok(false);
-            }
-            let hdr = match frame::peek_header(self.rb.data()) {
+            let frame = match frame::decode_frame(&mut self.read_buf, ver)? {
+                Some(f) => f,
                 None => return Ok(false),
-                Some(h) => h?,
             };
-            if hdr.version != ver {
-                return Err(frame::FrameError::VersionMismatch {
-                    got: hdr.version,
-                    expected: ver,
-                }
-                .into());
-            }
-            let total = HEADER_SIZE + hdr.payload_len();
-            if hdr.cmd != Cmd::Psh && self.rb.len() < total {
-                return Ok(false);
-            }
             g.data_ready = true;
-            let sid = hdr.stream_id;
-            match hdr.cmd {
-                Cmd::Psh => {
-                    self.rb.consume(HEADER_SIZE);
-                    if hdr.length > 0 {
-                        self.psh_rest = Some((sid, usize::from(hdr.length)));
-                    }
-                }
-                Cmd::Nop => self.rb.consume(total),
-                Cmd::Syn => {
-                    self.rb.consume(total);
+            // Only the first frame after a direct read sits in a buffer of its own.
+            let direct = std::mem::take(&mut self.direct);
+            match frame {
+                Frame::Nop(_) => {}
+                Frame::Syn(sid) => {
                     if g.streams.contains_key(&sid) || g.closing {
                         continue;
                     }
@@ -635,8 +621,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     g.accept_queue.push_back(sid);
                     self.wakers.extend(g.accept_waker.take());
                 }
-                Cmd::Fin => {
-                    self.rb.consume(total);
+                Frame::Fin(sid) => {
                     if let Some(st) = g.streams.get_mut(&sid)
                         && !st.dropped
                     {
@@ -645,16 +630,38 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                         self.wakers.extend(st.write_waker.take());
                     }
                 }
-                Cmd::Upd => {
-                    let (consumed, window) = match self.rb.data().get(HEADER_SIZE..total) {
-                        Some(&[a, b, c, d, e, f, g2, h]) => (
-                            u32::from_le_bytes([a, b, c, d]),
-                            u32::from_le_bytes([e, f, g2, h]),
-                        ),
-                        _ => return Ok(false),
+                Frame::Psh(sid, data) => {
+                    let len = data.len();
+                    if len == 0 {
+                        continue;
+                    }
+                    let Some(st) = g.streams.get_mut(&sid) else {
+                        continue;
                     };
-                    self.rb.consume(total);
-                    if let Some(st) = g.streams.get_mut(&sid) {
+                    if st.dropped {
+                        continue;
+                    }
+                    // Large payloads stay in the read chunk they arrived in (no copy);
+                    // small ones are copied out so that they cannot pin a whole chunk:
+                    // a chunk (at most ~80 KiB) pinned by a payload holds at least 32 KiB
+                    // of counted tokens, so memory stays below 3x the token bucket.
+                    let data = if direct || len >= ZERO_COPY_MIN {
+                        data
+                    } else {
+                        Bytes::copy_from_slice(&data)
+                    };
+                    st.recv.push_back(data);
+                    st.recv_len += len;
+                    st.recv_total = st.recv_total.wrapping_add(len as u32);
+                    self.wakers.extend(st.read_waker.take());
+                    g.bucket -= len as i64;
+                }
+                Frame::Upd {
+                    stream_id,
+                    consumed,
+                    window,
+                } => {
+                    if let Some(st) = g.streams.get_mut(&stream_id) {
                         if (st.sent.wrapping_sub(consumed) as i32) < 0 {
                             st.error = Some(Error::Consumed);
                         } else {
@@ -674,45 +681,82 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
 
     /// Moves frames from the shaper into `out` and writes them.
     fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
-        let shared = self.shared.clone();
-        let mut w = shared.lock_writer();
         let mut progress = false;
         loop {
-            if w.out_bytes < WRITE_BATCH {
-                self.gather(&mut w);
+            if self.out_bytes < WRITE_BATCH {
+                self.gather();
             }
-            if w.out.is_empty() {
+            if self.out.is_empty() {
                 break;
             }
-            match w.poll_write_out(cx) {
+            let res = if self.vectored {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut k = 0;
+                for (slot, b) in slices.iter_mut().zip(self.out.iter()) {
+                    *slot = IoSlice::new(b);
+                    k += 1;
+                }
+                self.io
+                    .as_mut()
+                    .poll_write_vectored(cx, slices.get(..k).unwrap_or_default())
+            } else {
+                if self.out.len() > 1 {
+                    self.flat.reserve(self.out_bytes);
+                    for b in self.out.drain(..) {
+                        self.flat.extend_from_slice(&b);
+                    }
+                    self.out.push_back(self.flat.split().freeze());
+                }
+                let first = self.out.front().map(|b| &b[..]).unwrap_or_default();
+                self.io.as_mut().poll_write(cx, first)
+            };
+            match res {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => return Err(e.into()),
-                Poll::Ready(Ok(p)) => {
-                    progress |= p;
-                    if !w.out.is_empty() {
-                        // The transport took only part: it is full for now.
-                        break;
+                Poll::Ready(Ok(0)) => {
+                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+                }
+                Poll::Ready(Ok(mut n)) => {
+                    progress = true;
+                    self.need_flush = true;
+                    self.out_bytes -= n.min(self.out_bytes);
+                    while n > 0 {
+                        let Some(front) = self.out.front_mut() else {
+                            break;
+                        };
+                        if front.len() <= n {
+                            n -= front.len();
+                            self.out.pop_front();
+                        } else {
+                            front.advance(n);
+                            n = 0;
+                        }
                     }
                 }
             }
         }
-        if let Poll::Ready(Err(e)) = w.poll_flush_io(cx) {
-            return Err(e.into());
+        if self.out.is_empty() && self.need_flush {
+            match self.io.as_mut().poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.need_flush = false,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => {}
+            }
         }
         Ok(progress)
     }
 
     /// Takes control frames first, then data frames from the stream that has sent
     /// least (E.6), until a batch is ready.
-    fn gather(&mut self, w: &mut WriteSide) {
+    fn gather(&mut self) {
         let shared = self.shared.clone();
         let mut g = shared.lock();
         if !g.control.is_empty() {
             let c = g.control.split().freeze();
-            w.push_out(c);
+            self.out_bytes += c.len();
+            self.out.push_back(c);
         }
         let v2 = g.is_v2();
-        while w.out_bytes < WRITE_BATCH && w.out.len() < MAX_IOVECS {
+        while self.out_bytes < WRITE_BATCH && self.out.len() < MAX_IOVECS {
             let Some(entry) = g.heap.pop() else {
                 break;
             };
@@ -739,7 +783,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if !more || st.pending_bytes <= shared.config.max_stream_send_buffer / 2 {
                 self.wakers.extend(st.write_waker.take());
             }
-            w.push_out(frame);
+            self.out_bytes += frame.len();
+            self.out.push_back(frame);
             if more {
                 g.schedule(sid);
             } else {

@@ -17,7 +17,6 @@ use futures_util::task::AtomicWaker;
 use crate::config::Config;
 use crate::error::Error;
 use crate::frame::{self, Cmd, HEADER_SIZE};
-use crate::write::WriteSide;
 
 /// Window Go assumes for the peer until the first UPD arrives (E.5 `initialPeerWindow`).
 pub(crate) const INITIAL_PEER_WINDOW: u32 = 262_144;
@@ -30,9 +29,6 @@ pub(crate) const MIN_WINDOW: u32 = 4096;
 
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
-    /// The transport's write half. Lock order: `writer` before `inner`, never the
-    /// other way round.
-    pub(crate) writer: Mutex<WriteSide>,
     /// Wakes the driver: new frames to send, tokens returned, backlog freed, close.
     pub(crate) driver: AtomicWaker,
     pub(crate) config: Config,
@@ -44,31 +40,6 @@ impl Shared {
         // state is still structurally valid, so keep going rather than poisoning
         // every handle.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Blocks until the write half is free (held only for one non-blocking write).
-    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriteSide> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The write half if nobody holds it.
-    pub(crate) fn try_lock_writer(&self) -> Option<MutexGuard<'_, WriteSide>> {
-        match self.writer.try_lock() {
-            Ok(g) => Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        }
-    }
-
-    /// A transport write failed outside the driver: the session is dead. Returns the
-    /// error to give the caller.
-    pub(crate) fn fail_io(&self, e: std::io::Error) -> std::io::Error {
-        let err = Error::from(e);
-        let mut wakers = Vec::new();
-        self.lock().fail(err.clone(), &mut wakers);
-        wakers.into_iter().for_each(Waker::wake);
-        self.driver.wake();
-        err.into_io()
     }
 }
 

@@ -10,10 +10,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::Error;
-use crate::frame::{Cmd, HEADER_SIZE, Header};
-
-/// Frames per direct write (two slices each, within the vectored-write limit).
-const DIRECT_FRAMES: usize = 16;
+use crate::frame::{Cmd, Header};
 use crate::shared::{Shared, set_waker};
 
 /// One reference to a stream's shared state; the last one to go closes the stream.
@@ -87,123 +84,6 @@ impl Handle {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if let Some(r) = self.poll_write_direct(cx, data) {
-            return r;
-        }
-        self.poll_write_queued(cx, data)
-    }
-
-    /// The fast path (see `write.rs`): when nothing else waits to be sent, write the
-    /// frames straight from `data` from this task. `None` when it does not apply (the
-    /// caller queues the frames for the driver instead).
-    fn poll_write_direct(
-        &self,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Option<Poll<io::Result<usize>>> {
-        let shared = &*self.shared;
-        let mut w = shared.try_lock_writer()?;
-        let max_frame = shared.config.max_frame_size;
-        let (ver, n) = {
-            let mut g = shared.lock();
-            if g.error.is_some() || g.closing || !g.heap.is_empty() {
-                return None;
-            }
-            let v2 = g.is_v2();
-            let ver = g.ver();
-            let st = g.streams.get(&self.id)?;
-            if st.fin_queued || st.error.is_some() || !st.pending.is_empty() {
-                return None;
-            }
-            let mut allowed = data.len().min(DIRECT_FRAMES * max_frame);
-            if v2 {
-                let inflight = st.committed.wrapping_sub(st.peer_consumed) as i32;
-                let win = i64::from(st.peer_window as i32) - i64::from(inflight);
-                if inflight < 0 || win <= 0 {
-                    return None;
-                }
-                allowed = allowed.min(win as usize);
-            }
-            if !g.control.is_empty() {
-                let c = g.control.split().freeze();
-                w.push_out(c);
-            }
-            // Count the bytes as sent before writing them: the peer may consume them
-            // and answer with a UPD before this task gets the lock back, and a UPD
-            // beyond `sent` is a protocol violation. Corrected below.
-            if let Some(st) = g.streams.get_mut(&self.id) {
-                st.sent = st.sent.wrapping_add(allowed as u32);
-                st.committed = st.committed.wrapping_add(allowed as u32);
-            }
-            (ver, allowed)
-        };
-        let payload = data.get(..n).unwrap_or_default();
-        let mut headers = [[0u8; HEADER_SIZE]; DIRECT_FRAMES];
-        let mut k = 0;
-        for (h, part) in headers.iter_mut().zip(payload.chunks(max_frame)) {
-            // part.len() <= max_frame_size <= 65535 (validated config).
-            *h = Header::new(ver, Cmd::Psh, part.len() as u16, self.id).encode();
-            k += 1;
-        }
-        let headers = headers.get(..k).unwrap_or_default();
-        let mut committed = 0;
-        // A first write may only drain bytes queued before ours; then try once more.
-        for attempt in 0..2 {
-            match w.poll_write_frames(cx, headers, payload, max_frame) {
-                Poll::Ready(Ok(0)) => {
-                    if attempt == 1 {
-                        // Still only queued bytes went out: come back soon.
-                        cx.waker().wake_by_ref();
-                    }
-                }
-                Poll::Ready(Ok(c)) => {
-                    committed = c;
-                    break;
-                }
-                Poll::Ready(Err(e)) => {
-                    drop(w);
-                    return Some(Poll::Ready(Err(shared.fail_io(e))));
-                }
-                Poll::Pending => break,
-            }
-        }
-        let flushed = match w.poll_flush_io(cx) {
-            Poll::Ready(Err(e)) => {
-                drop(w);
-                return Some(Poll::Ready(Err(shared.fail_io(e))));
-            }
-            Poll::Ready(Ok(())) => w.out.is_empty(),
-            Poll::Pending => false,
-        };
-        drop(w);
-        if !flushed {
-            // Queued bytes (control frames, a frame's tail) or a flush are left over:
-            // the driver finishes them.
-            shared.driver.wake();
-        }
-        let mut g = shared.lock();
-        let v2 = g.is_v2();
-        if let Some(st) = g.streams.get_mut(&self.id) {
-            let unsent = (n - committed) as u32;
-            st.committed = st.committed.wrapping_sub(unsent);
-            st.sent = st.sent.wrapping_sub(unsent);
-            let c32 = committed as u32;
-            st.prio = if v2 {
-                st.prio.wrapping_add(c32)
-            } else {
-                st.prio.wrapping_add(committed.div_ceil(max_frame) as u32)
-            };
-        }
-        drop(g);
-        if committed == 0 {
-            // The transport is full; its proxy waker wakes this task when it drains.
-            return Some(Poll::Pending);
-        }
-        Some(Poll::Ready(Ok(committed)))
-    }
-
-    /// Copies whole frames into the stream's queue for the driver.
-    fn poll_write_queued(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let config = &self.shared.config;
         let mut g = self.shared.lock();
         if let Some(e) = &g.error {
@@ -244,7 +124,7 @@ impl Handle {
         let n = data.len().min(allowed as usize);
         let max_frame = config.max_frame_size;
         let nframes = n.div_ceil(max_frame);
-        let mut chunk = BytesMut::with_capacity(n + nframes * HEADER_SIZE);
+        let mut chunk = BytesMut::with_capacity(n + nframes * crate::frame::HEADER_SIZE);
         for part in data.get(..n).unwrap_or_default().chunks(max_frame) {
             // part.len() <= max_frame_size <= 65535 (validated config).
             let len = part.len() as u16;
@@ -311,9 +191,7 @@ impl Handle {
 /// - Writes commit whole frames: `poll_write` either returns `Ready(Ok(n))` after
 ///   queueing exactly `n` bytes (which will be sent unless the session dies), or
 ///   `Pending` having queued nothing. A write cancelled or cut short by a timeout
-///   therefore never loses or duplicates data: the returned counts are exact. (When
-///   the session is otherwise idle the frames are written to the transport directly
-///   from your buffer; a frame the transport took only in part is completed first.)
+///   therefore never loses or duplicates data: the returned counts are exact.
 /// - `poll_flush` waits until every committed frame has been handed to the transport.
 /// - `poll_shutdown` sends FIN after the data already written (reads stay possible; smux
 ///   has no half-close, so Go peers usually close their side too, E.7).
@@ -369,16 +247,6 @@ impl Stream {
     /// Borrowed halves (tokio's generic [`tokio::io::split`] works as well).
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf { h: &self.h }, WriteHalf { h: &self.h })
-    }
-
-    /// Queues `data` for the driver, bypassing the direct path (tests of the shaper).
-    #[cfg(test)]
-    pub(crate) fn write_queued(&self, data: &[u8]) -> usize {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.h.poll_write_queued(&mut cx, data) {
-            Poll::Ready(Ok(n)) => n,
-            other => panic!("queued write did not complete: {other:?}"),
-        }
     }
 
     #[cfg(test)]
