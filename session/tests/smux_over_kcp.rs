@@ -27,7 +27,16 @@ async fn echo(version: smux::Version, total: usize) {
         let mux = smux::Session::server(s, scs).unwrap();
         let st = mux.accept_stream().await.unwrap();
         let (mut r, mut w) = tokio::io::split(st);
-        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        // Reads of every size, small to larger than a frame, as applications do.
+        let sizes = [256usize, 1000, 4096, 40_000, 262_144];
+        let mut buf = vec![0u8; 262_144];
+        for i in 0.. {
+            let n = r.read(&mut buf[..sizes[i % sizes.len()]]).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n]).await.unwrap();
+        }
         w.shutdown().await.unwrap();
         mux
     });
@@ -37,20 +46,26 @@ async fn echo(version: smux::Version, total: usize) {
     let (mut r, mut w) = tokio::io::split(st);
     let writer = tokio::spawn(async move {
         let data: Vec<u8> = (0..total).map(pattern).collect();
-        for chunk in data.chunks(200_000) {
+        for chunk in data.chunks(262_144) {
             w.write_all(chunk).await.unwrap();
         }
         w.shutdown().await.unwrap();
     });
     let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = r.read(&mut buf).await.unwrap();
+    let mut buf = vec![0u8; 262_144];
+    let sizes = [100usize, 7000, 262_144, 33_000];
+    for i in 0.. {
+        let n = r.read(&mut buf[..sizes[i % sizes.len()]]).await.unwrap();
         if n == 0 {
             break;
         }
         for (k, b) in buf[..n].iter().enumerate() {
-            assert_eq!(*b, pattern(got + k), "{version:?}: byte {} differs", got + k);
+            assert_eq!(
+                *b,
+                pattern(got + k),
+                "{version:?}: byte {} differs",
+                got + k
+            );
         }
         got += n;
     }
