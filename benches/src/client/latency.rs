@@ -17,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 use super::{ClientOpts, Dialer, close_mux, guarded, push_row, rust_impl};
 use crate::config::BenchConfig;
 use crate::proto::{self, Control, Op, pattern_byte};
-use crate::results::{Implementation, Measurement, Report};
+use crate::results::{Measurement, Report};
 
 /// What to measure: every config, one paced stream each.
 #[derive(Clone, Debug)]
@@ -104,23 +104,18 @@ pub async fn run(opts: &ClientOpts, plan: &LatencyPlan, report: &mut Report) -> 
         .await;
         pb.finish_and_clear();
         push_row(report, &group, &label, rust_impl(cfg), m);
-        if cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0 {
-            let m = match opts.go.skipped() {
-                Some(m) => m,
-                None => {
-                    let pb = super::spinner(opts, &format!("kcp-go {label}"));
-                    let m = guarded(
-                        timeout,
-                        opts.go
-                            .latency_row(cfg, plan.size, plan.period, plan.count, timeout),
-                    )
-                    .await;
-                    pb.finish_and_clear();
-                    m
-                }
-            };
-            push_row(report, &group, &label, Implementation::KcpGo, m);
-        }
+        super::push_go_row(
+            opts,
+            report,
+            &group,
+            &label,
+            cfg,
+            &format!("kcp-go {label}"),
+            timeout,
+            opts.go
+                .latency_row(cfg, plan.size, plan.period, plan.count, timeout),
+        )
+        .await;
     }
     Ok(())
 }

@@ -205,6 +205,37 @@ where
     }
 }
 
+/// The kcp-go row beside the rkcp row of `cfg`, when the Go column is wanted and `cfg` is something
+/// kcp-go can run (a KCP transport without rkcp-only options): `Skipped` when the Go peer is not
+/// available, otherwise `run` under `timeout` with a spinner showing `what`.
+#[allow(clippy::too_many_arguments)]
+pub async fn push_go_row<F>(
+    opts: &ClientOpts,
+    report: &mut Report,
+    group: &str,
+    label: &str,
+    cfg: &BenchConfig,
+    what: &str,
+    timeout: Duration,
+    run: F,
+) where
+    F: Future<Output = anyhow::Result<Measurement>>,
+{
+    if !(cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0) {
+        return;
+    }
+    let m = match opts.go.skipped() {
+        Some(m) => m,
+        None => {
+            let pb = spinner(opts, what);
+            let m = guarded(timeout, run).await;
+            pb.finish_and_clear();
+            m
+        }
+    };
+    push_row(report, group, label, Implementation::KcpGo, m);
+}
+
 /// Appends a row and says so on stderr (one line, after the progress bar is gone).
 pub fn push_row(
     report: &mut Report,

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::{BoxIo, ClientOpts, Dialer, guarded, push_row, rust_impl};
 use crate::config::BenchConfig;
 use crate::proto::{self, Control, Op, Pattern};
-use crate::results::{Implementation, Measurement, Report};
+use crate::results::{Measurement, Report};
 
 /// Sessions being opened at the same time.
 const OPEN_PARALLEL: usize = 256;
@@ -79,31 +79,18 @@ pub async fn run(
         let label = cfg.label();
         let m = guarded(timeout, rust_row(opts, cfg, plan)).await;
         push_row(report, &group, &label, rust_impl(cfg), m);
-        if cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0 {
-            let m = match opts.go.skipped() {
-                Some(m) => m,
-                None => {
-                    let pb = super::spinner(
-                        opts,
-                        &format!("kcp-go {label}: {} sessions", plan.go_sessions),
-                    );
-                    let m = guarded(
-                        timeout,
-                        opts.go.sessions_row(
-                            cfg,
-                            plan.go_sessions,
-                            plan.secs,
-                            plan.size,
-                            plan.rate,
-                        ),
-                    )
-                    .await;
-                    pb.finish_and_clear();
-                    m
-                }
-            };
-            push_row(report, &group, &label, Implementation::KcpGo, m);
-        }
+        super::push_go_row(
+            opts,
+            report,
+            &group,
+            &label,
+            cfg,
+            &format!("kcp-go {label}: {} sessions", plan.go_sessions),
+            timeout,
+            opts.go
+                .sessions_row(cfg, plan.go_sessions, plan.secs, plan.size, plan.rate),
+        )
+        .await;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{BoxIo, CHUNK, ClientOpts, Dialer, close_mux, guarded, push_row, rust_impl};
 use crate::config::BenchConfig;
 use crate::proto::{self, Control, Op, Pattern};
-use crate::results::{Implementation, Measurement, Report};
+use crate::results::{Measurement, Report};
 
 /// What to measure: every config × every stream count × every op.
 #[derive(Clone, Debug)]
@@ -79,22 +79,17 @@ pub async fn run(
                 .await;
                 pb.finish_and_clear();
                 push_row(report, &group, &label, rust_impl(cfg), m);
-                if cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0 {
-                    let m = match opts.go.skipped() {
-                        Some(m) => m,
-                        None => {
-                            let pb = super::spinner(opts, &format!("kcp-go {label} ({group})"));
-                            let m = guarded(
-                                opts.timeout,
-                                opts.go.bulk_row(cfg, op, plan.bytes, streams, opts.timeout),
-                            )
-                            .await;
-                            pb.finish_and_clear();
-                            m
-                        }
-                    };
-                    push_row(report, &group, &label, Implementation::KcpGo, m);
-                }
+                super::push_go_row(
+                    opts,
+                    report,
+                    &group,
+                    &label,
+                    cfg,
+                    &format!("kcp-go {label} ({group})"),
+                    opts.timeout,
+                    opts.go.bulk_row(cfg, op, plan.bytes, streams, opts.timeout),
+                )
+                .await;
             }
         }
     }
