@@ -237,40 +237,6 @@ async fn interop_go_peer_control_errors_and_teardown() {
     drop(ctl2);
 }
 
-/// A `kcpbench serve` child (the Rust server), killed when dropped.
-struct RustServer {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl RustServer {
-    fn spawn() -> RustServer {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kcpbench"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--stdin-lifetime"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("kcpbench serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("kcpbench serve said {line:?}"))
-            .to_string();
-        RustServer { child, addr }
-    }
-}
-
-impl Drop for RustServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The configurations crossed between the two implementations: plain KCP, and kcptun's usual
 /// smux over KCP with aes and FEC 10/3.
 fn cross_configs() -> [(Value, &'static [&'static str]); 2] {
@@ -287,7 +253,9 @@ fn cross_configs() -> [(Value, &'static [&'static str]); 2] {
 #[ignore = "needs Go and the xtaci Debian packages; see README"]
 async fn interop_cross_go_client_rust_server() {
     let peer = peer();
-    let server = RustServer::spawn();
+    let server =
+        kcpbench::client::ServerProc::spawn(Path::new(env!("CARGO_BIN_EXE_kcpbench")), &[])
+            .expect("kcpbench serve starts");
     for (config, _) in cross_configs() {
         let mut ctl = Control::connect(&server.addr);
         bulk_and_latency(&peer, &mut ctl, &config).await;

@@ -40,43 +40,6 @@ pub fn group_name(size: u32, period: Duration, count: u32) -> String {
     )
 }
 
-/// Summary figures of a list of round-trip times.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RttStats {
-    /// Messages measured.
-    pub count: usize,
-    /// Mean, ms.
-    pub avg_ms: f64,
-    /// Median (nearest rank), ms.
-    pub p50_ms: f64,
-    /// 99th percentile (nearest rank), ms.
-    pub p99_ms: f64,
-    /// Largest, ms.
-    pub max_ms: f64,
-}
-
-impl RttStats {
-    /// The figures of `rtt_us` (all zero when empty).
-    pub fn of(rtt_us: &[u64]) -> RttStats {
-        if rtt_us.is_empty() {
-            return RttStats::default();
-        }
-        let mut v = rtt_us.to_vec();
-        v.sort_unstable();
-        let rank = |p: f64| {
-            let k = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-            v[k - 1] as f64 / 1e3
-        };
-        RttStats {
-            count: v.len(),
-            avg_ms: v.iter().sum::<u64>() as f64 / v.len() as f64 / 1e3,
-            p50_ms: rank(0.5),
-            p99_ms: rank(0.99),
-            max_ms: v[v.len() - 1] as f64 / 1e3,
-        }
-    }
-}
-
 /// Runs the plan, appending one row per (config, implementation).
 ///
 /// # Errors
@@ -224,13 +187,13 @@ mod tests {
     #[test]
     fn stats_use_nearest_rank() {
         let v: Vec<u64> = (1..=100).map(|i| i * 1000).collect();
-        let s = RttStats::of(&v);
+        let s = crate::report::summary(&v).unwrap();
         assert_eq!(s.count, 100);
-        assert_eq!(s.p50_ms, 50.0);
-        assert_eq!(s.p99_ms, 99.0);
-        assert_eq!(s.max_ms, 100.0);
-        assert!((s.avg_ms - 50.5).abs() < 1e-9);
-        assert_eq!(RttStats::of(&[]).count, 0);
+        assert_eq!(s.p50_us, 50_000);
+        assert_eq!(s.p99_us, 99_000);
+        assert_eq!(s.max_us, 100_000);
+        assert!((s.avg_us - 50_500.0).abs() < 1e-9);
+        assert!(crate::report::summary(&[]).is_none());
         assert_eq!(
             group_name(64, Duration::from_millis(20), 500),
             "echo 64 B every 20 ms × 500"

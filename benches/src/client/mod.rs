@@ -279,10 +279,23 @@ pub fn summary(m: &Measurement) -> String {
             bytes / 1_000_000
         ),
         Measurement::Latency { rtt_us, lost } => {
-            let s = latency::RttStats::of(rtt_us);
+            // The report's definition (nearest rank), so the live line and the table agree.
+            let (avg, p50, p99, max, count) = match crate::report::summary(rtt_us) {
+                Some(s) => (
+                    s.avg_us,
+                    s.p50_us as f64,
+                    s.p99_us as f64,
+                    s.max_us as f64,
+                    s.count,
+                ),
+                None => (0.0, 0.0, 0.0, 0.0, 0),
+            };
             format!(
-                "avg {:.2} ms, p50 {:.2}, p99 {:.2}, max {:.2} ms, {} msgs, {lost} lost",
-                s.avg_ms, s.p50_ms, s.p99_ms, s.max_ms, s.count
+                "avg {:.2} ms, p50 {:.2}, p99 {:.2}, max {:.2} ms, {count} msgs, {lost} lost",
+                avg / 1e3,
+                p50 / 1e3,
+                p99 / 1e3,
+                max / 1e3
             )
         }
         Measurement::Sessions {
