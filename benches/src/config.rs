@@ -259,6 +259,8 @@ impl BenchConfig {
             v => bail!("unsupported smux version {v} (1 or 2)"),
         };
         c.max_receive_buffer = self.smuxbuf;
+        // Both ends take --smuxbuf (kcptun's convention).
+        c.peer_receive_buffer = self.smuxbuf;
         c.max_stream_buffer = self.streambuf;
         c.stream_window_autotune = false;
         c.max_frame_size = self.framesize;

@@ -48,17 +48,31 @@ pub struct Config {
     /// waiting to be read, we stop reading the transport. Default 4 MiB (Go).
     pub max_receive_buffer: usize,
     /// v2: the window we advertise per stream (Go always advertises exactly this). With
-    /// [`stream_window_autotune`](Self::stream_window_autotune) it is the upper bound the
-    /// window grows to. Default 65536 (Go).
+    /// [`stream_window_autotune`](Self::stream_window_autotune) it is where the window
+    /// starts (at most 64 KiB). Default 65536 (Go).
+    ///
+    /// Either way the advertised window is capped to a fair share of
+    /// `max_receive_buffer` (divided by the live streams, at least 4 KiB), so the
+    /// windows of all streams together stay within the receive buffer.
     pub max_stream_buffer: usize,
     /// v2: start each stream's advertised window at `min(64 KiB, max_stream_buffer)` and
-    /// double it, up to `max_stream_buffer`, whenever the window is what limits the
-    /// stream (the reader drained everything and the sender used the whole window). This
-    /// lets a large `max_stream_buffer` fill a long fat link without letting every idle
-    /// or slow stream claim that much. The window is only a number in UPD, so Go peers
-    /// are unaffected. Default true; with false the window is always
-    /// `max_stream_buffer`, exactly as Go.
+    /// double it whenever the window is what limits the stream (the reader drained
+    /// everything and the sender used the whole window), up to `max_receive_buffer`
+    /// (and the fair share of it when several streams are live). One stream can so fill
+    /// a long fat link with the default config, while idle or slow streams keep small
+    /// windows. The window is only a number in UPD, so Go peers are unaffected.
+    /// Default true; with false the window is always `max_stream_buffer` (capped to the
+    /// fair share), as Go.
     pub stream_window_autotune: bool,
+    /// v2: the peer's session receive buffer (its `max_receive_buffer`; Go's
+    /// `MaxReceiveBuffer`, kcptun's `--smuxbuf`). The bytes we have sent on all streams
+    /// and the peer has not reported consumed stay below this, so the peer never stops
+    /// reading its transport because of our data — which is what keeps our window
+    /// updates from getting stuck behind it (the many-stream deadlock; see the crate
+    /// docs). Set it to the peer's value: larger brings the deadlock risk back with Go
+    /// peers, smaller only limits the session to this many bytes per round trip.
+    /// Default 4 MiB (Go's default).
+    pub peer_receive_buffer: usize,
     /// Streams opened by the peer and not yet accepted. When the backlog is full we stop
     /// reading the transport (Go's recvLoop blocks the same way). Default 1024 (Go).
     pub accept_backlog: usize,
@@ -79,6 +93,7 @@ impl Default for Config {
             max_receive_buffer: 4_194_304,
             max_stream_buffer: 65536,
             stream_window_autotune: true,
+            peer_receive_buffer: 4_194_304,
             accept_backlog: 1024,
             max_stream_send_buffer: 256 * 1024,
         }
@@ -102,6 +117,9 @@ pub enum ConfigError {
     /// `max_receive_buffer` is 0 or does not fit the 31-bit token bucket.
     #[error("max receive buffer must be in 1..=2147483647, got {0}")]
     ReceiveBuffer(usize),
+    /// `peer_receive_buffer` is 0 or does not fit the 31-bit token bucket.
+    #[error("peer receive buffer must be in 1..=2147483647, got {0}")]
+    PeerReceiveBuffer(usize),
     /// `max_stream_buffer` is 0, above `max_receive_buffer` or above 2^31-1.
     #[error("max stream buffer must be in 1..=min(max receive buffer, 2147483647), got {0}")]
     StreamBuffer(usize),
@@ -132,6 +150,9 @@ impl Config {
         }
         if self.max_receive_buffer == 0 || self.max_receive_buffer > i32::MAX as usize {
             return Err(ConfigError::ReceiveBuffer(self.max_receive_buffer));
+        }
+        if self.peer_receive_buffer == 0 || self.peer_receive_buffer > i32::MAX as usize {
+            return Err(ConfigError::PeerReceiveBuffer(self.peer_receive_buffer));
         }
         if self.max_stream_buffer == 0
             || self.max_stream_buffer > self.max_receive_buffer
@@ -184,6 +205,10 @@ mod tests {
         check(&|c| c.max_frame_size = 0, ConfigError::FrameSize(0));
         check(&|c| c.max_frame_size = 65536, ConfigError::FrameSize(65536));
         check(&|c| c.max_receive_buffer = 0, ConfigError::ReceiveBuffer(0));
+        check(
+            &|c| c.peer_receive_buffer = 0,
+            ConfigError::PeerReceiveBuffer(0),
+        );
         check(&|c| c.max_stream_buffer = 0, ConfigError::StreamBuffer(0));
         check(
             &|c| c.max_stream_buffer = 4_194_305,

@@ -22,13 +22,17 @@
 //! read from the transport into a buffer of their own and handed to the reader without
 //! another copy; small ones are copied out of a shared read chunk.
 //!
-//! Flow-control limits (both as in Go, documented on [`Stream`]): in v1 one stream
-//! nobody reads fills the session buffer and stalls every stream; in v2 it cannot, as
-//! long as `max_receive_buffer` covers 256 KiB (Go's initial window guess) per unread
-//! stream. An application that echoes many streams through the same session needs the
-//! data in flight to fit the peer's receive buffer (Go has the same limit); we cap the
-//! windows we advertise to a fair share of half the receive buffer to make that
-//! deadlock less likely.
+//! Flow control (v2; the full argument is in the `flow` module's source docs): no
+//! many-stream deadlock, whatever the peer, because of two rules. As a sender, the
+//! bytes sent on all streams and not yet reported consumed stay below the peer's
+//! receive buffer ([`Config::peer_receive_buffer`]), so a Go peer never stops reading
+//! its transport because of our data and our window updates always reach it. As a
+//! receiver, we never stop reading for data the peer was entitled to send (within a
+//! window we gave, or Go's initial 256 KiB guess), so its window updates never get
+//! stuck behind data on our side. Windows start at 64 KiB and auto-tune up to a fair
+//! share of `max_receive_buffer`, so one stream can fill a long fat link. In v1 there
+//! are no windows: a stream nobody reads fills the session buffer and stalls every
+//! stream (as in Go); prefer v2 where readers can be slow.
 //!
 //! Differences from Go, none visible on the wire: ids are never reused after
 //! exhaustion ([`Error::GoAway`]), the v2 window can be auto-tuned
@@ -39,6 +43,7 @@
 
 mod config;
 mod error;
+mod flow;
 pub mod frame;
 mod session;
 mod shared;
@@ -52,3 +57,5 @@ pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, Stream, WriteHalf};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_flow;

@@ -16,8 +16,9 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::config::{Config, ConfigError, Version};
 use crate::error::Error;
+use crate::flow::{AUTOTUNE_INITIAL_WINDOW, QUIET};
 use crate::frame::{self, Cmd, Frame, HEADER_SIZE};
-use crate::shared::{AUTOTUNE_INITIAL_WINDOW, Inner, Shared, set_waker};
+use crate::shared::{Inner, Shared, set_waker};
 use crate::stream::Stream;
 
 /// Which end of the connection this session is; decides stream id parity (E.3).
@@ -59,7 +60,7 @@ impl Drop for Session {
         g.session_handles = g.session_handles.saturating_sub(1);
         if g.session_handles == 0 {
             // Nobody can accept any more: refuse the backlog (FIN each).
-            for sid in std::mem::take(&mut g.accept_queue) {
+            for sid in std::mem::take(&mut g.accept.queue) {
                 g.release_stream(sid);
             }
             if g.live_streams() == 0 {
@@ -138,11 +139,7 @@ impl Session {
         if role == Role::Client && config.version == Version::Auto {
             return Err(ConfigError::AutoVersionOnClient);
         }
-        let inner = Inner::new(
-            config.version.byte(),
-            role == Role::Client,
-            config.max_receive_buffer,
-        );
+        let inner = Inner::new(config.version.byte(), role == Role::Client, &config);
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
             driver: AtomicWaker::new(),
@@ -219,9 +216,9 @@ impl Session {
             }
         };
         let window = initial_window(&self.shared.config);
-        g.insert_stream(sid, window);
+        g.insert_stream(sid, window, Instant::now());
         g.queue_control(Cmd::Syn, sid);
-        g.announce_window(sid, self.shared.config.max_receive_buffer);
+        g.announce_window(sid, &self.shared.config);
         drop(g);
         self.shared.driver.wake();
         Poll::Ready(Ok(Stream::new(self.shared.clone(), sid)))
@@ -240,8 +237,8 @@ impl Session {
     /// Poll form of [`accept_stream`](Self::accept_stream).
     pub fn poll_accept_stream(&self, cx: &mut Context<'_>) -> Poll<Result<Stream, Error>> {
         let mut g = self.shared.lock();
-        if let Some(sid) = g.accept_queue.pop_front() {
-            let was_full = g.accept_queue.len() + 1 >= self.shared.config.accept_backlog;
+        if let Some(sid) = g.accept.queue.pop_front() {
+            let was_full = g.accept.queue.len() + 1 >= self.shared.config.accept_backlog;
             drop(g);
             if was_full {
                 self.shared.driver.wake();
@@ -254,7 +251,7 @@ impl Session {
         if g.closing {
             return Poll::Ready(Err(Error::SessionClosed));
         }
-        set_waker(&mut g.accept_waker, cx.waker());
+        set_waker(&mut g.accept.waker, cx.waker());
         Poll::Pending
     }
 
@@ -370,6 +367,13 @@ struct Conn<T> {
     vectored: bool,
     /// The frame at the front of `read_buf` was read into a buffer of its own.
     direct: bool,
+    /// Reading is paused by back-pressure (see [`Conn::must_pause`]).
+    read_paused: bool,
+    /// v2: data frames wait for send credit; re-checked when this fires (streams that
+    /// turn quiet release their unreported bytes, see `flow`).
+    credit_retry: Option<Pin<Box<Sleep>>>,
+    /// The last gather left streams waiting for credit.
+    credit_blocked: bool,
 }
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
@@ -391,6 +395,9 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             wakers: Vec::new(),
             vectored,
             direct: false,
+            read_paused: false,
+            credit_retry: None,
+            credit_blocked: false,
         }
     }
 
@@ -463,7 +470,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             self.wake_all();
             if closing && self.out.is_empty() && !self.need_flush {
                 let g = self.shared.lock();
-                let idle = g.control.is_empty() && g.heap.is_empty();
+                let idle = g.shaper.is_idle();
                 drop(g);
                 if idle {
                     return Poll::Ready(Ok(()));
@@ -492,6 +499,12 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         {
             return Err(Error::SessionClosed);
         }
+        if let Some(d) = &mut self.credit_retry
+            && d.as_mut().poll(cx).is_ready()
+        {
+            // Gathering below re-checks the credit and re-arms if still blocked.
+            self.credit_retry = None;
+        }
         if let Some(p) = &mut self.ping {
             while p.poll_tick(cx).is_ready() {
                 let mut g = self.shared.lock();
@@ -504,11 +517,9 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             while t.poll_tick(cx).is_ready() {
                 let mut g = self.shared.lock();
                 let ready = std::mem::replace(&mut g.data_ready, false);
-                // Reading may be paused by back-pressure (bucket empty or backlog
+                // Reading may be paused by back-pressure (receive buffer or backlog
                 // full); then silence is ours, not the peer's (Go checks the bucket).
-                let paused =
-                    g.bucket <= 0 || g.accept_queue.len() >= self.shared.config.accept_backlog;
-                if !ready && !paused {
+                if !ready && !self.read_paused {
                     return Err(Error::KeepAliveTimeout);
                 }
             }
@@ -572,15 +583,15 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
     }
 
     /// Dispatches every complete frame in `read_buf`. Returns true if reading must
-    /// pause (bucket empty or accept backlog full), as Go's recvLoop does.
+    /// pause (see [`must_pause`](Self::must_pause)).
     fn parse_frames(&mut self) -> Result<bool, Error> {
-        if self.read_buf.len() < HEADER_SIZE {
-            let g = self.shared.lock();
-            return Ok(self.paused(&g));
-        }
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let mut g = shared.lock();
+        if self.read_buf.len() < HEADER_SIZE {
+            self.read_paused = self.must_pause(&g);
+            return Ok(self.read_paused);
+        }
         if g.version.is_none() {
             let Some(first) = self.read_buf.get(..HEADER_SIZE) else {
                 return Ok(false);
@@ -594,8 +605,10 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             self.wakers.append(&mut g.open_wakers);
         }
         let ver = g.ver();
+        let now = Instant::now();
         loop {
-            if self.paused(&g) {
+            self.read_paused = self.must_pause(&g);
+            if self.read_paused {
                 return Ok(true);
             }
             let frame = match frame::decode_frame(&mut self.read_buf, ver)? {
@@ -616,20 +629,12 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                         g.queue_control(Cmd::Fin, sid);
                         continue;
                     }
-                    g.insert_stream(sid, initial_window(cfg));
-                    g.announce_window(sid, cfg.max_receive_buffer);
-                    g.accept_queue.push_back(sid);
-                    self.wakers.extend(g.accept_waker.take());
+                    g.insert_stream(sid, initial_window(cfg), now);
+                    g.announce_window(sid, cfg);
+                    g.accept.queue.push_back(sid);
+                    self.wakers.extend(g.accept.waker.take());
                 }
-                Frame::Fin(sid) => {
-                    if let Some(st) = g.streams.get_mut(&sid)
-                        && !st.dropped
-                    {
-                        st.fin_received = true;
-                        self.wakers.extend(st.read_waker.take());
-                        self.wakers.extend(st.write_waker.take());
-                    }
-                }
+                Frame::Fin(sid) => g.on_fin(sid, now, &mut self.wakers),
                 Frame::Psh(sid, data) => {
                     let len = data.len();
                     if len == 0 {
@@ -650,10 +655,11 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     } else {
                         Bytes::copy_from_slice(&data)
                     };
-                    st.recv.push_back(data);
-                    st.recv_len += len;
-                    st.recv_total = st.recv_total.wrapping_add(len as u32);
-                    self.wakers.extend(st.read_waker.take());
+                    st.rx.queue.push_back(data);
+                    st.rx.len += len;
+                    st.rx.flow.on_data(len);
+                    st.last_active = now;
+                    self.wakers.extend(st.rx.waker.take());
                     g.bucket -= len as i64;
                 }
                 Frame::Upd {
@@ -661,22 +667,38 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     consumed,
                     window,
                 } => {
-                    if let Some(st) = g.streams.get_mut(&stream_id) {
-                        if (st.sent.wrapping_sub(consumed) as i32) < 0 {
-                            st.error = Some(Error::Consumed);
-                        } else {
-                            st.peer_consumed = consumed;
-                            st.peer_window = window;
-                        }
-                        self.wakers.extend(st.write_waker.take());
+                    if let Some(w) = g.on_update(stream_id, consumed, window, now) {
+                        self.wakers.push(w);
                     }
                 }
             }
         }
     }
 
-    fn paused(&self, g: &Inner) -> bool {
-        g.bucket <= 0 || g.accept_queue.len() >= self.shared.config.accept_backlog
+    /// Must reading pause before the next frame? As in Go when the accept backlog is
+    /// full or (v1) the receive buffer is used up. In v2 a full receive buffer pauses
+    /// reading only before data the peer was not entitled to send: anything within a
+    /// window we gave is read, so the peer's window updates behind it always get
+    /// through (see `flow`).
+    fn must_pause(&self, g: &Inner) -> bool {
+        if g.accept.queue.len() >= self.shared.config.accept_backlog {
+            return true;
+        }
+        if g.bucket > 0 {
+            return false;
+        }
+        if !g.is_v2() {
+            return true;
+        }
+        match frame::peek_header(&self.read_buf) {
+            Some(Ok(h)) if h.cmd == Cmd::Psh && h.length > 0 => match g.streams.get(&h.stream_id) {
+                Some(st) if !st.dropped => !st.rx.flow.within_entitlement(h.payload_len()),
+                // Discarded on arrival: costs nothing.
+                _ => false,
+            },
+            // Need the header to decide; pausing before it is complete would stall.
+            _ => false,
+        }
     }
 
     /// Moves frames from the shaper into `out` and writes them.
@@ -735,6 +757,12 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 }
             }
         }
+        if self.credit_blocked && self.credit_retry.is_none() {
+            let mut retry = Box::pin(tokio::time::sleep(QUIET));
+            // Registers the wake-up; it cannot be ready yet.
+            let _ = retry.as_mut().poll(cx);
+            self.credit_retry = Some(retry);
+        }
         if self.out.is_empty() && self.need_flush {
             match self.io.as_mut().poll_flush(cx) {
                 Poll::Ready(Ok(())) => self.need_flush = false,
@@ -746,42 +774,91 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
     }
 
     /// Takes control frames first, then data frames from the stream that has sent
-    /// least (E.6), until a batch is ready.
+    /// least (E.6), until a batch is ready. In v2 a data frame also needs send credit
+    /// (see `flow`): a stream whose next frame has none waits in `waiting` (the others
+    /// go on) and comes back when credit is released.
     fn gather(&mut self) {
         let shared = self.shared.clone();
         let mut g = shared.lock();
-        if !g.control.is_empty() {
-            let c = g.control.split().freeze();
+        if !g.shaper.control.is_empty() {
+            let c = g.shaper.control.split().freeze();
             self.out_bytes += c.len();
             self.out.push_back(c);
         }
         let v2 = g.is_v2();
+        let now = Instant::now();
+        // Computed only when the credit runs out (it walks every stream).
+        let mut unreported: Option<u64> = None;
+        let mut allows = |g: &Inner, extra: u32| {
+            g.credit.allows(extra, 0)
+                || g.credit
+                    .allows(extra, *unreported.get_or_insert_with(|| g.unreported(now)))
+        };
+        // Streams waiting for credit come back, first come first served, while it lasts.
+        while let Some(&sid) = g.shaper.waiting.front() {
+            let next = g.streams.get(&sid).and_then(|st| {
+                let (_, payload) = st.tx.pending.peek()?;
+                Some((st.tx.flow.credit_for(payload as u32), st.tx.prio))
+            });
+            match next {
+                Some((extra, _)) if !allows(&g, extra) => break,
+                Some((_, prio)) => {
+                    g.shaper.waiting.pop_front();
+                    g.shaper.push(prio, sid);
+                }
+                None => {
+                    g.shaper.waiting.pop_front();
+                    if let Some(st) = g.streams.get_mut(&sid) {
+                        st.tx.in_heap = false;
+                    }
+                    g.reap(sid);
+                }
+            }
+        }
         while self.out_bytes < WRITE_BATCH && self.out.len() < MAX_IOVECS {
-            let Some(entry) = g.heap.pop() else {
+            let Some(entry) = g.shaper.heap.pop() else {
                 break;
             };
             let sid = entry.sid;
-            let Some(st) = g.streams.get_mut(&sid) else {
+            let inner = &mut *g;
+            let Some(st) = inner.streams.get_mut(&sid) else {
                 continue;
             };
-            st.in_heap = false;
-            let Some(frame) = st.pending.pop_frame() else {
+            let Some((_, payload)) = st.tx.pending.peek() else {
+                st.tx.in_heap = false;
                 continue;
             };
-            let flen = frame.len();
-            let payload = flen.saturating_sub(HEADER_SIZE);
-            st.pending_bytes -= payload.min(st.pending_bytes);
-            st.sent = st.sent.wrapping_add(payload as u32);
-            st.prio = if v2 {
-                st.prio.wrapping_add(payload as u32)
+            if v2 {
+                let extra = st.tx.flow.credit_for(payload as u32);
+                if !allows(inner, extra) {
+                    inner.shaper.waiting.push_back(sid);
+                    continue;
+                }
+            }
+            let inner = &mut *g;
+            let Some(st) = inner.streams.get_mut(&sid) else {
+                continue;
+            };
+            st.tx.in_heap = false;
+            let Some((frame, payload)) = st.tx.pending.pop_frame() else {
+                continue;
+            };
+            if v2 {
+                let before = st.tx.flow.counted();
+                st.tx.flow.on_sent(payload as u32);
+                inner.credit.adjust(before, st.tx.flow.counted());
+                st.tx.prio = st.tx.prio.wrapping_add(payload as u32);
             } else {
-                st.prio.wrapping_add(1)
-            };
+                st.tx.prio = st.tx.prio.wrapping_add(1);
+            }
+            if payload > 0 {
+                st.last_active = now;
+            }
             // Wake a blocked writer only once half the send buffer is free (or a
             // flush is done), not for every frame: fewer task switches per byte.
-            let more = !st.pending.is_empty();
-            if !more || st.pending_bytes <= shared.config.max_stream_send_buffer / 2 {
-                self.wakers.extend(st.write_waker.take());
+            let more = !st.tx.pending.is_empty();
+            if !more || st.tx.pending.payload() <= shared.config.max_stream_send_buffer / 2 {
+                self.wakers.extend(st.tx.waker.take());
             }
             self.out_bytes += frame.len();
             self.out.push_back(frame);
@@ -791,5 +868,9 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 g.reap(sid);
             }
         }
+        // Waiting streams are re-checked when a UPD or FIN releases credit (the read
+        // side runs first in every driver turn), or when streams may have turned quiet.
+        self.credit_blocked = !g.shaper.waiting.is_empty();
+        g.check_credit();
     }
 }

@@ -14,18 +14,12 @@ use std::task::Waker;
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 
+use tokio::time::Instant;
+
 use crate::config::Config;
 use crate::error::Error;
+use crate::flow::{self, ConsumedTooMuch, MIN_WINDOW, RecvFlow, SendCredit, SendFlow, Update};
 use crate::frame::{self, Cmd, HEADER_SIZE};
-
-/// Window Go assumes for the peer until the first UPD arrives (E.5 `initialPeerWindow`).
-pub(crate) const INITIAL_PEER_WINDOW: u32 = 262_144;
-
-/// Starting advertised window when auto-tuning (capped by `max_stream_buffer`).
-pub(crate) const AUTOTUNE_INITIAL_WINDOW: u32 = 65_536;
-
-/// Smallest window the fair-share cap ever advertises.
-pub(crate) const MIN_WINDOW: u32 = 4096;
 
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
@@ -70,93 +64,135 @@ impl PartialOrd for SendEntry {
     }
 }
 
-pub(crate) struct StreamState {
+/// The write shaper: control frames first, then streams by least sent (E.6).
+///
+/// Invariant: a stream is in `heap` at most once (its `TxState::in_heap` says so).
+#[derive(Default)]
+pub(crate) struct Shaper {
+    /// Control frames (SYN, NOP, UPD) waiting; they go before any data (prio 0).
+    pub(crate) control: BytesMut,
+    pub(crate) heap: BinaryHeap<SendEntry>,
+    /// v2: streams whose next frame waits for send credit, in the order they ran out.
+    pub(crate) waiting: VecDeque<u32>,
+    seq: u64,
+}
+
+impl Shaper {
+    pub(crate) fn push(&mut self, prio: u32, sid: u32) {
+        self.seq += 1;
+        self.heap.push(SendEntry {
+            prio,
+            seq: self.seq,
+            sid,
+        });
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.control.is_empty() && self.heap.is_empty() && self.waiting.is_empty()
+    }
+}
+
+/// Receive side of a stream.
+pub(crate) struct RxState {
     /// Received payloads not yet read.
-    pub(crate) recv: VecDeque<Bytes>,
-    pub(crate) recv_len: usize,
-    pub(crate) read_waker: Option<Waker>,
+    pub(crate) queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    pub(crate) len: usize,
+    pub(crate) waker: Option<Waker>,
+    /// The peer's FIN arrived.
+    pub(crate) fin: bool,
+    /// v2 window bookkeeping.
+    pub(crate) flow: RecvFlow,
+}
+
+/// Send side of a stream.
+pub(crate) struct TxState {
+    /// Encoded frames committed by writes, not yet taken by the driver.
+    pub(crate) pending: FrameQueue,
     /// A writer waiting for send space / window, or a flush/shutdown waiting for the
     /// pending frames to be handed to the transport.
-    pub(crate) write_waker: Option<Waker>,
-    pub(crate) fin_received: bool,
+    pub(crate) waker: Option<Waker>,
     pub(crate) fin_queued: bool,
-    /// Live handles (the stream, or its two halves; 1 while in the accept queue).
-    pub(crate) handles: usize,
-    /// Every handle is gone: the stream only waits for its last frames to be written.
-    pub(crate) dropped: bool,
-    /// Encoded frames (header + payload) committed by writes, not yet taken by the
-    /// driver. Whole frames only, so the driver can split them off without copying.
-    pub(crate) pending: FrameQueue,
-    /// Payload bytes in `pending`.
-    pub(crate) pending_bytes: usize,
+    /// Scheduled: in the shaper's heap or waiting for credit.
     pub(crate) in_heap: bool,
     /// Shaper priority: frames sent (v1) or bytes sent (v2).
     pub(crate) prio: u32,
-    /// v2 sender: bytes accepted from the application (>= `sent`).
-    pub(crate) committed: u32,
-    /// v2 sender: bytes taken by the driver for the transport (Go's `numWritten`).
-    pub(crate) sent: u32,
-    pub(crate) peer_consumed: u32,
-    pub(crate) peer_window: u32,
-    /// v2 receiver (Go's `numRead`, `incr`).
-    pub(crate) num_read: u32,
-    pub(crate) incr: u32,
-    /// v2 receiver: window we advertise (auto-tuned or `max_stream_buffer`).
-    pub(crate) window: u32,
-    /// v2 receiver: total payload bytes received (wrapping).
-    pub(crate) recv_total: u32,
-    /// v2 receiver: the peer may send up to this many bytes in total (wrapping) given
-    /// the last UPD we sent (or Go's initial 256 KiB guess before any).
-    pub(crate) peer_limit: u32,
+    /// v2 window bookkeeping.
+    pub(crate) flow: SendFlow,
     /// Write-side error specific to this stream (ErrConsumed).
     pub(crate) error: Option<Error>,
 }
 
+pub(crate) struct StreamState {
+    pub(crate) rx: RxState,
+    pub(crate) tx: TxState,
+    /// Live handles (the stream, or its two halves; 1 while in the accept queue).
+    pub(crate) handles: usize,
+    /// Every handle is gone: the stream only waits for its last frames to be written
+    /// (and, in v2, for the peer to release what it holds of ours).
+    pub(crate) dropped: bool,
+    /// Last frame sent or received on this stream (for [`flow::QUIET`]).
+    pub(crate) last_active: Instant,
+}
+
 impl StreamState {
-    pub(crate) fn new(window: u32) -> Self {
+    pub(crate) fn new(window: u32, now: Instant) -> Self {
         Self {
-            recv: VecDeque::new(),
-            recv_len: 0,
-            read_waker: None,
-            write_waker: None,
-            fin_received: false,
-            fin_queued: false,
+            rx: RxState {
+                queue: VecDeque::new(),
+                len: 0,
+                waker: None,
+                fin: false,
+                flow: RecvFlow::new(window),
+            },
+            tx: TxState {
+                pending: FrameQueue::default(),
+                waker: None,
+                fin_queued: false,
+                in_heap: false,
+                prio: 0,
+                flow: SendFlow::default(),
+                error: None,
+            },
             handles: 1,
             dropped: false,
-            pending: FrameQueue::default(),
-            pending_bytes: 0,
-            in_heap: false,
-            prio: 0,
-            committed: 0,
-            sent: 0,
-            peer_consumed: 0,
-            peer_window: INITIAL_PEER_WINDOW,
-            num_read: 0,
-            incr: 0,
-            window,
-            recv_total: 0,
-            peer_limit: INITIAL_PEER_WINDOW,
-            error: None,
+            last_active: now,
         }
     }
+
+    /// Quiet both ways for [`flow::QUIET`]: nothing pending from us, nothing received,
+    /// and the peer is not waiting for window from us.
+    fn quiet(&self, now: Instant) -> bool {
+        self.tx.pending.is_empty()
+            && !self.rx.flow.peer_blocked()
+            && now.saturating_duration_since(self.last_active) >= flow::QUIET
+    }
+}
+
+/// Streams the peer opened that the application has not accepted yet.
+#[derive(Default)]
+pub(crate) struct AcceptQueue {
+    pub(crate) queue: VecDeque<u32>,
+    pub(crate) waker: Option<Waker>,
 }
 
 pub(crate) struct Inner {
     /// Wire version byte; `None` on an auto-detecting server until the first frame.
     pub(crate) version: Option<u8>,
     pub(crate) streams: HashMap<u32, StreamState>,
-    pub(crate) accept_queue: VecDeque<u32>,
-    pub(crate) accept_waker: Option<Waker>,
+    /// Streams in the map that still have a handle (or wait in the accept queue).
+    live: usize,
+    pub(crate) accept: AcceptQueue,
     /// `open_stream` calls waiting for version detection.
     pub(crate) open_wakers: Vec<Waker>,
-    /// Session token bucket (E.4).
+    /// Session token bucket (E.4): receive buffer left. Bytes received and not read
+    /// are taken from it; may go negative in v2 (see [`flow`]).
     pub(crate) bucket: i64,
+    /// v2: bytes sent on all streams and not reported consumed (see [`flow`]).
+    pub(crate) credit: SendCredit,
     pub(crate) next_id: u32,
     pub(crate) go_away: bool,
-    /// Control frames (SYN, NOP, UPD) waiting; they go before any data (prio 0).
-    pub(crate) control: BytesMut,
-    pub(crate) heap: BinaryHeap<SendEntry>,
-    pub(crate) heap_seq: u64,
+    pub(crate) shaper: Shaper,
     /// Set once the session is dead; every call then fails with it.
     pub(crate) error: Option<Error>,
     /// `close()` was called or every handle is gone: flush, then shut down.
@@ -169,24 +205,21 @@ pub(crate) struct Inner {
     pub(crate) data_ready: bool,
     pub(crate) local_addr: Option<SocketAddr>,
     pub(crate) peer_addr: Option<SocketAddr>,
-    /// Streams in the map that still have a handle (or wait in the accept queue).
-    pub(crate) live: usize,
 }
 
 impl Inner {
-    pub(crate) fn new(version: Option<u8>, client: bool, bucket: usize) -> Self {
+    pub(crate) fn new(version: Option<u8>, client: bool, config: &Config) -> Self {
         Self {
             version,
             streams: HashMap::new(),
-            accept_queue: VecDeque::new(),
-            accept_waker: None,
+            live: 0,
+            accept: AcceptQueue::default(),
             open_wakers: Vec::new(),
-            bucket: bucket as i64,
+            bucket: config.max_receive_buffer as i64,
+            credit: SendCredit::new(config.peer_receive_buffer),
             next_id: if client { 1 } else { 0 },
             go_away: false,
-            control: BytesMut::new(),
-            heap: BinaryHeap::new(),
-            heap_seq: 0,
+            shaper: Shaper::default(),
             error: None,
             closing: false,
             closed: false,
@@ -195,7 +228,6 @@ impl Inner {
             data_ready: false,
             local_addr: None,
             peer_addr: None,
-            live: 0,
         }
     }
 
@@ -210,7 +242,12 @@ impl Inner {
     /// Queues a payload-less control frame.
     pub(crate) fn queue_control(&mut self, cmd: Cmd, sid: u32) {
         let v = self.ver();
-        frame::encode_control(v, cmd, sid, &mut self.control);
+        frame::encode_control(v, cmd, sid, &mut self.shaper.control);
+    }
+
+    fn queue_upd(&mut self, sid: u32, u: Update) {
+        let v = self.ver();
+        frame::encode_upd(v, sid, u.consumed, u.window, &mut self.shaper.control);
     }
 
     /// Marks a stream as having frames to send.
@@ -218,31 +255,34 @@ impl Inner {
         let Some(st) = self.streams.get_mut(&sid) else {
             return;
         };
-        if st.in_heap || st.pending.is_empty() {
+        if st.tx.in_heap || st.tx.pending.is_empty() {
             return;
         }
-        st.in_heap = true;
-        let prio = st.prio;
-        self.heap_seq += 1;
-        self.heap.push(SendEntry {
-            prio,
-            seq: self.heap_seq,
-            sid,
-        });
+        st.tx.in_heap = true;
+        let prio = st.tx.prio;
+        self.shaper.push(prio, sid);
     }
 
-    /// Appends a FIN to the stream's own pending frames, so it follows the stream's data.
+    /// Queues a FIN after the stream's pending data, or with the control frames when
+    /// nothing is pending (it must not wait behind other streams' data for send credit:
+    /// the peer may need it to finish and release that credit).
     pub(crate) fn queue_fin(&mut self, sid: u32) {
         let v = self.ver();
-        if let Some(st) = self.streams.get_mut(&sid) {
-            if st.fin_queued {
-                return;
-            }
-            st.fin_queued = true;
-            st.pending.push(Bytes::copy_from_slice(
-                &frame::Header::new(v, Cmd::Fin, 0, sid).encode(),
-            ));
+        let Some(st) = self.streams.get_mut(&sid) else {
+            return;
+        };
+        if st.tx.fin_queued {
+            return;
         }
+        st.tx.fin_queued = true;
+        if st.tx.pending.is_empty() {
+            self.queue_control(Cmd::Fin, sid);
+            return;
+        }
+        st.tx.pending.push(
+            Bytes::copy_from_slice(&frame::Header::new(v, Cmd::Fin, 0, sid).encode()),
+            0,
+        );
         self.schedule(sid);
     }
 
@@ -253,78 +293,125 @@ impl Inner {
         before <= 0 && self.bucket > 0
     }
 
+    /// v2: the window to advertise for a stream whose own window is `own`.
+    fn effective(&self, config: &Config) -> impl Fn(u32) -> u32 + use<> {
+        let share = (config.max_receive_buffer / self.live.max(1)).max(MIN_WINDOW as usize);
+        let share = share.min(u32::MAX as usize) as u32;
+        move |own| own.min(share)
+    }
+
     /// v2 receiver bookkeeping after the application consumed `n` bytes (E.5), plus
-    /// window auto-tuning. Queues a UPD when Go would.
+    /// window auto-tuning. Queues a UPD when Go would (or the window grew).
     pub(crate) fn after_read(&mut self, sid: u32, n: usize, config: &Config) {
         if !self.is_v2() || n == 0 {
             return;
         }
-        let v = self.ver();
+        let eff = self.effective(config);
+        let autotune = config.stream_window_autotune.then(|| autotune_max(config));
         let Some(st) = self.streams.get_mut(&sid) else {
             return;
         };
-        let n32 = n as u32;
-        st.num_read = st.num_read.wrapping_add(n32);
-        st.incr = st.incr.wrapping_add(n32);
-        // Go's threshold is MaxStreamBuffer/2, i.e. half the window it advertises; ours
-        // is half the window we last advertised (which the fair-share cap may have made
-        // smaller than `window`), or the sender could stall waiting for a UPD.
-        let advertised = st
-            .peer_limit
-            .wrapping_sub(st.num_read.wrapping_sub(st.incr));
-        let mut send = st.incr >= advertised / 2 || st.num_read == n32;
-        // Auto-tune: the reader has drained everything and the sender used the whole
-        // window we offered, so the window (not the reader, not the link) is what limits
-        // this stream. Grow it, up to max_stream_buffer, and tell the sender at once.
-        if config.stream_window_autotune
-            && st.recv_len == 0
-            && st.window < config.max_stream_buffer as u32
-            && st.recv_total.wrapping_sub(st.peer_limit) as i32 >= 0
-            && st.num_read != n32
-        {
-            st.window = st
-                .window
-                .saturating_mul(2)
-                .min(config.max_stream_buffer as u32);
-            send = true;
-        }
-        if send {
-            st.incr = 0;
-            let (consumed, own) = (st.num_read, st.window);
-            let window = self.effective_window(own, config.max_receive_buffer);
-            if let Some(st) = self.streams.get_mut(&sid) {
-                st.peer_limit = consumed.wrapping_add(window);
-            }
-            frame::encode_upd(v, sid, consumed, window, &mut self.control);
+        if let Some(u) = st.rx.flow.on_read(n as u32, st.rx.len, autotune, eff) {
+            self.queue_upd(sid, u);
         }
     }
 
     /// v2: tells the peer our window for a new stream at once (`UPD(0, window)`), so a
     /// sender does not assume Go's initial 256 KiB for a stream nobody reads yet. Go
     /// peers simply take it as an ordinary window update.
-    pub(crate) fn announce_window(&mut self, sid: u32, max_receive_buffer: usize) {
+    pub(crate) fn announce_window(&mut self, sid: u32, config: &Config) {
         if !self.is_v2() {
             return;
         }
-        let v = self.ver();
-        let Some(own) = self.streams.get(&sid).map(|s| s.window) else {
+        let eff = self.effective(config);
+        let Some(st) = self.streams.get_mut(&sid) else {
             return;
         };
-        let window = self.effective_window(own, max_receive_buffer);
-        if let Some(st) = self.streams.get_mut(&sid) {
-            st.peer_limit = window;
-        }
-        frame::encode_upd(v, sid, 0, window, &mut self.control);
+        let u = st.rx.flow.announce(eff);
+        self.queue_upd(sid, u);
     }
 
-    /// Removes a stream whose handles are gone once its frames are all out.
+    /// Removes a stream whose handles are gone once its frames are all out and (v2) the
+    /// peer no longer holds bytes of it that count against the send credit.
     pub(crate) fn reap(&mut self, sid: u32) {
         if let Some(st) = self.streams.get(&sid)
             && st.dropped
-            && st.pending.is_empty()
-            && !st.in_heap
+            && st.tx.pending.is_empty()
+            && !st.tx.in_heap
+            && st.tx.flow.counted() == 0
         {
             self.streams.remove(&sid);
+        }
+    }
+
+    /// Changes a stream's send flow and keeps the session credit in step.
+    pub(crate) fn update_flow<R>(
+        &mut self,
+        sid: u32,
+        f: impl FnOnce(&mut SendFlow) -> R,
+    ) -> Option<R> {
+        let st = self.streams.get_mut(&sid)?;
+        let before = st.tx.flow.counted();
+        let r = f(&mut st.tx.flow);
+        self.credit.adjust(before, st.tx.flow.counted());
+        Some(r)
+    }
+
+    /// A UPD arrived for `sid`; returns the writer to wake.
+    pub(crate) fn on_update(
+        &mut self,
+        sid: u32,
+        consumed: u32,
+        window: u32,
+        now: Instant,
+    ) -> Option<Waker> {
+        let res = self.update_flow(sid, |f| f.on_update(consumed, window))?;
+        let st = self.streams.get_mut(&sid)?;
+        st.last_active = now;
+        if let Err(ConsumedTooMuch) = res {
+            st.tx.error = Some(Error::Consumed);
+        }
+        let w = st.tx.waker.take();
+        self.reap(sid);
+        w
+    }
+
+    /// The peer's FIN arrived for `sid`; collects the wakers to wake.
+    pub(crate) fn on_fin(&mut self, sid: u32, now: Instant, wakers: &mut Vec<Waker>) {
+        if self.update_flow(sid, SendFlow::on_peer_fin).is_none() {
+            return;
+        }
+        let Some(st) = self.streams.get_mut(&sid) else {
+            return;
+        };
+        st.last_active = now;
+        if !st.dropped {
+            st.rx.fin = true;
+            wakers.extend(st.rx.waker.take());
+            wakers.extend(st.tx.waker.take());
+        }
+        self.reap(sid);
+    }
+
+    /// Credit that quiet streams hold only on paper (see [`flow`]): bytes the peer may
+    /// have consumed without reporting it, and reservations nobody uses.
+    pub(crate) fn unreported(&self, now: Instant) -> u64 {
+        self.streams
+            .values()
+            .filter(|s| s.quiet(now))
+            .map(|s| u64::from(s.tx.flow.unreported()))
+            .sum()
+    }
+
+    /// Checks the credit invariant (debug builds; it walks every stream).
+    pub(crate) fn check_credit(&self) {
+        if cfg!(debug_assertions) {
+            let sum: u64 = self
+                .streams
+                .values()
+                .map(|s| u64::from(s.tx.flow.counted()))
+                .sum();
+            debug_assert_eq!(sum, self.credit.total());
         }
     }
 
@@ -342,11 +429,11 @@ impl Inner {
         }
         st.dropped = true;
         self.live = self.live.saturating_sub(1);
-        let unread = st.recv_len;
-        st.recv.clear();
-        st.recv_len = 0;
-        st.read_waker = None;
-        st.write_waker = None;
+        let unread = st.rx.len;
+        st.rx.queue.clear();
+        st.rx.len = 0;
+        st.rx.waker = None;
+        st.tx.waker = None;
         if alive {
             self.queue_fin(sid);
         }
@@ -364,19 +451,9 @@ impl Inner {
     }
 
     /// Registers a new stream (opened or received).
-    pub(crate) fn insert_stream(&mut self, sid: u32, window: u32) {
-        self.streams.insert(sid, StreamState::new(window));
+    pub(crate) fn insert_stream(&mut self, sid: u32, window: u32, now: Instant) {
+        self.streams.insert(sid, StreamState::new(window, now));
         self.live += 1;
-    }
-
-    /// The window to advertise for a stream: its own (auto-tuned or configured) window,
-    /// capped so that the windows of all live streams together stay within half the
-    /// receive buffer. Otherwise peers filling every window could exhaust the bucket,
-    /// which stops us reading the transport, and with it the UPD frames queued behind
-    /// the data: an application that echoes streams would then deadlock (as Go can).
-    pub(crate) fn effective_window(&self, own: u32, max_receive_buffer: usize) -> u32 {
-        let share = max_receive_buffer / (2 * self.live.max(1));
-        own.min(share.max(MIN_WINDOW as usize) as u32)
     }
 
     /// Marks the session dead with `err` (first error wins) and collects every waker.
@@ -385,22 +462,22 @@ impl Inner {
             self.error = Some(err);
         }
         self.closing = true;
-        self.control.clear();
-        self.heap.clear();
+        self.shaper.control.clear();
+        self.shaper.heap.clear();
+        self.shaper.waiting.clear();
         for st in self.streams.values_mut() {
-            st.pending.clear();
-            st.pending_bytes = 0;
-            st.in_heap = false;
-            wakers.extend(st.read_waker.take());
-            wakers.extend(st.write_waker.take());
+            st.tx.pending.clear();
+            st.tx.in_heap = false;
+            wakers.extend(st.rx.waker.take());
+            wakers.extend(st.tx.waker.take());
         }
         self.streams.retain(|_, s| !s.dropped);
         // Streams the application never accepted cannot be used any more.
-        for sid in std::mem::take(&mut self.accept_queue) {
+        for sid in std::mem::take(&mut self.accept.queue) {
             self.streams.remove(&sid);
         }
         self.live = self.streams.len();
-        wakers.extend(self.accept_waker.take());
+        wakers.extend(self.accept.waker.take());
         wakers.append(&mut self.open_wakers);
     }
 
@@ -411,13 +488,26 @@ impl Inner {
     }
 }
 
+/// The largest window auto-tuning grows a stream to: the whole receive buffer (the
+/// fair-share cap divides it between live streams), and never below the configured
+/// `max_stream_buffer`.
+pub(crate) fn autotune_max(config: &Config) -> u32 {
+    config
+        .max_receive_buffer
+        .max(config.max_stream_buffer)
+        .min(i32::MAX as usize) as u32
+}
+
 /// Encoded frames waiting to be written, as the chunks the writes produced (each chunk
 /// holds whole frames). Frames are split off without copying, and a write never has to
 /// move frames already queued (a single growing buffer would be copied whenever the
 /// writer reserves room while the driver still holds frames split off it).
+///
+/// Invariant: `payload` is the number of PSH payload bytes in `chunks`.
 #[derive(Debug, Default)]
 pub(crate) struct FrameQueue {
     chunks: VecDeque<Bytes>,
+    payload: usize,
 }
 
 impl FrameQueue {
@@ -425,29 +515,51 @@ impl FrameQueue {
         self.chunks.is_empty()
     }
 
-    pub(crate) fn push(&mut self, chunk: Bytes) {
+    /// Payload bytes waiting.
+    pub(crate) fn payload(&self) -> usize {
+        self.payload
+    }
+
+    /// Queues a chunk of whole frames carrying `payload` PSH payload bytes.
+    pub(crate) fn push(&mut self, chunk: Bytes, payload: usize) {
         if !chunk.is_empty() {
             self.chunks.push_back(chunk);
+            self.payload += payload;
         }
     }
 
     pub(crate) fn clear(&mut self) {
         self.chunks.clear();
+        self.payload = 0;
     }
 
-    /// Splits off the first frame (header and payload).
-    pub(crate) fn pop_frame(&mut self) -> Option<Bytes> {
-        let front = self.chunks.front_mut()?;
-        let flen = match front.get(2..4) {
-            Some(&[a, b]) => HEADER_SIZE + usize::from(u16::from_le_bytes([a, b])),
-            _ => front.len(),
+    /// Length of the first frame and its payload (PSH), without taking it.
+    pub(crate) fn peek(&self) -> Option<(usize, usize)> {
+        let front = self.chunks.front()?;
+        let (cmd, len) = match front.get(1..4) {
+            Some(&[c, a, b]) => (c, usize::from(u16::from_le_bytes([a, b]))),
+            _ => return Some((front.len(), 0)),
         };
+        if cmd == Cmd::Psh as u8 {
+            Some((HEADER_SIZE + len, len))
+        } else {
+            Some((HEADER_SIZE, 0))
+        }
+    }
+
+    /// Splits off the first frame (header and payload) and returns it with its payload
+    /// length.
+    pub(crate) fn pop_frame(&mut self) -> Option<(Bytes, usize)> {
+        let (flen, payload) = self.peek()?;
+        let front = self.chunks.front_mut()?;
         let frame = if flen >= front.len() {
             self.chunks.pop_front()?
         } else {
             front.split_to(flen)
         };
-        Some(frame)
+        debug_assert!(self.payload >= payload);
+        self.payload -= payload;
+        Some((frame, payload))
     }
 }
 

@@ -44,37 +44,37 @@ impl Handle {
                 .unwrap_or(Error::SessionClosed)
                 .into_io()));
         };
-        if st.recv_len > 0 {
+        if st.rx.len > 0 {
             let mut n = 0;
             while buf.remaining() > 0 {
-                let Some(front) = st.recv.front_mut() else {
+                let Some(front) = st.rx.queue.front_mut() else {
                     break;
                 };
                 let k = front.len().min(buf.remaining());
                 buf.put_slice(front.get(..k).unwrap_or_default());
                 front.advance(k);
                 if front.is_empty() {
-                    st.recv.pop_front();
+                    st.rx.queue.pop_front();
                 }
                 n += k;
             }
-            st.recv_len -= n;
+            st.rx.len -= n;
             let mut wake = inner.return_tokens(n);
-            let before = inner.control.len();
+            let before = inner.shaper.control.len();
             inner.after_read(self.id, n, config);
-            wake |= inner.control.len() != before;
+            wake |= inner.shaper.control.len() != before;
             drop(g);
             if wake {
                 self.shared.driver.wake();
             }
             return Poll::Ready(Ok(()));
         }
-        if st.fin_received {
+        if st.rx.fin {
             return Poll::Ready(Ok(()));
         }
-        set_waker(&mut st.read_waker, cx.waker());
+        set_waker(&mut st.rx.waker, cx.waker());
         if let Some(e) = &inner.error {
-            st.read_waker = None;
+            st.rx.waker = None;
             return Poll::Ready(Err(e.clone().into_io()));
         }
         Poll::Pending
@@ -97,28 +97,23 @@ impl Handle {
         let Some(st) = g.streams.get_mut(&self.id) else {
             return Poll::Ready(Err(Error::SessionClosed.into_io()));
         };
-        if st.fin_queued {
+        if st.tx.fin_queued {
             return Poll::Ready(Err(Error::StreamClosed.into_io()));
         }
-        if let Some(e) = &st.error {
+        if let Some(e) = &st.tx.error {
             return Poll::Ready(Err(e.clone().into_io()));
         }
         let mut allowed = config
             .max_stream_send_buffer
-            .saturating_sub(st.pending_bytes) as i64;
+            .saturating_sub(st.tx.pending.payload()) as i64;
         if v2 {
-            let inflight = st.committed.wrapping_sub(st.peer_consumed) as i32;
-            if inflight < 0 {
-                return Poll::Ready(Err(Error::Consumed.into_io()));
-            }
             // Go fails such a write with io.EOF once the peer's FIN arrived, because a
             // Go peer cannot read after sending FIN. A Rust peer can (shutdown is a
             // half-close) and keeps sending UPD, so we keep waiting for the window.
-            let win = i64::from(st.peer_window as i32) - i64::from(inflight);
-            allowed = allowed.min(win);
+            allowed = allowed.min(st.tx.flow.writable());
         }
         if allowed <= 0 {
-            set_waker(&mut st.write_waker, cx.waker());
+            set_waker(&mut st.tx.waker, cx.waker());
             return Poll::Pending;
         }
         let n = data.len().min(allowed as usize);
@@ -131,10 +126,11 @@ impl Handle {
             chunk.put_slice(&Header::new(ver, Cmd::Psh, len, self.id).encode());
             chunk.put_slice(part);
         }
-        st.pending.push(chunk.freeze());
-        st.pending_bytes += n;
-        st.committed = st.committed.wrapping_add(n as u32);
-        let was_scheduled = st.in_heap;
+        st.tx.pending.push(chunk.freeze(), n);
+        if v2 {
+            st.tx.flow.commit(n as u32);
+        }
+        let was_scheduled = st.tx.in_heap;
         g.schedule(self.id);
         drop(g);
         if !was_scheduled {
@@ -149,20 +145,20 @@ impl Handle {
         let Some(st) = inner.streams.get_mut(&self.id) else {
             return Poll::Ready(Ok(()));
         };
-        if st.pending.is_empty() {
+        if st.tx.pending.is_empty() {
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = &inner.error {
             return Poll::Ready(Err(e.clone().into_io()));
         }
-        set_waker(&mut st.write_waker, cx.waker());
+        set_waker(&mut st.tx.waker, cx.waker());
         Poll::Pending
     }
 
     fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         {
             let mut g = self.shared.lock();
-            if g.error.is_none() && g.streams.get(&self.id).is_some_and(|s| !s.fin_queued) {
+            if g.error.is_none() && g.streams.get(&self.id).is_some_and(|s| !s.tx.fin_queued) {
                 g.queue_fin(self.id);
                 drop(g);
                 self.shared.driver.wake();
@@ -173,7 +169,7 @@ impl Handle {
 
     fn start_shutdown(&self) {
         let mut g = self.shared.lock();
-        if g.error.is_none() && g.streams.get(&self.id).is_some_and(|s| !s.fin_queued) {
+        if g.error.is_none() && g.streams.get(&self.id).is_some_and(|s| !s.tx.fin_queued) {
             g.queue_fin(self.id);
             drop(g);
             self.shared.driver.wake();
@@ -206,9 +202,9 @@ impl Handle {
 /// In v1 there is no per-stream flow control: data nobody reads fills the session's
 /// receive buffer and then stalls *every* stream of the session (smux v1 design). In v2
 /// the peer may send at most our advertised window per stream (we announce it with a
-/// UPD right after the SYN; until that arrives a sender assumes Go's 256 KiB), so one
-/// unread stream cannot stall the others as long as `max_receive_buffer` exceeds
-/// 256 KiB per stream left unread (the default 4 MiB covers 15).
+/// UPD right after the SYN; until that arrives a sender assumes Go's 256 KiB), and we
+/// keep reading the transport for any data within those windows, so one unread stream
+/// never stalls the others.
 #[derive(Debug)]
 pub struct Stream {
     h: Handle,
@@ -252,7 +248,7 @@ impl Stream {
     #[cfg(test)]
     pub(crate) fn advertised_window(&self) -> u32 {
         let g = self.h.shared.lock();
-        g.streams.get(&self.h.id).map_or(0, |s| s.window)
+        g.streams.get(&self.h.id).map_or(0, |s| s.rx.flow.window())
     }
 }
 

@@ -475,6 +475,8 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
         smux::Version::V2
     };
     smux.max_receive_buffer = positive(c.smuxbuf, "smuxbuf")?;
+    // Both ends of a kcptun tunnel take --smuxbuf: assume the peer's buffer is ours.
+    smux.peer_receive_buffer = smux.max_receive_buffer;
     smux.max_stream_buffer = positive(c.streambuf, "streambuf")?;
     // kcptun always advertises --streambuf (Go smux has no window autotuning).
     smux.stream_window_autotune = false;
