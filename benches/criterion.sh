@@ -9,7 +9,7 @@
 #   benches/criterion.sh table [NAME]     markdown table of the committed baseline (used by benches/RESULTS.md)
 #
 # Quick runs: CRITERION_ARGS="--warm-up-time 1 --measurement-time 3" (the default below); pass
-# CRITERION_ARGS="" for criterion's own defaults. A subset: BENCHES="kcp:engine fec:fec".
+# CRITERION_ARGS="" for criterion's own defaults. A subset: BENCHES="rkcp-engine:engine rkcp-fec:fec".
 # Baselines are machine-specific: compare on the machine that saved them (benches/RESULTS.md says which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ cmd=${1:-}
 name=${2:-main}
 target=${CARGO_TARGET_DIR:-target}
 args=${CRITERION_ARGS---warm-up-time 1 --measurement-time 3}
-benches=${BENCHES:-kcp:engine fec:fec crypt:crypt smux:smux session:loopback}
+benches=${BENCHES:-rkcp-engine:engine rkcp-fec:fec rkcp-crypt:crypt rkcp-smux:smux rkcp-session:loopback}
 store=benches/baselines/$name
 
 run_all() {

@@ -1,5 +1,5 @@
 //! The CONFIG object of the control protocol: one data listener's transport and its knobs, named after
-//! kcptun's flags (PROTOCOL.md F.1), and its mapping onto [`session::KcpConfig`] and [`smux::Config`].
+//! kcptun's flags (PROTOCOL.md F.1), and its mapping onto [`rkcp_session::KcpConfig`] and [`rkcp_smux::Config`].
 //!
 //! Both servers (ours and `kcpbench-go`) and the Go client job read the same JSON, so every field has the
 //! default the contract gives (kcptun's defaults, except `mode`, which is `fast3` here).
@@ -9,8 +9,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rkcp_session::{CipherKind, KcpConfig, PacketCrypt};
 use serde::{Deserialize, Serialize};
-use session::{CipherKind, KcpConfig, PacketCrypt};
 
 /// What carries a benchmark stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ pub struct BenchConfig {
     pub mtu: usize,
     /// ACK right after each input.
     pub acknodelay: bool,
-    /// Cap on segments in flight (rkcp only, `session::KcpConfig::max_inflight`); 0 = no cap (kcp-go).
+    /// Cap on segments in flight (rkcp only, `rkcp_session::KcpConfig::max_inflight`); 0 = no cap (kcp-go).
     pub inflight: u32,
     /// kcptun cipher name; `none` still carries kcp-go's nonce + CRC header, as kcptun does.
     pub crypt: String,
@@ -251,11 +251,11 @@ impl BenchConfig {
     ///
     /// # Errors
     /// An unsupported version or a value smux refuses.
-    pub fn smux_config(&self) -> anyhow::Result<smux::Config> {
-        let mut c = smux::Config::default();
+    pub fn smux_config(&self) -> anyhow::Result<rkcp_smux::Config> {
+        let mut c = rkcp_smux::Config::default();
         c.version = match self.smuxver {
-            1 => smux::Version::V1,
-            2 => smux::Version::V2,
+            1 => rkcp_smux::Version::V1,
+            2 => rkcp_smux::Version::V2,
             v => bail!("unsupported smux version {v} (1 or 2)"),
         };
         c.max_receive_buffer = self.smuxbuf;
@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(k.mss(), 1350 - 24 - 28);
         assert_eq!(c.label(), "kcp fast aes fec 10/3");
         let s = c.smux_config().unwrap();
-        assert_eq!(s.version, smux::Version::V2);
+        assert_eq!(s.version, rkcp_smux::Version::V2);
         assert_eq!(s.max_stream_buffer, 2_097_152);
     }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
+use rkcp_session::KcpListener;
 use serde_json::json;
-use session::KcpListener;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -177,7 +177,7 @@ async fn start_listener(
 /// Serves one data connection: a single stream, or an smux session whose streams are served each.
 fn spawn_conn<T>(
     io: T,
-    smux_cfg: Option<smux::Config>,
+    smux_cfg: Option<rkcp_smux::Config>,
     cancel: &CancellationToken,
     conns: &Arc<AtomicU64>,
 ) where
@@ -195,7 +195,7 @@ fn spawn_conn<T>(
                 }
             }
             Some(cfg) => {
-                let Ok(mux) = smux::Session::server(io, cfg) else {
+                let Ok(mux) = rkcp_smux::Session::server(io, cfg) else {
                     return;
                 };
                 loop {

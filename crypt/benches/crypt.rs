@@ -8,12 +8,12 @@
 //!   bare cipher encrypt then decrypt of 1500 bytes, counted as 3000 bytes, so its MB/s sit
 //!   beside `go test -bench` figures.
 //!
-//! Run: `cargo bench -p crypt --bench crypt -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench -p rkcp-crypt --bench crypt -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use crypt::{CipherKind, PacketCrypt, derive_key, new_block_crypt};
+use rkcp_crypt::{CipherKind, PacketCrypt, derive_key, new_block_crypt};
 
 const PACKET: usize = 1350;
 const GO_BENCH_LEN: usize = 1500;

@@ -5,7 +5,7 @@
 //! `tests/go/crypt_bench`; run both back to back:
 //!
 //! ```text
-//! cargo run --release -p crypt --example best_of
+//! cargo run --release -p rkcp-crypt --example best_of
 //! (cd crypt/tests/go/crypt_bench && GOPATH=/usr/share/gocode GO111MODULE=off go run ./main.go)
 //! ```
 //!
@@ -18,7 +18,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crypt::{CipherKind, PacketCrypt, derive_key, new_block_crypt};
+use rkcp_crypt::{CipherKind, PacketCrypt, derive_key, new_block_crypt};
 
 /// Nanoseconds this thread has run on a CPU, if the kernel tells.
 fn thread_cpu_ns() -> Option<u64> {

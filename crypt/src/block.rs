@@ -3,6 +3,7 @@
 
 use cipher::{Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, typenum::Unsigned};
 
+#[cfg(feature = "legacy-ciphers")]
 use crate::ciphers::{Blowfish, Cast5, Sm4, Tea8, TripleDes, Twofish, Xtea};
 use crate::kind::CipherKind;
 
@@ -18,6 +19,7 @@ pub(crate) const XOR_TABLE_LEN: usize = 1500;
 /// PBKDF2 iterations for the `xor` table.
 const XOR_ITERATIONS: u32 = 32;
 /// Salsa20's clear nonce prefix (PROTOCOL D.4).
+#[cfg(feature = "legacy-ciphers")]
 const SALSA20_NONCE_LEN: usize = 8;
 
 /// A kcp-go packet cipher: transforms a **whole datagram** in place, nonce and CRC included
@@ -30,7 +32,7 @@ const SALSA20_NONCE_LEN: usize = 8;
 /// nonce and CRC32 header on top.
 ///
 /// ```
-/// use crypt::{BlockCrypt, CipherKind, derive_key, new_block_crypt};
+/// use rkcp_crypt::{BlockCrypt, CipherKind, derive_key, new_block_crypt};
 ///
 /// let bc = new_block_crypt(CipherKind::Aes, &derive_key(b"it's a secrect")).unwrap();
 /// let mut buf = *b"sixteen byte nonce, crc, then kcp";
@@ -48,21 +50,39 @@ pub trait BlockCrypt: Send + Sync {
 
 /// Builds the kcp-go cipher for `kind` from the 32-byte derived key exactly as kcptun does
 /// (PROTOCOL D.3: which prefix of the key each cipher takes). Returns `None` for the
-/// authenticated kinds, which are not `BlockCrypt`s (see [`PacketCrypt`](crate::PacketCrypt)).
+/// authenticated kinds, which are not `BlockCrypt`s (see [`PacketCrypt`](crate::PacketCrypt)),
+/// and for the legacy kinds ([`CipherKind::is_legacy`]) when the `legacy-ciphers` feature is off.
 pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn BlockCrypt>> {
     let k16: &[u8; 16] = key.first_chunk().unwrap_or(&[0; 16]);
     Some(match kind {
         CipherKind::Aes => aes256_cfb(key),
         CipherKind::Aes128 => cfb(aes::Aes128::new(k16.into())),
         CipherKind::Aes192 => cfb(<aes::Aes192 as KeyInit>::new_from_slice(&key[..24]).ok()?),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Salsa20 => Box::new(Salsa20Crypt { key: *key }),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Blowfish => cfb(Blowfish::new(key)),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Twofish => cfb(Twofish::new(key)),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Cast5 => cfb(Cast5::new(k16)),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::TripleDes => cfb(TripleDes::new(key.first_chunk().unwrap_or(&[0; 24]))),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Tea => cfb(Tea8::new(k16)),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Xtea => cfb(Xtea::new(k16)),
+        #[cfg(feature = "legacy-ciphers")]
         CipherKind::Sm4 => cfb(Sm4::new(k16)),
+        #[cfg(not(feature = "legacy-ciphers"))]
+        CipherKind::Salsa20
+        | CipherKind::Blowfish
+        | CipherKind::Twofish
+        | CipherKind::Cast5
+        | CipherKind::TripleDes
+        | CipherKind::Tea
+        | CipherKind::Xtea
+        | CipherKind::Sm4 => return None,
         CipherKind::Xor => Box::new(XorCrypt::new(key)),
         CipherKind::None => Box::new(NoneCrypt),
         CipherKind::Aes256Gcm | CipherKind::ChaCha20Poly1305 => return None,
@@ -119,10 +139,12 @@ where
 /// of the random packet nonce) are the Salsa20 nonce and stay in clear; the rest is XORed with
 /// the keystream from block counter 0. A datagram of 8 bytes or fewer is left unchanged (kcp-go
 /// would panic on fewer than 8).
+#[cfg(feature = "legacy-ciphers")]
 struct Salsa20Crypt {
     key: [u8; 32],
 }
 
+#[cfg(feature = "legacy-ciphers")]
 impl Salsa20Crypt {
     #[inline]
     fn apply(&self, buf: &mut [u8]) {
@@ -133,6 +155,7 @@ impl Salsa20Crypt {
     }
 }
 
+#[cfg(feature = "legacy-ciphers")]
 impl BlockCrypt for Salsa20Crypt {
     fn encrypt(&self, buf: &mut [u8]) {
         self.apply(buf);
@@ -166,7 +189,7 @@ impl XorCrypt {
         xor_prefix(buf, &self.table[..]);
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, feature = "legacy-ciphers"))]
     pub(crate) fn table(&self) -> &[u8] {
         &self.table[..]
     }
@@ -216,7 +239,7 @@ impl BlockCrypt for NoneCrypt {
     fn decrypt(&self, _buf: &mut [u8]) {}
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "legacy-ciphers"))]
 pub(crate) fn xor_table(key: &[u8; 32]) -> Vec<u8> {
     XorCrypt::new(key).table().to_vec()
 }

@@ -13,7 +13,7 @@ use crate::CryptError;
 /// `aes` and every packet would fail its CRC), so use them only when both ends run this crate.
 ///
 /// ```
-/// use crypt::CipherKind;
+/// use rkcp_crypt::CipherKind;
 ///
 /// assert_eq!(CipherKind::from_kcptun_name("3des"), CipherKind::TripleDes);
 /// // kcptun silently falls back to AES-256 for a name it does not know ...
@@ -139,6 +139,28 @@ impl CipherKind {
     /// True when kcp-go speaks this cipher (the thirteen kcptun names).
     pub fn is_kcp_go_compatible(&self) -> bool {
         !self.is_authenticated()
+    }
+
+    /// True for kcptun's older ciphers, compiled only with the crate's `legacy-ciphers` feature
+    /// (on by default): `salsa20`, `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea`, `sm4`.
+    pub fn is_legacy(&self) -> bool {
+        matches!(
+            self,
+            CipherKind::Salsa20
+                | CipherKind::Blowfish
+                | CipherKind::Twofish
+                | CipherKind::Cast5
+                | CipherKind::TripleDes
+                | CipherKind::Tea
+                | CipherKind::Xtea
+                | CipherKind::Sm4
+        )
+    }
+
+    /// True when this build can construct the cipher: always, except for the legacy kinds
+    /// ([`CipherKind::is_legacy`]) when the `legacy-ciphers` feature is off.
+    pub fn is_available(&self) -> bool {
+        cfg!(feature = "legacy-ciphers") || !self.is_legacy()
     }
 }
 

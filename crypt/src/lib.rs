@@ -15,6 +15,14 @@
 //!   `--key` to key derivation.
 //! * [`BlockCrypt`] / [`new_block_crypt`] expose the bare kcp-go ciphers.
 //!
+//! # Features
+//! * `legacy-ciphers` (on by default): kcptun's older block and stream ciphers, `salsa20`,
+//!   `blowfish`, `twofish`, `cast5`, `3des`, `tea`, `xtea` and `sm4` ([`CipherKind::is_legacy`]).
+//!   Without it those [`CipherKind`]s still exist (names parse, the enum does not change) but are
+//!   not compiled in: [`PacketCrypt::try_new`] returns [`CryptError::CipherUnavailable`],
+//!   [`new_block_crypt`] returns `None` and [`PacketCrypt::new`] panics with that message.
+//!   `aes`, `aes-128`, `aes-192`, `xor`, `none` and the authenticated modes are always there.
+//!
 //! # Security
 //! The kcp-go format has **no authentication**: the CRC detects accidents, not attackers, and
 //! there is no replay protection (PROTOCOL D.1). `xor` and `none` are not encryption at all. For
@@ -23,7 +31,7 @@
 //! them**.
 //!
 //! ```
-//! use crypt::{CipherKind, PacketCrypt};
+//! use rkcp_crypt::{CipherKind, PacketCrypt};
 //!
 //! // kcptun's defaults: `--crypt aes --key "it's a secrect"`.
 //! let tx = PacketCrypt::from_passphrase(CipherKind::from_kcptun_name("aes"), "it's a secrect");
@@ -40,14 +48,19 @@ mod aead;
 #[cfg(target_arch = "x86_64")]
 mod aesni;
 mod block;
+#[cfg(feature = "legacy-ciphers")]
 mod ciphers;
 mod kind;
 mod nonce;
 mod packet;
+#[cfg(feature = "legacy-ciphers")]
 mod salsa;
 
-#[cfg(test)]
+// The appendix G vectors and the round trips cover every kcptun cipher, so they need them all.
+#[cfg(all(test, feature = "legacy-ciphers"))]
 mod tests;
+#[cfg(all(test, not(feature = "legacy-ciphers")))]
+mod tests_without_legacy;
 
 pub use aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN};
 pub use block::{BlockCrypt, INITIAL_VECTOR, new_block_crypt};
@@ -70,7 +83,7 @@ const KEY_ITERATIONS: u32 = 4096;
 /// `"kcp-go"`, 4096 iterations, 32 bytes. Each cipher then takes the prefix it needs (D.3).
 ///
 /// ```
-/// let key = crypt::derive_key(b"it's a secrect"); // kcptun's default --key
+/// let key = rkcp_crypt::derive_key(b"it's a secrect"); // kcptun's default --key
 /// assert_eq!(key[..4], [0x25, 0xd7, 0xd7, 0xbd]);
 /// ```
 pub fn derive_key(passphrase: &[u8]) -> [u8; 32] {
@@ -114,6 +127,14 @@ pub enum CryptError {
         len: usize,
         /// Least length needed.
         min: usize,
+    },
+    /// One of kcptun's older ciphers ([`CipherKind::is_legacy`]) was asked for, but this build
+    /// of the crate leaves them out: enable its `legacy-ciphers` feature (on by default; the
+    /// `rkcp-session` and `rkcp` crates forward it under the same name).
+    #[error("cipher {kind} is not compiled in: enable the `legacy-ciphers` feature of rkcp-crypt")]
+    CipherUnavailable {
+        /// The cipher asked for.
+        kind: CipherKind,
     },
     /// A cipher name not known to this crate, from the strict [`core::str::FromStr`] of
     /// [`CipherKind`]. Use one of the names of [`CipherKind::ALL`], or

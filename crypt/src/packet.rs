@@ -28,7 +28,7 @@ use crate::{CRC_LEN, CryptError, HEADER_LEN, NONCE_LEN, derive_key};
 /// cipher itself, without allocating.
 ///
 /// ```
-/// use crypt::{CipherKind, PacketCrypt};
+/// use rkcp_crypt::{CipherKind, PacketCrypt};
 ///
 /// let pc = PacketCrypt::from_passphrase(CipherKind::Aes, "it's a secrect");
 /// let payload = b"kcp segment bytes";
@@ -63,28 +63,44 @@ enum Mode {
 impl PacketCrypt {
     /// Builds the cipher for `kind` from a 32-byte key, using the key prefix kcptun uses for each
     /// cipher (PROTOCOL D.3). The authenticated kinds use all 32 bytes.
+    ///
+    /// # Panics
+    /// If `kind` is not compiled in: a legacy cipher ([`CipherKind::is_legacy`]) with the
+    /// `legacy-ciphers` feature off. [`PacketCrypt::try_new`] returns the error instead.
     pub fn new(kind: CipherKind, key: &[u8; 32]) -> PacketCrypt {
+        match PacketCrypt::try_new(kind, key) {
+            Ok(pc) => pc,
+            Err(e) => panic!("PacketCrypt::new: {e}"),
+        }
+    }
+
+    /// [`PacketCrypt::new`] that reports a cipher this build leaves out
+    /// ([`CryptError::CipherUnavailable`]) instead of panicking. With the default features it
+    /// always succeeds.
+    pub fn try_new(kind: CipherKind, key: &[u8; 32]) -> Result<PacketCrypt, CryptError> {
         let mode = match kind {
             CipherKind::Aes256Gcm => Mode::Aead(Aead::aes256gcm(key)),
             CipherKind::ChaCha20Poly1305 => Mode::Aead(Aead::chacha20poly1305(key)),
             // Every kcptun kind accepts the key prefix D.3 gives it (fixed lengths, checked by
-            // the `every_kcptun_kind_constructs` test), so this cannot fail at run time.
+            // the `every_kcptun_kind_constructs` test), so only a kind left out of this build
+            // (`legacy-ciphers` off) gives `None`.
             _ => Mode::Legacy(
-                new_block_crypt(kind, key).expect("every kcptun cipher accepts its D.3 key length"),
+                new_block_crypt(kind, key).ok_or(CryptError::CipherUnavailable { kind })?,
             ),
         };
-        PacketCrypt {
+        Ok(PacketCrypt {
             inner: Arc::new(Inner {
                 kind,
                 mode,
                 nonces: NonceGen::new(),
             }),
-        }
+        })
     }
 
     /// kcptun's construction from its `--key` string: [`derive_key`] (PBKDF2-HMAC-SHA1, salt
-    /// `kcp-go`, 4096 iterations), then [`PacketCrypt::new`]. The PBKDF2 costs a few
-    /// milliseconds: build once and clone.
+    /// `kcp-go`, 4096 iterations), then [`PacketCrypt::new`] (which panics for a cipher this
+    /// build leaves out; check [`CipherKind::is_available`] first when the kind comes from
+    /// outside). The PBKDF2 costs a few milliseconds: build once and clone.
     pub fn from_passphrase(kind: CipherKind, passphrase: &str) -> PacketCrypt {
         PacketCrypt::new(kind, &derive_key(passphrase.as_bytes()))
     }

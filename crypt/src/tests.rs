@@ -128,6 +128,16 @@ fn every_kcptun_kind_constructs() {
 }
 
 #[test]
+fn legacy_kinds_are_compiled_in_by_default() {
+    let legacy: Vec<_> = CipherKind::ALL
+        .into_iter()
+        .filter(|k| k.is_legacy())
+        .collect();
+    assert_eq!(legacy.len(), 8);
+    assert!(CipherKind::ALL.iter().all(|k| k.is_available()));
+}
+
+#[test]
 fn names_round_trip_and_fallback() {
     for kind in CipherKind::ALL {
         assert_eq!(kind.name().parse::<CipherKind>(), Ok(kind));

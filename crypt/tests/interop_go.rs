@@ -2,12 +2,13 @@
 //! opens datagrams with kcp-go's own `BlockCrypt`s, built as kcptun builds them, and the same
 //! header as kcp-go's session. Needs `go` and the Debian packages golang-github-xtaci-kcp-dev
 //! (with its x/crypto and gmsm dependencies) under /usr/share/gocode; fails if they are missing.
+#![cfg(feature = "legacy-ciphers")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crypt::{CipherKind, PacketCrypt};
+use rkcp_crypt::{CipherKind, PacketCrypt};
 
 const PASSPHRASE: &str = "interop passphrase";
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use session::{KcpConfig, KcpListener, KcpStream};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a client writes on each stream.
@@ -29,16 +29,16 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum RandError {
     /// The KCP session could not be created (bad config, socket error, unresolvable address). Check `--target`.
     #[error("connecting to the rand service: {0}")]
-    Connect(#[from] session::SessionError),
+    Connect(#[from] rkcp_session::SessionError),
     /// smux refused the config. Check the smux options.
     #[error("smux config: {0}")]
-    SmuxConfig(#[from] smux::ConfigError),
+    SmuxConfig(#[from] rkcp_smux::ConfigError),
     /// Opening a stream or exchanging bytes on it failed; the session is replaced on the next request.
     #[error("talking to the rand service: {0}")]
     Stream(#[from] std::io::Error),
     /// The smux session died; it is replaced on the next request.
     #[error("smux session: {0}")]
-    Smux(#[from] smux::Error),
+    Smux(#[from] rkcp_smux::Error),
     /// The service did not answer within the request timeout (it may be down or restarting); the session is
     /// replaced on the next request.
     #[error("the rand service did not answer within {0:?}")]
@@ -54,7 +54,7 @@ pub fn kcp_config() -> KcpConfig {
 /// stream gets one answer. Streams whose first 4 bytes are not [`REQUEST`] are closed without an answer.
 pub async fn serve(
     listener: KcpListener,
-    smux_config: smux::Config,
+    smux_config: rkcp_smux::Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RandError> {
     smux_config.validate()?;
@@ -83,8 +83,8 @@ pub async fn serve(
     }
 }
 
-async fn serve_session(kcp: KcpStream, cfg: smux::Config) -> Result<(), RandError> {
-    let sess = smux::Session::server(kcp, cfg)?;
+async fn serve_session(kcp: KcpStream, cfg: rkcp_smux::Config) -> Result<(), RandError> {
+    let sess = rkcp_smux::Session::server(kcp, cfg)?;
     loop {
         let mut stream = sess.accept_stream().await?;
         tokio::spawn(async move {
@@ -104,7 +104,7 @@ async fn serve_session(kcp: KcpStream, cfg: smux::Config) -> Result<(), RandErro
 }
 
 /// One slot of the pool: the current session (if any) and a lock so only one task reconnects it.
-type Slot = tokio::sync::Mutex<Option<Arc<smux::Session>>>;
+type Slot = tokio::sync::Mutex<Option<Arc<rkcp_smux::Session>>>;
 
 /// N KCP+smux client sessions to the service, used round-robin. A session that died, or on which a request
 /// failed or timed out, is dropped and replaced by a fresh one (new UDP socket, new conversation) the next
@@ -112,7 +112,7 @@ type Slot = tokio::sync::Mutex<Option<Arc<smux::Session>>>;
 pub struct Pool {
     target: SocketAddr,
     kcp: KcpConfig,
-    smux: smux::Config,
+    smux: rkcp_smux::Config,
     timeout: Duration,
     slots: Vec<Slot>,
     next: AtomicUsize,
@@ -135,10 +135,10 @@ impl Pool {
         target: SocketAddr,
         size: usize,
         kcp: KcpConfig,
-        smux: smux::Config,
+        smux: rkcp_smux::Config,
         timeout: Duration,
     ) -> Result<Pool, RandError> {
-        kcp.validate().map_err(session::SessionError::from)?;
+        kcp.validate().map_err(rkcp_session::SessionError::from)?;
         smux.validate()?;
         Ok(Pool {
             target,
@@ -155,19 +155,19 @@ impl Pool {
         self.slots.len()
     }
 
-    async fn session(&self, slot: &Slot) -> Result<Arc<smux::Session>, RandError> {
+    async fn session(&self, slot: &Slot) -> Result<Arc<rkcp_smux::Session>, RandError> {
         let mut cur = slot.lock().await;
         if let Some(s) = cur.as_ref().filter(|s| !s.is_closed()) {
             return Ok(Arc::clone(s));
         }
         let kcp = KcpStream::connect(self.target, self.kcp.clone()).await?;
-        let sess = Arc::new(smux::Session::client(kcp, self.smux.clone())?);
+        let sess = Arc::new(rkcp_smux::Session::client(kcp, self.smux.clone())?);
         tracing::info!(target = %self.target, "pool: new session");
         *cur = Some(Arc::clone(&sess));
         Ok(sess)
     }
 
-    async fn exchange(sess: &smux::Session) -> Result<u64, RandError> {
+    async fn exchange(sess: &rkcp_smux::Session) -> Result<u64, RandError> {
         let mut stream = sess.open_stream().await?;
         stream.write_all(REQUEST).await?;
         let mut answer = [0u8; 8];

@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
-use session::{KcpConfig, KcpListener, KcpStream, SessionError};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -75,7 +75,7 @@ pub enum RelayError {
     Kcp(#[from] SessionError),
     /// The smux session or stream failed (usually: the other side closed the session).
     #[error("smux: {0}")]
-    Smux(#[from] smux::Error),
+    Smux(#[from] rkcp_smux::Error),
     /// A configuration value is invalid (smux config, empty key, bad id); fix the options.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -267,7 +267,7 @@ pub struct RelayConfig {
     /// Longest wait for a peer's first frame or proof. Default 10 s.
     pub handshake_timeout: Duration,
     /// smux settings for every session (default: Go's defaults, smux v1).
-    pub smux: smux::Config,
+    pub smux: rkcp_smux::Config,
 }
 
 impl RelayConfig {
@@ -277,19 +277,19 @@ impl RelayConfig {
             key: key.into(),
             idle_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
-            smux: smux::Config::default(),
+            smux: rkcp_smux::Config::default(),
         }
     }
 }
 
 struct Registered {
-    mux: smux::Session,
+    mux: rkcp_smux::Session,
     generation: u64,
 }
 
 struct State {
     backends: Mutex<HashMap<String, Registered>>,
-    sessions: Mutex<HashMap<u64, smux::Session>>,
+    sessions: Mutex<HashMap<u64, rkcp_smux::Session>>,
     next: AtomicU64,
     /// Set to true when the relay shuts down; registrations then tell their backend why and end.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -310,7 +310,7 @@ impl State {
     fn lock_backends(&self) -> std::sync::MutexGuard<'_, HashMap<String, Registered>> {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, smux::Session>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, rkcp_smux::Session>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -432,7 +432,7 @@ async fn serve_session(
     state: Arc<State>,
 ) -> Result<(), RelayError> {
     let peer = kcp.peer_addr();
-    let mux = smux::Session::server(kcp, cfg.smux.clone())
+    let mux = rkcp_smux::Session::server(kcp, cfg.smux.clone())
         .map_err(|e| RelayError::Config(e.to_string()))?
         .with_addrs(None, Some(peer));
     let sid = state.next.fetch_add(1, Ordering::Relaxed);
@@ -454,15 +454,15 @@ async fn serve_session(
     result
 }
 
-async fn refuse(s: &mut smux::Stream, msg: String) -> RelayError {
+async fn refuse(s: &mut rkcp_smux::Stream, msg: String) -> RelayError {
     let _ = write_frame(s, &Frame::Error(msg.clone())).await;
     let _ = s.shutdown().await;
     RelayError::Refused(msg)
 }
 
 async fn serve_stream(
-    mut s: smux::Stream,
-    mux: smux::Session,
+    mut s: rkcp_smux::Stream,
+    mux: rkcp_smux::Session,
     cfg: Arc<RelayConfig>,
     state: Arc<State>,
 ) -> Result<(), RelayError> {
@@ -493,8 +493,8 @@ async fn serve_stream(
 }
 
 async fn register(
-    mut ctrl: smux::Stream,
-    mux: smux::Session,
+    mut ctrl: rkcp_smux::Stream,
+    mux: rkcp_smux::Session,
     id: String,
     cfg: Arc<RelayConfig>,
     state: Arc<State>,
@@ -577,7 +577,7 @@ async fn register(
     result
 }
 
-fn validate_smux(cfg: &smux::Config) -> Result<(), RelayError> {
+fn validate_smux(cfg: &rkcp_smux::Config) -> Result<(), RelayError> {
     cfg.validate()
         .map_err(|e| RelayError::Config(e.to_string()))
 }
@@ -596,7 +596,7 @@ pub struct BackendConfig {
     /// Longest wait for the relay's CHALLENGE, OK or PONG. Default 10 s.
     pub handshake_timeout: Duration,
     /// smux settings (default: Go's defaults, smux v1).
-    pub smux: smux::Config,
+    pub smux: rkcp_smux::Config,
 }
 
 impl BackendConfig {
@@ -607,7 +607,7 @@ impl BackendConfig {
             key: key.into(),
             ping_interval: Some(Duration::from_secs(10)),
             handshake_timeout: Duration::from_secs(10),
-            smux: smux::Config::default(),
+            smux: rkcp_smux::Config::default(),
         }
     }
 }
@@ -615,7 +615,7 @@ impl BackendConfig {
 /// A backend registered at a relay; [`accept`](Self::accept) yields one stream per client connection.
 #[derive(Debug)]
 pub struct Backend {
-    mux: smux::Session,
+    mux: rkcp_smux::Session,
     pinger: tokio::task::JoinHandle<Result<(), RelayError>>,
 }
 
@@ -629,7 +629,7 @@ impl Backend {
         validate_id(&cfg.id)?;
         validate_smux(&cfg.smux)?;
         let stream = KcpStream::connect(relay, kcp).await?;
-        let mux = smux::Session::client(stream, cfg.smux.clone())
+        let mux = rkcp_smux::Session::client(stream, cfg.smux.clone())
             .map_err(|e| RelayError::Config(e.to_string()))?;
         let t = cfg.handshake_timeout;
         let mut ctrl = mux.open_stream().await?;
@@ -658,7 +658,7 @@ impl Backend {
 
     /// The next client connection spliced through the relay. Fails once the relay dropped this backend or
     /// the session ended.
-    pub async fn accept(&self) -> Result<smux::Stream, RelayError> {
+    pub async fn accept(&self) -> Result<rkcp_smux::Stream, RelayError> {
         Ok(self.mux.accept_stream().await?)
     }
 
@@ -681,8 +681,8 @@ impl Drop for Backend {
 }
 
 async fn ping_loop(
-    mut ctrl: smux::Stream,
-    mux: smux::Session,
+    mut ctrl: rkcp_smux::Stream,
+    mux: rkcp_smux::Session,
     interval: Option<Duration>,
     t: Duration,
 ) -> Result<(), RelayError> {
@@ -740,7 +740,7 @@ async fn ping_loop(
 /// A client session to a relay; every [`open`](Self::open) is one connection to a named backend.
 #[derive(Debug, Clone)]
 pub struct Client {
-    mux: smux::Session,
+    mux: rkcp_smux::Session,
     handshake_timeout: Duration,
 }
 
@@ -749,11 +749,11 @@ impl Client {
     pub async fn connect(
         relay: SocketAddr,
         kcp: KcpConfig,
-        smux_cfg: smux::Config,
+        smux_cfg: rkcp_smux::Config,
     ) -> Result<Client, RelayError> {
         validate_smux(&smux_cfg)?;
         let stream = KcpStream::connect(relay, kcp).await?;
-        let mux = smux::Session::client(stream, smux_cfg)
+        let mux = rkcp_smux::Session::client(stream, smux_cfg)
             .map_err(|e| RelayError::Config(e.to_string()))?;
         Ok(Client {
             mux,
@@ -762,7 +762,7 @@ impl Client {
     }
 
     /// Opens a stream to backend `id`. Fails with [`RelayError::Refused`] if the relay does not know the id.
-    pub async fn open(&self, id: &str) -> Result<smux::Stream, RelayError> {
+    pub async fn open(&self, id: &str) -> Result<rkcp_smux::Stream, RelayError> {
         validate_id(id)?;
         let mut s = self.mux.open_stream().await?;
         write_frame(&mut s, &Frame::Connect(id.to_owned())).await?;
@@ -793,8 +793,8 @@ pub fn kcp_config(kcp_key: Option<&str>) -> KcpConfig {
         ..KcpConfig::fast2()
     };
     match kcp_key {
-        Some(k) => cfg.with_crypt(session::PacketCrypt::from_passphrase(
-            session::CipherKind::Aes,
+        Some(k) => cfg.with_crypt(rkcp_session::PacketCrypt::from_passphrase(
+            rkcp_session::CipherKind::Aes,
             k,
         )),
         None => cfg,

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session::{KcpConfig, KcpListener, KcpStream};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest request or response payload either side accepts; a peer cannot make us allocate more.
@@ -58,16 +58,16 @@ pub enum RpcError {
     Protocol(&'static str),
     /// The smux session is dead (the peer went away or the link failed). Reconnect.
     #[error("smux: {0}")]
-    Smux(#[from] smux::Error),
+    Smux(#[from] rkcp_smux::Error),
     /// Reading or writing the call's stream failed (usually the session died). Reconnect.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The KCP session could not be created or accepted (bad address, config, socket error).
     #[error("KCP: {0}")]
-    Kcp(#[from] session::SessionError),
+    Kcp(#[from] rkcp_session::SessionError),
     /// smux refused the config.
     #[error("smux config: {0}")]
-    SmuxConfig(#[from] smux::ConfigError),
+    SmuxConfig(#[from] rkcp_smux::ConfigError),
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
@@ -108,7 +108,7 @@ impl Routes {
 /// calls [`close`](Peer::close) or the session dies (smux keepalive timeout, KCP dead link).
 #[derive(Clone, Debug)]
 pub struct Peer {
-    session: Arc<smux::Session>,
+    session: Arc<rkcp_smux::Session>,
 }
 
 impl Peer {
@@ -116,11 +116,11 @@ impl Peer {
     pub async fn connect(
         addr: std::net::SocketAddr,
         kcp: KcpConfig,
-        smux_config: smux::Config,
+        smux_config: rkcp_smux::Config,
         routes: Routes,
     ) -> Result<Peer, RpcError> {
         let stream = KcpStream::connect(addr, kcp).await?;
-        let peer = Peer::start(smux::Session::client(stream, smux_config)?, routes);
+        let peer = Peer::start(rkcp_smux::Session::client(stream, smux_config)?, routes);
         // KCP has no handshake: announce ourselves so the public side's accept returns now, not at the first
         // keepalive.
         let mut hello = peer.session.open_stream().await?;
@@ -132,18 +132,18 @@ impl Peer {
     /// The public side: accepts the next KCP session on `listener`, runs smux as server, and serves `routes`.
     pub async fn accept(
         listener: &KcpListener,
-        smux_config: smux::Config,
+        smux_config: rkcp_smux::Config,
         routes: Routes,
     ) -> Result<Peer, RpcError> {
         let (stream, peer) = listener.accept().await?;
         tracing::info!(%peer, "rpc: peer connected");
         Ok(Peer::start(
-            smux::Session::server(stream, smux_config)?,
+            rkcp_smux::Session::server(stream, smux_config)?,
             routes,
         ))
     }
 
-    fn start(session: smux::Session, routes: Routes) -> Peer {
+    fn start(session: rkcp_smux::Session, routes: Routes) -> Peer {
         let session = Arc::new(session);
         let routes = Arc::new(routes);
         let sess = Arc::clone(&session);
@@ -255,7 +255,7 @@ async fn read_payload<S: AsyncRead + Unpin>(s: &mut S, len: usize) -> std::io::R
 }
 
 /// Reads one request (bounded by [`MAX_PAYLOAD`]) and runs its handler; answers calls.
-async fn serve_stream(mut stream: smux::Stream, routes: &Routes) -> Result<(), RpcError> {
+async fn serve_stream(mut stream: rkcp_smux::Stream, routes: &Routes) -> Result<(), RpcError> {
     let request = async {
         let mut kind = [0u8; 1];
         stream.read_exact(&mut kind).await?;

@@ -57,7 +57,7 @@ async fn start_gateway(service_port: u16, pool: usize, timeout: Duration) -> Soc
         target,
         pool,
         randsvc::kcp_config(),
-        smux::Config::default(),
+        rkcp_smux::Config::default(),
         timeout,
     )
     .unwrap();
@@ -145,10 +145,10 @@ async fn pool_reconnects_after_service_restart() {
 async fn service_ignores_a_bad_request() {
     let port = free_udp_port();
     let svc = start_service(port).await;
-    let kcp = session::KcpStream::connect(("127.0.0.1", port), randsvc::kcp_config())
+    let kcp = rkcp_session::KcpStream::connect(("127.0.0.1", port), randsvc::kcp_config())
         .await
         .unwrap();
-    let sess = smux::Session::client(kcp, smux::Config::default()).unwrap();
+    let sess = rkcp_smux::Session::client(kcp, rkcp_smux::Config::default()).unwrap();
     let mut bad = sess.open_stream().await.unwrap();
     bad.write_all(b"NOPE").await.unwrap();
     let mut buf = Vec::new();

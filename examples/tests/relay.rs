@@ -138,7 +138,7 @@ async fn two_backends_many_clients_and_refusals() {
     // Several clients (separate sessions), each with concurrent streams to both backends.
     let mut tasks = Vec::new();
     for c in 0..3u64 {
-        let client = Client::connect(addr, kcp_config(None), smux::Config::default())
+        let client = Client::connect(addr, kcp_config(None), rkcp_smux::Config::default())
             .await
             .unwrap();
         for (k, id) in ["alpha", "beta", "alpha", "beta"].into_iter().enumerate() {
@@ -154,7 +154,7 @@ async fn two_backends_many_clients_and_refusals() {
     }
 
     // Unknown id: refused with the message.
-    let client = Client::connect(addr, kcp_config(None), smux::Config::default())
+    let client = Client::connect(addr, kcp_config(None), rkcp_smux::Config::default())
         .await
         .unwrap();
     match client.open("nobody").await {
@@ -185,7 +185,7 @@ async fn idle_backend_is_dropped() {
     )
     .await
     .unwrap();
-    let client = Client::connect(addr, kcp_config(None), smux::Config::default())
+    let client = Client::connect(addr, kcp_config(None), rkcp_smux::Config::default())
         .await
         .unwrap();
     // The quiet backend stops being reachable: wait (bounded) for the refusal.

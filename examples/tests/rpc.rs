@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rkcp_examples::randsvc::kcp_config;
 use rkcp_examples::rpc::{Peer, Routes, RpcError};
-use session::KcpListener;
+use rkcp_session::KcpListener;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -31,8 +31,8 @@ async fn pair(notify: tokio::sync::mpsc::UnboundedSender<Vec<u8>>) -> (Peer, Pee
         });
     let public_routes = Routes::new().route("whoami", |_| async { b"public".to_vec() });
     let (public, nat) = tokio::join!(
-        Peer::accept(&listener, smux::Config::default(), public_routes),
-        Peer::connect(addr, kcp_config(), smux::Config::default(), nat_routes),
+        Peer::accept(&listener, rkcp_smux::Config::default(), public_routes),
+        Peer::connect(addr, kcp_config(), rkcp_smux::Config::default(), nat_routes),
     );
     (public.unwrap(), nat.unwrap())
 }

@@ -7,7 +7,7 @@
 //! Sizes: 1350 (kcptun's default MTU) and 1500 (kcp-go's bench payload).
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use fec::{FecDecoder, FecEncoder};
+use rkcp_fec::{FecDecoder, FecEncoder};
 use std::hint::black_box;
 
 const DS: usize = 10;

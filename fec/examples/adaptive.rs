@@ -7,11 +7,11 @@
 //! FEC (KCP would retransmit those). It applies the policy's choice with
 //! [`FecEncoder::set_parity_shards`]; the receiver follows through autotune alone.
 //!
-//! Run: `cargo run --release -p fec --example adaptive [packets]`
+//! Run: `cargo run --release -p rkcp-fec --example adaptive [packets]`
 //! Prints, per loss rate and model: packets lost on the link, rebuilt by FEC, lost for good,
 //! parity bytes sent, and packets rebuilt per MB of parity.
 
-use fec::{AdaptiveParity, FecDecoder, FecEncoder};
+use rkcp_fec::{AdaptiveParity, FecDecoder, FecEncoder};
 use std::collections::HashSet;
 
 const DATAGRAM: usize = 1350;

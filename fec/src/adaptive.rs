@@ -109,7 +109,7 @@ impl AdaptiveConfig {
 /// # Example
 ///
 /// ```
-/// use fec::AdaptiveParity;
+/// use rkcp_fec::AdaptiveParity;
 /// let mut policy = AdaptiveParity::new(10, 1, 8).unwrap();
 /// assert_eq!(policy.parity_shards(), 1); // starts at the minimum
 /// // 15 % of 1000 packets lost on the channel: a few parity shards pay off.

@@ -63,7 +63,7 @@ fn diff(a: u32, b: u32) -> i32 {
 /// <= 256), a pool of 64 reusable buffers, and a 64 KiB cache of decode coefficients.
 ///
 /// ```
-/// use fec::{FecDecoder, FecEncoder};
+/// use rkcp_fec::{FecDecoder, FecEncoder};
 /// let mut enc = FecEncoder::new(3, 2, 0).unwrap();
 /// let mut wire = Vec::new();
 /// for kcp in [&b"ABCDEFGHIJ"[..], b"xyz", b"0123456789abcdef"] {

@@ -13,7 +13,7 @@ use crate::{FecError, MTU_LIMIT, gf};
 /// shard to the group's longest packet (zeros contribute nothing).
 ///
 /// ```
-/// use fec::FecEncoder;
+/// use rkcp_fec::FecEncoder;
 /// // (3,2) without crypto: 8 header bytes, then the KCP bytes (PROTOCOL appendix G).
 /// let mut enc = FecEncoder::new(3, 2, 0).unwrap();
 /// let mut parity = Vec::new();

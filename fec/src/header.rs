@@ -46,7 +46,7 @@ impl PacketKind {
 /// A decoded FEC header.
 ///
 /// ```
-/// use fec::{FecHeader, PacketKind};
+/// use rkcp_fec::{FecHeader, PacketKind};
 /// let mut buf = [0u8; 6];
 /// FecHeader { seqid: 7, kind: PacketKind::Parity }.encode(&mut buf);
 /// assert_eq!(buf, [7, 0, 0, 0, 0xF2, 0]);
@@ -94,9 +94,9 @@ impl FecHeader {
 /// `frg`; kcp-go therefore auto-detects FEC per packet, whatever the local FEC setting.
 ///
 /// ```
-/// assert!(fec::is_fec_packet(&[0, 0, 0, 0, 0xF1, 0, 2, 0]));
-/// assert!(!fec::is_fec_packet(&[1, 0, 0, 0, 81, 0, 0, 0])); // a KCP PUSH segment
-/// assert!(!fec::is_fec_packet(&[0, 0, 0, 0, 0xF1]));        // too short to tell
+/// assert!(rkcp_fec::is_fec_packet(&[0, 0, 0, 0, 0xF1, 0, 2, 0]));
+/// assert!(!rkcp_fec::is_fec_packet(&[1, 0, 0, 0, 81, 0, 0, 0])); // a KCP PUSH segment
+/// assert!(!rkcp_fec::is_fec_packet(&[0, 0, 0, 0, 0xF1]));        // too short to tell
 /// ```
 pub fn is_fec_packet(pkt: &[u8]) -> bool {
     match pkt.get(4..6) {

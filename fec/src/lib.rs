@@ -17,7 +17,7 @@
 //!   loss; peers (ours and kcp-go's) follow through autotune, so it stays wire-compatible.
 //!
 //! ```
-//! use fec::{FecDecoder, FecEncoder, HEADER_SIZE_PLUS2};
+//! use rkcp_fec::{FecDecoder, FecEncoder, HEADER_SIZE_PLUS2};
 //!
 //! let mut enc = FecEncoder::new(10, 3, 0).unwrap();
 //! let mut dec = FecDecoder::new(10, 3).unwrap();
@@ -35,7 +35,7 @@
 //! // Lose data packet 4: the 10th shard to arrive (the first parity) rebuilds it.
 //! let mut rebuilt = Vec::new();
 //! for (k, pkt) in wire.iter().enumerate().filter(|&(k, _)| k != 4) {
-//!     assert!(fec::is_fec_packet(pkt));
+//!     assert!(rkcp_fec::is_fec_packet(pkt));
 //!     dec.decode(0, pkt, |kcp| rebuilt.push(kcp.to_vec())).unwrap();
 //! }
 //! assert_eq!(rebuilt, [vec![4u8; 24]]);

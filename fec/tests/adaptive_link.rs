@@ -5,7 +5,7 @@
 #[path = "../examples/adaptive.rs"]
 mod sim;
 
-use fec::AdaptiveParity;
+use rkcp_fec::AdaptiveParity;
 use sim::{DS, Model, simulate};
 
 const PACKETS: u32 = 100_000;

@@ -2,8 +2,8 @@
 //! expiry, seqid wrap, autotune from (1,1), following a sender that changes `ps`, round trips
 //! under loss, and arbitrary input.
 
-use fec::{FecDecoder, FecEncoder, FecError, HEADER_SIZE_PLUS2};
 use proptest::prelude::*;
+use rkcp_fec::{FecDecoder, FecEncoder, FecError, HEADER_SIZE_PLUS2};
 
 /// KCP bytes of packet `id`: the id, then `len - 4` bytes derived from it, so any rebuilt
 /// packet can be checked against what was sent.

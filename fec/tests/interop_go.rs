@@ -4,12 +4,12 @@
 //! dropped into a temporary copy of the Debian package's source). kcp-go must follow each
 //! change through autotune and rebuild every lost packet intact once it has locked on.
 //!
-//! Run: `cargo test -p fec --release -- --ignored interop_`
+//! Run: `cargo test -p rkcp-fec --release -- --ignored interop_`
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fec::{FecEncoder, HEADER_SIZE_PLUS2};
+use rkcp_fec::{FecEncoder, HEADER_SIZE_PLUS2};
 
 const KCP_GO: &str = "/usr/share/gocode/src/github.com/xtaci/kcp-go";
 

@@ -1,7 +1,7 @@
 //! PROTOCOL.md appendix G (FEC, ds=3 ps=2), produced by kcp-go 5.6.1: encoder output byte for
 //! byte with header offsets 0 and 20, and the decoder rebuilding data1 and data2.
 
-use fec::{FecDecoder, FecEncoder};
+use rkcp_fec::{FecDecoder, FecEncoder};
 
 fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();

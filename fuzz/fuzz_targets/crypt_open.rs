@@ -1,12 +1,12 @@
-//! Fuzzes `crypt::PacketCrypt::open` with arbitrary datagrams for every cipher kind (it must
+//! Fuzzes `rkcp_crypt::PacketCrypt::open` with arbitrary datagrams for every cipher kind (it must
 //! never panic, and a returned range must lie inside the buffer), and checks that whatever the
 //! input, sealing it as a payload and opening it again gives it back.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use crypt::{CipherKind, PacketCrypt};
 use libfuzzer_sys::fuzz_target;
+use rkcp_crypt::{CipherKind, PacketCrypt};
 
 fn crypts() -> &'static [PacketCrypt] {
     static C: OnceLock<Vec<PacketCrypt>> = OnceLock::new();

@@ -3,8 +3,8 @@
 //! panic, keep its window bounded and only hand out packets that fit a datagram.
 #![no_main]
 
-use fec::{FecDecoder, FecEncoder};
 use libfuzzer_sys::fuzz_target;
+use rkcp_fec::{FecDecoder, FecEncoder};
 
 fuzz_target!(|data: &[u8]| {
     let [a, b, rest @ ..] = data else { return };
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         let (body, next) = tail.split_at(len);
         input = next;
         now = now.wrapping_add(u32::from(op & 0x0F) * 5_000);
-        let mut check = |kcp: &[u8]| assert!(kcp.len() <= fec::MTU_LIMIT);
+        let mut check = |kcp: &[u8]| assert!(kcp.len() <= rkcp_fec::MTU_LIMIT);
         match op >> 4 {
             // A raw packet, as any peer could send.
             0..=5 => {

@@ -5,8 +5,8 @@
 //! opcode followed by its operands.
 #![no_main]
 
-use kcp::{Kcp, KcpConfig, OVERHEAD};
 use libfuzzer_sys::fuzz_target;
+use rkcp_engine::{Kcp, KcpConfig, OVERHEAD};
 
 const CONV: u32 = 0x0102_0304;
 

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    session::fuzzing::listener_packet_input(data);
+    rkcp_session::fuzzing::listener_packet_input(data);
 });

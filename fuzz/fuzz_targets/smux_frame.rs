@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use smux::frame::decode_frame;
+use rkcp_smux::frame::decode_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fuzz_target!(|data: &[u8]| {
@@ -36,12 +36,12 @@ fuzz_target!(|data: &[u8]| {
         .unwrap();
     rt.block_on(async {
         let (a, mut b) = tokio::io::duplex(1 << 16);
-        let mut cfg = smux::Config::default();
-        cfg.version = smux::Version::Auto;
+        let mut cfg = rkcp_smux::Config::default();
+        cfg.version = rkcp_smux::Version::Auto;
         cfg.max_receive_buffer = 1 << 16;
         cfg.max_stream_buffer = 1 << 14;
         cfg.accept_backlog = 8;
-        let sess = smux::Session::server(a, cfg).unwrap();
+        let sess = rkcp_smux::Session::server(a, cfg).unwrap();
         let input = input.to_vec();
         let writer = tokio::spawn(async move {
             for piece in input.chunks(cut) {

@@ -5,14 +5,14 @@
 //! - `input_acks`: input of one datagram carrying 50 ACK segments for data in flight.
 //!
 //! ```text
-//! cargo bench -p kcp --bench engine -- --warm-up-time 1 --measurement-time 3
+//! cargo bench -p rkcp-engine --bench engine -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use kcp::{Command, Kcp, KcpConfig, OVERHEAD, SegmentHeader};
+use rkcp_engine::{Command, Kcp, KcpConfig, OVERHEAD, SegmentHeader};
 use std::hint::black_box;
 
 const CONV: u32 = 0xC0FF_EE00;

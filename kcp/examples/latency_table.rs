@@ -1,4 +1,4 @@
-//! The classic KCP latency table, on the deterministic simulated network (`kcp::sim`).
+//! The classic KCP latency table, on the deterministic simulated network (`rkcp_engine::sim`).
 //!
 //! This is the scenario of the original C implementation's test program (`test.cpp`): 10 %
 //! round-trip loss (5 % each way), one-way delay uniform in 30–62 ms, FIFO links (a datagram never
@@ -8,7 +8,7 @@
 //! pooled over several seeds (max is the mean of each seed's maximum; worst is the largest of all).
 //!
 //! ```text
-//! cargo run --release -p kcp --example latency_table
+//! cargo run --release -p rkcp-engine --example latency_table
 //! ```
 //!
 //! Modes (nodelay, interval, resend, nc):
@@ -29,8 +29,8 @@
 //! time, averaged 2.7–3.8 s (max 5.0–6.2 s) in default mode and 138–141 ms (max 373–486 ms) in
 //! normal mode.
 
-use kcp::sim::{LinkConfig, Network, NetworkConfig, Side};
-use kcp::{Kcp, KcpConfig};
+use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Side};
+use rkcp_engine::{Kcp, KcpConfig};
 
 /// Echoes per run, as in test.cpp.
 const ECHOES: usize = 1000;

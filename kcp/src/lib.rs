@@ -57,7 +57,7 @@
 //! # Example: two engines connected in memory
 //!
 //! ```
-//! use kcp::{Kcp, KcpConfig};
+//! use rkcp_engine::{Kcp, KcpConfig};
 //!
 //! let cfg = KcpConfig { nc: true, ..KcpConfig::fast3() };
 //! let mut a = Kcp::with_config(7, &cfg).unwrap();

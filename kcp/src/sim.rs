@@ -14,8 +14,8 @@
 //! bottleneck with a bandwidth in bytes per millisecond and a tail-drop queue.
 //!
 //! ```
-//! use kcp::Kcp;
-//! use kcp::sim::{LinkConfig, Network, NetworkConfig, Side};
+//! use rkcp_engine::Kcp;
+//! use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Side};
 //!
 //! // 5 % loss and 30–62 ms one-way delay in both directions, FIFO.
 //! let link = LinkConfig::default().loss(0.05).delay(30, 62);
@@ -494,8 +494,8 @@ const MAX_EVENTS_PER_MS: u32 = 1_000_000;
 /// 2 % loss and 40 ms of one-way delay, with kcp-go's defaults and with kcptun's `fast3`?
 ///
 /// ```
-/// use kcp::{Kcp, KcpConfig};
-/// use kcp::sim::{LinkConfig, Network, NetworkConfig, Side};
+/// use rkcp_engine::{Kcp, KcpConfig};
+/// use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Side};
 ///
 /// fn transfer_ms(cfg: &KcpConfig) -> u64 {
 ///     let link = LinkConfig::default().loss(0.02).delay(40, 40).bandwidth(1_000, 64_000);

@@ -1,7 +1,7 @@
 //! Property tests of the segment codec and of the engine's input path.
 
-use kcp::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 use proptest::prelude::*;
+use rkcp_engine::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use kcp::sim::Rng;
-use kcp::{Command, Kcp, KcpConfig, OVERHEAD, SegmentHeader};
+use rkcp_engine::sim::Rng;
+use rkcp_engine::{Command, Kcp, KcpConfig, OVERHEAD, SegmentHeader};
 
 fn headers(dgram: &[u8]) -> Vec<SegmentHeader> {
     let mut out = Vec::new();

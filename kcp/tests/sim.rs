@@ -1,4 +1,4 @@
-//! End-to-end correctness of the engine on the deterministic simulated network (`kcp::sim`).
+//! End-to-end correctness of the engine on the deterministic simulated network (`rkcp_engine::sim`).
 //!
 //! The big property: over thousands of seeds with random link conditions (loss up to 30 %,
 //! reordering, duplication, delay, bandwidth caps with tail drop), random windows, MTUs and presets,
@@ -7,8 +7,8 @@
 //! bound. Plus the slow/stopped reader (zero window and probing), dead-link detection, timestamp
 //! wrap-around and a shortened run of the classic latency scenario (`examples/latency_table.rs`).
 
-use kcp::sim::{LinkConfig, LinkStats, Network, NetworkConfig, Rng, Side};
-use kcp::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
+use rkcp_engine::sim::{LinkConfig, LinkStats, Network, NetworkConfig, Rng, Side};
+use rkcp_engine::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 use std::sync::{Arc, Mutex};
 
 /// What one test transfer does.
@@ -463,7 +463,7 @@ fn exactly_once_message_3() {
 }
 
 #[test]
-#[ignore = "long stress run: cargo test --release -p kcp --test sim -- --ignored stress_"]
+#[ignore = "long stress run: cargo test --release -p rkcp-engine --test sim -- --ignored stress_"]
 fn stress_exactly_once_many_seeds() {
     for seed in 10_000..40_000 {
         run(&scenario(seed, seed % 2 == 0));
@@ -471,7 +471,7 @@ fn stress_exactly_once_many_seeds() {
 }
 
 #[test]
-#[ignore = "long stress run: cargo test --release -p kcp --test sim -- --ignored stress_"]
+#[ignore = "long stress run: cargo test --release -p rkcp-engine --test sim -- --ignored stress_"]
 fn stress_exactly_once_big_transfers() {
     for seed in 0..200u64 {
         let mut sc = scenario(seed, seed % 2 == 0);

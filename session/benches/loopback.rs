@@ -1,7 +1,7 @@
 //! One-way bulk over one KCP session on loopback: plain, and aes + FEC 10/3 (kcp-go's usual kcptun setup).
 //! Each iteration moves 32 MiB from a client to a listener's session and waits for the receiver's 8-byte ack.
 //!
-//! `cargo bench -p session --bench loopback -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p rkcp-session --bench loopback -- --warm-up-time 1 --measurement-time 3`
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::Runtime;
 

@@ -2,11 +2,11 @@
 //! kcp-go (the Go peer in interop/go/kcppeer) when `go` is installed. A last row runs one smux v1 stream
 //! (kcptun's smuxbuf 4 MiB) over the aes + FEC session, so the cost of the mux shows in the same run.
 //!
-//! `cargo run --release -p session --example bulk [MiB]`
+//! `cargo run --release -p rkcp-session --example bulk [MiB]`
 
 use std::time::Instant;
 
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(crypt_fec: bool) -> KcpConfig {
@@ -69,14 +69,14 @@ async fn rust_bulk(cfg: KcpConfig, total: usize) -> anyhow::Result<f64> {
 
 /// The same transfer through one smux stream over the KCP session (kcptun's stack: smux v1, 4 MiB smuxbuf).
 async fn smux_bulk(cfg: KcpConfig, total: usize) -> anyhow::Result<f64> {
-    let mut smux_cfg = smux::Config::default();
+    let mut smux_cfg = rkcp_smux::Config::default();
     smux_cfg.max_receive_buffer = 4 << 20;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await?;
     let addr = listener.local_addr();
     let scfg = smux_cfg.clone();
     let sink = tokio::spawn(async move {
         let (kcp, _) = listener.accept().await?;
-        let mux = smux::Session::server(kcp, scfg)?;
+        let mux = rkcp_smux::Session::server(kcp, scfg)?;
         let mut s = mux.accept_stream().await?;
         let mut buf = vec![0u8; 1 << 16];
         let mut got = 0usize;
@@ -90,7 +90,7 @@ async fn smux_bulk(cfg: KcpConfig, total: usize) -> anyhow::Result<f64> {
         anyhow::Ok((mux, listener))
     });
     let kcp = KcpStream::connect(addr, cfg).await?;
-    let mux = smux::Session::client(kcp, smux_cfg)?;
+    let mux = rkcp_smux::Session::client(kcp, smux_cfg)?;
     let mut c = mux.open_stream().await?;
     let chunk = vec![0x5au8; 1 << 16];
     let start = Instant::now();

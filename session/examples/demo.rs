@@ -2,11 +2,11 @@
 //! smux stream on one KCP session with aes + FEC 10/3 (kcptun's stack), print the throughput and kcp-go's SNMP
 //! counters, then do the same transfer over TCP for comparison.
 //!
-//! `cargo run --release -p session --example demo [MiB]`
+//! `cargo run --release -p rkcp-session --example demo [MiB]`
 
 use std::time::Instant;
 
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt, SnmpSnapshot};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt, SnmpSnapshot};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(async move {
         let (kcp, peer) = listener.accept().await?;
         println!("kcp: accepted conv {:#010x} from {peer}", kcp.conv());
-        let mux = smux::Session::server(kcp, smux::Config::default())?;
+        let mux = rkcp_smux::Session::server(kcp, rkcp_smux::Config::default())?;
         let mut stream = mux.accept_stream().await?;
         let sum = receive(&mut stream, len).await?;
         anyhow::Ok((sum, mux, listener))
@@ -115,14 +115,14 @@ async fn main() -> anyhow::Result<()> {
         kcp.conv(),
         kcp.mss()
     );
-    let mux = smux::Session::client(kcp, smux::Config::default())?;
+    let mux = rkcp_smux::Session::client(kcp, rkcp_smux::Config::default())?;
     let mut stream = mux.open_stream().await?;
     let (secs, sum) = send(&mut stream, &data).await?;
     anyhow::ensure!(sum == expect.value(), "KCP checksum mismatch");
     let kcp_rate = len as f64 / secs / 1e6;
     println!("kcp+smux: {mib} MiB in {secs:.3} s = {kcp_rate:.1} MB/s, checksum {sum:016x} ok");
     let (_, server_mux, listener) = server.await??;
-    let total = session::global_snmp();
+    let total = rkcp_session::global_snmp();
     println!("\nprocess counters (both ends of the session):\n{total}");
     println!(
         "\nthe same as kcptun's --snmplog CSV:\n{}\n{}",

@@ -7,10 +7,10 @@
 //! after a warm-up, memory as RSS growth over the idle server divided by the sessions.
 //!
 //! ```text
-//! cargo run --release -p session --example sessions -- --sessions 10000 --secs 30 --mode fast
+//! cargo run --release -p rkcp-session --example sessions -- --sessions 10000 --secs 30 --mode fast
 //! # or two shells (same host, the client reads the server's /proc entry):
-//! cargo run --release -p session --example sessions -- --serve 127.0.0.1:7000 --mode fast
-//! cargo run --release -p session --example sessions -- --connect 127.0.0.1:7000 --server-pid PID --sessions 10000
+//! cargo run --release -p rkcp-session --example sessions -- --serve 127.0.0.1:7000 --mode fast
+//! cargo run --release -p rkcp-session --example sessions -- --connect 127.0.0.1:7000 --server-pid PID --sessions 10000
 //! ```
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use session::{KcpConfig, KcpListener, KcpStream};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Echo buffer per server stream: small, so the figure is the transport's, not the application's.
@@ -158,11 +158,11 @@ async fn serve(addr: &str, cfg: KcpConfig, stdin_lifetime: bool) -> anyhow::Resu
     {
         let live = Arc::clone(&live);
         tokio::spawn(async move {
-            let mut prev = session::global_snmp();
+            let mut prev = rkcp_session::global_snmp();
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 let n = live.load(Ordering::Relaxed);
-                let now = session::global_snmp();
+                let now = rkcp_session::global_snmp();
                 let rate = |a: u64, b: u64| (a - b) as f64 / 5.0;
                 eprintln!(
                     "server: {n} live sessions; per second: {:.0} datagrams in, {:.0} out, {:.0} segments out, \

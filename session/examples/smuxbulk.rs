@@ -3,10 +3,10 @@
 //! buffers). This is the scenario of the performance targets in issue 7.
 //!
 //! ```text
-//! cargo run --release -p session --example smuxbulk -- [--cf] [--mtu 1350] [--mib 256] [--wnd 1024]
+//! cargo run --release -p rkcp-session --example smuxbulk -- [--cf] [--mtu 1350] [--mib 256] [--wnd 1024]
 //!     # spawns itself as the sink (--serve) and prints the client's MB/s
-//! cargo run --release -p session --example smuxbulk -- --serve 127.0.0.1:0 [--cf] [--mtu N]
-//! cargo run --release -p session --example smuxbulk -- --connect ADDR [--cf] [--mtu N] [--mib N]
+//! cargo run --release -p rkcp-session --example smuxbulk -- --serve 127.0.0.1:0 [--cf] [--mtu N]
+//! cargo run --release -p rkcp-session --example smuxbulk -- --connect ADDR [--cf] [--mtu N] [--mib N]
 //! ```
 //! `--cf` adds aes (passphrase "bench") and FEC 10/3. `SMUXBULK_STATS=1` prints both ends' SNMP counters.
 
@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Args {
@@ -69,9 +69,9 @@ fn kcp_config(a: &Args) -> KcpConfig {
     }
 }
 
-fn smux_config() -> smux::Config {
-    let mut c = smux::Config::default();
-    c.version = smux::Version::V2;
+fn smux_config() -> rkcp_smux::Config {
+    let mut c = rkcp_smux::Config::default();
+    c.version = rkcp_smux::Version::V2;
     c.max_receive_buffer = 4 << 20;
     c.max_stream_buffer = 2 << 20;
     c.max_frame_size = 32768;
@@ -86,7 +86,7 @@ async fn serve(a: &Args, addr: &str) -> anyhow::Result<()> {
     loop {
         let (kcp, _) = listener.accept().await?;
         tokio::spawn(async move {
-            let mux = smux::Session::server(kcp, smux_config())?;
+            let mux = rkcp_smux::Session::server(kcp, smux_config())?;
             while let Ok(mut s) = mux.accept_stream().await {
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 1 << 16];
@@ -99,7 +99,7 @@ async fn serve(a: &Args, addr: &str) -> anyhow::Result<()> {
                     s.write_all(&got.to_le_bytes()).await?;
                     s.flush().await?;
                     if std::env::var_os("SMUXBULK_STATS").is_some() {
-                        eprintln!("sink: {}", session::global_snmp());
+                        eprintln!("sink: {}", rkcp_session::global_snmp());
                     }
                     // Keep the stream until the client has read the answer and closes.
                     let _ = s.read(&mut buf).await;
@@ -114,7 +114,7 @@ async fn serve(a: &Args, addr: &str) -> anyhow::Result<()> {
 async fn client(a: &Args, addr: &str) -> anyhow::Result<f64> {
     let total = a.mib << 20;
     let kcp = KcpStream::connect(addr, kcp_config(a)).await?;
-    let mux = smux::Session::client(kcp, smux_config())?;
+    let mux = rkcp_smux::Session::client(kcp, smux_config())?;
     let mut c = mux.open_stream().await?;
     let chunk = vec![0x5au8; 1 << 16];
     let start = Instant::now();
@@ -128,7 +128,7 @@ async fn client(a: &Args, addr: &str) -> anyhow::Result<f64> {
     c.read_exact(&mut ack).await?;
     let secs = start.elapsed().as_secs_f64();
     if std::env::var_os("SMUXBULK_STATS").is_some() {
-        eprintln!("source: {}", session::global_snmp());
+        eprintln!("source: {}", rkcp_session::global_snmp());
     }
     anyhow::ensure!(
         u64::from_le_bytes(ack) == total,

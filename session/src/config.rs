@@ -1,6 +1,6 @@
 //! Session-level configuration: the engine's knobs, the packet pipeline (cipher, FEC) and the socket.
 
-use crypt::PacketCrypt;
+use rkcp_crypt::PacketCrypt;
 
 use crate::error::ConfigError;
 
@@ -9,7 +9,7 @@ use crate::error::ConfigError;
 pub const MAX_MTU: usize = 1500;
 
 /// kcp-go's FEC header on data packets: seqid u32, type u16, size u16 (PROTOCOL.md B.1, C.1).
-const FEC_HEADER: usize = fec::HEADER_SIZE_PLUS2;
+const FEC_HEADER: usize = rkcp_fec::HEADER_SIZE_PLUS2;
 
 /// Reed–Solomon shard counts for the FEC layer (PROTOCOL.md C). Each direction's setting is independent: this
 /// decides what *we* put on the wire; received FEC is detected per packet whatever the local setting (B.3).
@@ -65,7 +65,7 @@ pub struct KcpConfig {
     /// [`SessionError::DeadLink`](crate::SessionError::DeadLink). Default 20 (kcp-go `IKCP_DEADLINK`).
     pub dead_link: u32,
     /// Cap on segments sent but not yet acknowledged, beyond kcp-go and invisible on the wire; see
-    /// [`kcp::Kcp::set_max_inflight`]. Default `None` (no cap, as kcp-go). For a long lossy path, set the
+    /// [`rkcp_engine::Kcp::set_max_inflight`]. Default `None` (no cap, as kcp-go). For a long lossy path, set the
     /// windows well above the path's capacity (e.g. 4096) and this near its bandwidth-delay product plus
     /// its bottleneck queue, in segments: holes then no longer stall the sender.
     pub max_inflight: Option<u32>,
@@ -92,7 +92,7 @@ pub struct KcpConfig {
 impl Default for KcpConfig {
     fn default() -> Self {
         // The engine's knobs start at the engine's own (kcp-go) defaults; only stream mode differs.
-        let e = kcp::KcpConfig::default();
+        let e = rkcp_engine::KcpConfig::default();
         KcpConfig {
             nodelay: e.nodelay,
             interval: e.interval,
@@ -119,7 +119,7 @@ impl Default for KcpConfig {
 
 impl KcpConfig {
     /// kcptun's session setup around one of the engine's presets (which own the mode tuples, PROTOCOL.md F.2).
-    fn kcptun(mode: kcp::KcpConfig) -> Self {
+    fn kcptun(mode: rkcp_engine::KcpConfig) -> Self {
         KcpConfig {
             nodelay: mode.nodelay,
             interval: mode.interval,
@@ -136,22 +136,22 @@ impl KcpConfig {
 
     /// kcptun `normal`: nodelay 0, interval 40, resend 2, nc 1 (plus the kcptun session setup, see above).
     pub fn normal() -> Self {
-        Self::kcptun(kcp::KcpConfig::normal())
+        Self::kcptun(rkcp_engine::KcpConfig::normal())
     }
 
     /// kcptun `fast` (its default mode): nodelay 0, interval 30, resend 2, nc 1.
     pub fn fast() -> Self {
-        Self::kcptun(kcp::KcpConfig::fast())
+        Self::kcptun(rkcp_engine::KcpConfig::fast())
     }
 
     /// kcptun `fast2`: nodelay 1, interval 20, resend 2, nc 1.
     pub fn fast2() -> Self {
-        Self::kcptun(kcp::KcpConfig::fast2())
+        Self::kcptun(rkcp_engine::KcpConfig::fast2())
     }
 
     /// kcptun `fast3`: nodelay 1, interval 10, resend 2, nc 1.
     pub fn fast3() -> Self {
-        Self::kcptun(kcp::KcpConfig::fast3())
+        Self::kcptun(rkcp_engine::KcpConfig::fast3())
     }
 
     /// Sets the cipher (builder style).
@@ -180,7 +180,8 @@ impl KcpConfig {
 
     /// KCP payload bytes per segment: `mtu - 24 - overhead` (PROTOCOL.md B.1).
     pub fn mss(&self) -> usize {
-        self.mtu.saturating_sub(kcp::OVERHEAD + self.overhead())
+        self.mtu
+            .saturating_sub(rkcp_engine::OVERHEAD + self.overhead())
     }
 
     /// Checks every field.
@@ -188,7 +189,7 @@ impl KcpConfig {
     /// # Errors
     /// The first offending field, as a [`ConfigError`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.mtu > MAX_MTU || self.mtu < kcp::OVERHEAD + self.overhead() + 1 {
+        if self.mtu > MAX_MTU || self.mtu < rkcp_engine::OVERHEAD + self.overhead() + 1 {
             return Err(ConfigError::Mtu {
                 mtu: self.mtu,
                 overhead: self.overhead(),
@@ -219,8 +220,8 @@ impl KcpConfig {
     }
 
     /// The engine configuration for this session config, with `reserved` bytes in front of each datagram.
-    pub(crate) fn engine_config(&self, reserved: usize) -> kcp::KcpConfig {
-        kcp::KcpConfig {
+    pub(crate) fn engine_config(&self, reserved: usize) -> rkcp_engine::KcpConfig {
+        rkcp_engine::KcpConfig {
             nodelay: self.nodelay,
             interval: self.interval,
             resend: self.resend,
@@ -233,7 +234,7 @@ impl KcpConfig {
             ack_nodelay: self.ack_nodelay,
             dead_link: self.dead_link,
             max_inflight: self.max_inflight,
-            ..kcp::KcpConfig::default()
+            ..rkcp_engine::KcpConfig::default()
         }
     }
 }
@@ -241,7 +242,7 @@ impl KcpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crypt::CipherKind;
+    use rkcp_crypt::CipherKind;
 
     #[test]
     fn presets_are_kcptun_tuples() {

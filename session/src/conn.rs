@@ -9,9 +9,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crypt::PacketCrypt;
-use fec::{FecDecoder, FecEncoder};
-use kcp::Kcp;
+use rkcp_crypt::PacketCrypt;
+use rkcp_engine::Kcp;
+use rkcp_fec::{FecDecoder, FecEncoder};
 
 use crate::config::KcpConfig;
 use crate::error::{ConfigError, SessionError};
@@ -19,10 +19,10 @@ use crate::snmp::Snmp;
 use crate::udp::TxQueue;
 
 /// FEC header bytes on data packets (seqid, type, size).
-const FEC_HEADER: usize = fec::HEADER_SIZE_PLUS2;
+const FEC_HEADER: usize = rkcp_fec::HEADER_SIZE_PLUS2;
 
 /// KCP's data command (PROTOCOL.md A.2), byte 4 of a segment header.
-const CMD_PUSH: u8 = kcp::Command::Push as u8;
+const CMD_PUSH: u8 = rkcp_engine::Command::Push as u8;
 
 /// The engine and its packet pipeline.
 pub(crate) struct Conn {
@@ -127,7 +127,7 @@ impl Conn {
             // Any flush writes every pending ACK.
             *unacked = 0;
         }
-        let per_datagram = (kcp.mtu() - kcp.reserved()) / kcp::OVERHEAD;
+        let per_datagram = (kcp.mtu() - kcp.reserved()) / rkcp_engine::OVERHEAD;
         if *unacked >= per_datagram.max(1) {
             let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
             kcp.flush_acks(now, &mut out);
@@ -163,12 +163,12 @@ impl Conn {
         snmp.in_pkts.fetch_add(1, Ordering::Relaxed);
         snmp.in_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        if fec::is_fec_packet(data) {
+        if rkcp_fec::is_fec_packet(data) {
             if data.len() < FEC_HEADER {
                 snmp.in_errs.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let is_data = u16::from_le_bytes([data[4], data[5]]) == fec::TYPE_DATA;
+            let is_data = u16::from_le_bytes([data[4], data[5]]) == rkcp_fec::TYPE_DATA;
             if !is_data {
                 snmp.fec_parity_shards.fetch_add(1, Ordering::Relaxed);
             }
@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn acks_leave_early_only_in_full_datagrams_worth() {
         let cfg = KcpConfig::fast3();
-        let per_datagram = (cfg.mtu - cfg.overhead()) / kcp::OVERHEAD;
+        let per_datagram = (cfg.mtu - cfg.overhead()) / rkcp_engine::OVERHEAD;
         assert_eq!(acks_after(per_datagram - 1), 0);
         // In-order ACKs are filtered down to the last one (A.10), so one small datagram answers them all.
         assert_eq!(acks_after(per_datagram), 1);

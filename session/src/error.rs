@@ -36,7 +36,7 @@ pub enum ConfigError {
     MaxSessions,
     /// The engine refused a knob (interval outside 10..=5000, zero or oversized window, dead_link 0 …).
     #[error("engine configuration: {0}")]
-    Engine(#[source] kcp::KcpError),
+    Engine(#[source] rkcp_engine::KcpError),
 }
 
 /// What can go wrong on a session or listener.
@@ -84,7 +84,7 @@ pub enum SessionError {
     InvalidOperation,
     /// The engine refused a runtime knob (e.g. an MTU that leaves no payload room).
     #[error("engine: {0}")]
-    Kcp(#[source] kcp::KcpError),
+    Kcp(#[source] rkcp_engine::KcpError),
 }
 
 impl SessionError {

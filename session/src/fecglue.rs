@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use crate::snmp::Snmp;
 
 /// Adds `FECErrs` and `FECShortShards` from one `decode` call.
-pub(crate) fn count_outcome(o: &fec::DecodeOutcome, snmp: &Snmp) {
+pub(crate) fn count_outcome(o: &rkcp_fec::DecodeOutcome, snmp: &Snmp) {
     if o.fec_errs > 0 {
         snmp.fec_errs
             .fetch_add(o.fec_errs as u64, Ordering::Relaxed);

@@ -20,9 +20,15 @@ pub fn listener_packet_input(input: &[u8]) {
     let key = [0x42u8; 32];
     let mut cfg = KcpConfig::default();
     if mode & 1 != 0 {
-        cfg.crypt = Some(crypt::PacketCrypt::new(crypt::CipherKind::Aes, &key));
+        cfg.crypt = Some(rkcp_crypt::PacketCrypt::new(
+            rkcp_crypt::CipherKind::Aes,
+            &key,
+        ));
     } else if mode & 2 != 0 {
-        cfg.crypt = Some(crypt::PacketCrypt::new(crypt::CipherKind::Aes256Gcm, &key));
+        cfg.crypt = Some(rkcp_crypt::PacketCrypt::new(
+            rkcp_crypt::CipherKind::Aes256Gcm,
+            &key,
+        ));
     }
     if mode & 4 != 0 {
         cfg = cfg.with_fec(10, 3);

@@ -11,8 +11,12 @@
 //! non-regular input (B.2, B.3). One timer thread with one heap drives every session's engine by its own next
 //! deadline, so an idle session costs nothing.
 //!
+//! Feature `legacy-ciphers` (on by default) turns on the one of `rkcp-crypt`: kcptun's older ciphers
+//! (salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4). Without it [`PacketCrypt::try_new`] returns
+//! an error for those. Most applications use the `rkcp` crate, which re-exports this one and adds smux.
+//!
 //! ```no_run
-//! use session::{KcpConfig, KcpListener, KcpStream};
+//! use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -50,9 +54,9 @@ mod stream;
 mod udp;
 
 pub use config::{FecConfig, KcpConfig, MAX_MTU};
-pub use crypt::{CipherKind, PacketCrypt};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
+pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};

@@ -89,14 +89,14 @@ pub(crate) fn recover_conv(data: &[u8]) -> Option<(u32, u32)> {
     let le32 = |b: &[u8], at: usize| -> Option<u32> {
         Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
     };
-    let kcp = if fec::is_fec_packet(data) {
+    let kcp = if rkcp_fec::is_fec_packet(data) {
         let is_data = data
             .get(4..6)
-            .is_some_and(|t| u16::from_le_bytes([t[0], t[1]]) == fec::TYPE_DATA);
-        if !is_data || data.len() < fec::HEADER_SIZE_PLUS2 + kcp::OVERHEAD {
+            .is_some_and(|t| u16::from_le_bytes([t[0], t[1]]) == rkcp_fec::TYPE_DATA);
+        if !is_data || data.len() < rkcp_fec::HEADER_SIZE_PLUS2 + rkcp_engine::OVERHEAD {
             return None;
         }
-        &data[fec::HEADER_SIZE_PLUS2..]
+        &data[rkcp_fec::HEADER_SIZE_PLUS2..]
     } else {
         data
     };
@@ -444,12 +444,12 @@ mod tests {
         assert_eq!(route(Some(7), &p), Route::Deliver);
         assert_eq!(route(Some(8), &p), Route::ConvMismatch);
         assert_eq!(route(Some(8), &kcp_pkt(7, 0)), Route::Replace(7));
-        let d = fec_pkt(fec::TYPE_DATA, &kcp_pkt(9, 0));
+        let d = fec_pkt(rkcp_fec::TYPE_DATA, &kcp_pkt(9, 0));
         assert_eq!(route(None, &d), Route::Create(9));
-        let parity = fec_pkt(fec::TYPE_PARITY, &[0u8; 30]);
+        let parity = fec_pkt(rkcp_fec::TYPE_PARITY, &[0u8; 30]);
         assert_eq!(route(None, &parity), Route::UnknownPeer);
         assert_eq!(route(Some(1), &parity), Route::Deliver);
-        let short = fec_pkt(fec::TYPE_DATA, &[0u8; 20]);
+        let short = fec_pkt(rkcp_fec::TYPE_DATA, &[0u8; 20]);
         assert_eq!(route(None, &short), Route::UnknownPeer);
         assert_eq!(route(Some(3), &short), Route::Deliver);
     }

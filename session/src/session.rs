@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
-use crypt::{CryptError, PacketCrypt};
 use parking_lot::Mutex;
+use rkcp_crypt::{CryptError, PacketCrypt};
 use tokio::io::ReadBuf;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -301,7 +301,7 @@ impl Session {
             // Keep the engine's counters, then drop its queues with it.
             let stats = *st.conn.kcp.stats();
             fold_engine_stats(&self.snmp, &stats);
-            st.conn.kcp = kcp::Kcp::new(self.conv);
+            st.conn.kcp = rkcp_engine::Kcp::new(self.conv);
             st.conn.release();
             st.leftover = Vec::new();
             self.set_timer(&mut st, None);
@@ -505,7 +505,7 @@ impl Session {
             }
             if let Err(e) = kcp.send(msg) {
                 return Poll::Ready(Err(match e {
-                    kcp::KcpError::MessageTooLarge { len, .. } => {
+                    rkcp_engine::KcpError::MessageTooLarge { len, .. } => {
                         SessionError::MessageTooLarge { len }
                     }
                     e => SessionError::Kcp(e),
@@ -565,7 +565,7 @@ impl Session {
                     w.wake();
                     Poll::Ready(Ok(n))
                 }
-                Err(kcp::KcpError::BufferTooSmall { needed }) => {
+                Err(rkcp_engine::KcpError::BufferTooSmall { needed }) => {
                     Poll::Ready(Err(SessionError::BufferTooSmall { needed }))
                 }
                 Err(e) => Poll::Ready(Err(SessionError::Kcp(e))),
@@ -670,7 +670,7 @@ impl Timed for Session {
     }
 }
 
-fn fold_engine_stats(snmp: &Snmp, e: &kcp::KcpStats) {
+fn fold_engine_stats(snmp: &Snmp, e: &rkcp_engine::KcpStats) {
     let add = |c: &AtomicU64, v: u64| {
         if v != 0 {
             c.fetch_add(v, Ordering::Relaxed);
@@ -704,7 +704,7 @@ pub(crate) fn open_datagram<'a>(
         }
         None => pkt,
     };
-    if data.len() < kcp::OVERHEAD {
+    if data.len() < rkcp_engine::OVERHEAD {
         return Err(DropReason::Short);
     }
     Ok(data)

@@ -152,12 +152,12 @@ impl KcpStream {
     /// [`SessionError::Kcp`] if the engine refuses the MTU.
     pub fn set_mtu(&self, mtu: usize) -> Result<(), SessionError> {
         if mtu > MAX_MTU {
-            return Err(SessionError::Kcp(kcp::KcpError::InvalidMtu { mtu }));
+            return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
         }
         self.s.with_state(|st| {
             let overhead = st.conn.overhead();
-            if mtu <= kcp::OVERHEAD + overhead {
-                return Err(SessionError::Kcp(kcp::KcpError::InvalidMtu { mtu }));
+            if mtu <= rkcp_engine::OVERHEAD + overhead {
+                return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
             }
             st.conn.kcp.set_mtu(mtu).map_err(SessionError::Kcp)
         })
@@ -378,7 +378,7 @@ impl AsyncWrite for OwnedWriteHalf {
 
 /// The client's socket reader: accepts datagrams from the dialled address only (PROTOCOL.md B.5), opens them
 /// and feeds the session, one batch at a time.
-async fn client_reader(s: Arc<Session>, crypt: Option<crypt::PacketCrypt>) {
+async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) {
     let mut batch = RecvBatch::for_io(&s.io);
     loop {
         let n = match s.io.recv_batch(&mut batch).await {

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use session::{CipherKind, KcpListener, KcpStream, ListenerStats, PacketCrypt};
+use rkcp_session::{CipherKind, KcpListener, KcpStream, ListenerStats, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
@@ -28,7 +28,7 @@ async fn encrypted_listener_counts_and_drops_garbage() {
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let addr = listener.local_addr();
     let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let csum_before = session::global_snmp().in_csum_errors;
+    let csum_before = rkcp_session::global_snmp().in_csum_errors;
 
     // 10 short datagrams (< 20-byte crypt header).
     for len in 0..10 {
@@ -71,7 +71,7 @@ async fn encrypted_listener_counts_and_drops_garbage() {
     assert_eq!(st.checksum, 25, "{st:?}");
     assert_eq!(st.unknown_peer, 3, "{st:?}");
     assert_eq!(st.created, 0);
-    assert!(session::global_snmp().in_csum_errors >= csum_before + 25);
+    assert!(rkcp_session::global_snmp().in_csum_errors >= csum_before + 25);
 
     // The listener still serves a real client.
     let _srv = spawn_echo(listener);
@@ -99,13 +99,13 @@ async fn foreign_conv_and_bad_segments_are_counted() {
     // From a new address, a bad command creates a session (conv recovered, as kcp-go) whose engine rejects it.
     let mut bad = seg.clone();
     bad[4] = 99;
-    let errs_before = session::global_snmp().kcp_in_errors;
+    let errs_before = rkcp_session::global_snmp().kcp_in_errors;
     attacker.send_to(&bad, addr).await.unwrap();
     let st = wait_for(&listener, |s| s.created == 2).await;
     assert_eq!(st.created, 2);
     let (odd, _) = listener.accept().await.unwrap();
     assert_eq!(odd.snmp().kcp_in_errors, 1);
-    assert!(session::global_snmp().kcp_in_errors > errs_before);
+    assert!(rkcp_session::global_snmp().kcp_in_errors > errs_before);
     // Same address, other conv, sn != 0: conv mismatch.
     let mut other = seg.clone();
     other[0..4].copy_from_slice(&odd.conv().wrapping_add(7).to_le_bytes());
@@ -135,7 +135,7 @@ async fn foreign_conv_and_bad_segments_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_and_session_cap_drop_new_peers() {
-    let cfg = session::KcpConfig {
+    let cfg = rkcp_session::KcpConfig {
         accept_backlog: 2,
         max_sessions: 3,
         ..fast()

@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use common::*;
-use session::{KcpConfig, KcpListener, KcpStream, SessionError};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 

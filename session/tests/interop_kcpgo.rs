@@ -1,7 +1,7 @@
 //! Raw KCP interop with kcp-go 5.6.1 (no smux): the Go peer in interop/go/kcppeer, built from the Debian
 //! packages. Both directions, stream and message mode, every kcptun cipher plus no crypt layer, FEC 10/3 and 0/0.
 //!
-//! Run with `cargo test -p session --release -- --ignored interop_`. Needs `go` and
+//! Run with `cargo test -p rkcp-session --release -- --ignored interop_`. Needs `go` and
 //! golang-github-xtaci-kcp-dev; fails (does not skip) without them.
 
 mod common;
@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
 
 const KEY: &str = "interop key";
 

@@ -2,14 +2,14 @@
 //! `kcptun-server` to a TCP echo, and `kcptun-client` into our KcpListener + smux server, for every kcptun
 //! cipher, FEC 10/3 and 0/0, smux v1 and v2.
 //!
-//! Run with `cargo test -p session --release -- --ignored interop_`. Needs the `kcptun` Debian package; fails
+//! Run with `cargo test -p rkcp-session --release -- --ignored interop_`. Needs the `kcptun` Debian package; fails
 //! (does not skip) without it.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -72,12 +72,12 @@ fn kcp_config(kind: CipherKind, fec: (usize, usize)) -> KcpConfig {
     .with_fec(fec.0, fec.1)
 }
 
-fn smux_config(version: u8) -> smux::Config {
-    let mut c = smux::Config::default();
+fn smux_config(version: u8) -> rkcp_smux::Config {
+    let mut c = rkcp_smux::Config::default();
     c.version = if version == 1 {
-        smux::Version::V1
+        rkcp_smux::Version::V1
     } else {
-        smux::Version::V2
+        rkcp_smux::Version::V2
     };
     c.max_stream_buffer = 2 << 20; // kcptun --streambuf default
     c
@@ -158,7 +158,7 @@ async fn interop_rust_smux_client_through_kcptun_server() {
                 let kcp = KcpStream::connect(("127.0.0.1", port), kcp_config(kind, fec))
                     .await
                     .unwrap();
-                let mux = smux::Session::client(kcp, smux_config(smuxver)).unwrap();
+                let mux = rkcp_smux::Session::client(kcp, smux_config(smuxver)).unwrap();
                 for i in 0..2u64 {
                     let st = mux.open_stream().await.unwrap();
                     echo_check(st, &pattern(i + 1, 150_000), &what).await;
@@ -184,7 +184,7 @@ async fn interop_kcptun_client_into_rust_listener() {
                     let Ok((kcp, _)) = listener.accept().await else {
                         return;
                     };
-                    let mux = smux::Session::server(kcp, smux_config(smuxver)).unwrap();
+                    let mux = rkcp_smux::Session::server(kcp, smux_config(smuxver)).unwrap();
                     while let Ok(st) = mux.accept_stream().await {
                         tokio::spawn(async move {
                             let (mut r, mut w) = tokio::io::split(st);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use session::{KcpConfig, KcpListener, KcpStream, SnmpSnapshot};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream, SnmpSnapshot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn open_sessions(n: usize) -> (Vec<KcpStream>, Vec<KcpStream>) {
@@ -37,7 +37,7 @@ async fn open_sessions(n: usize) -> (Vec<KcpStream>, Vec<KcpStream>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sessions_echo_and_count() {
-    let before = session::global_snmp();
+    let before = rkcp_session::global_snmp();
     let (clients, servers) = open_sessions(1000).await;
     // Every session saw its own traffic.
     for s in &servers {
@@ -45,7 +45,7 @@ async fn a_thousand_sessions_echo_and_count() {
         assert_eq!(m.bytes_received, 8);
         assert_eq!(m.bytes_sent, 8);
     }
-    let after = session::global_snmp();
+    let after = rkcp_session::global_snmp();
     assert!(after.passive_opens >= before.passive_opens + 1000);
     assert!(after.active_opens >= before.active_opens + 1000);
     assert!(after.curr_estab >= 2000);
@@ -56,7 +56,7 @@ async fn a_thousand_sessions_echo_and_count() {
     assert_eq!(header.split(',').count(), row.split(',').count());
     drop(clients);
     drop(servers);
-    let closed = session::global_snmp();
+    let closed = rkcp_session::global_snmp();
     assert!(closed.curr_estab + 2000 <= after.curr_estab);
     // Retired sessions keep counting in the process totals.
     assert!(closed.bytes_sent >= after.bytes_sent);

@@ -2,21 +2,21 @@
 //! versions. A KcpStream accepts partial writes whenever its send queue is full, which a TCP loopback
 //! rarely does, so this catches frame interleaving that smux's own pipe and TCP tests miss.
 
-use session::{KcpConfig, KcpListener, KcpStream};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pattern(i: usize) -> u8 {
     (i.wrapping_mul(2_654_435_761) >> 13) as u8
 }
 
-async fn echo(version: smux::Version, total: usize) {
+async fn echo(version: rkcp_smux::Version, total: usize) {
     let cfg = KcpConfig {
         snd_wnd: 1024,
         rcv_wnd: 1024,
         mtu: 1350,
         ..KcpConfig::fast3()
     };
-    let mut sc = smux::Config::default();
+    let mut sc = rkcp_smux::Config::default();
     sc.version = version;
     sc.max_stream_buffer = 2 << 20;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
@@ -24,7 +24,7 @@ async fn echo(version: smux::Version, total: usize) {
     let scs = sc.clone();
     let server = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
-        let mux = smux::Session::server(s, scs).unwrap();
+        let mux = rkcp_smux::Session::server(s, scs).unwrap();
         let st = mux.accept_stream().await.unwrap();
         let (mut r, mut w) = tokio::io::split(st);
         // Reads of every size, small to larger than a frame, as applications do.
@@ -41,7 +41,7 @@ async fn echo(version: smux::Version, total: usize) {
         mux
     });
     let c = KcpStream::connect(addr, cfg).await.unwrap();
-    let mux = smux::Session::client(c, sc).unwrap();
+    let mux = rkcp_smux::Session::client(c, sc).unwrap();
     let st = mux.open_stream().await.unwrap();
     let (mut r, mut w) = tokio::io::split(st);
     let writer = tokio::spawn(async move {
@@ -76,10 +76,10 @@ async fn echo(version: smux::Version, total: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smux_v1_echo_over_kcp_is_exact() {
-    echo(smux::Version::V1, 48 << 20).await;
+    echo(rkcp_smux::Version::V1, 48 << 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smux_v2_echo_over_kcp_is_exact() {
-    echo(smux::Version::V2, 48 << 20).await;
+    echo(rkcp_smux::Version::V2, 48 << 20).await;
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +98,7 @@ async fn message_mode_keeps_boundaries() {
     let too_big = vec![0u8; 256 * mss];
     assert!(matches!(
         c.send_msg(&too_big).await,
-        Err(session::SessionError::MessageTooLarge { .. })
+        Err(rkcp_session::SessionError::MessageTooLarge { .. })
     ));
     // A too-small buffer is reported and nothing is consumed.
     c.send_msg(&[9u8; 100]).await.unwrap();
@@ -112,7 +112,7 @@ async fn message_mode_keeps_boundaries() {
     };
     assert!(matches!(
         err,
-        session::SessionError::BufferTooSmall { needed: 100 }
+        rkcp_session::SessionError::BufferTooSmall { needed: 100 }
     ));
     assert_eq!(c.recv_msg(&mut buf).await.unwrap(), 100);
     srv.abort();

@@ -4,7 +4,7 @@
 //! `BenchmarkConnSmux`, `BenchmarkConnTCP` and `BenchmarkAcceptClose`. Writes and reads
 //! are 256 KiB, the smux config is the default (32 KiB frames).
 //!
-//! `cargo bench -p smux --bench smux -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p rkcp-smux --bench smux -- --warm-up-time 1 --measurement-time 3`
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use smux::{Config, Session, Version};
+use rkcp_smux::{Config, Session, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;

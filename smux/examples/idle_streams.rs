@@ -1,13 +1,13 @@
 //! Memory used by 10,000 idle open streams (issue target: <= 20 MB).
 //!
-//! `cargo run -p smux --release --example idle_streams`
+//! `cargo run -p rkcp-smux --release --example idle_streams`
 //!
 //! Opens the streams over a TCP loopback session, accepts them all on the server side
 //! (both ends live in this process), and prints the growth of the resident set size.
 
 use std::time::Duration;
 
-use smux::{Config, Session, Version};
+use rkcp_smux::{Config, Session, Version};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

@@ -4,9 +4,9 @@
 //! ```no_run
 //! # async fn demo(tcp: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {
 //! use tokio::io::AsyncWriteExt;
-//! let mut config = smux::Config::default();
-//! config.version = smux::Version::V2;
-//! let session = smux::Session::client(tcp, config)?;
+//! let mut config = rkcp_smux::Config::default();
+//! config.version = rkcp_smux::Version::V2;
+//! let session = rkcp_smux::Session::client(tcp, config)?;
 //! let mut stream = session.open_stream().await?;
 //! stream.write_all(b"hello").await?;
 //! stream.shutdown().await?; // FIN

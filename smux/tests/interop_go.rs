@@ -1,15 +1,15 @@
 //! Interop with the Go reference (github.com/xtaci/smux from Debian's
 //! golang-github-xtaci-smux-dev) through the small peer in interop/go/smuxpeer.
 //!
-//! Run with `cargo test -p smux --release -- --ignored interop_`. Needs `go` and the
+//! Run with `cargo test -p rkcp-smux --release -- --ignored interop_`. Needs `go` and the
 //! Debian package; every test fails (does not skip) when they are missing.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
+use rkcp_smux::{Config, Session, Version};
 use sha2::{Digest, Sha256};
-use smux::{Config, Session, Version};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -139,7 +139,7 @@ async fn rust_client_go_server(v: Version) {
     sess.close().await.unwrap();
 }
 
-async fn serve_stream(mut st: smux::Stream) {
+async fn serve_stream(mut st: rkcp_smux::Stream) {
     let mut kind = [0u8; 1];
     if st.read_exact(&mut kind).await.is_err() {
         return;

@@ -49,7 +49,7 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::task::JoinSet;
 
-use smux::{Config, Role, Session, Stream, Version};
+use rkcp_smux::{Config, Role, Session, Stream, Version};
 
 /// A case that has not finished by then has hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use session::{KcpConfig, KcpStream};
+use rkcp_session::{KcpConfig, KcpStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -56,7 +56,7 @@ pub struct Dialer {
     addr: SocketAddr,
     transport: Transport,
     kcp: Option<KcpConfig>,
-    smux: Option<smux::Config>,
+    smux: Option<rkcp_smux::Config>,
 }
 
 /// Streams of one run, with the smux session that carries them (if any) kept alive alongside.
@@ -65,7 +65,7 @@ pub struct Streams {
     /// The streams, in opening order.
     pub streams: Vec<BoxIo>,
     /// The smux session carrying them (smux transports only).
-    pub mux: Option<smux::Session>,
+    pub mux: Option<rkcp_smux::Session>,
 }
 
 impl std::fmt::Debug for dyn Io {
@@ -111,7 +111,7 @@ impl Dialer {
     pub async fn open(&self, n: usize) -> anyhow::Result<Streams> {
         if let Some(cfg) = &self.smux {
             let conn = self.connection().await?;
-            let mux = smux::Session::client(conn, cfg.clone()).context("smux session")?;
+            let mux = rkcp_smux::Session::client(conn, cfg.clone()).context("smux session")?;
             let mut streams: Vec<BoxIo> = Vec::with_capacity(n);
             for _ in 0..n {
                 streams.push(Box::new(
@@ -138,7 +138,7 @@ impl Dialer {
 }
 
 /// Closes an smux session without waiting long for a peer that does not read.
-pub async fn close_mux(mux: Option<smux::Session>) {
+pub async fn close_mux(mux: Option<rkcp_smux::Session>) {
     if let Some(m) = mux {
         let _ = tokio::time::timeout(Duration::from_secs(2), m.close()).await;
     }

@@ -99,7 +99,7 @@ pub async fn run(
 struct Sess {
     rd: ReadHalf<BoxIo>,
     wr: WriteHalf<BoxIo>,
-    _mux: Option<smux::Session>,
+    _mux: Option<rkcp_smux::Session>,
     sent: u64,
     recvd: u64,
 }

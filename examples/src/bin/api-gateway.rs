@@ -47,11 +47,11 @@ async fn main() -> std::process::ExitCode {
             .map_err(|e| anyhow::anyhow!("resolving --target {}: {e}", args.target))?
             .next()
             .ok_or_else(|| anyhow::anyhow!("--target {} resolved to nothing", args.target))?;
-        let mut smux = smux::Config::default();
+        let mut smux = rkcp_smux::Config::default();
         smux.version = if args.smuxver == 2 {
-            smux::Version::V2
+            rkcp_smux::Version::V2
         } else {
-            smux::Version::V1
+            rkcp_smux::Version::V1
         };
         let pool = randsvc::Pool::new(
             target,

@@ -29,16 +29,16 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     let res = async {
-        let listener = session::KcpListener::bind(args.listen.as_str(), randsvc::kcp_config())
+        let listener = rkcp_session::KcpListener::bind(args.listen.as_str(), randsvc::kcp_config())
             .await
             .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.listen))?;
         // The line tests and scripts wait for: the bound address (useful with port 0).
         println!("rand-service listening on {}", listener.local_addr());
-        let mut smux = smux::Config::default();
+        let mut smux = rkcp_smux::Config::default();
         smux.version = if args.smuxver == 2 {
-            smux::Version::V2
+            rkcp_smux::Version::V2
         } else {
-            smux::Version::V1
+            rkcp_smux::Version::V1
         };
         randsvc::serve(listener, smux, shutdown_signal()).await?;
         anyhow::Ok(())

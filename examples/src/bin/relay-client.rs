@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
         let client = Client::connect(
             args.relay,
             kcp_config(args.kcp_key.as_deref()),
-            smux::Config::default(),
+            rkcp_smux::Config::default(),
         )
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the relay at {}: {e}", args.relay))?;

@@ -45,12 +45,12 @@ async fn run(side: Side) -> anyhow::Result<()> {
     const TIMEOUT: Duration = Duration::from_secs(5);
     match side {
         Side::Public { listen } => {
-            let listener = session::KcpListener::bind(listen.as_str(), kcp_config())
+            let listener = rkcp_session::KcpListener::bind(listen.as_str(), kcp_config())
                 .await
                 .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
             println!("rpc-demo public listening on {}", listener.local_addr());
             let routes = Routes::new().route("public.echo", |req: Vec<u8>| async move { req });
-            let peer = Peer::accept(&listener, smux::Config::default(), routes).await?;
+            let peer = Peer::accept(&listener, rkcp_smux::Config::default(), routes).await?;
             println!("NAT'd peer connected");
             loop {
                 let reply = peer.call("nat.time", b"", TIMEOUT).await?;
@@ -73,7 +73,8 @@ async fn run(side: Side) -> anyhow::Result<()> {
                     println!("nat.log: {}", String::from_utf8_lossy(&msg));
                     Vec::new()
                 });
-            let peer = Peer::connect(addr, kcp_config(), smux::Config::default(), routes).await?;
+            let peer =
+                Peer::connect(addr, kcp_config(), rkcp_smux::Config::default(), routes).await?;
             let echo = peer
                 .call("public.echo", b"hi from behind NAT", TIMEOUT)
                 .await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use session::KcpStream;
+use rkcp_session::KcpStream;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -27,7 +27,7 @@ pub struct Client {
 /// One of the `--conn` slots: a smux session and when it expires.
 #[derive(Debug, Clone)]
 struct Timed {
-    session: smux::Session,
+    session: rkcp_smux::Session,
     expiry: Instant,
 }
 
@@ -170,7 +170,10 @@ async fn futures_join<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
 ///
 /// # Errors
 /// The address does not resolve or the socket cannot be created.
-pub(crate) async fn create_conn(remote: &str, params: &Params) -> anyhow::Result<smux::Session> {
+pub(crate) async fn create_conn(
+    remote: &str,
+    params: &Params,
+) -> anyhow::Result<rkcp_smux::Session> {
     let kcp = KcpStream::connect(remote, params.kcp.clone())
         .await
         .with_context(|| format!("dialing {remote}"))?;
@@ -178,7 +181,7 @@ pub(crate) async fn create_conn(remote: &str, params: &Params) -> anyhow::Result
     let peer = kcp.peer_addr();
     tracing::info!(
         "smux version: {} on connection: {} -> {}",
-        if params.smux.version == smux::Version::V2 {
+        if params.smux.version == rkcp_smux::Version::V2 {
             2
         } else {
             1
@@ -187,15 +190,15 @@ pub(crate) async fn create_conn(remote: &str, params: &Params) -> anyhow::Result
         peer
     );
     let session = if params.comp {
-        smux::Session::client(CompStream::new(kcp), params.smux.clone())?
+        rkcp_smux::Session::client(CompStream::new(kcp), params.smux.clone())?
     } else {
-        smux::Session::client(kcp, params.smux.clone())?
+        rkcp_smux::Session::client(kcp, params.smux.clone())?
     };
     Ok(session.with_addrs(local, Some(peer)))
 }
 
 /// kcptun `waitConn`: retries every second until a session exists.
-async fn wait_conn(remote: &str, params: &Params) -> smux::Session {
+async fn wait_conn(remote: &str, params: &Params) -> rkcp_smux::Session {
     loop {
         match create_conn(remote, params).await {
             Ok(s) => return s,
@@ -208,7 +211,7 @@ async fn wait_conn(remote: &str, params: &Params) -> smux::Session {
 }
 
 /// One accepted TCP connection: open a stream and pipe both ways.
-async fn handle_client(session: smux::Session, tcp: TcpStream, peer: SocketAddr, quiet: bool) {
+async fn handle_client(session: rkcp_smux::Session, tcp: TcpStream, peer: SocketAddr, quiet: bool) {
     let _ = tcp.set_nodelay(true);
     let stream = match session.open_stream().await {
         Ok(s) => s,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Parser};
+use rkcp_session::{CipherKind, KcpConfig, PacketCrypt};
 use serde::{Deserialize, Serialize};
-use session::{CipherKind, KcpConfig, PacketCrypt};
 
 /// Flags shared by client and server, in kcptun's order and with its defaults where both sides agree.
 macro_rules! tunnel_config {
@@ -297,7 +297,7 @@ pub struct Params {
     /// The per-session KCP configuration (mode preset, windows, MTU, cipher, FEC, DSCP, socket buffers).
     pub kcp: KcpConfig,
     /// The smux configuration (version, buffers, keepalive).
-    pub smux: smux::Config,
+    pub smux: rkcp_smux::Config,
     /// Snappy compression on (no `--nocomp`).
     pub comp: bool,
     /// The cipher's kcptun name after the `aes` fallback.
@@ -414,7 +414,7 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
             "authenticated cipher: only Rust peers understand it (kcptun would use aes)"
         );
     }
-    let key = crypt::derive_key(c.key.as_bytes());
+    let key = rkcp_crypt::derive_key(c.key.as_bytes());
     let (nodelay, interval, resend, nc) =
         mode_tuple(c.mode, (c.nodelay, c.interval, c.resend, c.nc));
     // kcp-go SetNoDelay: negative means "unchanged" (the defaults), the interval is clamped to 10..=5000.
@@ -438,7 +438,7 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     if c.rcvwnd > 0 {
         kcp.rcv_wnd = c.rcvwnd.min(65535) as u32;
     }
-    if c.mtu <= 0 || c.mtu > session::MAX_MTU as i64 {
+    if c.mtu <= 0 || c.mtu > rkcp_session::MAX_MTU as i64 {
         bail!(
             "--mtu {} is out of range (kcp-go accepts at most 1500)",
             c.mtu
@@ -468,11 +468,11 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     }
     kcp.validate().context("KCP configuration")?;
 
-    let mut smux = smux::Config::default();
+    let mut smux = rkcp_smux::Config::default();
     smux.version = if c.smuxver == 1 {
-        smux::Version::V1
+        rkcp_smux::Version::V1
     } else {
-        smux::Version::V2
+        rkcp_smux::Version::V2
     };
     smux.max_receive_buffer = positive(c.smuxbuf, "smuxbuf")?;
     // Both ends of a kcptun tunnel take --smuxbuf: assume the peer's buffer is ours.
@@ -578,7 +578,7 @@ mod tests {
         assert!(p.comp);
         assert_eq!(p.crypt_name, "aes");
         assert_eq!(p.kcp.mss(), 1350 - 24 - 28);
-        assert_eq!(p.smux.version, smux::Version::V1);
+        assert_eq!(p.smux.version, rkcp_smux::Version::V1);
         assert_eq!(p.smux.max_stream_buffer, 2097152);
     }
 
@@ -622,7 +622,7 @@ mod tests {
             (p.kcp.nodelay, p.kcp.interval, p.kcp.resend, p.kcp.nc),
             (true, 10, 0, true)
         );
-        assert_eq!(p.smux.version, smux::Version::V2);
+        assert_eq!(p.smux.version, rkcp_smux::Version::V2);
         assert!(!p.comp);
         // fast3 overrides the manual flags.
         let p = client(&["--mode", "fast3", "--interval", "100"])

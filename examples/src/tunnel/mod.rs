@@ -35,7 +35,7 @@ const DOWN_BUF: usize = 64 * 1024;
 /// is delivered first: the stream's FIN follows the bytes already written.
 ///
 /// Returns the bytes copied (local → stream, stream → local).
-pub async fn pipe<C>(conn: C, stream: smux::Stream) -> (u64, u64)
+pub async fn pipe<C>(conn: C, stream: rkcp_smux::Stream) -> (u64, u64)
 where
     C: AsyncRead + AsyncWrite,
 {
@@ -151,10 +151,10 @@ pub fn write_snmp_row(path: &str) -> io::Result<()> {
         .open(&name)?;
     let mut out = String::new();
     if f.metadata()?.len() == 0 {
-        out.push_str(&session::SnmpSnapshot::csv_header());
+        out.push_str(&rkcp_session::SnmpSnapshot::csv_header());
         out.push('\n');
     }
-    out.push_str(&session::global_snmp().csv_row(now.unix));
+    out.push_str(&rkcp_session::global_snmp().csv_row(now.unix));
     out.push('\n');
     f.write_all(out.as_bytes())
 }
@@ -175,7 +175,7 @@ pub async fn shutdown_signal() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = usr1.recv() => tracing::info!("KCP SNMP: {}", session::global_snmp()),
+            _ = usr1.recv() => tracing::info!("KCP SNMP: {}", rkcp_session::global_snmp()),
         }
     }
     tracing::info!("shutting down");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use session::{KcpListener, KcpStream};
+use rkcp_session::{KcpListener, KcpStream};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
@@ -130,7 +130,7 @@ async fn handle_mux(
     let peer = kcp.peer_addr();
     tracing::info!(
         "smux version: {} on connection: {} -> {}",
-        if params.smux.version == smux::Version::V2 {
+        if params.smux.version == rkcp_smux::Version::V2 {
             2
         } else {
             1
@@ -139,9 +139,9 @@ async fn handle_mux(
         peer
     );
     let mux = if params.comp {
-        smux::Session::server(CompStream::new(kcp), params.smux.clone())
+        rkcp_smux::Session::server(CompStream::new(kcp), params.smux.clone())
     } else {
-        smux::Session::server(kcp, params.smux.clone())
+        rkcp_smux::Session::server(kcp, params.smux.clone())
     };
     let mux = match mux {
         Ok(m) => m.with_addrs(local, Some(peer)),
@@ -167,7 +167,12 @@ async fn handle_mux(
 }
 
 /// One accepted stream: dial the target; on failure close the stream (FIN), else pipe both ways.
-async fn handle_stream(stream: smux::Stream, target: Arc<Target>, peer: SocketAddr, quiet: bool) {
+async fn handle_stream(
+    stream: rkcp_smux::Stream,
+    target: Arc<Target>,
+    peer: SocketAddr,
+    quiet: bool,
+) {
     let id = stream.id();
     match &*target {
         Target::Tcp(addr) => {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use session::{KcpConfig, KcpListener, KcpStream};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Deterministic pseudo-random bytes (xorshift), so a transfer can be checked without keeping a copy.

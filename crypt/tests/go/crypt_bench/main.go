@@ -2,7 +2,7 @@
 // counted as 3000 bytes) for every kcptun cipher, best of 15 rounds of 40 ms, in bytes per second
 // of this thread's CPU time (/proc/thread-self/schedstat), so that time spent descheduled on a
 // loaded machine does not count. Pairs with
-// `cargo run --release -p crypt --example best_of`, which runs the identical loop in Rust.
+// `cargo run --release -p rkcp-crypt --example best_of`, which runs the identical loop in Rust.
 // Build: GOPATH=/usr/share/gocode GO111MODULE=off go build -o crypt_bench ./main.go
 package main
 
