@@ -336,8 +336,13 @@ pub(crate) fn initial_window(config: &Config) -> u32 {
     }
 }
 
-/// Bytes asked from the transport per read.
+/// Bytes asked from the transport per read, at most: the read size doubles (from
+/// [`READ_MIN`]) while reads fill it and halves when the transport runs dry.
 const READ_CHUNK: usize = 64 * 1024;
+/// Smallest read size. An idle session keeps no read buffer at all (it is released
+/// whenever the transport has nothing and no partial frame is buffered), so idle
+/// sessions cost little; a busy one is back at [`READ_CHUNK`] after a few reads.
+const READ_MIN: usize = 1024;
 /// PSH payloads at least this large are read into a buffer of their own.
 const DIRECT_MIN: usize = 8 * 1024;
 /// PSH payloads at least this large are kept in the read chunk without copying.
@@ -354,6 +359,8 @@ struct Conn<T> {
     io: Pin<Box<T>>,
     shared: Arc<Shared>,
     read_buf: BytesMut,
+    /// Current read size, in `READ_MIN..=READ_CHUNK`.
+    read_size: usize,
     read_eof: bool,
     out: VecDeque<Bytes>,
     out_bytes: usize,
@@ -384,6 +391,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             io,
             shared,
             read_buf: BytesMut::new(),
+            read_size: READ_MIN,
             read_eof: false,
             out: VecDeque::new(),
             out_bytes: 0,
@@ -477,11 +485,26 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 }
             }
             if !progress {
+                self.release_idle();
                 return Poll::Pending;
             }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Gives back write-side memory a burst left behind (an idle session should cost
+    /// little; the read buffer is released by the read side itself).
+    fn release_idle(&mut self) {
+        if self.out.is_empty() && self.out.capacity() > 8 {
+            self.out = VecDeque::new();
+        }
+        if self.flat.is_empty() && self.flat.capacity() > 0 {
+            self.flat = BytesMut::new();
+        }
+        if self.wakers.capacity() > 8 {
+            self.wakers = Vec::new();
+        }
     }
 
     fn poll_timers(&mut self, cx: &mut Context<'_>, closing: bool) -> Result<(), Error> {
@@ -563,19 +586,32 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     // Size chunks so a chunk is never much larger than READ_CHUNK (plus
                     // one maximal frame): that bounds what zero-copy payloads can pin.
                     let need = need.map_or(0, |h| HEADER_SIZE + h.payload_len());
-                    if self.read_buf.capacity() - len < READ_CHUNK / 4
-                        || self.read_buf.capacity() < need
+                    let size = self.read_size;
+                    if self.read_buf.capacity() - len < size / 4 || self.read_buf.capacity() < need
                     {
-                        let target = READ_CHUNK.max(need).max(len + READ_CHUNK / 4);
+                        let target = size.max(need).max(len + size / 4);
                         self.read_buf.reserve(target - len);
                     }
                     tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf)
                 }
             };
+            let offered = self.read_buf.capacity() - len;
             match res {
-                Poll::Pending => return Ok(progress),
+                Poll::Pending => {
+                    self.read_size = (self.read_size / 2).max(READ_MIN);
+                    if self.read_buf.is_empty() {
+                        // Nothing buffered: hold no memory while waiting.
+                        self.read_buf = BytesMut::new();
+                    }
+                    return Ok(progress);
+                }
                 Poll::Ready(Ok(0)) => self.read_eof = true,
-                Poll::Ready(Ok(_)) => progress = true,
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    if n >= offered {
+                        self.read_size = (self.read_size * 2).min(READ_CHUNK);
+                    }
+                }
                 Poll::Ready(Err(e)) => return Err(e.into()),
             }
         }
