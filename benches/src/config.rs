@@ -162,6 +162,10 @@ pub struct BenchConfig {
     pub smuxbuf: usize,
     /// smux v2 per-stream window, bytes.
     pub streambuf: usize,
+    /// smux v2 window autotuning (rkcp only): the window starts at `min(64 KiB, streambuf)` and
+    /// grows with what the path needs, up to the session buffer. Off, the window is `streambuf`, as
+    /// kcptun and Go smux advertise it.
+    pub autotune: bool,
     /// smux largest frame payload, bytes.
     pub framesize: usize,
     /// smux keepalive interval, seconds.
@@ -194,6 +198,7 @@ impl Default for BenchConfig {
             smuxver: 2,
             smuxbuf: 4_194_304,
             streambuf: 2_097_152,
+            autotune: false,
             framesize: 32768,
             keepalive: 10,
             sockbuf: 4_194_304,
@@ -247,7 +252,7 @@ impl BenchConfig {
         Ok(cfg)
     }
 
-    /// The smux configuration (kcptun's: fixed `streambuf` windows, no autotuning).
+    /// The smux configuration (kcptun's: fixed `streambuf` windows, unless `autotune`).
     ///
     /// # Errors
     /// An unsupported version or a value smux refuses.
@@ -262,7 +267,7 @@ impl BenchConfig {
         // Both ends take --smuxbuf (kcptun's convention).
         c.peer_receive_buffer = self.smuxbuf;
         c.max_stream_buffer = self.streambuf;
-        c.stream_window_autotune = false;
+        c.stream_window_autotune = self.autotune;
         c.max_frame_size = self.framesize;
         if self.keepalive == 0 {
             bail!("keepalive must be positive");
@@ -322,6 +327,9 @@ impl BenchConfig {
         }
         if self.inflight > 0 {
             s += &format!(" inflight {}", self.inflight);
+        }
+        if self.autotune && self.transport.is_smux() {
+            s += " autotune";
         }
         if self.crypt != "none" {
             s += &format!(" {}", self.crypt);

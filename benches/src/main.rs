@@ -198,6 +198,10 @@ struct Common {
     /// smux v2 per-stream window, bytes.
     #[arg(long, default_value_t = 2_097_152)]
     streambuf: usize,
+    /// smux v2 window autotuning (rkcp rows; kcp-go rows advertise --streambuf as is): the window
+    /// starts at min(64 KiB, --streambuf) and grows with the path, as rkcp_smux::Config's default.
+    #[arg(long)]
+    autotune: bool,
     /// smux max frame payload, bytes.
     #[arg(long, default_value_t = 32768)]
     framesize: usize,
@@ -237,6 +241,7 @@ impl Common {
             smuxver: self.smuxver,
             smuxbuf: self.smuxbuf,
             streambuf: self.streambuf,
+            autotune: self.autotune,
             framesize: self.framesize,
             keepalive: self.keepalive,
             sockbuf: self.sockbuf,

@@ -334,9 +334,14 @@ impl RecvFlow {
     /// The application consumed `n` bytes; `buffered` are still unread. Returns the UPD
     /// to send, if Go would send one now or the window grew.
     ///
-    /// `autotune_max`: grow the window (doubling, up to this) when the window is what
-    /// limits the stream — the reader drained everything and the sender used the whole
-    /// window. `effective` applies the session's fair-share cap to a window.
+    /// `autotune_max`: grow the window (doubling, up to this) while the reader keeps up
+    /// with a sustained transfer — it drained everything when half a window was consumed
+    /// since the last report, or when the sender had used the whole window. Then the
+    /// window, not the reader, is what can limit the stream (a path longer than half a
+    /// window per round trip), and a larger one costs nothing while the reader keeps up;
+    /// a reader that falls behind stops the growth. (Without a round-trip time at this
+    /// layer, "the window was consumed within a round trip" cannot be measured directly.)
+    /// `effective` applies the session's fair-share cap to a window.
     pub(crate) fn on_read(
         &mut self,
         n: u32,
@@ -356,11 +361,12 @@ impl RecvFlow {
         let advertised = self
             .limit
             .wrapping_sub(self.num_read.wrapping_sub(self.incr));
-        let mut send = self.incr >= advertised / 2 || first;
+        let due = self.incr >= advertised / 2;
+        let mut send = due || first;
         if let Some(max) = autotune_max
             && buffered == 0
             && self.window < max
-            && self.window_used_up()
+            && (due || self.window_used_up())
             && !first
         {
             self.window = self.window.saturating_mul(2).min(max);
