@@ -2,7 +2,8 @@
 //! golang-github-xtaci-smux-dev) through the small peer in interop/go/smuxpeer.
 //!
 //! Run with `cargo test -p rkcp-smux --release -- --ignored interop_`. Needs `go` and the
-//! Debian package; every test fails (does not skip) when they are missing.
+//! Debian packages golang-github-xtaci-smux-dev and golang-github-xtaci-kcp-dev (the peer
+//! also speaks smux over KCP); every test fails (does not skip) when they are missing.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -32,12 +33,14 @@ fn peer_binary() -> PathBuf {
                 .status()
                 .unwrap_or_else(|e| {
                     panic!(
-                        "cannot run `go` ({e}): install golang-go and golang-github-xtaci-smux-dev"
+                        "cannot run `go` ({e}): install golang-go, golang-github-xtaci-smux-dev \
+                         and golang-github-xtaci-kcp-dev"
                     )
                 });
             assert!(
                 status.success(),
-                "building {} failed: is golang-github-xtaci-smux-dev installed?",
+                "building {} failed: are golang-github-xtaci-smux-dev and \
+                 golang-github-xtaci-kcp-dev installed?",
                 src.display()
             );
             out
