@@ -35,14 +35,15 @@
 //!    per live stream, plus Go's 256 KiB guess for streams the peer just opened.
 //!
 //! The sender rule has one cost. Go reports consumption only every half window
-//! (`MaxStreamBuffer/2`), so a stream the peer has fully read may still look up to half a
-//! window "in flight" to us, forever if the stream goes idle. Counting that would let a
-//! few idle streams of a peer with large windows (kcptun's `--streambuf 2 MiB`) block the
-//! session for good. So a stream that has been quiet both ways for [`QUIET`] — nothing
-//! pending from us, nothing from the peer, the peer not waiting for window — stops
-//! counting the part the peer may have read unreported (less than half its window).
-//! That is the only place where we trust time instead of arithmetic; a peer that holds
-//! such data unread for that long is not in the middle of an exchange with us.
+//! (`MaxStreamBuffer/2`), so bytes the peer has read may still look in flight to us,
+//! forever if the stream goes idle ("unreported"). Counting them could block a session
+//! for good once such bytes fill the credit — quickly with kcptun's 2 MiB windows (1 MiB
+//! unreported per stream, a 4 MiB buffer). So when the credit has run out and no report
+//! (UPD or FIN) has released any for [`QUIET`], the part of each stream's in-flight bytes
+//! the peer may have read unreported (less than half its window) stops counting, until
+//! the next report. That is the only place where we trust time instead of arithmetic: in
+//! a live exchange reports keep coming, and a peer whose reads stalled for that long is
+//! not waiting for us (and Go itself would have sent without any cap).
 
 use std::time::Duration;
 
@@ -55,9 +56,9 @@ pub(crate) const AUTOTUNE_INITIAL_WINDOW: u32 = 65_536;
 /// Smallest window the fair-share cap ever advertises.
 pub(crate) const MIN_WINDOW: u32 = 4096;
 
-/// How long a stream must be quiet both ways before the part of its in-flight bytes the
-/// peer may have consumed without reporting stops counting against the session credit.
-pub(crate) const QUIET: Duration = Duration::from_secs(3);
+/// How long the send credit must have been exhausted without any report (UPD or FIN)
+/// releasing part of it before the bytes the peer may have read unreported stop counting.
+pub(crate) const QUIET: Duration = Duration::from_secs(1);
 
 /// Wrap-aware `a - b` (Go's `int32(a - b)` on uint32 counters).
 fn diff(a: u32, b: u32) -> i32 {
@@ -149,60 +150,31 @@ impl SendFlow {
         Ok(())
     }
 
+    /// The peer sent FIN: nothing sent on this stream counts any more.
+    pub(crate) fn is_peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
     /// The peer sent FIN.
     pub(crate) fn on_peer_fin(&mut self) {
         self.peer_closed = true;
     }
 
-    /// The peer reports consumption once this much was read since its last report
-    /// (Go: `MaxStreamBuffer/2`, half the window it advertises; we do the same).
-    fn threshold(&self) -> u32 {
-        (self.peer_window / 2).max(1)
-    }
-
-    /// What this stream counts against the session credit: its in-flight bytes, but,
-    /// once the peer has reported anything (so we know its threshold), at least the
-    /// threshold while anything is in flight. That reservation guarantees the stream
-    /// can always send far enough for the peer to report again: without it, credit
-    /// spread thinly over many streams, each below the peer's threshold, could leave
-    /// every stream waiting for a report that never comes.
-    pub(crate) fn counted(&self) -> u32 {
-        self.counted_with(self.inflight())
-    }
-
-    fn counted_with(&self, inflight: u32) -> u32 {
-        if inflight == 0 || !self.updated {
-            inflight
-        } else {
-            inflight.max(self.threshold())
-        }
-    }
-
-    /// Extra credit sending `len` more bytes would take (0 within the reservation).
-    pub(crate) fn credit_for(&self, len: u32) -> u32 {
-        if self.peer_closed {
-            return 0;
-        }
-        let after = self.counted_with(self.inflight().saturating_add(len));
-        after.saturating_sub(self.counted())
-    }
-
-    /// Credit this stream holds only on paper once it is quiet (see the module docs):
-    /// the peer may have consumed up to `threshold - 1` bytes without reporting them,
-    /// and a quiet stream needs no reservation.
+    /// Bytes sent and not reported consumed that the peer may nevertheless have read: Go reports only
+    /// once half its window (`MaxStreamBuffer/2`) was read since its last report, so less than that. Zero
+    /// before any UPD (Go's first read always reports).
     pub(crate) fn unreported(&self) -> u32 {
         if !self.updated {
-            // Go's first read always reports: nothing can be unreported yet.
             return 0;
         }
-        let real = self.inflight().saturating_sub(self.threshold() - 1);
-        self.counted() - real
+        self.inflight()
+            .min((self.peer_window / 2).saturating_sub(1))
     }
 }
 
 /// Session-wide sender credit (rule 1 of the module docs).
 ///
-/// Invariant: `total` equals the sum of [`SendFlow::counted`] over the session's
+/// Invariant: `total` equals the sum of [`SendFlow::inflight`] over the session's
 /// streams (checked by the session in debug builds).
 #[derive(Debug, Clone)]
 pub(crate) struct SendCredit {
@@ -222,17 +194,16 @@ impl SendCredit {
         self.total
     }
 
-    /// May a frame that takes `extra` credit go out, given `unreported` bytes of the
-    /// total that quiet streams hold only on paper? The total stays strictly below the
-    /// cap (a Go peer stops reading once its bucket is at zero); a frame within its
-    /// stream's reservation (`extra == 0`) always may, and so may a lone frame, so
-    /// that a cap below the frame size cannot stall the session.
-    pub(crate) fn allows(&self, extra: u32, unreported: u64) -> bool {
+    /// May a frame of `len` payload bytes go out, given `unreported` bytes of the total
+    /// the peer may have read without saying so? The total stays strictly below the cap
+    /// (a Go peer stops reading once its bucket is at zero); an empty frame always may,
+    /// and so may a lone frame, so that a cap below the frame size cannot stall.
+    pub(crate) fn allows(&self, len: u32, unreported: u64) -> bool {
         let counted = self.total.saturating_sub(unreported);
-        extra == 0 || counted == 0 || counted + u64::from(extra) < self.cap
+        len == 0 || counted == 0 || counted + u64::from(len) < self.cap
     }
 
-    /// A stream's counted credit went from `before` to `after`.
+    /// A stream's in-flight bytes went from `before` to `after`.
     pub(crate) fn adjust(&mut self, before: u32, after: u32) {
         debug_assert!(self.total >= u64::from(before), "{self:?} {before}");
         self.total = self.total - u64::from(before) + u64::from(after);
@@ -300,11 +271,6 @@ impl RecvFlow {
     /// Records `len` received payload bytes.
     pub(crate) fn on_data(&mut self, len: usize) {
         self.received = self.received.wrapping_add(len as u32);
-    }
-
-    /// The peer has used every byte of the last window we gave it.
-    pub(crate) fn peer_blocked(&self) -> bool {
-        self.window_used_up()
     }
 
     fn window_used_up(&self) -> bool {
@@ -399,31 +365,26 @@ mod tests {
     }
 
     #[test]
-    fn send_flow_window_consumed_and_reservation() {
+    fn send_flow_window_consumed_and_unreported() {
         let mut s = SendFlow::default();
         assert_eq!(s.writable(), i64::from(INITIAL_PEER_WINDOW));
         s.commit(1000);
         s.on_sent(1000);
-        // Before any UPD: exactly the in-flight bytes.
-        assert_eq!(s.counted(), 1000);
+        // Before any UPD the peer has read nothing (its first read reports).
         assert_eq!(s.unreported(), 0);
         assert_eq!(s.on_update(2000, 65536), Err(ConsumedTooMuch));
         assert_eq!(s.on_update(400, 65536), Ok(()));
         assert_eq!(s.inflight(), 600);
         assert_eq!(s.writable(), 65536 - 600);
-        // After a UPD: the peer's threshold (half its window) is reserved.
-        assert_eq!(s.counted(), 32768);
-        assert_eq!(s.credit_for(30_000), 0);
-        assert_eq!(s.credit_for(40_000), 600 + 40_000 - 32768);
-        // All 600 may have been read without a report.
-        assert_eq!(s.unreported(), 32768);
+        assert_eq!(s.unreported(), 600);
+        s.commit(40_000);
+        s.on_sent(40_000);
+        assert_eq!(s.unreported(), 32767);
         s.on_peer_fin();
         assert_eq!(s.inflight(), 0);
-        assert_eq!(s.counted(), 0);
         s.commit(10);
         s.on_sent(10);
-        assert_eq!(s.counted(), 0);
-        assert_eq!(s.credit_for(10), 0);
+        assert_eq!(s.inflight(), 0);
     }
 
     #[test]
@@ -466,9 +427,9 @@ mod tests {
     proptest! {
         /// A sender and a receiver with UPDs delivered in order at random times: the
         /// sender never exceeds what the receiver entitled it to, the credit always
-        /// equals the stream's counted bytes and covers what the receiver holds unread,
-        /// and once the reader has read everything the sender can always write again
-        /// (no stall), whatever the window sizes.
+        /// equals the bytes in flight and covers what the receiver holds unread, and once
+        /// the reader has read everything the sender can write again and everything
+        /// still counted is within the unreported bound (so the quiet rule frees it).
         #[test]
         fn sender_and_receiver_agree(
             ops in proptest::collection::vec(op(), 1..400),
@@ -492,7 +453,7 @@ mod tests {
             let u = r.announce(eff);
             upds.push_back(u);
             for op in ops {
-                let before = s.counted();
+                let before = s.inflight();
                 match op {
                     Op::Write(n) => {
                         let n = i64::from(n).min(s.writable());
@@ -522,14 +483,13 @@ mod tests {
                         }
                     }
                 }
-                credit.adjust(before, s.counted());
-                prop_assert_eq!(credit.total(), u64::from(s.counted()));
+                credit.adjust(before, s.inflight());
+                prop_assert_eq!(credit.total(), u64::from(s.inflight()));
                 // What the receiver holds unread is covered by the credit.
                 prop_assert!(u64::from(wire + buffered) <= credit.total());
             }
             // Deliver and read everything, deliver every UPD: the sender must be able
-            // to write again, and within its reservation enough to make the receiver
-            // report (or it holds nothing at all).
+            // to write again, and what still looks in flight is all "unreported".
             r.on_data(wire as usize);
             buffered += wire;
             if let Some(u) = r.on_read(buffered, 0, max, eff) { upds.push_back(u); }
@@ -537,17 +497,7 @@ mod tests {
                 s.on_update(u.consumed, u.window).unwrap();
             }
             prop_assert!(s.writable() > 0, "stalled: {:?} {:?}", s, r);
-            let free = s.counted() - s.inflight();
-            let reported = r.on_read(0, 0, None, eff);
-            prop_assert!(reported.is_none());
-            // Sending `free` more (within the reservation) and reading it crosses the
-            // receiver's threshold: a report comes.
-            if free > 0 {
-                let n = i64::from(free).min(s.writable()) as u32;
-                r.on_data(n as usize);
-                let u = r.on_read(n, 0, None, eff);
-                prop_assert!(u.is_some() || n < free, "{:?} {:?} {}", s, r, n);
-            }
+            prop_assert_eq!(s.unreported(), s.inflight(), "{:?} {:?}", s, r);
         }
     }
 }

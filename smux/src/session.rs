@@ -216,7 +216,7 @@ impl Session {
             }
         };
         let window = initial_window(&self.shared.config);
-        g.insert_stream(sid, window, Instant::now());
+        g.insert_stream(sid, window);
         g.queue_control(Cmd::Syn, sid);
         g.announce_window(sid, &self.shared.config);
         drop(g);
@@ -665,7 +665,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                         g.queue_control(Cmd::Fin, sid);
                         continue;
                     }
-                    g.insert_stream(sid, initial_window(cfg), now);
+                    g.insert_stream(sid, initial_window(cfg));
                     g.announce_window(sid, cfg);
                     g.accept.queue.push_back(sid);
                     self.wakers.extend(g.accept.waker.take());
@@ -694,7 +694,6 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                     st.rx.queue.push_back(data);
                     st.rx.len += len;
                     st.rx.flow.on_data(len);
-                    st.last_active = now;
                     self.wakers.extend(st.rx.waker.take());
                     g.bucket -= len as i64;
                 }
@@ -825,16 +824,16 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         let now = Instant::now();
         // Computed only when the credit runs out (it walks every stream).
         let mut unreported: Option<u64> = None;
-        let mut allows = |g: &Inner, extra: u32| {
-            g.credit.allows(extra, 0)
+        let mut allows = |g: &Inner, len: u32| {
+            g.credit.allows(len, 0)
                 || g.credit
-                    .allows(extra, *unreported.get_or_insert_with(|| g.unreported(now)))
+                    .allows(len, *unreported.get_or_insert_with(|| g.unreported(now)))
         };
         // Streams waiting for credit come back, first come first served, while it lasts.
         while let Some(&sid) = g.shaper.waiting.front() {
             let next = g.streams.get(&sid).and_then(|st| {
                 let (_, payload) = st.tx.pending.peek()?;
-                Some((st.tx.flow.credit_for(payload as u32), st.tx.prio))
+                Some((payload as u32, st.tx.prio))
             });
             match next {
                 Some((extra, _)) if !allows(&g, extra) => break,
@@ -865,8 +864,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 continue;
             };
             if v2 {
-                let extra = st.tx.flow.credit_for(payload as u32);
-                if !allows(inner, extra) {
+                if !st.tx.flow.is_peer_closed() && !allows(inner, payload as u32) {
                     inner.shaper.waiting.push_back(sid);
                     continue;
                 }
@@ -880,15 +878,12 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 continue;
             };
             if v2 {
-                let before = st.tx.flow.counted();
+                let before = st.tx.flow.inflight();
                 st.tx.flow.on_sent(payload as u32);
-                inner.credit.adjust(before, st.tx.flow.counted());
+                inner.credit.adjust(before, st.tx.flow.inflight());
                 st.tx.prio = st.tx.prio.wrapping_add(payload as u32);
             } else {
                 st.tx.prio = st.tx.prio.wrapping_add(1);
-            }
-            if payload > 0 {
-                st.last_active = now;
             }
             // Wake a blocked writer only once half the send buffer is free (or a
             // flush is done), not for every frame: fewer task switches per byte.

@@ -131,12 +131,10 @@ pub(crate) struct StreamState {
     /// Every handle is gone: the stream only waits for its last frames to be written
     /// (and, in v2, for the peer to release what it holds of ours).
     pub(crate) dropped: bool,
-    /// Last frame sent or received on this stream (for [`flow::QUIET`]).
-    pub(crate) last_active: Instant,
 }
 
 impl StreamState {
-    pub(crate) fn new(window: u32, now: Instant) -> Self {
+    pub(crate) fn new(window: u32) -> Self {
         Self {
             rx: RxState {
                 queue: VecDeque::new(),
@@ -156,16 +154,7 @@ impl StreamState {
             },
             handles: 1,
             dropped: false,
-            last_active: now,
         }
-    }
-
-    /// Quiet both ways for [`flow::QUIET`]: nothing pending from us, nothing received,
-    /// and the peer is not waiting for window from us.
-    fn quiet(&self, now: Instant) -> bool {
-        self.tx.pending.is_empty()
-            && !self.rx.flow.peer_blocked()
-            && now.saturating_duration_since(self.last_active) >= flow::QUIET
     }
 }
 
@@ -190,6 +179,10 @@ pub(crate) struct Inner {
     pub(crate) bucket: i64,
     /// v2: bytes sent on all streams and not reported consumed (see [`flow`]).
     pub(crate) credit: SendCredit,
+    /// When a report (UPD or FIN) last released send credit.
+    pub(crate) last_release: Instant,
+    /// The time of the frame being handled (set by the driver).
+    now: Instant,
     pub(crate) next_id: u32,
     pub(crate) go_away: bool,
     pub(crate) shaper: Shaper,
@@ -217,6 +210,8 @@ impl Inner {
             open_wakers: Vec::new(),
             bucket: config.max_receive_buffer as i64,
             credit: SendCredit::new(config.peer_receive_buffer),
+            last_release: Instant::now(),
+            now: Instant::now(),
             next_id: if client { 1 } else { 0 },
             go_away: false,
             shaper: Shaper::default(),
@@ -338,7 +333,7 @@ impl Inner {
             && st.dropped
             && st.tx.pending.is_empty()
             && !st.tx.in_heap
-            && st.tx.flow.counted() == 0
+            && st.tx.flow.inflight() == 0
         {
             self.streams.remove(&sid);
         }
@@ -351,9 +346,13 @@ impl Inner {
         f: impl FnOnce(&mut SendFlow) -> R,
     ) -> Option<R> {
         let st = self.streams.get_mut(&sid)?;
-        let before = st.tx.flow.counted();
+        let before = st.tx.flow.inflight();
         let r = f(&mut st.tx.flow);
-        self.credit.adjust(before, st.tx.flow.counted());
+        let after = st.tx.flow.inflight();
+        if after < before {
+            self.last_release = self.now;
+        }
+        self.credit.adjust(before, after);
         Some(r)
     }
 
@@ -365,9 +364,9 @@ impl Inner {
         window: u32,
         now: Instant,
     ) -> Option<Waker> {
+        self.now = now;
         let res = self.update_flow(sid, |f| f.on_update(consumed, window))?;
         let st = self.streams.get_mut(&sid)?;
-        st.last_active = now;
         if let Err(ConsumedTooMuch) = res {
             st.tx.error = Some(Error::Consumed);
         }
@@ -378,13 +377,13 @@ impl Inner {
 
     /// The peer's FIN arrived for `sid`; collects the wakers to wake.
     pub(crate) fn on_fin(&mut self, sid: u32, now: Instant, wakers: &mut Vec<Waker>) {
+        self.now = now;
         if self.update_flow(sid, SendFlow::on_peer_fin).is_none() {
             return;
         }
         let Some(st) = self.streams.get_mut(&sid) else {
             return;
         };
-        st.last_active = now;
         if !st.dropped {
             st.rx.fin = true;
             wakers.extend(st.rx.waker.take());
@@ -393,12 +392,14 @@ impl Inner {
         self.reap(sid);
     }
 
-    /// Credit that quiet streams hold only on paper (see [`flow`]): bytes the peer may
-    /// have consumed without reporting it, and reservations nobody uses.
+    /// Credit held only on paper once no report released any for [`flow::QUIET`] (see
+    /// [`flow`]): the bytes the peer may have read without reporting them.
     pub(crate) fn unreported(&self, now: Instant) -> u64 {
+        if now.saturating_duration_since(self.last_release) < flow::QUIET {
+            return 0;
+        }
         self.streams
             .values()
-            .filter(|s| s.quiet(now))
             .map(|s| u64::from(s.tx.flow.unreported()))
             .sum()
     }
@@ -409,7 +410,7 @@ impl Inner {
             let sum: u64 = self
                 .streams
                 .values()
-                .map(|s| u64::from(s.tx.flow.counted()))
+                .map(|s| u64::from(s.tx.flow.inflight()))
                 .sum();
             debug_assert_eq!(sum, self.credit.total());
         }
@@ -451,8 +452,8 @@ impl Inner {
     }
 
     /// Registers a new stream (opened or received).
-    pub(crate) fn insert_stream(&mut self, sid: u32, window: u32, now: Instant) {
-        self.streams.insert(sid, StreamState::new(window, now));
+    pub(crate) fn insert_stream(&mut self, sid: u32, window: u32) {
+        self.streams.insert(sid, StreamState::new(window));
         self.live += 1;
     }
 

@@ -177,23 +177,25 @@ async fn v2_reads_past_a_full_receive_buffer_within_the_windows() {
 #[tokio::test(start_paused = true)]
 async fn quiet_streams_release_unreported_credit() {
     // A peer with large windows (kcptun's --streambuf 2 MiB: it reports consumption
-    // only every 1 MiB) has read everything of two streams without saying so. Counted
-    // at face value they would block the session for good; once quiet, they do not.
+    // only every 1 MiB) has read everything of four streams without saying so. Counted
+    // at face value they would block the session for good; once no report came for
+    // QUIET, they do not.
     let mut c = cfg(Version::V2);
-    c.peer_receive_buffer = 2 << 20;
+    c.peer_receive_buffer = 1 << 20;
     c.keep_alive_disabled = true;
     let (s, mut raw) = raw_server(c, 2);
     let mut held = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..4 {
+        // Within Go's initial 256 KiB window guess.
         let mut st = s.open_stream().await.unwrap();
-        st.write_all(&vec![1u8; 100_000]).await.unwrap();
+        st.write_all(&vec![1u8; 255_000]).await.unwrap();
         st.flush().await.unwrap();
         held.push(st);
     }
     let (sent, per) = drain_psh(&mut raw, Duration::from_millis(100)).await;
-    assert_eq!(sent, 200_000);
-    // The peer's first read reports (as Go does), with its 2 MiB window: each stream
-    // now reserves 1 MiB, the whole credit.
+    assert_eq!(sent, 1_020_000);
+    // The peer's first read reports (as Go does), with its 2 MiB window; then it reads
+    // everything and says nothing (less than half its window).
     for (sid, _) in per {
         raw.send(Frame::Upd {
             stream_id: sid,
