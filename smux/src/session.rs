@@ -863,11 +863,9 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 st.tx.in_heap = false;
                 continue;
             };
-            if v2 {
-                if !st.tx.flow.is_peer_closed() && !allows(inner, payload as u32) {
-                    inner.shaper.waiting.push_back(sid);
-                    continue;
-                }
+            if v2 && !st.tx.flow.is_peer_closed() && !allows(inner, payload as u32) {
+                inner.shaper.waiting.push_back(sid);
+                continue;
             }
             let inner = &mut *g;
             let Some(st) = inner.streams.get_mut(&sid) else {
