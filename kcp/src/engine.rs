@@ -8,11 +8,12 @@
 //! * [`input`]: datagrams from the peer, ACK/`una` processing, the ACK list.
 //! * [`output`]: `flush`: ACKs, probes, new segments, retransmissions into datagrams.
 //! * [`timers`]: RTT/RTO estimation and the scheduling of `update` (`next_deadline`).
-//! * [`congestion`]: the congestion window.
+//! * [`congestion`]: the congestion controller: kcp-go's window, none, or [`rate`], the
+//!   delivery-rate model and pacer.
 
 use std::collections::VecDeque;
 
-use crate::config::KcpConfig;
+use crate::config::{Congestion, KcpConfig};
 use crate::{KcpError, KcpStats, OVERHEAD};
 use congestion::THRESH_INIT;
 use timers::{RTO_DEF, RTO_MIN};
@@ -22,7 +23,10 @@ mod input;
 mod knobs;
 mod output;
 mod queues;
+mod rate;
 mod timers;
+
+use rate::{DeliveryRate, TxState};
 
 const ASK_SEND: u32 = 1;
 const ASK_TELL: u32 = 2;
@@ -46,6 +50,8 @@ struct SndSeg {
     /// Selectively acked but not yet passed by `una`: kept in place, skipped by flush (A.5).
     acked: bool,
     data: Vec<u8>,
+    /// Delivery-rate sample state of the last transmission (`Congestion::DeliveryRate` only).
+    tx: TxState,
 }
 
 /// A received segment (out of order in `rcv_buf`, in order in `rcv_queue`).
@@ -103,6 +109,12 @@ pub struct Kcp {
     inflight_blocked: bool,
     /// Segments newly acknowledged since the last full flush (counted while `inflight_blocked`).
     acked_since_flush: u32,
+    /// Segments in `snd_buf` not yet acknowledged (kept for every controller).
+    unacked: u32,
+    /// The delivery-rate controller, when `Congestion::DeliveryRate` is chosen.
+    rate: Option<Box<DeliveryRate>>,
+    /// New data waits for the pacer: the next paced flush is due then.
+    pace_at: Option<u32>,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -226,6 +238,9 @@ impl Kcp {
             max_inflight: cfg.max_inflight,
             inflight_blocked: false,
             acked_since_flush: 0,
+            unacked: 0,
+            rate: None,
+            pace_at: None,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),
@@ -251,6 +266,9 @@ impl Kcp {
             tick_skip_allowed: true,
         };
         k.set_nodelay(cfg.nodelay, cfg.interval, cfg.resend, cfg.nc);
+        if cfg.congestion != Congestion::KcpGo {
+            k.set_congestion(cfg.congestion);
+        }
         if let Some(m) = cfg.min_rto {
             k.rx_minrto = m;
         }

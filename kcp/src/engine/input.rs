@@ -39,6 +39,7 @@ impl Kcp {
 
     fn input_inner(&mut self, now: u32, data: &[u8], regular: bool) -> Result<(), KcpError> {
         let old_una = self.snd_una;
+        let delivered_before = self.rate.as_ref().map_or(0, |r| r.delivered());
         if data.len() < OVERHEAD {
             return Err(KcpError::Truncated);
         }
@@ -94,10 +95,19 @@ impl Kcp {
             rest = &body[len..];
         }
 
+        let mut rtt_sample = None;
         if flag && regular {
             let rtt = diff(now, latest);
             if rtt >= 0 {
                 self.update_ack(rtt);
+                rtt_sample = Some(rtt as u32);
+            }
+        }
+        if let Some(rate) = self.rate.as_deref_mut() {
+            rate.on_ack_done(now, rtt_sample, self.unacked);
+            // Room in flight opened up: new data may go (as the pacer allows).
+            if rate.delivered() > delivered_before && !self.snd_queue.is_empty() {
+                window_slides = true;
             }
         }
 
@@ -124,6 +134,12 @@ impl Kcp {
         while let Some(seg) = self.snd_buf.front() {
             if diff(una, seg.sn) > 0 {
                 if let Some(seg) = self.snd_buf.pop_front() {
+                    if !seg.acked {
+                        self.unacked -= 1;
+                        if let Some(rate) = self.rate.as_deref_mut() {
+                            rate.on_delivered(self.last_now, OVERHEAD + seg.data.len(), &seg.tx);
+                        }
+                    }
                     self.recycle(seg.data);
                 }
                 dropped = true;
@@ -153,6 +169,10 @@ impl Kcp {
             if seg.sn == sn && !seg.acked {
                 seg.acked = true;
                 self.acked_since_flush += 1;
+                self.unacked -= 1;
+                if let Some(rate) = self.rate.as_deref_mut() {
+                    rate.on_delivered(self.last_now, OVERHEAD + seg.data.len(), &seg.tx);
+                }
                 let data = mem::take(&mut seg.data);
                 self.recycle(data);
             }

@@ -204,7 +204,7 @@ impl Kcp {
         let cwnd = self.send_window();
 
         // 7. snd_queue -> snd_buf (never beyond `max_inflight` unacknowledged segments).
-        let mut room = match self.max_inflight {
+        let mut room: u32 = match self.max_inflight {
             Some(max) => {
                 max.saturating_sub(self.snd_buf.iter().filter(|s| !s.acked).count() as u32)
             }
@@ -212,11 +212,27 @@ impl Kcp {
         };
         self.acked_since_flush = 0;
         self.inflight_blocked = false;
+        // The delivery-rate controller caps the segments in flight and paces new ones.
+        let inflight_before = self.unacked;
+        self.pace_at = None;
+        if let Some(rate) = self.rate.as_deref() {
+            room = room.min(rate.cwnd_segments().saturating_sub(self.unacked));
+        }
         let mut new_segs = 0u32;
         while diff(self.snd_nxt, self.snd_una.wrapping_add(cwnd)) < 0 {
             if room == 0 {
                 self.inflight_blocked = !self.snd_queue.is_empty();
                 break;
+            }
+            if let Some(rate) = self.rate.as_deref_mut() {
+                let Some(seg) = self.snd_queue.front() else {
+                    break;
+                };
+                if !rate.may_send(now) {
+                    self.pace_at = Some(rate.next_send(now));
+                    break;
+                }
+                rate.charge(now, OVERHEAD + seg.data.len());
             }
             room -= 1;
             let Some(mut seg) = self.snd_queue.pop_front() else {
@@ -224,9 +240,15 @@ impl Kcp {
             };
             seg.sn = self.snd_nxt;
             self.snd_buf.push_back(seg);
+            self.unacked += 1;
             self.snd_nxt = self.snd_nxt.wrapping_add(1);
             new_segs += 1;
         }
+        let app_limited = self.snd_queue.is_empty()
+            && self
+                .rate
+                .as_deref()
+                .is_some_and(|r| self.unacked < r.cwnd_segments());
 
         // 8./9. (Re)transmissions.
         let resent = if self.fastresend > 0 {
@@ -284,6 +306,12 @@ impl Kcp {
                 false
             };
             if needsend {
+                if let Some(rate) = self.rate.as_deref_mut() {
+                    if seg.xmit > 0 {
+                        rate.charge(now, OVERHEAD + seg.data.len());
+                    }
+                    seg.tx = rate.on_transmit(now, inflight_before, app_limited, seg.xmit > 0);
+                }
                 seg.xmit = seg.xmit.saturating_add(1);
                 seg.ts = now;
                 w.make_space(OVERHEAD + seg.data.len());

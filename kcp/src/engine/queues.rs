@@ -1,7 +1,7 @@
 //! The application side of the queues: `send` cuts data into `snd_queue`; received segments
 //! go through `rcv_buf` (out of order) into `rcv_queue` (in order), which `recv` drains.
 
-use super::{ASK_TELL, Kcp, RcvSeg, SndSeg, diff};
+use super::{ASK_TELL, Kcp, RcvSeg, SndSeg, TxState, diff};
 use crate::KcpError;
 
 /// Largest number of fragments of one message: `frg` is a byte (PROTOCOL.md A.4).
@@ -71,6 +71,7 @@ impl Kcp {
                 fastack: 0,
                 acked: false,
                 data: buf,
+                tx: TxState::default(),
             });
         }
         self.queued();

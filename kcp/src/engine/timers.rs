@@ -39,6 +39,14 @@ impl Kcp {
         let rto =
             (self.rx_srtt as u32).wrapping_add(self.interval.max((self.rx_rttvar as u32) << 2));
         self.rx_rto = rto.max(self.rx_minrto).min(RTO_MAX);
+        // The delivery-rate controller keeps at most two bandwidth-delay products in flight, so
+        // queueing alone can stretch the RTT to twice the minimum plus the peer's ACK delay; a
+        // shorter RTO would resend in-flight data spuriously. Losses are found by duplicate ACKs
+        // (fast/early retransmit, RACK) well before.
+        if let Some(min_rtt) = self.rate.as_deref().and_then(|r| r.min_rtt()) {
+            let floor = (2 * min_rtt).saturating_add(self.interval);
+            self.rx_rto = self.rx_rto.max(floor).min(RTO_MAX);
+        }
     }
 
     // ------------------------------------------------------------------ scheduling
@@ -63,7 +71,9 @@ impl Kcp {
             self.unskip();
         }
         let timer_due = self.timer_at.is_some_and(|t| diff(now, t) >= 0);
-        if !self.started || self.pending_full || timer_due {
+        // The pacer let new data wait (delivery-rate controller only).
+        let pace_due = self.pace_at.is_some_and(|t| diff(now, t) >= 0);
+        if !self.started || self.pending_full || timer_due || pace_due {
             let d = self.flush_full(now, out);
             self.after_flush(now, d, timer_due);
         } else if self.pending_ack {
@@ -216,13 +226,18 @@ impl Kcp {
     /// Otherwise the earliest of the periodic flush and the nearest retransmission (periodic
     /// flushes that could send nothing are skipped, see the crate docs); the `now`
     /// of the last call (so: immediately) after an input that slid the window, a `send`, or
-    /// pending ACKs with ack-nodelay. Compare wrap-aware: due when `(now - t) as i32 >= 0`.
+    /// pending ACKs with ack-nodelay. With [`Congestion::DeliveryRate`](crate::Congestion) also
+    /// the next paced send while new data waits for the pacer, so any driver paces by calling
+    /// `update` on time. Compare wrap-aware: due when `(now - t) as i32 >= 0`.
     ///
     /// A new engine reports `Some(0)` until its first `update`.
     pub fn next_deadline(&self) -> Option<u32> {
         if !self.started || self.pending_full || self.pending_ack || self.skip_stale {
             return Some(self.last_now);
         }
-        self.timer_at
+        match (self.timer_at, self.pace_at) {
+            (Some(t), Some(p)) => Some(if diff(p, t) < 0 { p } else { t }),
+            (t, p) => t.or(p),
+        }
     }
 }
