@@ -10,6 +10,39 @@ pub const MAX_MTU: usize = 65535;
 /// Largest receive window: the window travels in the 16-bit `wnd` header field.
 pub const MAX_RCV_WND: u32 = 65535;
 
+/// The congestion controller of an engine ([`KcpConfig::congestion`]). None of them changes the
+/// wire format: they only decide when segments go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Congestion {
+    /// kcp-go's congestion window (the default): slow start and byte-counting congestion
+    /// avoidance on `una` advances, halved on fast retransmissions, collapsed to one segment on a
+    /// retransmission timeout; no pacing. With [`KcpConfig::nc`] set it is [`Congestion::None`],
+    /// exactly as kcp-go's `nc` flag.
+    #[default]
+    KcpGo,
+    /// No congestion control (kcp-go's `nc`): the send window is `min(snd_wnd, rmt_wnd)`, no
+    /// pacing.
+    None,
+    /// A delivery-rate (BBR-style) controller with pacing, beyond kcp-go and invisible on the
+    /// wire. Every ACK yields a delivery-rate sample (bytes delivered between a segment's
+    /// transmission and its ACK over the elapsed time); the bottleneck bandwidth is the windowed
+    /// maximum of the samples over ten round trips, the path RTT the windowed minimum over ten
+    /// seconds. The segments in flight are capped at a gain times the bandwidth-delay product and
+    /// new segments are paced at a gain times the bottleneck bandwidth, in bursts of about a
+    /// millisecond of data (at least two segments), so [`Kcp::next_deadline`](crate::Kcp::next_deadline)
+    /// also reports the next paced send. Losses are repaired but do not shrink the rate: random
+    /// loss is not taken for congestion, and the bounded in-flight data keeps the bottleneck
+    /// queue short. Phases: startup (gain 2.89 until the bandwidth stops growing by 25 % for three
+    /// rounds), drain, probe-bandwidth (pacing gain cycling 1.25, 0.75, 1 x 6 per RTT), and
+    /// probe-RTT (four segments for 200 ms when the minimum RTT is ten seconds old).
+    ///
+    /// The window still counts from `snd_una` as KCP's does, so use windows well above the
+    /// path's bandwidth-delay product (e.g. 1024 to 4096 segments) and let this controller keep
+    /// the data in flight near it. Ignores `nc`.
+    DeliveryRate,
+}
+
 /// Configuration of one [`Kcp`](crate::Kcp) engine.
 ///
 /// `Default` is exactly kcp-go's `NewKCP` (PROTOCOL.md A.3); the named presets are the
@@ -54,6 +87,9 @@ pub struct KcpConfig {
     /// Caps the segments sent but not yet acknowledged (see
     /// [`Kcp::set_max_inflight`](crate::Kcp::set_max_inflight)). `None` by default (kcp-go).
     pub max_inflight: Option<u32>,
+    /// The congestion controller. Default [`Congestion::KcpGo`] (with `nc` set: none), which
+    /// keeps kcp-go's behaviour byte for byte.
+    pub congestion: Congestion,
 }
 
 impl Default for KcpConfig {
@@ -73,6 +109,7 @@ impl Default for KcpConfig {
             dead_link: 20,
             min_rto: None,
             max_inflight: None,
+            congestion: Congestion::KcpGo,
         }
     }
 }

@@ -9,7 +9,9 @@
 //! the same on the wire.
 //!
 //! * [`segment`]: the 24-byte header codec ([`SegmentHeader`], [`Command`]).
-//! * [`KcpConfig`]: defaults of kcp-go's `NewKCP` and the kcptun presets.
+//! * [`KcpConfig`]: defaults of kcp-go's `NewKCP` and the kcptun presets; [`Congestion`] picks
+//!   the congestion controller: kcp-go's window (default), none (`nc`), or a delivery-rate
+//!   (BBR-style) controller with pacing, beyond kcp-go and invisible on the wire.
 //! * [`Kcp`]: the engine. [`Kcp::next_deadline`] says when it needs [`Kcp::update`] next, and is
 //!   `None` while the conversation is idle.
 //! * [`KcpError`], [`KcpStats`].
@@ -53,6 +55,9 @@
 //! * Dead links are reported by [`Kcp::is_dead_link`] (kcp-go sets a field nobody reads).
 //! * [`Kcp::set_min_rto`] / [`KcpConfig::min_rto`] override the minimum RTO, as the original
 //!   KCP latency test does.
+//! * [`Congestion::DeliveryRate`] (not the default) replaces kcp-go's congestion window by a
+//!   delivery-rate model, caps the segments in flight, paces new segments, and raises the RTO to
+//!   at least twice the minimum RTT plus the interval. Only the timing of segments changes.
 //!
 //! # Example: two engines connected in memory
 //!
@@ -96,7 +101,7 @@ pub mod segment;
 pub mod sim;
 mod stats;
 
-pub use config::KcpConfig;
+pub use config::{Congestion, KcpConfig};
 pub use engine::Kcp;
 pub use error::KcpError;
 pub use segment::{Command, OVERHEAD, SegmentHeader};

@@ -347,6 +347,10 @@ pub struct LinkStats {
     pub duplicated: u64,
     /// Datagrams handed to the receiving engine (copies included).
     pub delivered: u64,
+    /// The largest bottleneck backlog seen, in bytes waiting to be serialised when a datagram
+    /// arrived at the bottleneck (its own length included if it was accepted). 0 without a
+    /// bandwidth cap.
+    pub max_queue_bytes: u64,
 }
 
 /// Counters of one endpoint.
@@ -406,6 +410,14 @@ impl Link {
         }
     }
 
+    /// Bytes waiting at the bottleneck at `now` (ms since start).
+    fn backlog(&self, now: u64) -> u64 {
+        match self.cfg.bandwidth {
+            None => 0,
+            Some(bw) => self.busy_until_us.saturating_sub(now * 1000) * u64::from(bw.max(1)) / 1000,
+        }
+    }
+
     fn next_arrival(&self) -> Option<(u64, u64)> {
         self.in_flight.peek().map(|p| (p.0.arrival, p.0.seq))
     }
@@ -434,8 +446,10 @@ impl Link {
                 let backlog_bytes = (start - now_us) * bw / 1000;
                 if backlog_bytes > 0 && backlog_bytes + len > self.cfg.queue_bytes as u64 {
                     self.stats.queue_drops += 1;
+                    self.stats.max_queue_bytes = self.stats.max_queue_bytes.max(backlog_bytes);
                     return;
                 }
+                self.stats.max_queue_bytes = self.stats.max_queue_bytes.max(backlog_bytes + len);
                 self.busy_until_us = start + (len * 1000).div_ceil(bw);
                 self.busy_until_us.div_ceil(1000)
             }
@@ -620,6 +634,12 @@ impl Network {
     /// Counters of the link that carries datagrams sent by `from`.
     pub fn link_stats(&self, from: Side) -> &LinkStats {
         &self.links[from.index()].stats
+    }
+
+    /// Bytes waiting in the bottleneck queue of the link that carries datagrams sent by `from`,
+    /// now (0 without a bandwidth cap).
+    pub fn queue_bytes(&self, from: Side) -> u64 {
+        self.links[from.index()].backlog(self.elapsed)
     }
 
     /// Counters of the endpoint at `side`.

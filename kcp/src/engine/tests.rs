@@ -1,8 +1,10 @@
 //! One test per rule of PROTOCOL.md A, driving engines with explicit `now` and hand-built
 //! datagrams.
 
+use super::input::ACKLIST_MIN;
+use super::output::PROBE_LIMIT;
 use super::*;
-use crate::SegmentHeader;
+use crate::{Command, SegmentHeader};
 
 const CONV: u32 = 0x1122_3344;
 

@@ -1,0 +1,210 @@
+//! Network input (PROTOCOL.md A.5): datagrams from the peer, ACK and `una` processing,
+//! the ACK list.
+
+use std::mem;
+
+use super::{ASK_TELL, Kcp, diff};
+use crate::segment::RawHeader;
+use crate::{Command, KcpError, OVERHEAD};
+
+/// The ACK list holds at most this many receive windows' worth of entries.
+const ACKLIST_WINDOWS: usize = 8;
+/// ... and never fewer than this many entries.
+pub(super) const ACKLIST_MIN: usize = 256;
+/// With `max_inflight`, ACKs of this many segments beyond a hole trigger a flush before the interval.
+const INFLIGHT_BATCH: u32 = 16;
+
+impl Kcp {
+    /// Processes one datagram from the peer (kcp-go `Input`). `regular` is false for packets
+    /// rebuilt by FEC: their window and timing are stale, so they update neither `rmt_wnd` nor
+    /// the RTT.
+    ///
+    /// Never emits anything itself: when kcp-go would flush right away (the send window slid, or
+    /// ACKs are pending with ack-nodelay) this records it, and [`next_deadline`](Kcp::next_deadline)
+    /// returns `now` until [`update`](Kcp::update) runs. For kcp-go's exact packet pattern call
+    /// `update` after every `input`.
+    ///
+    /// # Errors
+    /// [`KcpError::Truncated`] (shorter than a header, or a segment's data runs past the end),
+    /// [`KcpError::ConvMismatch`], [`KcpError::BadCommand`]. Segments before the bad one stay
+    /// applied; the RTT and congestion updates of this datagram are skipped, as in kcp-go.
+    pub fn input(&mut self, now: u32, data: &[u8], regular: bool) -> Result<(), KcpError> {
+        self.last_now = now;
+        let r = self.input_inner(now, data, regular);
+        // ACKs may have moved the earliest retransmission: back to the tick chain.
+        self.unskip();
+        self.arm();
+        r
+    }
+
+    fn input_inner(&mut self, now: u32, data: &[u8], regular: bool) -> Result<(), KcpError> {
+        let old_una = self.snd_una;
+        let delivered_before = self.rate.as_ref().map_or(0, |r| r.delivered());
+        if data.len() < OVERHEAD {
+            return Err(KcpError::Truncated);
+        }
+        let mut latest = 0u32;
+        let mut flag = false;
+        let mut window_slides = false;
+        let mut rest = data;
+        while let Some(h) = RawHeader::read(rest) {
+            if h.conv != self.conv {
+                return Err(KcpError::ConvMismatch {
+                    expected: self.conv,
+                    got: h.conv,
+                });
+            }
+            let body = &rest[OVERHEAD..];
+            let len = h.len as usize;
+            let Some(payload) = body.get(..len) else {
+                return Err(KcpError::Truncated);
+            };
+            let Some(cmd) = Command::from_u8(h.cmd) else {
+                return Err(KcpError::BadCommand(h.cmd));
+            };
+            if regular {
+                self.rmt_wnd = u32::from(h.wnd);
+            }
+            if self.parse_una(h.una) {
+                window_slides = true;
+            }
+            self.shrink_buf();
+            match cmd {
+                Command::Ack => {
+                    self.parse_ack(h.sn);
+                    self.parse_fastack(h.sn, h.ts);
+                    flag = true;
+                    latest = h.ts;
+                }
+                Command::Push => {
+                    let mut repeat = true;
+                    if diff(h.sn, self.rcv_nxt.wrapping_add(self.rcv_wnd)) < 0 {
+                        self.ack_push(h.sn, h.ts);
+                        if diff(h.sn, self.rcv_nxt) >= 0 {
+                            repeat = self.parse_data(h.sn, h.frg, payload);
+                        }
+                    }
+                    if regular && repeat {
+                        self.stats.repeat_segs += 1;
+                    }
+                }
+                Command::Wask => self.probe |= ASK_TELL,
+                Command::Wins => {}
+            }
+            self.stats.in_segs += 1;
+            rest = &body[len..];
+        }
+
+        let mut rtt_sample = None;
+        if flag && regular {
+            let rtt = diff(now, latest);
+            if rtt >= 0 {
+                self.update_ack(rtt);
+                rtt_sample = Some(rtt as u32);
+            }
+        }
+        if let Some(rate) = self.rate.as_deref_mut() {
+            rate.on_ack_done(now, rtt_sample, self.unacked);
+            // Room in flight opened up: new data may go (as the pacer allows).
+            if rate.delivered() > delivered_before && !self.snd_queue.is_empty() {
+                window_slides = true;
+            }
+        }
+
+        if diff(self.snd_una, old_una) > 0 {
+            self.cwnd_on_una_advance();
+        }
+
+        // With `max_inflight`, ACKs beyond a hole free room for new segments without moving
+        // `snd_una`: flush once enough room accumulated rather than waiting for the interval.
+        if self.inflight_blocked && self.acked_since_flush >= INFLIGHT_BATCH {
+            window_slides = true;
+        }
+        if window_slides {
+            self.pending_full = true;
+        } else if self.ack_nodelay && !self.acklist.is_empty() {
+            self.pending_ack = true;
+        }
+        Ok(())
+    }
+
+    /// Drops every segment below `una` from the front of `snd_buf`; true if any was dropped.
+    fn parse_una(&mut self, una: u32) -> bool {
+        let mut dropped = false;
+        while let Some(seg) = self.snd_buf.front() {
+            if diff(una, seg.sn) > 0 {
+                if let Some(seg) = self.snd_buf.pop_front() {
+                    if !seg.acked {
+                        self.unacked -= 1;
+                        if let Some(rate) = self.rate.as_deref_mut() {
+                            rate.on_delivered(self.last_now, OVERHEAD + seg.data.len(), &seg.tx);
+                        }
+                    }
+                    self.recycle(seg.data);
+                }
+                dropped = true;
+            } else {
+                break;
+            }
+        }
+        dropped
+    }
+
+    fn shrink_buf(&mut self) {
+        self.snd_una = match self.snd_buf.front() {
+            Some(seg) => seg.sn,
+            None => self.snd_nxt,
+        };
+    }
+
+    /// Flags the segment `sn` as acked. `snd_buf` holds consecutive sequence numbers starting at
+    /// `snd_una` (only its front is ever removed), so the segment's index is `sn - snd_una`:
+    /// kcp-go's linear walk finds the same segment.
+    fn parse_ack(&mut self, sn: u32) {
+        if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
+            return;
+        }
+        let idx = sn.wrapping_sub(self.snd_una) as usize;
+        if let Some(seg) = self.snd_buf.get_mut(idx) {
+            if seg.sn == sn && !seg.acked {
+                seg.acked = true;
+                self.acked_since_flush += 1;
+                self.unacked -= 1;
+                if let Some(rate) = self.rate.as_deref_mut() {
+                    rate.on_delivered(self.last_now, OVERHEAD + seg.data.len(), &seg.tx);
+                }
+                let data = mem::take(&mut seg.data);
+                self.recycle(data);
+            }
+        }
+    }
+
+    /// Counts the ACK of `sn` as a "skip" for every earlier segment sent no later than the acked
+    /// one (PROTOCOL.md A.5, A.10 item 3).
+    fn parse_fastack(&mut self, sn: u32, ts: u32) {
+        if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
+            return;
+        }
+        let end = (sn.wrapping_sub(self.snd_una) as usize).min(self.snd_buf.len());
+        for seg in self.snd_buf.range_mut(..end) {
+            if diff(seg.ts, ts) <= 0 {
+                seg.fastack = seg.fastack.wrapping_add(1);
+                self.hint_fastack = true;
+            }
+        }
+    }
+
+    /// Appends to the ACK list. kcp-go's list is unbounded; ours holds at most eight receive
+    /// windows (at least 256 entries), so a peer repeating in-window PUSH segments between two
+    /// flushes cannot grow it further: the oldest entries are dropped. Legitimate traffic never
+    /// comes close (one window of new segments plus retransmissions per flush interval), the
+    /// newest entry, which always goes out, carries the cumulative `una`, and a dropped ACK is
+    /// regenerated by the peer's next retransmission.
+    fn ack_push(&mut self, sn: u32, ts: u32) {
+        let cap = (self.rcv_wnd as usize * ACKLIST_WINDOWS).max(ACKLIST_MIN);
+        while self.acklist.len() >= cap {
+            self.acklist.pop_front();
+        }
+        self.acklist.push_back((sn, ts));
+    }
+}
