@@ -5,37 +5,70 @@
 #   sudo benches/results.sh            # everything (≈15 min): loopback, lossy link, bulk link, 10,000 sessions
 #   ONLY="loopback sessions" benches/results.sh   # a subset (keeps the other JSON files of the last run)
 #
-# Needs root for the emulated links (network namespaces). The link emulator is linkem
-# (../shared/tools/linkem, or LINKEM=/path/to/linkem): this machine's kernel has no tc netem. The kcp-go
-# column needs golang-go golang-github-xtaci-kcp-dev golang-github-xtaci-smux-dev; without them those rows
-# say "skipped". Run it on a quiet machine: the tables are only as good as the machine is idle.
+# Needs root for the emulated links: two network namespaces, kra (10.77.0.1) and krb (10.77.0.2), joined by a
+# veth pair whose both ends get a `tc netem` qdisc (the kernel's sch_netem module). On a kernel without netem,
+# set LINK_EMULATOR to a user-space emulator command that creates the same two namespaces and addresses from
+# the flags `--prefix kr --delay D [--loss P] [--rate MBIT] [--queue BYTES]`, prints a line containing "ready"
+# once the link is up, and removes the namespaces when it exits. The kcp-go column needs golang-go
+# golang-github-xtaci-kcp-dev golang-github-xtaci-smux-dev; without them those rows say "skipped". Run it on a
+# quiet machine: the tables are only as good as the machine is idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=benches/results
 mkdir -p "$out"
-logs=$(mktemp -d) # linkem and server logs
+logs=$(mktemp -d) # link emulator and server logs
 only=${ONLY:-loopback lossy bulk sessions}
 cargo build -q --release -p kcpbench
 K=${CARGO_TARGET_DIR:-$root/target}/release/kcpbench
-linkem=${LINKEM:-}
-if [ -z "$linkem" ]; then
-  cargo build -q --release --manifest-path ../shared/tools/linkem/Cargo.toml
-  linkem=$root/../shared/tools/linkem/target/release/linkem
-fi
+emulator=${LINK_EMULATOR:-}
 go_flag=off
 # Builds the Go peer (kcpbench-go) next to kcpbench when Go and the xtaci packages are installed.
 "$K" latency --quiet --go auto --count 2 --period 1ms --transport kcp --mode fast3 > /dev/null 2>&1 || true
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; pids=(); sleep 1; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pids=()
+  sleep 1
+  if [ -z "$emulator" ]; then ip netns del kra 2>/dev/null || true; ip netns del krb 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 
-# Starts linkem with the given flags, and kcpbench + kcpbench-go servers in its B namespace.
+# The netem link: --delay D --loss FRACTION [--rate MBIT --queue BYTES], the same on both directions.
+netem_up() {
+  local delay= loss=0 rate= queue=
+  while [ $# -gt 0 ]; do
+    case $1 in
+    --delay) delay=$2 ;; --loss) loss=$2 ;; --rate) rate=$2 ;; --queue) queue=$2 ;;
+    *) echo "netem_up: unknown flag $1" >&2; exit 1 ;;
+    esac
+    shift 2
+  done
+  ip netns add kra
+  ip netns add krb
+  ip link add krva netns kra type veth peer name krvb netns krb
+  ip -n kra addr add 10.77.0.1/24 dev krva
+  ip -n krb addr add 10.77.0.2/24 dev krvb
+  for ns in kra krb; do ip -n $ns link set lo up; done
+  ip -n kra link set krva up
+  ip -n krb link set krvb up
+  local args=(delay "$delay" loss "$(awk -v l="$loss" 'BEGIN { printf "%g%%", l * 100 }')")
+  # netem's limit counts packets: the queue in bytes over a 1500-byte MTU.
+  [ -n "$rate" ] && args+=(rate "${rate}mbit" limit "$(( ${queue:-1000000} / 1500 ))")
+  ip netns exec kra tc qdisc add dev krva root netem "${args[@]}"
+  ip netns exec krb tc qdisc add dev krvb root netem "${args[@]}"
+}
+
+# Starts the emulated link with the given flags, and kcpbench + kcpbench-go servers in its B namespace.
 link_up() {
-  "$linkem" --prefix kr "$@" > "$logs/linkem.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 50); do grep -q ready "$logs/linkem.log" && break; sleep 0.2; done
+  if [ -n "$emulator" ]; then
+    $emulator --prefix kr "$@" > "$logs/link.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 50); do grep -q ready "$logs/link.log" && break; sleep 0.2; done
+  else
+    netem_up "$@"
+  fi
   ip netns exec krb "$K" serve --listen 10.77.0.2:7000 > "$logs/serve.log" 2>&1 &
   pids+=($!)
   go_flag=off

@@ -1,5 +1,5 @@
 //! The CONFIG object of the control protocol: one data listener's transport and its knobs, named after
-//! kcptun's flags (PROTOCOL.md F.1), and its mapping onto [`rkcp_session::KcpConfig`] and [`rkcp_smux::Config`].
+//! kcptun's flags (docs/wire-format.md#kcptun-flags), and its mapping onto [`rkcp_session::KcpConfig`] and [`rkcp_smux::Config`].
 //!
 //! Both servers (ours and `kcpbench-go`) and the Go client job read the same JSON, so every field has the
 //! default the contract gives (kcptun's defaults, except `mode`, which is `fast3` here).
@@ -75,7 +75,7 @@ impl FromStr for Transport {
     }
 }
 
-/// kcptun's `--mode` (PROTOCOL.md F.2).
+/// kcptun's `--mode` (docs/wire-format.md#kcptun-modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {

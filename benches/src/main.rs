@@ -33,26 +33,41 @@ RECIPES
     cargo run --release -p kcpbench -- latency --count 500
     cargo run --release -p kcpbench -- sessions --sessions 10000 --secs 30
 
-  Across an emulated lossy link with linkem (this machine's kernel has no netem; needs root):
-    cargo build --release --manifest-path ../shared/tools/linkem/Cargo.toml
-    linkem --prefix kb --delay 30ms --loss 0.1 &            # namespaces kba (10.77.0.1) and kbb (10.77.0.2)
-    ip netns exec kbb kcpbench serve --listen 10.77.0.2:7000 &
-    ip netns exec kbb kcpbench-go serve --listen 10.77.0.2:7001 &   # optional, the kcp-go column
-    ip netns exec kba kcpbench latency --connect 10.77.0.2:7000 --go 10.77.0.2:7001 --size 64 --period 20ms --count 500
-    kill %1                                                  # removes both namespaces
-
-  The bulk link (100 Mbit/s, 20 ms each way, 1 % loss, 1 MB queue):
-    linkem --prefix kb --delay 20ms --loss 0.01 --rate 100 --queue 1000000 &
-    ip netns exec kba kcpbench throughput --connect 10.77.0.2:7000 --transport smux-kcp,tcp --bytes 64MiB
-
-  With tc netem (kernels that have it), two namespaces joined by a veth pair:
+  Across an emulated lossy link (root; Linux with the sch_netem qdisc): two network namespaces joined by a
+  veth pair, 30 ms and 10 % loss each way:
     ip netns add kba; ip netns add kbb
     ip link add kbva netns kba type veth peer name kbvb netns kbb
     ip -n kba addr add 10.77.0.1/24 dev kbva; ip -n kba link set kbva up; ip -n kba link set lo up
     ip -n kbb addr add 10.77.0.2/24 dev kbvb; ip -n kbb link set kbvb up; ip -n kbb link set lo up
     ip netns exec kba tc qdisc add dev kbva root netem delay 30ms loss 10%
     ip netns exec kbb tc qdisc add dev kbvb root netem delay 30ms loss 10%
-    then `serve` in kbb and the client in kba as above.
+    ip netns exec kbb kcpbench serve --listen 10.77.0.2:7000 &
+    ip netns exec kbb kcpbench-go serve --listen 10.77.0.2:7001 &   # optional, the kcp-go column
+    ip netns exec kba kcpbench latency --connect 10.77.0.2:7000 --go 10.77.0.2:7001 --size 64 --period 20ms --count 500
+    ip netns del kba; ip netns del kbb                      # removes the link
+
+  The bulk link (100 Mbit/s, 20 ms each way, 1 % loss, about 1 MB of queue), same namespaces:
+    ip netns exec kba tc qdisc replace dev kbva root netem delay 20ms loss 1% rate 100mbit limit 800
+    ip netns exec kbb tc qdisc replace dev kbvb root netem delay 20ms loss 1% rate 100mbit limit 800
+    ip netns exec kba kcpbench throughput --connect 10.77.0.2:7000 --transport smux-kcp,tcp --bytes 64MiB
+
+  Without netem (`tc` answers 'Specified qdisc kind is unknown'), any user-space link emulator that joins two
+  such namespaces works the same way; benches/results.sh takes one through LINK_EMULATOR (see that script).
+
+READING THE TABLES
+
+  Loopback has no bandwidth limit and no loss of its own, so a loopback row measures CPU cost and scheduling,
+  and two rows regularly surprise:
+  - `kcp` slower than `smux-kcp`: in the `kcp` rows the benchmark task itself reads and writes the KcpStream;
+    with smux, the smux session task drains KCP into its buffer while the benchmark task consumes, a two-task
+    pipeline that can use both cores. The extra layer costs CPU but buys parallelism; on one core, or across a
+    real link, expect the opposite order.
+  - `aes` as fast as or faster than `none`: `none` still sends the 20-byte nonce + CRC32 header (kcptun's
+    format) and AES-NI costs little per datagram, while a sender with less work per datagram can outrun the
+    receiver on loopback, overflow its UDP socket buffer and pay in retransmissions (kcpbench does not record
+    the retransmission counters yet: these are the likely causes, not measured ones). Compare ciphers across a
+    link with a bandwidth limit (the recipes above), where that effect disappears.
+  Numbers from one run are comparable with each other (same machine, same minute), not with another run's.
 
 Results: a table at the end; --json FILE keeps the whole report (every RTT) to render again later.";
 

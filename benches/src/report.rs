@@ -688,7 +688,7 @@ pub fn markdown_with_plots(report: &Report, plots: &[PlotLink]) -> String {
             if let Some(s) = started.get(i).filter(|s| !s.is_empty()) {
                 let _ = writeln!(out, "# started {s}");
             }
-            let _ = writeln!(out, "{c}");
+            let _ = writeln!(out, "{}", crate::client::portable_command(c));
         }
         out.push_str("```\n\n");
     }

@@ -1,4 +1,4 @@
-//! AES-256 CFB (kcp-go's `aes` and kcptun's default cipher, PROTOCOL D.2) straight on AES-NI.
+//! AES-256 CFB (kcp-go's `aes` and kcptun's default cipher, docs/wire-format.md#crypt-cfb) straight on AES-NI.
 //!
 //! CFB encryption is a serial chain: each keystream block is the encryption of the previous ciphertext
 //! block, so a datagram costs (blocks × one AES latency). Through `cfb_mode` + the `aes` crate every

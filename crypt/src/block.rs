@@ -1,4 +1,4 @@
-//! The kcp-go `BlockCrypt` ciphers (PROTOCOL D.2 – D.4): whole datagram, in place, no
+//! The kcp-go `BlockCrypt` ciphers (docs/wire-format.md#crypt-cfb to #crypt-salsa20-xor): whole datagram, in place, no
 //! authentication and a fresh cipher state per datagram.
 
 use cipher::{Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, typenum::Unsigned};
@@ -7,23 +7,23 @@ use cipher::{Block, BlockCipherEncrypt, BlockSizeUser, InnerIvInit, KeyInit, typ
 use crate::ciphers::{Blowfish, Cast5, Sm4, Tea8, TripleDes, Twofish, Xtea};
 use crate::kind::CipherKind;
 
-/// kcp-go's fixed CFB initial vector (PROTOCOL D.2); 8-byte-block ciphers use its first 8 bytes.
+/// kcp-go's fixed CFB initial vector (docs/wire-format.md#crypt-cfb); 8-byte-block ciphers use its first 8 bytes.
 pub const INITIAL_VECTOR: [u8; 16] = [
     0xa7, 0x73, 0x4f, 0x9c, 0x12, 0xac, 0x1b, 0x01, 0xa4, 0x15, 0xf2, 0xc1, 0xfc, 0x78, 0xe6, 0x6b,
 ];
 
-/// Salt of the `xor` cipher's PBKDF2 table (PROTOCOL D.4).
+/// Salt of the `xor` cipher's PBKDF2 table (docs/wire-format.md#crypt-salsa20-xor).
 const XOR_SALT: &[u8] = b"sH3CIVoF#rWLtJo6";
 /// kcp-go's `mtuLimit`: the `xor` table length, and so the longest prefix it scrambles.
 pub(crate) const XOR_TABLE_LEN: usize = 1500;
 /// PBKDF2 iterations for the `xor` table.
 const XOR_ITERATIONS: u32 = 32;
-/// Salsa20's clear nonce prefix (PROTOCOL D.4).
+/// Salsa20's clear nonce prefix (docs/wire-format.md#crypt-salsa20-xor).
 #[cfg(feature = "legacy-ciphers")]
 const SALSA20_NONCE_LEN: usize = 8;
 
 /// A kcp-go packet cipher: transforms a **whole datagram** in place, nonce and CRC included
-/// (PROTOCOL D.1).
+/// (docs/wire-format.md#crypt-contract).
 ///
 /// Implementations keep their expanded key and restart the cipher state for every call, so
 /// `encrypt` and `decrypt` are pure functions of the key and the buffer and can run
@@ -49,7 +49,7 @@ pub trait BlockCrypt: Send + Sync {
 }
 
 /// Builds the kcp-go cipher for `kind` from the 32-byte derived key exactly as kcptun does
-/// (PROTOCOL D.3: which prefix of the key each cipher takes). Returns `None` for the
+/// (docs/wire-format.md#crypt-ciphers: which prefix of the key each cipher takes). Returns `None` for the
 /// authenticated kinds, which are not `BlockCrypt`s (see [`PacketCrypt`](crate::PacketCrypt)),
 /// and for the legacy kinds ([`CipherKind::is_legacy`]) when the `legacy-ciphers` feature is off.
 pub fn new_block_crypt(kind: CipherKind, key: &[u8; 32]) -> Option<Box<dyn BlockCrypt>> {
@@ -109,7 +109,7 @@ where
     Box::new(Cfb { cipher, iv })
 }
 
-/// Full-block CFB with kcp-go's fixed IV (PROTOCOL D.2). The key schedule is expanded once, at
+/// Full-block CFB with kcp-go's fixed IV (docs/wire-format.md#crypt-cfb). The key schedule is expanded once, at
 /// construction; each call borrows it (`Encryptor<&C>`), so a packet costs no key setup, only
 /// the `E(IV)` block that restarts the mode. Encryption is inherently serial (each block's
 /// keystream is the encryption of the previous ciphertext block), so its speed is the cipher's
@@ -135,7 +135,7 @@ where
     }
 }
 
-/// kcp-go's `salsa20BlockCrypt` (PROTOCOL D.4): the first 8 bytes of the datagram (the start
+/// kcp-go's `salsa20BlockCrypt` (docs/wire-format.md#crypt-salsa20-xor): the first 8 bytes of the datagram (the start
 /// of the random packet nonce) are the Salsa20 nonce and stay in clear; the rest is XORed with
 /// the keystream from block counter 0. A datagram of 8 bytes or fewer is left unchanged (kcp-go
 /// would panic on fewer than 8).
@@ -165,7 +165,7 @@ impl BlockCrypt for Salsa20Crypt {
     }
 }
 
-/// kcp-go's `simpleXORBlockCrypt` (PROTOCOL D.4): byte `i` is XORed with `table[i]` for the
+/// kcp-go's `simpleXORBlockCrypt` (docs/wire-format.md#crypt-salsa20-xor): byte `i` is XORed with `table[i]` for the
 /// first 1500 bytes; anything beyond the table stays in clear, as in kcp-go.
 struct XorCrypt {
     table: Box<[u8; XOR_TABLE_LEN]>,

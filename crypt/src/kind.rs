@@ -1,4 +1,4 @@
-//! Cipher names as kcptun spells them (PROTOCOL D.3), plus the Rust-only authenticated modes.
+//! Cipher names as kcptun spells them (docs/wire-format.md#crypt-ciphers), plus the Rust-only authenticated modes.
 
 use core::fmt;
 use core::str::FromStr;
@@ -8,7 +8,7 @@ use crate::CryptError;
 /// Which packet cipher a [`PacketCrypt`](crate::PacketCrypt) uses.
 ///
 /// The first thirteen variants are kcptun's `--crypt` values and are byte-compatible with kcp-go
-/// (PROTOCOL D.3). [`CipherKind::Aes256Gcm`] and [`CipherKind::ChaCha20Poly1305`] are an extension
+/// (docs/wire-format.md#crypt-ciphers). [`CipherKind::Aes256Gcm`] and [`CipherKind::ChaCha20Poly1305`] are an extension
 /// of this crate: their packets are **not understood by Go peers** (a Go kcptun maps those names to
 /// `aes` and every packet would fail its CRC), so use them only when both ends run this crate.
 ///
@@ -16,10 +16,15 @@ use crate::CryptError;
 /// use rkcp_crypt::CipherKind;
 ///
 /// assert_eq!(CipherKind::from_kcptun_name("3des"), CipherKind::TripleDes);
-/// // kcptun silently falls back to AES-256 for a name it does not know ...
+/// // kcptun silently falls back to AES-256 for a name it does not know, and so does a Go peer
+/// // for the Rust-only names ...
 /// assert_eq!(CipherKind::from_kcptun_name("rot13"), CipherKind::Aes);
-/// // ... while `FromStr` is strict.
+/// assert_eq!(CipherKind::from_kcptun_name("aes-256-gcm"), CipherKind::Aes);
+/// // ... `kcptun_lookup` says when that fallback happens ...
+/// assert_eq!(CipherKind::kcptun_lookup("rot13"), None);
+/// // ... while `FromStr` is strict and knows every name this crate implements.
 /// assert!("rot13".parse::<CipherKind>().is_err());
+/// assert_eq!("aes-256-gcm".parse::<CipherKind>(), Ok(CipherKind::Aes256Gcm));
 /// assert_eq!(CipherKind::Aes128.to_string(), "aes-128");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +37,7 @@ pub enum CipherKind {
     /// `aes-192`: AES-192 keyed with the first 24 bytes of the derived key.
     Aes192,
     /// `salsa20`: Salsa20/20 keyed with the 32-byte key; the first 8 bytes of each datagram are
-    /// the (clear) nonce (PROTOCOL D.4).
+    /// the (clear) nonce (docs/wire-format.md#crypt-salsa20-xor).
     Salsa20,
     /// `blowfish`: Blowfish with the 32-byte key, CFB-64.
     Blowfish,
@@ -48,7 +53,7 @@ pub enum CipherKind {
     Xtea,
     /// `sm4`: SM4 with the first 16 key bytes, CFB-128.
     Sm4,
-    /// `xor`: XOR with a 1500-byte PBKDF2 table (PROTOCOL D.4). Obfuscation only.
+    /// `xor`: XOR with a 1500-byte PBKDF2 table (docs/wire-format.md#crypt-salsa20-xor). Obfuscation only.
     Xor,
     /// `none`: no encryption, but the nonce and CRC32 header are still sent and checked.
     None,
@@ -59,7 +64,7 @@ pub enum CipherKind {
 }
 
 impl CipherKind {
-    /// The thirteen kcptun ciphers, in the order of PROTOCOL D.3 (all interoperate with kcp-go).
+    /// The thirteen kcptun ciphers, in the order of docs/wire-format.md#crypt-ciphers (all interoperate with kcp-go).
     pub const KCPTUN: [CipherKind; 13] = [
         CipherKind::Aes,
         CipherKind::Aes128,
@@ -99,11 +104,19 @@ impl CipherKind {
         CipherKind::ChaCha20Poly1305,
     ];
 
-    /// Maps a `--crypt` value exactly like kcptun's `main.go`: any name it does not know becomes
-    /// [`CipherKind::Aes`] (PROTOCOL D.5), so a typo silently selects AES-256 on both ends.
-    /// The Rust-only names (`aes-256-gcm`, `chacha20-poly1305`) are recognised too.
+    /// Maps a `--crypt` value exactly as kcptun's `main.go` does: any name it does not know becomes
+    /// [`CipherKind::Aes`] (`docs/wire-format.md#crypt-kcptun-key`), so a typo silently selects AES-256 on both ends. That includes the Rust-only names
+    /// `aes-256-gcm` and `chacha20-poly1305`: a Go peer reads them as `aes` (AES-256-CFB), and so
+    /// does this function. Use [`CipherKind::kcptun_lookup`] to notice the fallback and `FromStr`
+    /// to select an authenticated mode.
     pub fn from_kcptun_name(name: &str) -> CipherKind {
-        Self::lookup(name).unwrap_or(CipherKind::Aes)
+        Self::kcptun_lookup(name).unwrap_or(CipherKind::Aes)
+    }
+
+    /// The kcptun cipher called `name`, or `None` where kcptun would fall back to `aes` (an unknown
+    /// name, or one of the Rust-only names, which kcptun does not know either).
+    pub fn kcptun_lookup(name: &str) -> Option<CipherKind> {
+        CipherKind::KCPTUN.into_iter().find(|k| k.name() == name)
     }
 
     fn lookup(name: &str) -> Option<CipherKind> {

@@ -1,10 +1,10 @@
-//! kcp-go packet encryption, byte-compatible with kcp-go 5.6.1 and kcptun (PROTOCOL.md section
-//! D, B.2 step 2, B.3 step 1), plus an authenticated mode for Rust-to-Rust links.
+//! kcp-go packet encryption, byte-compatible with kcp-go 5.6.1 and kcptun (`docs/wire-format.md#crypt`,
+//! `#session-output-crypt`, `#session-input-crypt`), plus an authenticated mode for Rust-to-Rust links.
 //!
 //! Every datagram a kcp-go session sends with crypto on starts with a 20-byte header: a random
 //! 16-byte nonce and the little-endian CRC32-IEEE of everything after the header. The whole
 //! datagram, header included, is then encrypted with one of kcptun's thirteen ciphers, block
-//! ciphers in full-block CFB mode restarted for each datagram from a fixed IV (PROTOCOL D.2).
+//! ciphers in full-block CFB mode restarted for each datagram from a fixed IV (docs/wire-format.md#crypt-cfb).
 //! The random nonce, being the first plaintext block, is what makes two equal payloads encrypt
 //! differently.
 //!
@@ -25,7 +25,7 @@
 //!
 //! # Security
 //! The kcp-go format has **no authentication**: the CRC detects accidents, not attackers, and
-//! there is no replay protection (PROTOCOL D.1). `xor` and `none` are not encryption at all. For
+//! there is no replay protection (docs/wire-format.md#crypt-contract). `xor` and `none` are not encryption at all. For
 //! links where both ends run this crate, [`CipherKind::Aes256Gcm`] and
 //! [`CipherKind::ChaCha20Poly1305`] authenticate every packet; **Go peers do not understand
 //! them**.
@@ -67,20 +67,20 @@ pub use block::{BlockCrypt, INITIAL_VECTOR, new_block_crypt};
 pub use kind::CipherKind;
 pub use packet::PacketCrypt;
 
-/// Length of kcp-go's random nonce at the start of each datagram (PROTOCOL B.1).
+/// Length of kcp-go's random nonce at the start of each datagram (docs/wire-format.md#session-headers).
 pub const NONCE_LEN: usize = 16;
-/// Length of the CRC32 field after the nonce (PROTOCOL B.1).
+/// Length of the CRC32 field after the nonce (docs/wire-format.md#session-headers).
 pub const CRC_LEN: usize = 4;
 /// kcp-go's `cryptHeaderSize`: nonce + CRC, in front of every datagram when crypto is on.
 pub const HEADER_LEN: usize = NONCE_LEN + CRC_LEN;
 
-/// kcptun's PBKDF2 salt (PROTOCOL D.5).
+/// kcptun's PBKDF2 salt (docs/wire-format.md#crypt-kcptun-key).
 const KEY_SALT: &[u8] = b"kcp-go";
-/// kcptun's PBKDF2 iteration count (PROTOCOL D.5).
+/// kcptun's PBKDF2 iteration count (docs/wire-format.md#crypt-kcptun-key).
 const KEY_ITERATIONS: u32 = 4096;
 
-/// kcptun's key derivation (PROTOCOL D.5): PBKDF2-HMAC-SHA1 of the `--key` string with salt
-/// `"kcp-go"`, 4096 iterations, 32 bytes. Each cipher then takes the prefix it needs (D.3).
+/// kcptun's key derivation (docs/wire-format.md#crypt-kcptun-key): PBKDF2-HMAC-SHA1 of the `--key` string with salt
+/// `"kcp-go"`, 4096 iterations, 32 bytes. Each cipher then takes the prefix it needs (`#crypt-ciphers`).
 ///
 /// ```
 /// let key = rkcp_crypt::derive_key(b"it's a secrect"); // kcptun's default --key
@@ -98,7 +98,7 @@ pub fn derive_key(passphrase: &[u8]) -> [u8; 32] {
 #[non_exhaustive]
 pub enum CryptError {
     /// The datagram is shorter than the crypto header (plus tag): it cannot be a sealed packet.
-    /// kcp-go drops these silently (PROTOCOL B.3 step 1); drop it.
+    /// kcp-go drops these silently (docs/wire-format.md#session-input-crypt); drop it.
     #[error("packet of {len} bytes is shorter than the {min}-byte crypto overhead")]
     TooShort {
         /// Received length.

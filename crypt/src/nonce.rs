@@ -1,6 +1,6 @@
 //! Per-packet nonces: cheap, lock-free and unpredictable.
 //!
-//! kcp-go's `nonceAES128` (PROTOCOL B.2) re-encrypts a seed with a random AES-128 key. This is
+//! kcp-go's `nonceAES128` (docs/wire-format.md#session-output) re-encrypts a seed with a random AES-128 key. This is
 //! the same primitive in counter mode: `nonce = AES-128(k, prefix ‖ counter)` with `k`, the
 //! 8-byte `prefix` and the counter's start drawn from the OS once per [`NonceGen`]. The counter is
 //! an atomic, so `&self` suffices and clones of a `PacketCrypt` share one sequence without a

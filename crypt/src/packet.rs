@@ -1,5 +1,5 @@
 //! [`PacketCrypt`]: the per-datagram header plus cipher the session applies on output
-//! (PROTOCOL B.2 step 2) and input (B.3 step 1).
+//! (docs/wire-format.md#session-output-crypt) and input (`#session-input-crypt`).
 
 use core::ops::Range;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::{CRC_LEN, CryptError, HEADER_LEN, NONCE_LEN, derive_key};
 /// **kcp-go ciphers** (the thirteen of [`CipherKind::KCPTUN`]) use kcp-go's 20-byte header:
 /// a fresh 16-byte random nonce, then the CRC32-IEEE of everything after the header,
 /// little-endian; then the whole datagram, header included, goes through the cipher
-/// (PROTOCOL B.2 step 2). That is confidentiality (except `xor`/`none`) plus error detection,
+/// (docs/wire-format.md#session-output-crypt). That is confidentiality (except `xor`/`none`) plus error detection,
 /// **not** authentication: anyone can forge packets that pass the CRC.
 ///
 /// **Authenticated kinds** ([`CipherKind::Aes256Gcm`], [`CipherKind::ChaCha20Poly1305`]) use a
@@ -62,7 +62,7 @@ enum Mode {
 
 impl PacketCrypt {
     /// Builds the cipher for `kind` from a 32-byte key, using the key prefix kcptun uses for each
-    /// cipher (PROTOCOL D.3). The authenticated kinds use all 32 bytes.
+    /// cipher (docs/wire-format.md#crypt-ciphers). The authenticated kinds use all 32 bytes.
     ///
     /// # Panics
     /// If `kind` is not compiled in: a legacy cipher ([`CipherKind::is_legacy`]) with the
@@ -81,7 +81,7 @@ impl PacketCrypt {
         let mode = match kind {
             CipherKind::Aes256Gcm => Mode::Aead(Aead::aes256gcm(key)),
             CipherKind::ChaCha20Poly1305 => Mode::Aead(Aead::chacha20poly1305(key)),
-            // Every kcptun kind accepts the key prefix D.3 gives it (fixed lengths, checked by
+            // Every kcptun kind accepts the key prefix `#crypt-ciphers` gives it (fixed lengths, checked by
             // the `every_kcptun_kind_constructs` test), so only a kind left out of this build
             // (`legacy-ciphers` off) gives `None`.
             _ => Mode::Legacy(
@@ -110,7 +110,7 @@ impl PacketCrypt {
         self.inner.kind
     }
 
-    /// Bytes in front of the payload: 20 (nonce 16 + CRC 4, PROTOCOL B.1) for every kcp-go
+    /// Bytes in front of the payload: 20 (nonce 16 + CRC 4, docs/wire-format.md#session-headers) for every kcp-go
     /// cipher, 12 (the nonce) for the authenticated kinds. The session reserves this much in
     /// front of each datagram and gives the FEC encoder this offset.
     pub fn header_len(&self) -> usize {
@@ -182,7 +182,7 @@ impl PacketCrypt {
     ///
     /// Accepts any bytes and never panics. On error the contents of `buf` are unspecified (kcp-go
     /// decrypts before checking too); the session drops the datagram and counts the error
-    /// (`InCsumErrors` for [`CryptError::ChecksumMismatch`], PROTOCOL B.3 step 1).
+    /// (`InCsumErrors` for [`CryptError::ChecksumMismatch`], docs/wire-format.md#session-input-crypt).
     pub fn open(&self, buf: &mut [u8]) -> Result<Range<usize>, CryptError> {
         let len = buf.len();
         let min = self.overhead();

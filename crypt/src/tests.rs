@@ -1,4 +1,4 @@
-//! Unit tests: PROTOCOL appendix G vectors, round trips and rejection of bad input.
+//! Unit tests: docs/wire-format.md#vectors, round trips and rejection of bad input.
 
 use proptest::prelude::*;
 
@@ -14,7 +14,7 @@ fn hex(s: &str) -> Vec<u8> {
 
 const DEFAULT_KEY: &[u8] = b"it's a secrect";
 
-/// PROTOCOL appendix G: the 45 bytes 00..2c encrypted by kcp-go 5.6.1 with each kcptun cipher.
+/// docs/wire-format.md#vectors: the 45 bytes 00..2c encrypted by kcp-go 5.6.1 with each kcptun cipher.
 const VECTORS: [(CipherKind, &str); 13] = [
     (
         CipherKind::Aes,
@@ -141,8 +141,16 @@ fn legacy_kinds_are_compiled_in_by_default() {
 fn names_round_trip_and_fallback() {
     for kind in CipherKind::ALL {
         assert_eq!(kind.name().parse::<CipherKind>(), Ok(kind));
-        assert_eq!(CipherKind::from_kcptun_name(kind.name()), kind);
         assert_eq!(kind.to_string(), kind.name());
+    }
+    for kind in CipherKind::KCPTUN {
+        assert_eq!(CipherKind::from_kcptun_name(kind.name()), kind);
+        assert_eq!(CipherKind::kcptun_lookup(kind.name()), Some(kind));
+    }
+    // A Go peer reads the Rust-only names as `aes` (AES-256-CFB): so does the kcptun mapping.
+    for kind in CipherKind::AUTHENTICATED {
+        assert_eq!(CipherKind::from_kcptun_name(kind.name()), CipherKind::Aes);
+        assert_eq!(CipherKind::kcptun_lookup(kind.name()), None);
     }
     assert_eq!(CipherKind::from_kcptun_name(""), CipherKind::Aes);
     assert_eq!(CipherKind::from_kcptun_name("AES"), CipherKind::Aes);
@@ -167,7 +175,7 @@ fn header_sizes() {
     }
 }
 
-/// What kcp-go's receiver does (PROTOCOL B.3 step 1), written out independently of
+/// What kcp-go's receiver does (docs/wire-format.md#session-input-crypt), written out independently of
 /// `PacketCrypt::open`: decrypt with the bare cipher, then check LE CRC32 of `[20..]`.
 #[test]
 fn sealed_packets_have_kcp_go_layout() {

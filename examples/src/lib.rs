@@ -2,13 +2,14 @@
 //! ciphers).
 //!
 //! - [`tunnel`]: a drop-in for kcptun 20210922 (binaries `tunnel-client` and `tunnel-server`), wire-compatible
-//!   with the Go binaries in both directions (PROTOCOL.md section F).
+//!   with the Go binaries in both directions (`docs/wire-format.md#kcptun`).
 //! - [`randsvc`]: a random-number service over KCP+smux (`rand-service`) behind an HTTP gateway that shares a
 //!   pool of sessions (`api-gateway`).
 //! - [`rpc`]: two-way RPC over one KCP+smux session dialled out from behind NAT (`rpc-demo`).
 //! - [`relay`]: a relay gateway (`relay`) that lets clients (`relay-client`) reach named backends
 //!   (`relay-backend`) which authenticate with a shared key and dial out to it.
 
+pub mod cli;
 pub mod randsvc;
 pub mod relay;
 pub mod rpc;
@@ -40,3 +41,9 @@ mod tests {
         }
     }
 }
+
+/// The repository README's Rust blocks, compiled and run as doctests (`cargo test --doc -p rkcp-examples`), so
+/// the sample a new user copies first is known to build and to finish.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -23,21 +23,22 @@ pub const REQUEST: &[u8; 4] = b"RAND";
 /// misbehaving client must not pin a task forever).
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why a gateway request (or a pool connection) failed.
+/// Why a gateway request (or a pool connection) failed. Wrapped errors come back from `source()` and are not
+/// repeated in the message ([`crate::cli::Chain`] prints both).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RandError {
     /// The KCP session could not be created (bad config, socket error, unresolvable address). Check `--target`.
-    #[error("connecting to the rand service: {0}")]
+    #[error("connecting to the rand service")]
     Connect(#[from] rkcp_session::SessionError),
     /// smux refused the config. Check the smux options.
-    #[error("smux config: {0}")]
+    #[error("smux config")]
     SmuxConfig(#[from] rkcp_smux::ConfigError),
     /// Opening a stream or exchanging bytes on it failed; the session is replaced on the next request.
-    #[error("talking to the rand service: {0}")]
+    #[error("talking to the rand service")]
     Stream(#[from] std::io::Error),
     /// The smux session died; it is replaced on the next request.
-    #[error("smux session: {0}")]
+    #[error("smux session")]
     Smux(#[from] rkcp_smux::Error),
     /// The service did not answer within the request timeout (it may be down or restarting); the session is
     /// replaced on the next request.
@@ -66,7 +67,7 @@ pub async fn serve(
                     let cfg = smux_config.clone();
                     tokio::spawn(async move {
                         if let Err(e) = serve_session(kcp, cfg).await {
-                            tracing::debug!(%peer, "session ended: {e}");
+                            tracing::debug!(%peer, "session ended: {}", crate::cli::Chain(&e));
                         }
                     });
                 }
@@ -214,6 +215,10 @@ async fn get_rand(
 ) -> axum::response::Response {
     match pool.fetch().await {
         Ok(v) => format!("{v:016x}").into_response(),
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("{}\n", crate::cli::Chain(&e)),
+        )
+            .into_response(),
     }
 }

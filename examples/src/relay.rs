@@ -58,6 +58,8 @@ use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::cli::Chain;
+
 /// Version byte of every control frame.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Largest control-frame payload a peer may send (an id or an error message fit easily).
@@ -66,21 +68,23 @@ pub const MAX_PAYLOAD: usize = 1024;
 pub const CHALLENGE_LEN: usize = 32;
 const MAX_ID_LEN: usize = 64;
 
-/// Errors of the relay, its backends and clients.
+/// Errors of the relay, its backends and clients. A variant that wraps another error returns it from
+/// `source()` and does not repeat it in its own message; print the chain with [`crate::cli::Chain`] (or anyhow's
+/// `{:#}`) to see both.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RelayError {
     /// The KCP layer failed (bind, connect, dead link). Check the address and that the relay is running.
-    #[error("kcp: {0}")]
+    #[error("KCP")]
     Kcp(#[from] SessionError),
     /// The smux session or stream failed (usually: the other side closed the session).
-    #[error("smux: {0}")]
+    #[error("smux")]
     Smux(#[from] rkcp_smux::Error),
     /// A configuration value is invalid (smux config, empty key, bad id); fix the options.
     #[error("invalid configuration: {0}")]
     Config(String),
     /// Reading or writing a stream failed, e.g. the relay closed it.
-    #[error("i/o: {0}")]
+    #[error("stream i/o")]
     Io(#[from] io::Error),
     /// The peer sent something that is not valid relay protocol version 1 (wrong program or version).
     #[error("relay protocol error: {0}")]
@@ -338,18 +342,38 @@ impl Relay {
         kcp: KcpConfig,
         cfg: RelayConfig,
     ) -> Result<Relay, RelayError> {
+        Self::check(&cfg)?;
+        let listener = KcpListener::bind(addr, kcp).await?;
+        Ok(Self::with_listener(listener, cfg))
+    }
+
+    /// Serves on an already bound UDP socket (e.g. a dual-stack one from [`crate::cli::bind_udp`]). Must be
+    /// called inside a tokio runtime. Fails as [`Relay::bind`] does.
+    pub fn from_std(
+        sock: std::net::UdpSocket,
+        kcp: KcpConfig,
+        cfg: RelayConfig,
+    ) -> Result<Relay, RelayError> {
+        Self::check(&cfg)?;
+        let listener = KcpListener::from_std(sock, kcp)?;
+        Ok(Self::with_listener(listener, cfg))
+    }
+
+    fn check(cfg: &RelayConfig) -> Result<(), RelayError> {
         if cfg.key.is_empty() {
             return Err(RelayError::Config(
                 "the shared key must not be empty".into(),
             ));
         }
-        validate_smux(&cfg.smux)?;
-        let listener = KcpListener::bind(addr, kcp).await?;
-        Ok(Relay {
+        validate_smux(&cfg.smux)
+    }
+
+    fn with_listener(listener: KcpListener, cfg: RelayConfig) -> Relay {
+        Relay {
             listener,
             cfg: Arc::new(cfg),
             state: Arc::default(),
-        })
+        }
     }
 
     /// The bound UDP address.
@@ -378,7 +402,7 @@ impl Relay {
                         let (cfg, state) = (self.cfg.clone(), self.state.clone());
                         tokio::spawn(async move {
                             if let Err(e) = serve_session(kcp, cfg, state).await {
-                                tracing::debug!("session from {peer} ended: {e}");
+                                tracing::debug!("session from {peer} ended: {}", Chain(&e));
                             }
                         });
                     }
@@ -443,7 +467,7 @@ async fn serve_session(
                 let (cfg, state, mux) = (cfg.clone(), state.clone(), mux.clone());
                 tokio::spawn(async move {
                     if let Err(e) = serve_stream(stream, mux, cfg, state).await {
-                        tracing::info!("{peer}: {e}");
+                        tracing::info!("{peer}: {}", Chain(&e));
                     }
                 });
             }
@@ -479,7 +503,11 @@ async fn serve_stream(
             let mut b = match backend.open_stream().await {
                 Ok(b) => b,
                 Err(e) => {
-                    return Err(refuse(&mut s, format!("backend {id:?} unavailable: {e}")).await);
+                    return Err(refuse(
+                        &mut s,
+                        format!("backend {id:?} unavailable: {}", Chain(&e)),
+                    )
+                    .await);
                 }
             };
             write_frame(&mut s, &Frame::Ok).await?;
@@ -551,14 +579,14 @@ async fn register(
     }
     .await;
     if let Err(e) = &result {
-        tracing::info!("backend {id:?} dropped: {e}");
+        tracing::info!("backend {id:?} dropped: {}", Chain(e));
         // Tell the backend why: KCP has no close handshake, so without this it would only notice at its
         // next ping (or smux keepalive timeout).
         let _ = write_frame(
             &mut ctrl,
             &Frame::Error(match e {
                 RelayError::Refused(m) => m.clone(),
-                e => format!("dropped by the relay: {e}"),
+                e => format!("dropped by the relay: {}", Chain(e)),
             }),
         )
         .await;
@@ -731,7 +759,7 @@ async fn ping_loop(
     }
     .await;
     if let Err(e) = &result {
-        tracing::warn!("lost the relay: {e}");
+        tracing::warn!("lost the relay: {}", Chain(e));
     }
     let _ = mux.close().await;
     result

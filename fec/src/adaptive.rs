@@ -68,7 +68,7 @@ impl AdaptiveConfig {
 /// Sender-side adaptive parity (not in kcp-go): chooses `ps` from the observed loss rate.
 ///
 /// Only the sender's choice is on the wire; receivers, ours and kcp-go's, follow it through
-/// autotune (PROTOCOL C.4), so a Go peer still decodes everything. The session owns one
+/// autotune (docs/wire-format.md#fec-autotune), so a Go peer still decodes everything. The session owns one
 /// [`AdaptiveParity`], feeds it loss observations and applies its choice with
 /// [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards), which takes
 /// effect at the next group boundary.

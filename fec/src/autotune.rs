@@ -1,4 +1,4 @@
-//! Receiver-side detection of the sender's (ds, ps) from the seqid/type pattern (PROTOCOL C.4,
+//! Receiver-side detection of the sender's (ds, ps) from the seqid/type pattern (docs/wire-format.md#fec-autotune,
 //! kcp-go autotune.go). It only reads what is on the wire, so it follows any sender: a kcp-go
 //! peer, or our own encoder changing its parity count through [`crate::AdaptiveParity`].
 

@@ -1,4 +1,4 @@
-//! The Reed–Solomon code of one (ds, ps) setting, as coefficient rows (PROTOCOL C.5).
+//! The Reed–Solomon code of one (ds, ps) setting, as coefficient rows (docs/wire-format.md#fec-reed-solomon).
 //!
 //! `reed-solomon-erasure` (galois_8) is the source of truth: it builds the Backblaze systematic
 //! Vandermonde matrix kcp-go's klauspost/reedsolomon uses, and inverts sub-matrices for

@@ -1,4 +1,4 @@
-//! The receiver side (PROTOCOL C.3, kcp-go `fecDecoder`, with C.4 autotune).
+//! The receiver side (docs/wire-format.md#fec-decoder, kcp-go `fecDecoder`, with `#fec-autotune`).
 
 use std::collections::VecDeque;
 
@@ -7,7 +7,7 @@ use crate::code::{Code, ShardSet, set_insert};
 use crate::header::{FecHeader, HEADER_SIZE, HEADER_SIZE_PLUS2, PacketKind};
 use crate::{FEC_EXPIRE_MS, FecError, MTU_LIMIT, RX_FEC_MULTI, gf};
 
-/// What one [`FecDecoder::decode`] call did, for the session's SNMP counters (PROTOCOL B.10).
+/// What one [`FecDecoder::decode`] call did, for the session's SNMP counters (docs/wire-format.md#session-snmp).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DecodeOutcome {
@@ -57,7 +57,7 @@ fn diff(a: u32, b: u32) -> i32 {
 /// [`MTU_LIMIT`] bytes each, entries older than 60 s dropped), rebuilds a group's missing data
 /// packets as soon as any `ds` of its shards are present, and follows the sender's (ds, ps)
 /// through autotune. A session with FEC off locally starts one at (1, 1) when the first FEC
-/// packet arrives (PROTOCOL B.3), and it locks on within a few groups.
+/// packet arrives (docs/wire-format.md#session-input), and it locks on within a few groups.
 ///
 /// Memory is bounded whatever the peer sends: the window (at most 768 entries, since ds + ps
 /// <= 256), a pool of 64 reusable buffers, and a 64 KiB cache of decode coefficients.
@@ -148,7 +148,7 @@ impl FecDecoder {
         self.rx.len()
     }
 
-    /// Handles one received FEC packet (PROTOCOL C.3).
+    /// Handles one received FEC packet (docs/wire-format.md#fec-decoder).
     ///
     /// `pkt` starts at the FEC header (crypt header already removed); `now` is the caller's
     /// clock in ms (wrapping), used for the 60 s expiry. `recovered` is called with the KCP
@@ -165,7 +165,7 @@ impl FecDecoder {
         mut recovered: F,
     ) -> Result<DecodeOutcome, FecError> {
         self.decode_full(now, pkt, |r| {
-            // PROTOCOL B.3: 2 <= size <= len(r), else FECErrs.
+            // docs/wire-format.md#session-input: 2 <= size <= len(r), else FECErrs.
             let Some(&[lo, hi]) = r.get(..2) else {
                 return false;
             };
@@ -204,7 +204,7 @@ impl FecDecoder {
         let FecHeader { seqid, kind } = FecHeader::decode(pkt)?;
         let mut out = DecodeOutcome::default();
 
-        // 1. autotune (C.4)
+        // 1. autotune (`#fec-autotune`)
         let is_data = kind == PacketKind::Data;
         self.tune.sample(is_data, seqid);
         if self.is_data_position(seqid) != is_data {
@@ -283,7 +283,7 @@ impl FecDecoder {
         (seqid % self.shard_size as u32) < self.code.data_shards() as u32
     }
 
-    /// C.4 retune; returns whether the parameters were changed to detected ones.
+    /// `#fec-autotune` retune; returns whether the parameters were changed to detected ones.
     fn try_retune(&mut self, out: &mut DecodeOutcome) -> bool {
         let ds = self.tune.find_period(true);
         let ps = self.tune.find_period(false);
@@ -314,7 +314,7 @@ impl FecDecoder {
         }
     }
 
-    /// C.3 steps 3 and 4 for the group of `seqid`, just inserted at `insert_idx`.
+    /// Steps 3 and 4 of `docs/wire-format.md#fec-decoder` for the group of `seqid`, just inserted at `insert_idx`.
     fn try_group<F: FnMut(&[u8]) -> bool>(
         &mut self,
         seqid: u32,
@@ -454,7 +454,7 @@ mod tests {
             .collect()
     }
 
-    /// PROTOCOL appendix G: data0 + parity0 + parity1 rebuild data1 and data2, whole buffers
+    /// docs/wire-format.md#vectors: data0 + parity0 + parity1 rebuild data1 and data2, whole buffers
     /// (size field and zero padding to maxlen 18 included), as kcp-go returns them.
     #[test]
     fn appendix_g_rebuild_is_byte_exact() {

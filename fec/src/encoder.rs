@@ -1,4 +1,4 @@
-//! The sender side (PROTOCOL C.2, kcp-go `fecEncoder`).
+//! The sender side (docs/wire-format.md#fec-encoder, kcp-go `fecEncoder`).
 
 use crate::code::Code;
 use crate::header::{FecHeader, HEADER_SIZE, HEADER_SIZE_PLUS2, PacketKind};
@@ -14,7 +14,7 @@ use crate::{FecError, MTU_LIMIT, gf};
 ///
 /// ```
 /// use rkcp_fec::FecEncoder;
-/// // (3,2) without crypto: 8 header bytes, then the KCP bytes (PROTOCOL appendix G).
+/// // (3,2) without crypto: 8 header bytes, then the KCP bytes (docs/wire-format.md#vectors).
 /// let mut enc = FecEncoder::new(3, 2, 0).unwrap();
 /// let mut parity = Vec::new();
 /// for kcp in [&b"ABCDEFGHIJ"[..], b"xyz", b"0123456789abcdef"] {
@@ -119,7 +119,7 @@ impl FecEncoder {
     /// open). This is not in kcp-go: the adaptive policy ([`crate::AdaptiveParity`]) uses it.
     ///
     /// Only the sender's choice is on the wire, and receivers (ours and kcp-go's) follow it
-    /// through autotune (PROTOCOL C.4). Because receivers find a packet's group as
+    /// through autotune (docs/wire-format.md#fec-autotune). Because receivers find a packet's group as
     /// `seqid - seqid % (ds + ps)`, the first seqid of the new setting is rounded up to a
     /// multiple of the new group size (wrapping to 0 past the new `paws`): seqids skip a few
     /// values, which receivers tolerate, and no group mixes packets of both settings.
@@ -162,7 +162,7 @@ impl FecEncoder {
     ///
     /// `pkt` is the whole datagram: `header_offset` bytes (the crypt header's space), 8 bytes
     /// for seqid | type | size, then the KCP bytes. This writes seqid, type 0xF1 and
-    /// `size = pkt.len() - header_offset - 6` (C.2). When `pkt` is the group's `ds`-th data
+    /// `size = pkt.len() - header_offset - 6` (`docs/wire-format.md#fec-encoder`). When `pkt` is the group's `ds`-th data
     /// packet, `parity` is called once per parity packet with a buffer of the group's longest
     /// datagram length: `header_offset` bytes of unspecified content, then seqid | 0xF2 |
     /// parity bytes. The callee may modify it in place (encrypt it) and must copy what it keeps.

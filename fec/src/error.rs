@@ -8,7 +8,7 @@
 #[non_exhaustive]
 pub enum FecError {
     /// `data_shards` or `parity_shards` is zero, or their sum exceeds the 256 shards GF(2^8)
-    /// Reed–Solomon allows (PROTOCOL C.5). kcp-go disables FEC when either count is 0: do the
+    /// Reed–Solomon allows (docs/wire-format.md#fec-reed-solomon). kcp-go disables FEC when either count is 0: do the
     /// same (create no encoder/decoder) instead of passing 0 here.
     #[error(
         "invalid FEC shard counts ({data_shards}, {parity_shards}): each must be >= 1 and the sum <= 256"

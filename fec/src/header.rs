@@ -1,4 +1,4 @@
-//! The 6-byte FEC header (PROTOCOL C.1): `seqid` LE u32, `type` LE u16.
+//! The 6-byte FEC header (docs/wire-format.md#fec-header): `seqid` LE u32, `type` LE u16.
 //!
 //! Data packets follow it with a 2-byte `size` field (counting itself) and the KCP bytes;
 //! parity packets follow it directly with the parity bytes.
@@ -70,7 +70,7 @@ impl FecHeader {
         out[4..6].copy_from_slice(&self.kind.wire().to_le_bytes());
     }
 
-    /// Reads the header at the start of `pkt` (PROTOCOL C.1). Never panics.
+    /// Reads the header at the start of `pkt` (docs/wire-format.md#fec-header). Never panics.
     pub fn decode(pkt: &[u8]) -> Result<FecHeader, FecError> {
         let (Some(seq), Some(kind)) = (pkt.get(..4), pkt.get(4..6)) else {
             return Err(FecError::Truncated {
@@ -88,7 +88,7 @@ impl FecHeader {
 }
 
 /// Whether `pkt` (starting at the FEC header, crypt header already removed) is an FEC packet:
-/// its LE16 at bytes 4..6 is 0xF1 or 0xF2 (PROTOCOL B.3 step 3).
+/// its LE16 at bytes 4..6 is 0xF1 or 0xF2 (docs/wire-format.md#session-input-dispatch).
 ///
 /// A plain KCP segment never matches, because bytes 4 and 5 are its `cmd` (81..84) and
 /// `frg`; kcp-go therefore auto-detects FEC per packet, whatever the local FEC setting.

@@ -1,5 +1,5 @@
 //! Reed–Solomon forward error correction in the exact kcp-go 5.6.1 packet format
-//! (PROTOCOL.md section C).
+//! (docs/wire-format.md#fec).
 //!
 //! The sender wraps every outgoing KCP datagram in a 6-byte header (seqid, type 0xF1) plus a
 //! 2-byte size field, and after every `ds` data packets sends `ps` parity packets (type 0xF2)
@@ -9,9 +9,9 @@
 //! sender's (ds, ps) by itself (autotune), so each direction chooses its parameters
 //! independently.
 //!
-//! * [`FecEncoder`] — C.2: header written in place (at offset 0, or 20 behind the crypt
+//! * [`FecEncoder`] — `#fec-encoder`: header written in place (at offset 0, or 20 behind the crypt
 //!   header), parity emitted through a callback, no allocation per packet.
-//! * [`FecDecoder`] — C.3/C.4: ordered receive window, duplicate detection, reconstruction,
+//! * [`FecDecoder`] — `#fec-decoder`, `#fec-autotune`: ordered receive window, duplicate detection, reconstruction,
 //!   size validation, 60 s expiry, autotune. Bounded memory, never panics on input.
 //! * [`AdaptiveParity`] — not in kcp-go: a sender-side policy choosing `ps` from the observed
 //!   loss; peers (ours and kcp-go's) follow through autotune, so it stays wire-compatible.

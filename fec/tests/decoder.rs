@@ -1,4 +1,4 @@
-//! Decoder behaviour (PROTOCOL C.3/C.4) through the public API: duplicates, window cap,
+//! Decoder behaviour (docs/wire-format.md#fec-decoder, #fec-autotune) through the public API: duplicates, window cap,
 //! expiry, seqid wrap, autotune from (1,1), following a sender that changes `ps`, round trips
 //! under loss, and arbitrary input.
 

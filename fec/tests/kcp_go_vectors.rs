@@ -1,4 +1,4 @@
-//! PROTOCOL.md appendix G (FEC, ds=3 ps=2), produced by kcp-go 5.6.1: encoder output byte for
+//! docs/wire-format.md#vectors (FEC, ds=3 ps=2), produced by kcp-go 5.6.1: encoder output byte for
 //! byte with header offsets 0 and 20, and the decoder rebuilding data1 and data2.
 
 use rkcp_fec::{FecDecoder, FecEncoder};

@@ -140,3 +140,8 @@ pub use rkcp_fec as fec;
 /// kcp-go packet encryption and the kcptun ciphers (crate `rkcp-crypt`).
 #[cfg(feature = "crypt")]
 pub use rkcp_crypt as crypt;
+
+/// This crate's README (the crates.io page): its Rust block is compiled and run as a doctest.
+#[cfg(all(doctest, feature = "smux"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

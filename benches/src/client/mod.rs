@@ -398,16 +398,30 @@ impl Drop for ServerProc {
     }
 }
 
-/// The report header: command line, machine, start time.
+/// The report header: command line (program name without its directory, so a report carries no path of the
+/// machine it ran on), machine, start time.
 pub fn new_report() -> Report {
+    let line = std::env::args()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
     Report {
-        command: std::env::args()
-            .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-            .collect::<Vec<_>>()
-            .join(" "),
+        command: portable_command(&line),
         machine: machine(),
         started: rfc3339_now(),
         rows: Vec::new(),
+    }
+}
+
+/// `command` with the directory of its first word (the program) removed: `/x/target/release/kcpbench latency …`
+/// becomes `kcpbench latency …`. Also applied when rendering reports saved before this was done.
+pub fn portable_command(command: &str) -> String {
+    let (program, rest) = command.split_once(' ').unwrap_or((command, ""));
+    let name = program.rsplit('/').next().unwrap_or(program);
+    if rest.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} {rest}")
     }
 }
 
@@ -474,5 +488,18 @@ mod tests {
         let s = rfc3339_now();
         assert_eq!(s.len(), 20);
         assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}
+
+#[cfg(test)]
+mod portable_tests {
+    #[test]
+    fn commands_carry_no_directory() {
+        assert_eq!(
+            super::portable_command("/work/x/target/release/kcpbench latency --json /tmp/a.json"),
+            "kcpbench latency --json /tmp/a.json"
+        );
+        assert_eq!(super::portable_command("kcpbench"), "kcpbench");
+        assert_eq!(super::portable_command(""), "");
     }
 }

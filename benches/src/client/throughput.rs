@@ -41,7 +41,7 @@ pub fn human_bytes(b: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     for (u, n) in UNITS {
         if b >= n {
-            return if b % n == 0 {
+            return if b.is_multiple_of(n) {
                 format!("{} {u}", b / n)
             } else {
                 format!("{:.1} {u}", b as f64 / n as f64)

@@ -1,6 +1,6 @@
 //! Blowfish (big-endian, as Go's x/crypto) with `encrypt_lanes`, so CFB decryption runs four
 //! blocks side by side; the `blowfish` crate computes the same single-block function but offers
-//! no multi-block backend. kcptun's `blowfish` takes the whole 32-byte key (PROTOCOL D.3).
+//! no multi-block backend. kcptun's `blowfish` takes the whole 32-byte key (docs/wire-format.md#crypt-ciphers).
 
 use cipher::consts::U8;
 

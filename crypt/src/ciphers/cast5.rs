@@ -1,6 +1,6 @@
 //! CAST-128 (RFC 2144) with `encrypt_lanes`, so CFB decryption runs four blocks side by side;
 //! the `cast5` crate computes the same single-block function but offers no multi-block
-//! backend. kcptun's `cast5` takes the first 16 key bytes (PROTOCOL D.3), so all 16 rounds run.
+//! backend. kcptun's `cast5` takes the first 16 key bytes (docs/wire-format.md#crypt-ciphers), so all 16 rounds run.
 
 use cipher::consts::U8;
 

@@ -1,7 +1,7 @@
 //! Triple DES (DES-EDE3) with combined S-box + P tables, initial and final permutations done
 //! once per 3DES block (they cancel between the three DES passes), and round keys laid out so a
 //! round is two rotations, two XORs and eight lookups: the classic software DES layout, which is
-//! also what Go's crypto/des does. kcptun's `3des` takes the first 24 key bytes (PROTOCOL D.3).
+//! also what Go's crypto/des does. kcptun's `3des` takes the first 24 key bytes (docs/wire-format.md#crypt-ciphers).
 
 use cipher::consts::U8;
 

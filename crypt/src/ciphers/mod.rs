@@ -3,9 +3,9 @@
 //! `twofish`, `des` and `sm4` crates evaluate S-boxes and linear layers bit by bit (Twofish
 //! recomputes its key-dependent S-boxes on every block), where kcp-go's Go ciphers use
 //! precomputed tables. These table versions are checked against the crates (kept as
-//! dev-dependencies) on random keys and blocks, and against PROTOCOL appendix G.
+//! dev-dependencies) on random keys and blocks, and against docs/wire-format.md#vectors.
 //!
-//! Only encryption exists: kcp-go's CFB (PROTOCOL D.2) never runs a block cipher backwards.
+//! Only encryption exists: kcp-go's CFB (docs/wire-format.md#crypt-cfb) never runs a block cipher backwards.
 
 /// Implements the `cipher` 0.5 encryption traits for a type with an inherent
 /// `fn encrypt_lanes<const L: usize>(&self, blocks: &mut [[u8; N]; L])` that encrypts `L`

@@ -1,6 +1,6 @@
 //! SM4 with "T-tables": the S-box and the linear transform L folded into four 256-entry
 //! tables (one per byte position), so a round is four lookups. kcptun's `sm4` takes the first 16
-//! key bytes (PROTOCOL D.3); the round keys are expanded once.
+//! key bytes (docs/wire-format.md#crypt-ciphers); the round keys are expanded once.
 
 use cipher::consts::U16;
 

@@ -1,5 +1,5 @@
 //! TEA and XTEA exactly as Go's x/crypto computes them for kcptun's `tea` and `xtea`
-//! (PROTOCOL D.3): big-endian key and block words (the `xtea` crate reads little-endian ones,
+//! (docs/wire-format.md#crypt-ciphers): big-endian key and block words (the `xtea` crate reads little-endian ones,
 //! and no TEA crate offers Go's round count).
 
 use cipher::consts::U8;

@@ -1,6 +1,6 @@
 //! Twofish-256 with the key-dependent S-boxes and MDS matrix folded into four 256-entry tables
 //! at key setup (the classic "full keying" of the Twofish paper, as Go's x/crypto does), so a
-//! round costs eight table lookups. kcptun's `twofish` always has a 32-byte key (PROTOCOL D.3).
+//! round costs eight table lookups. kcptun's `twofish` always has a 32-byte key (docs/wire-format.md#crypt-ciphers).
 
 use cipher::consts::U16;
 

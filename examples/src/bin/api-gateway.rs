@@ -5,19 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use rkcp_examples::cli::{SIGNALS_HELP, bind_tcp, describe_bound, fail, init_logging, resolve};
 use rkcp_examples::randsvc;
-use rkcp_examples::tunnel::{init_logging, shutdown_signal};
+use rkcp_examples::tunnel::shutdown_signal;
 
 /// HTTP gateway: `GET /rand` answers 16 hex digits fetched from `rand-service` over one of `--pool` shared
 /// KCP+smux sessions (round-robin; a dead session is replaced). Stops cleanly on Ctrl-C or SIGTERM.
 #[derive(Parser, Debug)]
-#[command(name = "api-gateway", version)]
+#[command(name = "api-gateway", version, after_help = SIGNALS_HELP)]
 struct Args {
-    /// TCP address to serve HTTP on.
+    /// TCP address to serve HTTP on (`:PORT` is every interface, IPv4 and IPv6).
     #[arg(short, long, default_value = "127.0.0.1:8080")]
     listen: String,
-    /// UDP address of rand-service.
-    #[arg(short, long, default_value = "127.0.0.1:29900")]
+    /// UDP address of rand-service (host:port; a host name is resolved, IPv4 first).
+    #[arg(short, long, default_value = "127.0.0.1:29910")]
     target: String,
     /// Number of KCP+smux sessions shared by all HTTP requests.
     #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -38,15 +39,10 @@ struct Args {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let Err(e) = init_logging(&args.log) {
-        eprintln!("api-gateway: {e:#}");
-        return std::process::ExitCode::FAILURE;
+        return fail("api-gateway", &e, false);
     }
     let res = async {
-        let target = tokio::net::lookup_host(args.target.as_str())
-            .await
-            .map_err(|e| anyhow::anyhow!("resolving --target {}: {e}", args.target))?
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("--target {} resolved to nothing", args.target))?;
+        let target = resolve("--target", &args.target).await?;
         let mut smux = rkcp_smux::Config::default();
         smux.version = if args.smuxver == 2 {
             rkcp_smux::Version::V2
@@ -60,12 +56,10 @@ async fn main() -> std::process::ExitCode {
             smux,
             Duration::from_millis(args.timeout_ms.max(1)),
         )?;
-        let http = tokio::net::TcpListener::bind(args.listen.as_str())
-            .await
-            .map_err(|e| anyhow::anyhow!("listening on {}: {e}", args.listen))?;
+        let http = bind_tcp(&args.listen)?;
         println!(
             "api-gateway listening on http://{}/rand",
-            http.local_addr()?
+            describe_bound(http.local_addr()?)
         );
         axum::serve(http, randsvc::router(Arc::new(pool)))
             .with_graceful_shutdown(shutdown_signal())
@@ -75,9 +69,6 @@ async fn main() -> std::process::ExitCode {
     .await;
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("api-gateway: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => fail("api-gateway", &e, !args.log.is_empty()),
     }
 }

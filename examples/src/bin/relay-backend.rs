@@ -1,21 +1,21 @@
 //! `relay-backend`: registers an id at a relay and serves every client stream, either as an echo server or
 //! by forwarding it to a local TCP port. See `relay-backend --help`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rkcp_examples::cli::{Chain, SIGNALS_HELP, fail, init_stderr_logging, resolve};
 use rkcp_examples::positive_secs;
 use rkcp_examples::relay::{Backend, BackendConfig, kcp_config};
-use rkcp_examples::tunnel::{init_logging, shutdown_signal};
+use rkcp_examples::tunnel::shutdown_signal;
 
 /// Relay backend: dials the relay, proves the shared key, registers an id and serves client streams.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "relay-backend", version, after_help = SIGNALS_HELP)]
 struct Args {
-    /// The relay's UDP address.
+    /// The relay's UDP address (host:port; a host name is resolved, IPv4 first).
     #[arg(short, long)]
-    relay: SocketAddr,
+    relay: String,
     /// Id to register (1 to 64 characters of A-Z a-z 0-9 . _ -).
     #[arg(short, long)]
     id: String,
@@ -25,38 +25,45 @@ struct Args {
     /// Optional passphrase for AES encryption of the KCP packets (must match the relay's).
     #[arg(long, env = "RELAY_KCP_KEY", hide_env_values = true)]
     kcp_key: Option<String>,
-    /// Forward each client stream to this local TCP address; without it, echo the bytes back.
+    /// Forward each client stream to this TCP address (host:port, resolved per connection); without it, echo
+    /// the bytes back.
     #[arg(short, long)]
-    forward: Option<SocketAddr>,
+    forward: Option<String>,
     /// Seconds between pings to the relay (keep below the relay's --idle-timeout).
     #[arg(long, default_value_t = 10.0)]
     ping_interval: f64,
+    /// Log warnings and errors only (no per-stream lines).
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    // Logging to stderr (an empty path) cannot fail.
-    let _ = init_logging("");
+    init_stderr_logging(args.quiet);
     let res = async {
         let ping = positive_secs("--ping-interval", args.ping_interval)?;
+        let relay = resolve("--relay", &args.relay).await?;
         let mut cfg = BackendConfig::new(args.id.clone(), args.key.into_bytes());
         cfg.ping_interval = Some(ping);
-        let backend = Backend::register(args.relay, kcp_config(args.kcp_key.as_deref()), cfg)
+        let backend = Backend::register(relay, kcp_config(args.kcp_key.as_deref()), cfg)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot register {:?} at {}: {e}", args.id, args.relay))?;
-        tracing::info!("registered as {:?} at {}", args.id, args.relay);
+            .map_err(|e| {
+                anyhow::Error::new(e)
+                    .context(format!("cannot register {:?} at {}", args.id, args.relay))
+            })?;
+        println!("registered as {:?} at {} ({relay})", args.id, args.relay);
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
         loop {
             let mut stream = tokio::select! {
                 () = &mut shutdown => break,
-                s = backend.accept() => s.map_err(|e| anyhow::anyhow!("lost the relay: {e}"))?,
+                s = backend.accept() => s.map_err(|e| anyhow::Error::new(e).context("lost the relay"))?,
             };
-            let forward = args.forward;
+            let forward = args.forward.clone();
             tokio::spawn(async move {
-                let res = match forward {
-                    Some(addr) => match tokio::net::TcpStream::connect(addr).await {
+                let res = match &forward {
+                    Some(addr) => match tokio::net::TcpStream::connect(addr.as_str()).await {
                         Ok(mut tcp) => tokio::io::copy_bidirectional(&mut stream, &mut tcp)
                             .await
                             .map(drop),
@@ -71,7 +78,7 @@ async fn main() -> ExitCode {
                     }
                 };
                 if let Err(e) = res {
-                    tracing::info!("stream ended: {e}");
+                    tracing::info!("stream ended: {}", Chain(&e));
                 }
             });
         }
@@ -81,9 +88,6 @@ async fn main() -> ExitCode {
     .await;
     match res {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("relay-backend: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail("relay-backend", &e, false),
     }
 }

@@ -1,51 +1,56 @@
 //! `relay-client`: listens on a local TCP port and carries each accepted connection through the relay to a
 //! named backend. See `relay-client --help`.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rkcp_examples::cli::{
+    Chain, SIGNALS_HELP, bind_tcp, describe_bound, fail, init_stderr_logging, resolve,
+};
 use rkcp_examples::relay::{Client, kcp_config, validate_id};
-use rkcp_examples::tunnel::{init_logging, shutdown_signal};
+use rkcp_examples::tunnel::shutdown_signal;
 
 /// Relay client: forwards local TCP connections to a backend registered at the relay.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "relay-client", version, after_help = SIGNALS_HELP)]
 struct Args {
-    /// The relay's UDP address.
+    /// The relay's UDP address (host:port; a host name is resolved, IPv4 first).
     #[arg(short, long)]
-    relay: SocketAddr,
+    relay: String,
     /// Backend id to reach.
     #[arg(short, long)]
     id: String,
-    /// Local TCP address to accept connections on.
+    /// Local TCP address to accept connections on (`:PORT` is every interface, IPv4 and IPv6).
     #[arg(short, long, default_value = "127.0.0.1:29951")]
-    listen: SocketAddr,
+    listen: String,
     /// Optional passphrase for AES encryption of the KCP packets (must match the relay's).
     #[arg(long, env = "RELAY_KCP_KEY", hide_env_values = true)]
     kcp_key: Option<String>,
+    /// Log warnings and errors only (no per-connection lines).
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    // Logging to stderr (an empty path) cannot fail.
-    let _ = init_logging("");
+    init_stderr_logging(args.quiet);
     let res = async {
         validate_id(&args.id)?;
-        let tcp = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        let relay = resolve("--relay", &args.relay).await?;
+        let tcp = bind_tcp(&args.listen)?;
         let client = Client::connect(
-            args.relay,
+            relay,
             kcp_config(args.kcp_key.as_deref()),
             rkcp_smux::Config::default(),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the relay at {}: {e}", args.relay))?;
-        tracing::info!(
-            "forwarding {} -> relay {} -> {:?}",
-            args.listen,
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot reach the relay at {}", args.relay))
+        })?;
+        println!(
+            "forwarding {} -> relay {} ({relay}) -> {:?}",
+            describe_bound(tcp.local_addr()?),
             args.relay,
             args.id
         );
@@ -64,10 +69,10 @@ async fn main() -> ExitCode {
                 match client.open(&id).await {
                     Ok(mut s) => {
                         if let Err(e) = tokio::io::copy_bidirectional(&mut conn, &mut s).await {
-                            tracing::info!("{peer}: {e}");
+                            tracing::info!("{peer}: {}", Chain(&e));
                         }
                     }
-                    Err(e) => tracing::warn!("{peer}: {e}"),
+                    Err(e) => tracing::warn!("{peer}: {}", Chain(&e)),
                 }
             });
         }
@@ -77,9 +82,6 @@ async fn main() -> ExitCode {
     .await;
     match res {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("relay-client: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail("relay-client", &e, false),
     }
 }

@@ -5,16 +5,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use rkcp_examples::cli::{SIGNALS_HELP, bind_udp, describe_bound, fail, init_stderr_logging};
 use rkcp_examples::positive_secs;
 use rkcp_examples::relay::{Relay, RelayConfig, kcp_config};
-use rkcp_examples::tunnel::{init_logging, shutdown_signal};
+use rkcp_examples::tunnel::shutdown_signal;
 
 /// Relay gateway: splices client streams with registered backends over KCP+smux.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = "relay", version, after_help = SIGNALS_HELP)]
 struct Args {
-    /// UDP address to listen on.
-    #[arg(short, long, default_value = "0.0.0.0:29950")]
+    /// UDP address to listen on (`:PORT` is every interface, IPv4 and IPv6).
+    #[arg(short, long, default_value = ":29950")]
     listen: String,
     /// Shared key that backends must prove (HMAC-SHA256 challenge).
     #[arg(short, long, env = "RELAY_KEY", hide_env_values = true)]
@@ -25,30 +26,28 @@ struct Args {
     /// Seconds without a ping after which a backend is dropped.
     #[arg(long, default_value_t = 30.0)]
     idle_timeout: f64,
+    /// Log warnings and errors only (no per-backend or per-stream lines).
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    // Logging to stderr (an empty path) cannot fail.
-    let _ = init_logging("");
+    init_stderr_logging(args.quiet);
     let res = async {
         let idle = positive_secs("--idle-timeout", args.idle_timeout)?;
         let mut cfg = RelayConfig::new(args.key.into_bytes());
         cfg.idle_timeout = idle;
-        let relay = Relay::bind(&args.listen, kcp_config(args.kcp_key.as_deref()), cfg)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
-        tracing::info!("relay listening on {}", relay.local_addr());
+        let sock = bind_udp(&args.listen)?;
+        let relay = Relay::from_std(sock, kcp_config(args.kcp_key.as_deref()), cfg)?;
+        println!("relay listening on {}", describe_bound(relay.local_addr()));
         relay.run(shutdown_signal()).await?;
         anyhow::Ok(())
     }
     .await;
     match res {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("relay: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail("relay", &e, false),
     }
 }

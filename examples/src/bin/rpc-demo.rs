@@ -5,16 +5,22 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use rkcp_examples::cli::{
+    SIGNALS_HELP, bind_udp, describe_bound, fail, init_stderr_logging, resolve,
+};
 use rkcp_examples::randsvc::kcp_config;
 use rkcp_examples::rpc::{Peer, Routes};
-use rkcp_examples::tunnel::{init_logging, shutdown_signal};
+use rkcp_examples::tunnel::shutdown_signal;
 
 /// Two-way RPC over one KCP+smux session dialled out from behind NAT. Stops cleanly on Ctrl-C or SIGTERM.
 #[derive(Parser, Debug)]
-#[command(name = "rpc-demo", version)]
+#[command(name = "rpc-demo", version, after_help = SIGNALS_HELP)]
 struct Args {
     #[command(subcommand)]
     side: Side,
+    /// Log warnings and errors only (no per-session lines).
+    #[arg(short, long, global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -22,15 +28,15 @@ enum Side {
     /// The reachable side: waits for the NAT'd side, then calls its `nat.time` route every second and
     /// serves `public.echo`.
     Public {
-        /// UDP address to listen on.
-        #[arg(short, long, default_value = "127.0.0.1:29950")]
+        /// UDP address to listen on (`:PORT` is every interface, IPv4 and IPv6).
+        #[arg(short, long, default_value = "127.0.0.1:29920")]
         listen: String,
     },
     /// The side behind NAT: dials the public side once, serves `nat.time` and `nat.log` (one-way), and
     /// calls `public.echo` once.
     Nat {
-        /// UDP address of the public side.
-        #[arg(short, long, default_value = "127.0.0.1:29950")]
+        /// UDP address of the public side (host:port; a host name is resolved, IPv4 first).
+        #[arg(short, long, default_value = "127.0.0.1:29920")]
         server: String,
     },
 }
@@ -45,10 +51,12 @@ async fn run(side: Side) -> anyhow::Result<()> {
     const TIMEOUT: Duration = Duration::from_secs(5);
     match side {
         Side::Public { listen } => {
-            let listener = rkcp_session::KcpListener::bind(listen.as_str(), kcp_config())
-                .await
-                .map_err(|e| anyhow::anyhow!("listening on {listen}: {e}"))?;
-            println!("rpc-demo public listening on {}", listener.local_addr());
+            let listener = rkcp_session::KcpListener::from_std(bind_udp(&listen)?, kcp_config())
+                .map_err(|e| anyhow::Error::new(e).context(format!("listening on {listen}")))?;
+            println!(
+                "rpc-demo public listening on {}",
+                describe_bound(listener.local_addr())
+            );
             let routes = Routes::new().route("public.echo", |req: Vec<u8>| async move { req });
             let peer = Peer::accept(&listener, rkcp_smux::Config::default(), routes).await?;
             println!("NAT'd peer connected");
@@ -60,11 +68,7 @@ async fn run(side: Side) -> anyhow::Result<()> {
             }
         }
         Side::Nat { server } => {
-            let addr = tokio::net::lookup_host(server.as_str())
-                .await
-                .map_err(|e| anyhow::anyhow!("resolving {server}: {e}"))?
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("{server} resolved to nothing"))?;
+            let addr = resolve("--server", &server).await?;
             let routes = Routes::new()
                 .route("nat.time", |_| async {
                     unix_now().to_string().into_bytes()
@@ -90,19 +94,13 @@ async fn run(side: Side) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Err(e) = init_logging("") {
-        eprintln!("rpc-demo: {e:#}");
-        return std::process::ExitCode::FAILURE;
-    }
+    init_stderr_logging(args.quiet);
     let res = tokio::select! {
         r = run(args.side) => r,
         () = shutdown_signal() => Ok(()),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rpc-demo: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => fail("rpc-demo", &e, false),
     }
 }

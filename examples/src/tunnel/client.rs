@@ -1,4 +1,4 @@
-//! The tunnel client (kcptun `client/main.go`, PROTOCOL.md F.3, F.5).
+//! The tunnel client (kcptun `client/main.go`; `docs/wire-format.md#kcptun-session`, `#kcptun-tunnel`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ClientConfig, CompStream, Params, listen_addr, pipe, snmp_logger};
+use super::{ClientConfig, CompStream, Params, pipe, snmp_logger};
 
 /// Sessions handed to the scavenger at most (kcptun's channel capacity).
 const SCAVENGER_QUEUE: usize = 128;
@@ -32,7 +32,8 @@ struct Timed {
 }
 
 impl Client {
-    /// Checks the configuration, derives the key and listens on `--localaddr`.
+    /// Checks the configuration, derives the key and listens on `--localaddr` (TCP; Go's `:port` is every
+    /// interface, IPv4 and IPv6).
     ///
     /// # Errors
     /// An invalid configuration (see [`ClientConfig::params`]), `--conn` below 1, or the listen error.
@@ -41,14 +42,17 @@ impl Client {
         if cfg.conn < 1 {
             anyhow::bail!("--conn must be at least 1, got {}", cfg.conn);
         }
-        let addr = listen_addr(&cfg.localaddr);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
+        let listener = crate::cli::bind_tcp(&cfg.localaddr)?;
         let k = &params.kcp;
+        for w in &params.warnings {
+            tracing::warn!("{w}");
+        }
         tracing::info!("version: {}", env!("CARGO_PKG_VERSION"));
         tracing::info!("smux version: {}", cfg.smuxver);
-        tracing::info!("listening on: {}", listener.local_addr()?);
+        tracing::info!(
+            "listening on: {}",
+            crate::cli::describe_bound(listener.local_addr()?)
+        );
         tracing::info!("encryption: {}", params.crypt_name);
         tracing::info!(
             "nodelay parameters: {} {} {} {}",
@@ -105,7 +109,8 @@ impl Client {
         } = self;
         let snmp = tokio::spawn(snmp_logger(cfg.snmplog.clone(), cfg.snmpperiod));
         let (scav_tx, scav_rx) = mpsc::channel::<Timed>(SCAVENGER_QUEUE);
-        let scav = (cfg.autoexpire > 0).then(|| tokio::spawn(scavenger(scav_rx, cfg.scavengettl)));
+        let scav = (cfg.autoexpire > 0)
+            .then(|| tokio::spawn(scavenger(scav_rx, cfg.scavengettl, cfg.quiet)));
         let n = cfg.conn as usize;
         let mut muxes: Vec<Option<Timed>> = vec![None; n];
         let mut rr: usize = 0;
@@ -129,7 +134,7 @@ impl Client {
             };
             if stale {
                 let session = tokio::select! {
-                    s = wait_conn(&cfg.remoteaddr, &params) => s,
+                    s = wait_conn(&cfg.remoteaddr, &params, cfg.quiet) => s,
                     () = &mut shutdown => break Ok(()),
                 };
                 let t = Timed {
@@ -165,30 +170,34 @@ async fn futures_join<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
     }
 }
 
-/// kcptun `createConn`: dial, configure (PROTOCOL.md F.3) and start a smux client over the session or its
-/// [`CompStream`].
+/// kcptun `createConn`: resolve (IPv4 first, as Go does), dial, configure (`docs/wire-format.md#kcptun-session`)
+/// and start a smux client over the session or its [`CompStream`].
 ///
 /// # Errors
 /// The address does not resolve or the socket cannot be created.
 pub(crate) async fn create_conn(
     remote: &str,
     params: &Params,
+    quiet: bool,
 ) -> anyhow::Result<rkcp_smux::Session> {
-    let kcp = KcpStream::connect(remote, params.kcp.clone())
+    let addr = crate::cli::resolve("--remoteaddr", remote).await?;
+    let kcp = KcpStream::connect(addr, params.kcp.clone())
         .await
-        .with_context(|| format!("dialing {remote}"))?;
+        .with_context(|| format!("dialing {remote} ({addr})"))?;
     let local = kcp.local_addr().ok();
     let peer = kcp.peer_addr();
-    tracing::info!(
-        "smux version: {} on connection: {} -> {}",
-        if params.smux.version == rkcp_smux::Version::V2 {
-            2
-        } else {
-            1
-        },
-        local.map_or_else(|| "?".to_string(), |a| a.to_string()),
-        peer
-    );
+    if !quiet {
+        tracing::info!(
+            "smux version: {} on connection: {} -> {}",
+            if params.smux.version == rkcp_smux::Version::V2 {
+                2
+            } else {
+                1
+            },
+            local.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            peer
+        );
+    }
     let session = if params.comp {
         rkcp_smux::Session::client(CompStream::new(kcp), params.smux.clone())?
     } else {
@@ -198,12 +207,12 @@ pub(crate) async fn create_conn(
 }
 
 /// kcptun `waitConn`: retries every second until a session exists.
-async fn wait_conn(remote: &str, params: &Params) -> rkcp_smux::Session {
+async fn wait_conn(remote: &str, params: &Params, quiet: bool) -> rkcp_smux::Session {
     loop {
-        match create_conn(remote, params).await {
+        match create_conn(remote, params, quiet).await {
             Ok(s) => return s,
             Err(e) => {
-                tracing::warn!("re-connecting: {e:#}");
+                tracing::warn!("re-connecting: {}", crate::cli::report(&e));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -234,7 +243,7 @@ async fn handle_client(session: rkcp_smux::Session, tcp: TcpStream, peer: Socket
 }
 
 /// kcptun's scavenger: closes expired sessions `ttl` seconds after their expiry, checking every second.
-async fn scavenger(mut rx: mpsc::Receiver<Timed>, ttl: i64) {
+async fn scavenger(mut rx: mpsc::Receiver<Timed>, ttl: i64, quiet: bool) {
     let ttl = Duration::from_secs(ttl.max(0) as u64);
     let mut list: Vec<Timed> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -252,11 +261,15 @@ async fn scavenger(mut rx: mpsc::Receiver<Timed>, ttl: i64) {
                 let mut keep = Vec::with_capacity(list.len());
                 for t in list.drain(..) {
                     if t.session.is_closed() {
-                        tracing::info!("scavenger: session normally closed: {:?}", t.session.local_addr());
+                        if !quiet {
+                            tracing::info!("scavenger: session normally closed: {:?}", t.session.local_addr());
+                        }
                     } else if now > t.expiry {
                         let s = t.session.clone();
                         tokio::spawn(async move { let _ = s.close().await; });
-                        tracing::info!("scavenger: session closed due to ttl: {:?}", t.session.local_addr());
+                        if !quiet {
+                            tracing::info!("scavenger: session closed due to ttl: {:?}", t.session.local_addr());
+                        }
                     } else {
                         keep.push(t);
                     }

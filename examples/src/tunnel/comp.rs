@@ -1,15 +1,15 @@
-//! kcptun's snappy layer (`generic.CompStream`, PROTOCOL.md F.4) as a tokio `AsyncRead + AsyncWrite` wrapper.
+//! kcptun's snappy layer (`generic.CompStream`, docs/wire-format.md#kcptun-snappy) as a tokio `AsyncRead + AsyncWrite` wrapper.
 //!
 //! One snappy *framing* stream per direction wraps the whole KCP session, under smux. kcptun writes every smux
 //! frame with one `Write` followed by `Flush`, so each smux frame becomes exactly one snappy chunk (frames are at
 //! most 32776 bytes with the default frame size, below the 65536-byte chunk limit). Our smux driver batches
 //! several frames into one write, so the write side here finds the frame boundaries again (the 8-byte smux
-//! header says how long each frame is, E.1) and emits one chunk per frame: the compressed byte stream is the one
+//! header says how long each frame is, `docs/wire-format.md#smux-frame`) and emits one chunk per frame: the compressed byte stream is the one
 //! kcptun produces. Only the KCP packetisation differs: several chunks may share one KCP write (kcptun issues one
 //! or two writes per chunk), which the peer cannot tell apart in stream mode.
 //!
 //! The read side accepts any valid framing stream (the stream identifier first, CRCs checked, reserved
-//! skippable chunks skipped, PROTOCOL.md F.4) and fails with `InvalidData` otherwise, which kills the smux
+//! skippable chunks skipped, docs/wire-format.md#kcptun-snappy) and fails with `InvalidData` otherwise, which kills the smux
 //! session on top, as in kcptun.
 
 use std::io::{self, Read, Write};
@@ -18,9 +18,9 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// smux frame header length (PROTOCOL.md E.1).
+/// smux frame header length (docs/wire-format.md#smux-frame).
 const SMUX_HEADER: usize = 8;
-/// Largest chunk body a Go snappy reader accepts: `MaxEncodedLen(65536) + 4` (PROTOCOL.md F.4).
+/// Largest chunk body a Go snappy reader accepts: `MaxEncodedLen(65536) + 4` (docs/wire-format.md#kcptun-snappy).
 const MAX_CHUNK_BODY: usize = 76490 + 4;
 /// Bytes of encoded chunks we hold before a write waits for the KCP session to take them.
 const HIGH_WATER: usize = 128 * 1024;
@@ -127,7 +127,7 @@ impl<T> CompStream<T> {
         self.enc.flush()
     }
 
-    /// Length of the frame whose header starts `h` (PROTOCOL.md E.1): PSH and UPD carry `length` bytes, SYN,
+    /// Length of the frame whose header starts `h` (docs/wire-format.md#smux-frame): PSH and UPD carry `length` bytes, SYN,
     /// FIN and NOP none (a Go receiver ignores their length field).
     fn frame_len(h: &[u8]) -> usize {
         let cmd = h[1];

@@ -1,5 +1,9 @@
 //! Command line and JSON configuration, flag for flag and default for default as kcptun 20210922
-//! (PROTOCOL.md F.1, F.2).
+//! (`docs/wire-format.md#kcptun-flags`, `#kcptun-modes`).
+//!
+//! Where kcptun silently falls back (an unknown `--crypt` means aes, an unknown `--mode` keeps the manual
+//! values, an unknown JSON key is ignored, the well-known default key is used), we do the same for
+//! compatibility but say so: [`Params::warnings`] lists each case and the programs log them at `warn` level.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -20,18 +24,22 @@ macro_rules! tunnel_config {
     ) => {
         #[derive(Parser, Serialize, Deserialize, Debug, Clone, PartialEq)]
         $(#[$meta])*
-        #[command(version, disable_version_flag = true)]
+        #[command(version, disable_version_flag = true, after_help = crate::cli::SIGNALS_HELP)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
 
-            /// pre-shared secret between client and server
-            #[arg(long, env = "KCPTUN_KEY", default_value = "it's a secrect", hide_env_values = true)]
+            /// pre-shared secret between client and server (the default is public knowledge: set your own)
+            #[arg(long, env = "KCPTUN_KEY", default_value = DEFAULT_KEY, hide_env_values = true)]
             pub key: String,
             /// aes, aes-128, aes-192, salsa20, blowfish, twofish, cast5, 3des, tea, xtea, xor, sm4, none
-            /// (also the Rust-only aes-256-gcm, chacha20-poly1305; unknown names mean aes)
+            /// (as kcptun, an unknown name means aes: we warn)
             #[arg(long, default_value = "aes")]
             pub crypt: String,
-            /// profiles: fast3, fast2, fast, normal, manual
+            /// Rust peers only: authenticate every packet with aes-256-gcm or chacha20-poly1305 instead of
+            /// --crypt (kcptun has no such flag; both ends must set it)
+            #[arg(long, default_value = "")]
+            pub aead: String,
+            /// profiles: fast3, fast2, fast, normal, manual (as kcptun, an unknown name means manual: we warn)
             #[arg(long, default_value = "fast")]
             pub mode: String,
             /// set maximum transmission unit for UDP packets
@@ -90,7 +98,7 @@ macro_rules! tunnel_config {
             /// specify a log file to output, default goes to stderr
             #[arg(long, default_value = "")]
             pub log: String,
-            /// to suppress the 'stream open/close' messages
+            /// to suppress the per-session and per-stream messages ('stream open/close', 'remote address', …)
             #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
                   default_value_t = false, action = ArgAction::Set)]
             pub quiet: bool,
@@ -102,10 +110,14 @@ macro_rules! tunnel_config {
             #[arg(short = 'c', default_value = "")]
             #[serde(skip)]
             pub c: String,
-            /// print the version
-            #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+            /// print the version (-v, kcptun's spelling, works too)
+            #[arg(short = 'V', long = "version", short_alias = 'v', action = ArgAction::Version)]
             #[serde(skip)]
             pub version: Option<bool>,
+            /// Warnings about the JSON file (unknown keys), filled in by [`merge_json`].
+            #[arg(skip)]
+            #[serde(skip)]
+            pub json_warnings: Vec<String>,
         }
     };
 }
@@ -160,6 +172,10 @@ tunnel_config! {
         #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
               default_value_t = false, action = ArgAction::Set)]
         pprof: bool,
+        /// serve the KCP counters (the SNMP set) in Prometheus text format on http://ADDR/metrics, e.g.
+        /// 127.0.0.1:9100 (not a kcptun flag)
+        #[arg(long, default_value = "")]
+        metrics: String,
     }
 }
 
@@ -229,6 +245,8 @@ pub trait HasConfigFile {
     fn config_file(&self) -> &str;
     /// Sets the `-c` path (kept across the JSON merge, which does not carry it).
     fn set_config_file(&mut self, path: String);
+    /// Records what the JSON merge found suspicious (unknown keys), for [`Params::warnings`].
+    fn set_json_warnings(&mut self, warnings: Vec<String>);
 }
 
 impl HasConfigFile for ClientConfig {
@@ -237,6 +255,9 @@ impl HasConfigFile for ClientConfig {
     }
     fn set_config_file(&mut self, path: String) {
         self.c = path;
+    }
+    fn set_json_warnings(&mut self, warnings: Vec<String>) {
+        self.json_warnings = warnings;
     }
 }
 
@@ -247,10 +268,15 @@ impl HasConfigFile for ServerConfig {
     fn set_config_file(&mut self, path: String) {
         self.c = path;
     }
+    fn set_json_warnings(&mut self, warnings: Vec<String>) {
+        self.json_warnings = warnings;
+    }
 }
 
 /// The JSON file overrides the command line key by key (kcptun decodes the file over the flag values). Keys
-/// match case-insensitively and unknown keys are ignored, as with Go's `encoding/json`.
+/// match case-insensitively, as with Go's `encoding/json`. Unknown keys are ignored as kcptun ignores them, but
+/// each one becomes a warning naming the key (and the known key it probably meant): a misspelt `"kye"` would
+/// otherwise leave the default key in use without a word.
 fn apply_json<T>(cfg: T) -> anyhow::Result<T>
 where
     T: Serialize + for<'de> Deserialize<'de> + HasConfigFile,
@@ -280,18 +306,68 @@ where
     let serde_json::Value::Object(mut base) = serde_json::to_value(&cfg)? else {
         bail!("internal: configuration did not serialize to an object");
     };
+    let mut warnings = Vec::new();
     for (k, v) in file {
-        let k = k.to_ascii_lowercase();
-        if base.contains_key(&k) {
-            base.insert(k, v);
+        let lower = k.to_ascii_lowercase();
+        if base.contains_key(&lower) {
+            base.insert(lower, v);
+        } else {
+            let hint = closest(&lower, base.keys().map(String::as_str))
+                .map_or_else(String::new, |known| format!(" (did you mean {known:?}?)"));
+            warnings.push(format!(
+                "config file{}: unknown key {k:?} ignored{hint}",
+                if path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {path}")
+                }
+            ));
         }
     }
     let mut out: T = serde_json::from_value(serde_json::Value::Object(base))?;
     out.set_config_file(path);
+    out.set_json_warnings(warnings);
     Ok(out)
 }
 
-/// The KCP and smux knobs both sides turn the same way (PROTOCOL.md F.3).
+/// The known name within edit distance 2 of `name` (a typo), if there is one.
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|&(d, _)| d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit ("kye" → "key").
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// kcptun's default `--key`: printed in its source and every guide, so it protects nothing.
+pub const DEFAULT_KEY: &str = "it's a secrect";
+
+/// The KCP and smux knobs both sides turn the same way (`docs/wire-format.md#kcptun-session`).
 #[derive(Debug, Clone)]
 pub struct Params {
     /// The per-session KCP configuration (mode preset, windows, MTU, cipher, FEC, DSCP, socket buffers).
@@ -300,8 +376,11 @@ pub struct Params {
     pub smux: rkcp_smux::Config,
     /// Snappy compression on (no `--nocomp`).
     pub comp: bool,
-    /// The cipher's kcptun name after the `aes` fallback.
+    /// The cipher's kcptun name after the `aes` fallback (or the `--aead` name).
     pub crypt_name: &'static str,
+    /// Every silent kcptun fallback this configuration hit (unknown cipher or mode, unknown JSON keys, the
+    /// default key), worded for the log. The programs log each at `warn` level when they start.
+    pub warnings: Vec<String>,
 }
 
 /// The common fields as the builder sees them.
@@ -309,6 +388,8 @@ pub struct Params {
 pub(crate) struct Common<'a> {
     pub(crate) key: &'a str,
     pub(crate) crypt: &'a str,
+    pub(crate) aead: &'a str,
+    pub(crate) json_warnings: &'a [String],
     pub(crate) mode: &'a str,
     pub(crate) mtu: i64,
     pub(crate) sndwnd: i64,
@@ -335,6 +416,8 @@ macro_rules! common_of {
         Common {
             key: &$c.key,
             crypt: &$c.crypt,
+            aead: &$c.aead,
+            json_warnings: &$c.json_warnings,
             mode: &$c.mode,
             mtu: $c.mtu,
             sndwnd: $c.sndwnd,
@@ -378,7 +461,7 @@ impl ServerConfig {
     }
 }
 
-/// kcptun's mode presets (PROTOCOL.md F.2); `manual` and unknown names keep the hidden flags.
+/// kcptun's mode presets (`docs/wire-format.md#kcptun-modes`); `manual` and unknown names keep the hidden flags.
 pub fn mode_tuple(mode: &str, manual: (i64, i64, i64, i64)) -> (i64, i64, i64, i64) {
     match mode {
         "normal" => (0, 40, 2, 1),
@@ -396,7 +479,53 @@ fn positive(v: i64, what: &str) -> anyhow::Result<usize> {
     usize::try_from(v).with_context(|| format!("--{what} {v} is too large"))
 }
 
-/// Builds the per-session configuration of PROTOCOL.md F.3 from the flags.
+/// kcptun's mode names; anything else falls back to the manual values (kcptun's `switch` has no default).
+pub const MODES: [&str; 5] = ["normal", "fast", "fast2", "fast3", "manual"];
+
+/// The cipher `--crypt`/`--aead` select, and the warnings for kcptun's silent fallbacks.
+fn cipher(c: &Common<'_>, warnings: &mut Vec<String>) -> anyhow::Result<CipherKind> {
+    if !c.aead.is_empty() {
+        let kind = c
+            .aead
+            .parse::<CipherKind>()
+            .ok()
+            .filter(CipherKind::is_authenticated)
+            .with_context(|| {
+                format!(
+                    "--aead {:?}: expected aes-256-gcm or chacha20-poly1305",
+                    c.aead
+                )
+            })?;
+        warnings.push(format!(
+            "--aead {}: authenticated packets only a Rust peer with the same --aead understands (a kcptun peer \
+             drops every packet); --crypt {:?} is not used",
+            kind.name(),
+            c.crypt
+        ));
+        return Ok(kind);
+    }
+    if let Some(kind) = CipherKind::kcptun_lookup(c.crypt) {
+        return Ok(kind);
+    }
+    if let Ok(kind) = c.crypt.parse::<CipherKind>() {
+        // A Rust-only name: kcptun does not know it and would use aes (AES-256-CFB) instead, so the two ends
+        // would disagree without a word. Refuse it here; `--aead` is the explicit spelling.
+        bail!(
+            "--crypt {}: not a kcptun cipher (a kcptun peer reads it as aes, AES-256-CFB); for the authenticated \
+             Rust-only mode use --aead {} on both ends",
+            kind.name(),
+            kind.name()
+        );
+    }
+    warnings.push(format!(
+        "--crypt {:?} is not a kcptun cipher: using aes, as kcptun does (the peer must agree); known: {}",
+        c.crypt,
+        CipherKind::KCPTUN.map(|k| k.name()).join(", ")
+    ));
+    Ok(CipherKind::Aes)
+}
+
+/// Builds the per-session configuration of `docs/wire-format.md#kcptun-session` from the flags.
 fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     if c.tcp {
         bail!(
@@ -407,12 +536,25 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     if !(1..=2).contains(&c.smuxver) {
         bail!("unsupported smux version: {} (available: 1, 2)", c.smuxver);
     }
-    let kind = CipherKind::from_kcptun_name(c.crypt);
-    if kind.is_authenticated() {
-        tracing::warn!(
-            crypt = kind.name(),
-            "authenticated cipher: only Rust peers understand it (kcptun would use aes)"
-        );
+    let mut warnings: Vec<String> = c.json_warnings.to_vec();
+    let kind = cipher(c, &mut warnings)?;
+    if c.key == DEFAULT_KEY && kind != CipherKind::None && kind != CipherKind::Xor {
+        warnings.push(format!(
+            "--key is kcptun's published default {DEFAULT_KEY:?}: anyone can decrypt this traffic; set --key \
+             (or KCPTUN_KEY) on both ends"
+        ));
+    }
+    if !MODES.contains(&c.mode) {
+        warnings.push(format!(
+            "--mode {:?} is not one of {}: using the manual values (nodelay {}, interval {}, resend {}, nc {}), \
+             as kcptun does",
+            c.mode,
+            MODES.join(", "),
+            c.nodelay,
+            c.interval,
+            c.resend,
+            c.nc
+        ));
     }
     let key = rkcp_crypt::derive_key(c.key.as_bytes());
     let (nodelay, interval, resend, nc) =
@@ -490,16 +632,8 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
         smux,
         comp: !c.nocomp,
         crypt_name: kind.name(),
+        warnings,
     })
-}
-
-/// Go's `":port"` means every interface; tokio needs a host.
-pub fn listen_addr(addr: &str) -> String {
-    if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_string()
-    }
 }
 
 /// A server target: TCP `host:port`, or a unix socket path when it is not `host:port` (kcptun uses Go's
@@ -656,6 +790,7 @@ mod tests {
     fn json_overrides_flags_case_insensitively() {
         let c = client(&["--key", "flag", "--mtu", "1200", "--conn", "2"]);
         let c = merge_json(c, r#"{"key":"file","MTU":1000,"nocomp":true,"unknown":1}"#).unwrap();
+        assert_eq!(c.json_warnings.len(), 1);
         assert_eq!(
             (c.key.as_str(), c.mtu, c.conn, c.nocomp),
             ("file", 1000, 2, true)
@@ -679,6 +814,100 @@ mod tests {
             Target::Unix("/run/a.sock".into())
         );
         assert_eq!(Target::parse("a:b:c"), Target::Unix("a:b:c".into()));
-        assert_eq!(listen_addr(":29900"), "0.0.0.0:29900");
+    }
+
+    fn warnings(c: &ClientConfig) -> Vec<String> {
+        c.params().unwrap().warnings
+    }
+
+    #[test]
+    fn silent_kcptun_fallbacks_become_warnings() {
+        // A chosen key, a known cipher and mode: nothing to say.
+        assert!(warnings(&client(&["--key", "k"])).is_empty());
+        // kcptun's published default key.
+        let w = warnings(&client(&[]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("published default"), "{w:?}");
+        // Unknown cipher: still aes (kcptun compatibility), but said.
+        let c = client(&["--key", "k", "--crypt", "rot13"]);
+        assert_eq!(c.params().unwrap().crypt_name, "aes");
+        let w = warnings(&c);
+        assert!(
+            w.len() == 1 && w[0].contains("\"rot13\" is not a kcptun cipher: using aes"),
+            "{w:?}"
+        );
+        // Unknown mode: the manual values, said.
+        let c = client(&["--key", "k", "--mode", "fast4"]);
+        let p = c.params().unwrap();
+        assert_eq!((p.kcp.nodelay, p.kcp.interval), (false, 50));
+        assert!(
+            p.warnings.len() == 1 && p.warnings[0].contains("--mode \"fast4\" is not one of"),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn rust_only_cipher_names_are_refused_in_crypt_and_accepted_in_aead() {
+        for name in ["aes-256-gcm", "chacha20-poly1305"] {
+            let e = client(&["--key", "k", "--crypt", name])
+                .params()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("a kcptun peer reads it as aes") && e.contains("--aead"),
+                "{e}"
+            );
+            let p = client(&["--key", "k", "--aead", name]).params().unwrap();
+            assert_eq!(p.crypt_name, name);
+            assert!(
+                p.warnings[0].contains("only a Rust peer"),
+                "{:?}",
+                p.warnings
+            );
+        }
+        let e = client(&["--aead", "aes"]).params().unwrap_err().to_string();
+        assert!(
+            e.contains("expected aes-256-gcm or chacha20-poly1305"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_json_keys_are_named_with_a_suggestion() {
+        let c = merge_json(
+            server(&["--key", "k"]),
+            r#"{"targt":"127.0.0.1:1","kye":"secret","MTU":1200,"zzzzzzzz":1}"#,
+        )
+        .unwrap();
+        // kcptun ignores them: the flag values stay.
+        assert_eq!(
+            (c.target.as_str(), c.key.as_str(), c.mtu),
+            ("127.0.0.1:12948", "k", 1200)
+        );
+        let mut w = c.params().unwrap().warnings;
+        w.sort();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains("unknown key \"kye\" ignored (did you mean \"key\"?)"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("unknown key \"targt\" ignored (did you mean \"target\"?)"),
+            "{w:?}"
+        );
+        assert!(w[2].ends_with("unknown key \"zzzzzzzz\" ignored"), "{w:?}");
+        // Known keys produce no warning.
+        let c = merge_json(server(&["--key", "k"]), r#"{"Key":"x","listen":":1"}"#).unwrap();
+        assert!(c.params().unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn version_flag_is_capital_v_and_kcptuns_lower_v() {
+        for flag in ["-V", "--version", "-v", "-version"] {
+            let v = ["tunnel-client", flag].map(OsString::from);
+            let e = parse_args::<ClientConfig>(v).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion, "{flag}");
+        }
     }
 }

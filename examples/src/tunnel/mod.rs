@@ -1,8 +1,8 @@
-//! A kcptun-compatible tunnel (PROTOCOL.md section F): [`Client`] and [`Server`], the programs
+//! A kcptun-compatible tunnel (`docs/wire-format.md#kcptun`): [`Client`] and [`Server`], the programs
 //! `tunnel-client` and `tunnel-server`.
 //!
 //! The stack per KCP session is kcptun's: KCP (stream mode, cipher, FEC) → optional snappy framing
-//! ([`CompStream`], F.4) → smux. Each TCP connection the client accepts becomes one smux stream; the server
+//! ([`CompStream`], `docs/wire-format.md#kcptun-snappy`) → smux. Each TCP connection the client accepts becomes one smux stream; the server
 //! connects each stream to its target. Flags, defaults and the JSON file are kcptun 20210922's ([`ClientConfig`],
 //! [`ServerConfig`]), so either end can be replaced by the Go binary.
 
@@ -10,6 +10,7 @@ mod client;
 mod comp;
 mod config;
 mod gotime;
+pub mod metrics;
 mod server;
 
 use std::io;
@@ -17,21 +18,23 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+pub use crate::cli::init_logging;
 pub use client::Client;
 pub use comp::CompStream;
 pub use config::{
-    ClientConfig, HasConfigFile, Params, ServerConfig, Target, listen_addr, merge_json, mode_tuple,
-    parse_args,
+    ClientConfig, DEFAULT_KEY, HasConfigFile, MODES, Params, ServerConfig, Target, merge_json,
+    mode_tuple, parse_args,
 };
 pub use server::Server;
 
-/// kcptun's copy buffer for TCP → stream: every PSH frame carries at most this many bytes (PROTOCOL.md F.5).
+/// kcptun's copy buffer for TCP → stream: every PSH frame carries at most this many bytes
+/// (`docs/wire-format.md#kcptun-tunnel`).
 pub const COPY_BUF: usize = 4096;
 /// Read size for stream → TCP (Go's `WriteTo` hands over whole buffered chunks).
 const DOWN_BUF: usize = 64 * 1024;
 
 /// Runs kcptun's two copy loops between a local connection and a smux stream; when **either** direction ends
-/// (EOF or error), both are closed (PROTOCOL.md F.5: no half-close is carried through). Data read before the end
+/// (EOF or error), both are closed (`docs/wire-format.md#kcptun-tunnel`: no half-close is carried through). Data read before the end
 /// is delivered first: the stream's FIN follows the bytes already written.
 ///
 /// Returns the bytes copied (local → stream, stream → local).
@@ -87,33 +90,6 @@ where
     (up_n, down_n)
 }
 
-/// Sets up logging as kcptun's `--log` does: append to `path`, or stderr when empty. `RUST_LOG` refines the level
-/// (default `info`).
-///
-/// # Errors
-/// The log file cannot be opened.
-pub fn init_logging(path: &str) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    if path.is_empty() {
-        let _ = builder.with_writer(io::stderr).try_init();
-    } else {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| anyhow::anyhow!("opening log file {path}: {e}"))?;
-        let _ = builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .try_init();
-    }
-    Ok(())
-}
-
 /// kcptun's `--snmplog`: every `period` seconds, append one CSV row of the process-wide KCP counters to the
 /// file named by `path`, whose file-name part is a Go time layout (`./snmp-20060102.log`); the header goes
 /// into an empty file. Stops (after logging why) if the file cannot be opened, as kcptun does. Does nothing
@@ -159,7 +135,9 @@ pub fn write_snmp_row(path: &str) -> io::Result<()> {
     f.write_all(out.as_bytes())
 }
 
-/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM. SIGUSR1 logs the KCP counters, as kcptun does.
+/// Resolves when the process gets Ctrl-C (SIGINT) or SIGTERM. SIGUSR1 logs the process-wide KCP counters (one
+/// `KCP SNMP: …` line at info level), as kcptun does; every program here documents it in `--help`
+/// ([`crate::cli::SIGNALS_HELP`]).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());

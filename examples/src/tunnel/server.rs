@@ -1,4 +1,4 @@
-//! The tunnel server (kcptun `server/main.go`, PROTOCOL.md F.3, F.5).
+//! The tunnel server (kcptun `server/main.go`; `docs/wire-format.md#kcptun-session`, `#kcptun-tunnel`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,33 +10,48 @@ use rkcp_session::{KcpListener, KcpStream};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
-use super::{CompStream, Params, ServerConfig, Target, listen_addr, pipe, snmp_logger};
+use super::{CompStream, Params, ServerConfig, Target, metrics, pipe, snmp_logger};
 
 /// A bound tunnel server: the KCP listener plus the session parameters. [`Server::run`] serves it.
 #[derive(Debug)]
 pub struct Server {
     listener: KcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     cfg: ServerConfig,
     params: Arc<Params>,
     target: Arc<Target>,
 }
 
 impl Server {
-    /// Checks the configuration, derives the key and listens on `--listen` (UDP).
+    /// Checks the configuration, derives the key and listens on `--listen` (UDP; Go's `:port` is every
+    /// interface, IPv4 and IPv6) and, with `--metrics`, on the metrics address (TCP).
     ///
     /// # Errors
-    /// An invalid configuration (see [`ServerConfig::params`]) or the bind error.
+    /// An invalid configuration (see [`ServerConfig::params`]) or a bind error.
     pub async fn bind(cfg: ServerConfig) -> anyhow::Result<Server> {
         let params = cfg.params()?;
-        let addr = listen_addr(&cfg.listen);
-        let listener = KcpListener::bind(&addr, params.kcp.clone())
-            .await
-            .with_context(|| format!("listening on {addr} (UDP)"))?;
+        let sock = crate::cli::bind_udp(&cfg.listen)?;
+        let listener = KcpListener::from_std(sock, params.kcp.clone())
+            .with_context(|| format!("listening on {} (UDP)", cfg.listen))?;
+        let metrics = if cfg.metrics.is_empty() {
+            None
+        } else {
+            Some(metrics::bind(&cfg.metrics).await?)
+        };
         let target = Target::parse(&cfg.target);
         let k = &params.kcp;
+        for w in &params.warnings {
+            tracing::warn!("{w}");
+        }
         tracing::info!("version: {}", env!("CARGO_PKG_VERSION"));
         tracing::info!("smux version: {}", cfg.smuxver);
-        tracing::info!("listening on: {}", listener.local_addr());
+        tracing::info!(
+            "listening on: {}",
+            crate::cli::describe_bound(listener.local_addr())
+        );
+        if let Some(m) = &metrics {
+            tracing::info!("metrics: {}", metrics::url(m.local_addr()?));
+        }
         tracing::info!("target: {}", cfg.target);
         tracing::info!("encryption: {}", params.crypt_name);
         tracing::info!(
@@ -68,6 +83,7 @@ impl Server {
         }
         Ok(Server {
             listener,
+            metrics,
             cfg,
             params: Arc::new(params),
             target: Arc::new(target),
@@ -79,6 +95,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The TCP address of the `--metrics` endpoint, if one was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|m| m.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then closes the listener and every session and returns.
     ///
     /// # Errors
@@ -86,11 +107,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server {
             listener,
+            metrics,
             cfg,
             params,
             target,
         } = self;
         let snmp = tokio::spawn(snmp_logger(cfg.snmplog.clone(), cfg.snmpperiod));
+        let metrics = metrics.map(|m| tokio::spawn(metrics::serve(m)));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut muxes = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -98,7 +121,9 @@ impl Server {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((kcp, peer)) => {
-                        tracing::info!("remote address: {peer}");
+                        if !cfg.quiet {
+                            tracing::info!("remote address: {peer}");
+                        }
                         muxes.spawn(handle_mux(kcp, params.clone(), target.clone(), cfg.quiet, stop_rx.clone()));
                     }
                     Err(e) => break Err(anyhow::Error::new(e).context("accepting KCP sessions")),
@@ -109,6 +134,9 @@ impl Server {
         };
         listener.close();
         snmp.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(3), async {
             while muxes.join_next().await.is_some() {}
@@ -128,16 +156,18 @@ async fn handle_mux(
 ) {
     let local = kcp.local_addr().ok();
     let peer = kcp.peer_addr();
-    tracing::info!(
-        "smux version: {} on connection: {} -> {}",
-        if params.smux.version == rkcp_smux::Version::V2 {
-            2
-        } else {
-            1
-        },
-        local.map_or_else(|| "?".to_string(), |a| a.to_string()),
-        peer
-    );
+    if !quiet {
+        tracing::info!(
+            "smux version: {} on connection: {} -> {}",
+            if params.smux.version == rkcp_smux::Version::V2 {
+                2
+            } else {
+                1
+            },
+            local.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            peer
+        );
+    }
     let mux = if params.comp {
         rkcp_smux::Session::server(CompStream::new(kcp), params.smux.clone())
     } else {
@@ -155,7 +185,9 @@ async fn handle_mux(
             r = mux.accept_stream() => match r {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::info!("{e}");
+                    if !quiet {
+                        tracing::info!("session {peer} ended: {e}");
+                    }
                     break;
                 }
             },
