@@ -286,7 +286,7 @@ proptest! {
         let mut lost_in_group: Vec<usize> = Vec::new();
         let total = (groups * ds) as u32;
         let (direct, rebuilt) = run(&mut enc, &mut dec, 0..total, |i| lens[i as usize % lens.len()], |_| {
-            if wire_idx % n == 0 {
+            if wire_idx.is_multiple_of(n) {
                 // Choose up to ps distinct positions of this group to lose.
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17;
                 let k = (state % (ps as u64 + 1)) as usize;

@@ -165,17 +165,18 @@ impl Kcp {
             return;
         }
         let idx = sn.wrapping_sub(self.snd_una) as usize;
-        if let Some(seg) = self.snd_buf.get_mut(idx) {
-            if seg.sn == sn && !seg.acked {
-                seg.acked = true;
-                self.acked_since_flush += 1;
-                self.unacked -= 1;
-                if let Some(rate) = self.rate.as_deref_mut() {
-                    rate.on_delivered(self.last_now, OVERHEAD + seg.data.len(), &seg.tx);
-                }
-                let data = mem::take(&mut seg.data);
-                self.recycle(data);
+        if let Some(seg) = self.snd_buf.get_mut(idx)
+            && seg.sn == sn
+            && !seg.acked
+        {
+            seg.acked = true;
+            self.acked_since_flush += 1;
+            self.unacked -= 1;
+            if let Some(rate) = self.rate.as_deref_mut() {
+                rate.on_delivered(self.last_now, OVERHEAD + seg.data.len(), &seg.tx);
             }
+            let data = mem::take(&mut seg.data);
+            self.recycle(data);
         }
     }
 

@@ -32,12 +32,12 @@ impl Kcp {
         let mss = self.mss;
         let mut rest = data;
         if self.stream {
-            if let Some(tail) = self.snd_queue.back_mut() {
-                if tail.data.len() < mss {
-                    let extend = (mss - tail.data.len()).min(rest.len());
-                    tail.data.extend_from_slice(&rest[..extend]);
-                    rest = &rest[extend..];
-                }
+            if let Some(tail) = self.snd_queue.back_mut()
+                && tail.data.len() < mss
+            {
+                let extend = (mss - tail.data.len()).min(rest.len());
+                tail.data.extend_from_slice(&rest[..extend]);
+                rest = &rest[extend..];
             }
             if rest.is_empty() {
                 self.queued();

@@ -1021,7 +1021,7 @@ fn skipping_idle_ticks_is_invisible() {
         let link = LinkConfig::default()
             .loss(0.1)
             .delay(5, 40)
-            .reorder(seed % 2 == 0);
+            .reorder(seed.is_multiple_of(2));
         let mut net = Network::new(NetworkConfig::symmetric(link).seed(seed), a, b).unwrap();
         let log: Log = Arc::default();
         let sink = Arc::clone(&log);
