@@ -105,10 +105,57 @@ pub fn is_fec_packet(pkt: &[u8]) -> bool {
     }
 }
 
+/// What a received (already decrypted) datagram is, FEC-wise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classified<'a> {
+    /// No FEC header: the bytes are KCP segments.
+    Plain(&'a [u8]),
+    /// An FEC data shard: the KCP bytes after the header and its size field.
+    Data(&'a [u8]),
+    /// An FEC parity shard.
+    Parity,
+    /// An FEC data shard too short to hold its size field.
+    Truncated,
+}
+
+/// Tells a plain KCP datagram from an FEC data or parity shard (kcp-go `kcpInput`'s type
+/// check), and finds the KCP bytes of a data shard. Never panics.
+///
+/// ```
+/// use rkcp_fec::{Classified, classify};
+/// assert_eq!(classify(&[0, 0, 0, 0, 0xF2, 0, 9, 9]), Classified::Parity);
+/// assert_eq!(classify(&[0, 0, 0, 0, 0xF1, 0, 2, 0, 7]), Classified::Data(&[7]));
+/// assert_eq!(classify(&[1, 0, 0, 0, 81, 0]), Classified::Plain(&[1, 0, 0, 0, 81, 0]));
+/// ```
+pub fn classify(pkt: &[u8]) -> Classified<'_> {
+    let kind = pkt
+        .get(4..6)
+        .and_then(|t| PacketKind::from_wire(u16::from_le_bytes([t[0], t[1]])));
+    match kind {
+        None => Classified::Plain(pkt),
+        Some(PacketKind::Parity) => Classified::Parity,
+        Some(PacketKind::Data) => match pkt.get(HEADER_SIZE_PLUS2..) {
+            Some(kcp) => Classified::Data(kcp),
+            None => Classified::Truncated,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn classify_agrees_with_is_fec_packet(pkt in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let c = classify(&pkt);
+            prop_assert_eq!(matches!(c, Classified::Plain(_)), !is_fec_packet(&pkt));
+            if let Classified::Data(kcp) = c {
+                prop_assert_eq!(kcp.len() + HEADER_SIZE_PLUS2, pkt.len());
+            }
+        }
+    }
 
     proptest! {
         #[test]

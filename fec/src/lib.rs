@@ -55,7 +55,8 @@ pub use decoder::{DecodeOutcome, FecDecoder};
 pub use encoder::FecEncoder;
 pub use error::FecError;
 pub use header::{
-    FecHeader, HEADER_SIZE, HEADER_SIZE_PLUS2, PacketKind, TYPE_DATA, TYPE_PARITY, is_fec_packet,
+    Classified, FecHeader, HEADER_SIZE, HEADER_SIZE_PLUS2, PacketKind, TYPE_DATA, TYPE_PARITY,
+    classify, is_fec_packet,
 };
 
 /// kcp-go `mtuLimit`: the largest datagram kcp-go reads or builds. Longer FEC packets are

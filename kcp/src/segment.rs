@@ -115,6 +115,21 @@ impl SegmentHeader {
     }
 }
 
+/// The conversation id and sequence number of the first segment in `buf`, read raw (the command
+/// byte is not checked), as kcp-go's listener reads them to route a datagram; `None` if fewer
+/// than 24 bytes are available. Never panics.
+///
+/// ```
+/// let mut seg = [0u8; 24];
+/// seg[0] = 7;
+/// seg[12] = 3;
+/// assert_eq!(rkcp_engine::segment::conv_and_sn(&seg), Some((7, 3)));
+/// assert_eq!(rkcp_engine::segment::conv_and_sn(&seg[..23]), None);
+/// ```
+pub fn conv_and_sn(buf: &[u8]) -> Option<(u32, u32)> {
+    RawHeader::read(buf).map(|h| (h.conv, h.sn))
+}
+
 /// Header fields as found on the wire, command not yet validated. The engine uses this so that it
 /// can apply kcp-go's check order (conv, then length, then command; PROTOCOL.md A.5).
 #[derive(Debug, Clone, Copy)]

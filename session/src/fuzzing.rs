@@ -1,15 +1,16 @@
-//! The listener's packet path without sockets, for `cargo fuzz` (built only with `--cfg fuzzing`).
+//! The listener's packet path without sockets, for `cargo fuzz` (built only with `--cfg fuzzing`): the real
+//! [`Endpoint`](crate::proto::endpoint::Endpoint) and [`Connection`](crate::proto::connection::Connection).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use crate::config::KcpConfig;
-use crate::conn::Conn;
-use crate::listener::{Route, route};
-use crate::session::open_datagram;
-use crate::snmp::Snmp;
+use crate::proto::connection::Connection;
+use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
+use crate::proto::time::Timestamp;
 
-/// Feeds fuzz input through open → route → session creation → FEC + KCP input → flush, as the listener task
-/// does for every datagram.
+/// Feeds fuzz input through the endpoint (open → route → create/replace) and the connections (FEC + KCP
+/// input, flush, reads), as the listener task does for every datagram.
 ///
 /// Input layout: byte 0 picks the pipeline (bit 0: kcp-go AES cipher, bit 1: AES-256-GCM, bit 2: FEC 10/3);
 /// then records of `[peer: u8][len: u16 LE][datagram]` until the input ends. Time advances 7 ms per datagram.
@@ -33,44 +34,48 @@ pub fn listener_packet_input(input: &[u8]) {
     if mode & 4 != 0 {
         cfg = cfg.with_fec(10, 3);
     }
-    let snmp = Snmp::default();
-    let mut sessions: HashMap<u8, Conn> = HashMap::new();
-    let mut now: u32 = 1;
+    cfg.max_sessions = 16;
+    let mut ep = Endpoint::new(cfg);
+    let mut conns: HashMap<ConnHandle, Box<Connection>> = HashMap::new();
+    let mut now = Timestamp::from_millis(1);
     while rest.len() >= 3 {
-        let peer = rest[0];
+        let peer = SocketAddr::from(([127, 0, 0, 1], u16::from(rest[0])));
         let len = usize::from(u16::from_le_bytes([rest[1], rest[2]])).min(crate::udp::MAX_DATAGRAM);
         let end = (3 + len).min(rest.len());
         let mut pkt = rest[3..end].to_vec();
         rest = &rest[end..];
-        now = now.wrapping_add(7);
-        let Ok(data) = open_datagram(cfg.crypt.as_ref(), &mut pkt) else {
-            continue;
-        };
-        let existing = sessions.get(&peer).map(|c| c.kcp.conv());
-        match route(existing, data) {
-            Route::Deliver => {}
-            Route::ConvMismatch | Route::UnknownPeer => continue,
-            Route::Replace(conv) | Route::Create(conv) => {
-                sessions.remove(&peer);
-                if sessions.len() >= 16 {
-                    continue;
-                }
-                let Ok(c) = Conn::new(conv, &cfg) else {
-                    continue;
-                };
-                sessions.insert(peer, c);
-            }
+        now = now.add_millis(7);
+        let routed = ep.handle(now, peer, &mut pkt);
+        if let Some(old) = routed.replaced {
+            conns.remove(&old);
+            ep.forget(peer, old);
         }
-        if let Some(c) = sessions.get_mut(&peer) {
-            c.input(now, data, &snmp);
-            c.update(now);
+        let h = match routed.action {
+            Action::Drop(_) => continue,
+            Action::Deliver(h, data) => {
+                if let Some(c) = conns.get_mut(&h) {
+                    c.handle_datagram(now, data);
+                }
+                h
+            }
+            Action::Accept(h, mut c, data) => {
+                ep.accepted();
+                c.handle_datagram(now, data);
+                conns.insert(h, c);
+                h
+            }
+        };
+        if let Some(c) = conns.get_mut(&h) {
+            c.finish_input(now);
+            c.handle_timeout(now);
             let mut buf = [0u8; 4096];
-            while let Ok(n) = c.kcp.recv(&mut buf) {
+            while let Ok(Some(n)) = c.read(now, &mut buf) {
                 if n == 0 {
                     break;
                 }
             }
-            c.tx.clear();
+            let n = c.transmits().len();
+            c.transmitted(n);
         }
     }
 }

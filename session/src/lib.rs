@@ -42,10 +42,9 @@
 //! ```
 
 mod config;
-mod conn;
 mod error;
-mod fecglue;
 mod listener;
+mod proto;
 mod sched;
 mod session;
 mod snmp;

@@ -3,20 +3,24 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::{ToSocketAddrs, UdpSocket};
 use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
 
+use parking_lot::Mutex;
+
 use crate::config::KcpConfig;
 use crate::error::{CloseReason, SessionError};
-use crate::session::{DropReason, Role, Session, open_datagram, registry};
+use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
+use crate::proto::packet::DropReason;
+use crate::session::{Role, Session, registry};
 use crate::stream::{KcpStream, transient};
 use crate::udp::{RecvBatch, UdpIo};
 
-/// Counters of datagrams a listener dropped before they reached a session (PROTOCOL.md B.11). kcp-go counts
-/// only the checksum failures (in `InCsumErrors`, which we also bump); the rest are ours, so that every bad
-/// datagram is accounted for.
+/// Counters of datagrams a listener dropped before they reached a session. kcp-go counts only the checksum
+/// failures (in `InCsumErrors`, which we also bump); the rest are ours, so that every bad datagram is
+/// accounted for.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerStats {
     /// Shorter than the cipher header, or than a KCP header after it.
@@ -31,98 +35,21 @@ pub struct ListenerStats {
     pub backlog_full: u64,
     /// A new peer while `max_sessions` sessions were live.
     pub session_cap: u64,
+    /// A new peer after the listener was closed.
+    pub not_accepting: u64,
     /// Sessions replaced by a new conversation from the same address.
     pub replaced: u64,
     /// Sessions created.
     pub created: u64,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    short: AtomicU64,
-    checksum: AtomicU64,
-    unknown_peer: AtomicU64,
-    conv_mismatch: AtomicU64,
-    backlog_full: AtomicU64,
-    session_cap: AtomicU64,
-    replaced: AtomicU64,
-    created: AtomicU64,
-}
-
-impl Counters {
-    fn snapshot(&self) -> ListenerStats {
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ListenerStats {
-            short: l(&self.short),
-            checksum: l(&self.checksum),
-            unknown_peer: l(&self.unknown_peer),
-            conv_mismatch: l(&self.conv_mismatch),
-            backlog_full: l(&self.backlog_full),
-            session_cap: l(&self.session_cap),
-            replaced: l(&self.replaced),
-            created: l(&self.created),
-        }
-    }
-}
-
-fn bump(a: &AtomicU64) {
-    a.fetch_add(1, Ordering::Relaxed);
-}
-
-/// What the listener does with an opened datagram (PROTOCOL.md B.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// Feed the existing session.
-    Deliver,
-    /// Close the existing session and start `conv` (a new conversation, sn 0, from the same address).
-    Replace(u32),
-    /// Start a session for `conv` (if the backlog and the cap allow).
-    Create(u32),
-    /// Known address, other conversation, sn != 0: drop.
-    ConvMismatch,
-    /// Unknown address and no conversation id to start from: drop.
-    UnknownPeer,
-}
-
-/// conv and sn of an opened datagram, when they can be read (PROTOCOL.md B.4 "conv recovered").
-pub(crate) fn recover_conv(data: &[u8]) -> Option<(u32, u32)> {
-    let le32 = |b: &[u8], at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-    };
-    let kcp = if rkcp_fec::is_fec_packet(data) {
-        let is_data = data
-            .get(4..6)
-            .is_some_and(|t| u16::from_le_bytes([t[0], t[1]]) == rkcp_fec::TYPE_DATA);
-        if !is_data || data.len() < rkcp_fec::HEADER_SIZE_PLUS2 + rkcp_engine::OVERHEAD {
-            return None;
-        }
-        &data[rkcp_fec::HEADER_SIZE_PLUS2..]
-    } else {
-        data
-    };
-    Some((le32(kcp, 0)?, le32(kcp, 12)?))
-}
-
-/// The demultiplexing decision for a datagram from an address whose session (if any) has `existing` conv.
-pub(crate) fn route(existing: Option<u32>, data: &[u8]) -> Route {
-    let rec = recover_conv(data);
-    match (existing, rec) {
-        (Some(_), None) => Route::Deliver,
-        (Some(cur), Some((conv, _))) if conv == cur => Route::Deliver,
-        (Some(_), Some((conv, 0))) => Route::Replace(conv),
-        (Some(_), Some(_)) => Route::ConvMismatch,
-        (None, Some((conv, _))) => Route::Create(conv),
-        (None, None) => Route::UnknownPeer,
-    }
-}
-
 struct Shared {
     io: Arc<UdpIo>,
-    config: KcpConfig,
+    /// Routing, counters and limits; locked by the socket task once per received batch.
+    endpoint: Mutex<Endpoint>,
     closed: AtomicBool,
     close_notify: Notify,
     serve_notify: Notify,
-    counters: Counters,
 }
 
 /// A KCP server: accepts sessions from any peer on one UDP socket.
@@ -139,7 +66,7 @@ struct Shared {
 #[derive(Debug)]
 pub struct KcpListener {
     shared: Arc<Shared>,
-    accept_rx: AsyncMutex<mpsc::Receiver<Arc<Session>>>,
+    accept_rx: AsyncMutex<mpsc::UnboundedReceiver<Arc<Session>>>,
     local: SocketAddr,
 }
 
@@ -185,14 +112,14 @@ impl KcpListener {
         config.validate()?;
         crate::sockopt::apply(&sock, &config)?;
         let local = sock.local_addr()?;
-        let (accept_tx, accept_rx) = mpsc::channel(config.accept_backlog);
+        // The endpoint bounds the backlog; the channel only carries what it admitted.
+        let (accept_tx, accept_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             io: Arc::new(UdpIo::new(sock, true)),
-            config,
+            endpoint: Mutex::new(Endpoint::new(config)),
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
             serve_notify: Notify::new(),
-            counters: Counters::default(),
         });
         tokio::spawn(serve(Arc::clone(&shared), accept_tx));
         Ok(KcpListener {
@@ -224,6 +151,7 @@ impl KcpListener {
             tokio::select! {
                 s = rx.recv() => match s {
                     Some(s) => {
+                        self.shared.endpoint.lock().accepted();
                         if s.closed().is_some() {
                             continue; // replaced or dead before anyone accepted it
                         }
@@ -243,7 +171,7 @@ impl KcpListener {
 
     /// Datagrams dropped before reaching a session, and sessions created/replaced.
     pub fn stats(&self) -> ListenerStats {
-        self.shared.counters.snapshot()
+        self.shared.endpoint.lock().stats()
     }
 
     /// DSCP of the shared socket (kcp-go `Listener.SetDSCP`).
@@ -277,6 +205,7 @@ impl KcpListener {
         if self.shared.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.shared.endpoint.lock().stop_accepting();
         self.shared.close_notify.notify_waiters();
         self.shared.serve_notify.notify_one();
         if let Ok(mut rx) = self.accept_rx.try_lock() {
@@ -299,20 +228,21 @@ impl Drop for KcpListener {
     }
 }
 
-/// The listener's socket task: reads batches, opens and routes each datagram, feeds sessions, and finishes
-/// once the listener is closed and its last session is gone.
-async fn serve(shared: Arc<Shared>, accept_tx: mpsc::Sender<Arc<Session>>) {
-    let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
-    let mut sessions: HashMap<SocketAddr, Arc<Session>> = HashMap::new();
+/// The listener's socket task: reads batches, lets the endpoint open and route each datagram, feeds sessions,
+/// and finishes once the listener is closed and its last session is gone.
+async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session>>) {
+    let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<(SocketAddr, ConnHandle)>();
+    let mut sessions: HashMap<ConnHandle, Arc<Session>> = HashMap::new();
     let mut batch = RecvBatch::for_io(&shared.io);
     let mut touched: Vec<Arc<Session>> = Vec::with_capacity(crate::udp::BATCH);
-    let crypt = shared.config.crypt.clone();
     let mut accept_tx = Some(accept_tx);
+    let forget = |sessions: &mut HashMap<ConnHandle, Arc<Session>>, addr, h| {
+        sessions.remove(&h);
+        shared.endpoint.lock().forget(addr, h);
+    };
     loop {
-        while let Ok((addr, id)) = closer_rx.try_recv() {
-            if sessions.get(&addr).is_some_and(|s| s.id == id) {
-                sessions.remove(&addr);
-            }
+        while let Ok((addr, h)) = closer_rx.try_recv() {
+            forget(&mut sessions, addr, h);
         }
         if shared.closed.load(Ordering::Acquire) {
             accept_tx = None;
@@ -330,134 +260,66 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::Sender<Arc<Session>>) {
                         s.close(CloseReason::Socket(e.kind()));
                     }
                     shared.closed.store(true, Ordering::Release);
+                    shared.endpoint.lock().stop_accepting();
                     shared.close_notify.notify_waiters();
                     return;
                 }
             },
-            Some((addr, id)) = closer_rx.recv() => {
-                if sessions.get(&addr).is_some_and(|s| s.id == id) {
-                    sessions.remove(&addr);
-                }
+            Some((addr, h)) = closer_rx.recv() => {
+                forget(&mut sessions, addr, h);
                 continue;
             }
             _ = shared.serve_notify.notified() => continue,
         };
-        let now = crate::sched::now_ms();
-        let c = &shared.counters;
+        let now = crate::sched::now();
+        let mut ep = shared.endpoint.lock();
         for i in 0..n {
             let (pkt, from) = batch.get_mut(i);
-            let data = match open_datagram(crypt.as_ref(), pkt) {
-                Ok(d) => d,
-                Err(DropReason::Short) => {
-                    bump(&c.short);
-                    continue;
-                }
-                Err(DropReason::Checksum) => {
-                    bump(&c.checksum);
-                    bump(&registry().global.in_csum_errors);
-                    continue;
-                }
-            };
-            let existing = sessions.get(&from);
-            match route(existing.map(|s| s.conv), data) {
-                Route::Deliver => {
-                    if let Some(s) = existing {
-                        s.input(now as u32, data);
+            let routed = ep.handle(now, from, pkt);
+            if let Some(old) = routed.replaced
+                && let Some(s) = sessions.remove(&old)
+            {
+                s.close(CloseReason::Replaced);
+            }
+            match routed.action {
+                Action::Deliver(h, data) => {
+                    if let Some(s) = sessions.get(&h) {
+                        s.input(now, data);
                         if !touched.last().is_some_and(|t| Arc::ptr_eq(t, s)) {
                             touched.push(Arc::clone(s));
                         }
                     }
                 }
-                Route::ConvMismatch => bump(&c.conv_mismatch),
-                Route::UnknownPeer => bump(&c.unknown_peer),
-                Route::Replace(conv) | Route::Create(conv) => {
-                    if let Some(old) = sessions.remove(&from) {
-                        bump(&c.replaced);
-                        old.close(CloseReason::Replaced);
-                    }
-                    let Some(tx) = accept_tx.as_ref() else {
-                        continue;
-                    };
-                    if sessions.len() >= shared.config.max_sessions {
-                        bump(&c.session_cap);
-                        continue;
-                    }
-                    if tx.capacity() == 0 {
-                        bump(&c.backlog_full);
-                        continue;
-                    }
+                Action::Accept(h, conn, data) => {
                     let role = Role::Accepted {
+                        handle: h,
                         closer: closer_tx.clone(),
                     };
-                    let s = match Session::new(
-                        conv,
-                        from,
-                        Arc::clone(&shared.io),
-                        &shared.config,
-                        role,
-                    ) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot create KCP session");
-                            continue;
-                        }
-                    };
-                    bump(&c.created);
-                    s.input(now as u32, data);
+                    let s = Session::new(*conn, from, Arc::clone(&shared.io), role);
+                    s.input(now, data);
                     touched.push(Arc::clone(&s));
-                    sessions.insert(from, Arc::clone(&s));
-                    if tx.try_send(s).is_err() {
-                        bump(&c.backlog_full);
+                    sessions.insert(h, Arc::clone(&s));
+                    match accept_tx.as_ref() {
+                        Some(tx) if tx.send(Arc::clone(&s)).is_ok() => {}
+                        // The listener went away between the routing and here.
+                        _ => {
+                            ep.accepted();
+                            s.close(CloseReason::Local);
+                        }
                     }
                 }
+                Action::Drop(DropReason::Checksum) => {
+                    registry()
+                        .global
+                        .in_csum_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                Action::Drop(_) => {}
             }
         }
+        drop(ep);
         for s in touched.drain(..) {
             s.after_input(now);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kcp_pkt(conv: u32, sn: u32) -> Vec<u8> {
-        let mut p = vec![0u8; 24];
-        p[0..4].copy_from_slice(&conv.to_le_bytes());
-        p[4] = 81;
-        p[12..16].copy_from_slice(&sn.to_le_bytes());
-        p
-    }
-
-    fn fec_pkt(kind: u16, inner: &[u8]) -> Vec<u8> {
-        let mut p = vec![0u8; 8];
-        p[4..6].copy_from_slice(&kind.to_le_bytes());
-        p.extend_from_slice(inner);
-        p
-    }
-
-    #[test]
-    fn routes_like_kcp_go() {
-        let p = kcp_pkt(7, 5);
-        assert_eq!(route(None, &p), Route::Create(7));
-        assert_eq!(route(Some(7), &p), Route::Deliver);
-        assert_eq!(route(Some(8), &p), Route::ConvMismatch);
-        assert_eq!(route(Some(8), &kcp_pkt(7, 0)), Route::Replace(7));
-        let d = fec_pkt(rkcp_fec::TYPE_DATA, &kcp_pkt(9, 0));
-        assert_eq!(route(None, &d), Route::Create(9));
-        let parity = fec_pkt(rkcp_fec::TYPE_PARITY, &[0u8; 30]);
-        assert_eq!(route(None, &parity), Route::UnknownPeer);
-        assert_eq!(route(Some(1), &parity), Route::Deliver);
-        let short = fec_pkt(rkcp_fec::TYPE_DATA, &[0u8; 20]);
-        assert_eq!(route(None, &short), Route::UnknownPeer);
-        assert_eq!(route(Some(3), &short), Route::Deliver);
-    }
-
-    #[test]
-    fn recover_conv_never_panics_on_short_input() {
-        for len in 0..40 {
-            let _ = recover_conv(&vec![0xF1; len]);
         }
     }
 }

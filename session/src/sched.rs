@@ -40,10 +40,9 @@ pub(crate) fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
 }
 
-/// Converts an engine deadline (wrapping `u32`) into the scheduler's monotonic `u64` clock.
-pub(crate) fn deadline_from_engine(deadline: u32, now64: u64) -> u64 {
-    let delta = deadline.wrapping_sub(now64 as u32) as i32;
-    now64 + delta.max(0) as u64
+/// [`now_ms`] as the packet path's clock type.
+pub(crate) fn now() -> crate::proto::time::Timestamp {
+    crate::proto::time::Timestamp::from_millis(now_ms())
 }
 
 fn epoch() -> Instant {
@@ -259,13 +258,5 @@ mod tests {
         assert_eq!(c.hits.load(Ordering::SeqCst), 1);
         // The superseded entry was dropped by generation, never handed to the target.
         assert_eq!(c.dues.load(Ordering::SeqCst), 1);
-    }
-
-    #[test]
-    fn engine_deadline_conversion_wraps() {
-        assert_eq!(deadline_from_engine(105, 100), 105);
-        assert_eq!(deadline_from_engine(95, 100), 100);
-        let now = (1u64 << 32) - 10; // engine clock about to wrap
-        assert_eq!(deadline_from_engine(5, now), now + 15);
     }
 }

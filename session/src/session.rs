@@ -12,21 +12,17 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
-use rkcp_crypt::{CryptError, PacketCrypt};
 use tokio::io::ReadBuf;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::config::KcpConfig;
-use crate::conn::Conn;
 use crate::error::{CloseReason, SessionError};
-use crate::sched::{Scheduler, Timed, deadline_from_engine, now_ms};
+use crate::proto::connection::Connection;
+use crate::proto::endpoint::ConnHandle;
+use crate::proto::time::Timestamp;
+use crate::sched::{Scheduler, Timed, now};
 use crate::snmp::{Snmp, SnmpSnapshot};
 use crate::udp::UdpIo;
-
-/// Datagrams kept queued while the socket's send buffer is full; beyond this the queue is dropped, as a full
-/// link would (KCP retransmits).
-const MAX_PENDING_TX: usize = 8192;
 
 /// Send-queue bytes an idle session keeps for reuse; a larger allocation left by a burst is released.
 const IDLE_TX_KEEP: usize = 16 << 10;
@@ -37,41 +33,21 @@ pub(crate) enum Role {
     Client { reader: Mutex<Option<AbortHandle>> },
     /// Shares the listener's socket; on close it tells the listener to forget it.
     Accepted {
-        closer: mpsc::UnboundedSender<(SocketAddr, u64)>,
+        handle: ConnHandle,
+        closer: mpsc::UnboundedSender<(SocketAddr, ConnHandle)>,
     },
 }
 
-/// Mutable state of a session, behind its one mutex.
+/// Mutable state of a session, behind its one mutex: the sans-IO connection plus the driver's wakers and
+/// timer bookkeeping.
 pub(crate) struct State {
-    pub(crate) conn: Conn,
-    closed: Option<CloseReason>,
+    pub(crate) conn: Connection,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
     sched_gen: u64,
     scheduled: Option<u64>,
-    stream: bool,
-    write_delay: bool,
-    /// With write delay: the flush after a write waits until this time (ms, scheduler clock).
-    delay_until: Option<u64>,
-    dead_link: u32,
-    /// Rest of a message that did not fit the caller's buffer (message mode through `AsyncRead`).
-    leftover: Vec<u8>,
-    leftover_pos: usize,
-}
-
-impl State {
-    pub(crate) fn set_stream(&mut self, on: bool) {
-        self.stream = on;
-    }
-    pub(crate) fn set_write_delay(&mut self, on: bool) {
-        self.write_delay = on;
-        if !on {
-            self.delay_until = None;
-        }
-    }
-    pub(crate) fn set_dead_link(&mut self, xmit: u32) {
-        self.dead_link = xmit;
-    }
+    /// The close side effects (wake-ups, listener, registry) have run.
+    finished: bool,
 }
 
 /// Wakers to wake once the lock is released.
@@ -95,7 +71,6 @@ pub(crate) struct Session {
     pub(crate) conv: u32,
     pub(crate) remote: SocketAddr,
     pub(crate) io: Arc<UdpIo>,
-    pub(crate) snmp: Snmp,
     pub(crate) role: Role,
     /// Live `KcpStream`/half handles; the session closes when the last one goes.
     pub(crate) handles: AtomicUsize,
@@ -117,22 +92,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Creates and registers a session, and runs its first engine update. Must run inside a tokio runtime.
+    /// Wraps a connection, registers it and runs its first engine update. Must run inside a tokio runtime.
     pub(crate) fn new(
-        conv: u32,
+        conn: Connection,
         remote: SocketAddr,
         io: Arc<UdpIo>,
-        cfg: &KcpConfig,
         role: Role,
-    ) -> Result<Arc<Session>, SessionError> {
-        let conn = Conn::new(conv, cfg)?;
+    ) -> Arc<Session> {
         let passive = matches!(role, Role::Accepted { .. });
         let s = Arc::new_cyclic(|weak| Session {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            conv,
+            conv: conn.conv(),
             remote,
             io,
-            snmp: Snmp::default(),
             role,
             handles: AtomicUsize::new(0),
             weak: weak.clone(),
@@ -140,27 +112,21 @@ impl Session {
             rt: tokio::runtime::Handle::current(),
             state: Mutex::new(State {
                 conn,
-                closed: None,
                 read_waker: None,
                 write_waker: None,
                 sched_gen: 0,
                 scheduled: None,
-                stream: cfg.stream,
-                write_delay: cfg.write_delay,
-                delay_until: None,
-                dead_link: cfg.dead_link,
-                leftover: Vec::new(),
-                leftover_pos: 0,
+                finished: false,
             }),
         });
         registry().register(&s, passive);
         {
             let mut st = s.state.lock();
-            let now = now_ms();
-            st.conn.update(now as u32);
+            let now = now();
+            st.conn.handle_timeout(now);
             s.pump(&mut st, now);
         }
-        Ok(s)
+        s
     }
 
     /// A counted handle for a new `KcpStream` or half.
@@ -176,39 +142,39 @@ impl Session {
         }
     }
 
-    /// Feeds one opened datagram to the engine (call [`Session::after_input`] once the batch is done).
-    pub(crate) fn input(&self, now: u32, data: &[u8]) {
-        let mut st = self.state.lock();
-        if st.closed.is_none() {
-            st.conn.input(now, data, &self.snmp);
-        }
+    /// Feeds one opened datagram to the connection (call [`Session::after_input`] once the batch is done).
+    pub(crate) fn input(&self, now: Timestamp, data: &[u8]) {
+        self.state.lock().conn.handle_datagram(now, data);
     }
 
-    /// After a batch of input: the flush the engine wants (window slide, ACK-no-delay), the sends, and waking
-    /// readers and writers (PROTOCOL.md B.3 step 3, last bullet).
-    pub(crate) fn after_input(&self, now64: u64) {
+    /// Counts a datagram dropped before it reached the connection (client socket: another sender, or one
+    /// that failed to open).
+    pub(crate) fn count_drop(&self, reason: crate::proto::packet::DropReason) {
+        self.state.lock().conn.count_drop(reason);
+    }
+
+    /// After a batch of input: the flush the engine wants, the sends, and waking readers and writers.
+    pub(crate) fn after_input(&self, now: Timestamp) {
         let wakes = {
             let mut st = self.state.lock();
-            if st.closed.is_some() {
+            if st.conn.closed().is_some() {
                 return;
             }
-            st.conn.update(now64 as u32);
-            self.pump(&mut st, now64)
+            st.conn.finish_input(now);
+            self.pump(&mut st, now)
         };
         wakes.wake();
     }
 
     /// Sends what is queued, re-arms the timer and collects the wakers whose conditions now hold.
-    fn pump(&self, st: &mut State, now64: u64) -> Wakes {
+    fn pump(&self, st: &mut State, now: Timestamp) -> Wakes {
         let retry = self.uncork(st);
-        self.reschedule(st, now64, retry.then_some(now64 + 1));
+        self.reschedule(st, now, retry.then_some(now.add_millis(1)));
         let mut w = Wakes::default();
-        let kcp = &st.conn.kcp;
-        if kcp.peek_size().is_some() {
+        if st.conn.readable() {
             w.0 = st.read_waker.take();
         }
-        let ws = kcp.wait_snd();
-        if ws < kcp.snd_wnd() as usize && ws < kcp.rmt_wnd() as usize {
+        if st.conn.writable() {
             w.1 = st.write_waker.take();
         }
         w
@@ -216,56 +182,34 @@ impl Session {
 
     /// Hands the queued datagrams to the socket. Returns true if some had to stay queued (full socket buffer).
     fn uncork(&self, st: &mut State) -> bool {
-        let tx = &mut st.conn.tx;
-        if tx.is_empty() {
+        if st.conn.transmits().is_empty() {
             return false;
         }
-        match self.io.send_batch(self.remote, tx) {
+        match self.io.send_batch(self.remote, st.conn.transmits()) {
             Ok(n) => {
-                let bytes: usize = (0..n).map(|i| tx.get(i).len()).sum();
-                self.snmp.out_pkts.fetch_add(n as u64, Ordering::Relaxed);
-                self.snmp
-                    .out_bytes
-                    .fetch_add(bytes as u64, Ordering::Relaxed);
-                tx.consume(n);
-                if tx.len() > MAX_PENDING_TX {
-                    tx.clear();
-                }
-                !tx.is_empty()
+                st.conn.transmitted(n);
+                !st.conn.transmits().is_empty()
             }
             Err(e) => {
                 // UDP send errors are transient (no route, ICMP feedback); the datagrams are lost like on a bad link.
                 tracing::debug!(remote = %self.remote, error = %e, "UDP send failed; dropping queued datagrams");
-                tx.clear();
+                st.conn.release_tx();
                 false
             }
         }
     }
 
-    /// When the engine next needs `update` (scheduler clock), write delay included.
-    fn wanted_deadline(&self, st: &State, now64: u64) -> Option<u64> {
-        let d = st
-            .conn
-            .kcp
-            .next_deadline()
-            .map(|d| deadline_from_engine(d, now64));
-        match (d, st.delay_until) {
-            (Some(d), Some(hold)) => Some(d.max(hold)),
-            (d, _) => d,
-        }
-    }
-
-    /// Makes sure the scheduler wakes this session by the engine's next deadline (or `extra`).
-    fn reschedule(&self, st: &mut State, now64: u64, extra: Option<u64>) {
-        let mut d = self.wanted_deadline(st, now64);
+    /// Makes sure the scheduler wakes this session by the connection's next timeout (or `extra`).
+    fn reschedule(&self, st: &mut State, now: Timestamp, extra: Option<Timestamp>) {
+        let mut d = st.conn.poll_timeout(now);
         if d.is_none() && extra.is_none() {
             // The engine is idle: nothing in flight, so no burst is under way.
-            st.conn.tx.trim(IDLE_TX_KEEP);
+            st.conn.trim_tx(IDLE_TX_KEEP);
         }
         if let Some(x) = extra {
             d = Some(d.map_or(x, |d| d.min(x)));
         }
-        self.set_timer(st, d);
+        self.set_timer(st, d.map(Timestamp::as_millis));
     }
 
     /// Points the session's one live scheduler entry at `d` (`None`: no entry). An entry whose deadline moved
@@ -284,26 +228,21 @@ impl Session {
         }
     }
 
-    /// Closes the session (only the first call does anything; PROTOCOL.md B.12). A local close first flushes
+    /// Closes the session (only the first call does anything). A local close first sends one last flush of
     /// what the window allows. Then the queues are released, everyone waiting is woken and the listener (or
     /// the client's reader task) lets go.
     pub(crate) fn close(&self, reason: CloseReason) {
         let wakes = {
             let mut st = self.state.lock();
-            if st.closed.is_some() {
+            if st.finished {
                 return;
             }
-            st.closed = Some(reason);
-            if reason == CloseReason::Local {
-                st.conn.flush(now_ms() as u32);
+            st.finished = true;
+            st.conn.close(now(), reason);
+            if st.conn.closed() == Some(CloseReason::Local) {
                 self.uncork(&mut st);
             }
-            // Keep the engine's counters, then drop its queues with it.
-            let stats = *st.conn.kcp.stats();
-            fold_engine_stats(&self.snmp, &stats);
-            st.conn.kcp = rkcp_engine::Kcp::new(self.conv);
-            st.conn.release();
-            st.leftover = Vec::new();
+            st.conn.release_tx();
             self.set_timer(&mut st, None);
             Wakes(st.read_waker.take(), st.write_waker.take())
         };
@@ -314,8 +253,8 @@ impl Session {
                     h.abort();
                 }
             }
-            Role::Accepted { closer } => {
-                let _ = closer.send((self.remote, self.id));
+            Role::Accepted { handle, closer } => {
+                let _ = closer.send((self.remote, *handle));
             }
         }
         registry().retire(self);
@@ -323,32 +262,21 @@ impl Session {
 
     /// Why the session ended, if it did.
     pub(crate) fn closed(&self) -> Option<CloseReason> {
-        self.state.lock().closed
+        self.state.lock().conn.closed()
     }
 
     /// This session's counters (engine counters included). Process-wide fields are 0.
     pub(crate) fn snapshot(&self) -> SnmpSnapshot {
-        let mut s = self.snmp.snapshot();
-        let st = self.state.lock();
-        let e = st.conn.kcp.stats();
-        s.in_segs += e.in_segs;
-        s.out_segs += e.out_segs;
-        // The engine counts kcp-go's RetransSegs (fast + early + lost, B.10) itself.
-        s.retrans_segs += e.retrans_segs;
-        s.fast_retrans_segs += e.fast_retrans_segs;
-        s.early_retrans_segs += e.early_retrans_segs;
-        s.lost_segs += e.lost_segs;
-        s.repeat_segs += e.repeat_segs;
-        s
+        self.state.lock().conn.counters()
     }
 
-    /// Runs `f` on the engine state under the lock, then flushes/reschedules (for runtime knobs).
-    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+    /// Runs `f` on the connection under the lock, then flushes/reschedules (for runtime knobs).
+    pub(crate) fn with_conn<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         let (r, wakes) = {
             let mut st = self.state.lock();
-            let r = f(&mut st);
-            let w = if st.closed.is_none() {
-                self.pump(&mut st, now_ms())
+            let r = f(&mut st.conn);
+            let w = if st.conn.closed().is_none() {
+                self.pump(&mut st, now())
             } else {
                 Wakes::default()
             };
@@ -360,7 +288,7 @@ impl Session {
 
     // ------------------------------------------------------------------ application side
 
-    /// `AsyncRead` (PROTOCOL.md B.7): leftover bytes first, then the next segment(s) or message; waits otherwise.
+    /// `AsyncRead`: the next bytes (or message) from the connection; waits otherwise.
     pub(crate) fn poll_read(
         &self,
         cx: &mut Context<'_>,
@@ -369,118 +297,50 @@ impl Session {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        let mut st = self.state.lock();
-        if st.closed == Some(CloseReason::Local) {
-            return Poll::Ready(Err(SessionError::Closed.into()));
-        }
-        if st.leftover_pos < st.leftover.len() {
-            let n = (st.leftover.len() - st.leftover_pos).min(buf.remaining());
-            let from = st.leftover_pos;
-            buf.put_slice(&st.leftover[from..from + n]);
-            st.leftover_pos += n;
-            self.snmp
-                .bytes_received
-                .fetch_add(n as u64, Ordering::Relaxed);
-            return Poll::Ready(Ok(()));
-        }
-        let st = &mut *st;
-        while let Some(size) = st.conn.kcp.peek_size() {
-            let n = if st.stream || size <= buf.remaining() {
-                let dst = buf.initialize_unfilled();
-                match st.conn.kcp.recv(dst) {
-                    Ok(n) => {
-                        buf.advance(n);
-                        n
-                    }
-                    Err(e) => return Poll::Ready(Err(SessionError::Kcp(e).into())),
+        let wakes = {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let now = now();
+            match st.conn.read(now, buf.initialize_unfilled()) {
+                Ok(Some(n)) => {
+                    buf.advance(n);
+                    let mut w = self.pump(st, now);
+                    // w.0 is our own (stale) read waker: we are returning Ready anyway.
+                    w.0 = None;
+                    w
                 }
-            } else {
-                st.leftover.resize(size, 0);
-                match st.conn.kcp.recv(&mut st.leftover) {
-                    Ok(n) => {
-                        st.leftover.truncate(n);
-                        let k = n.min(buf.remaining());
-                        buf.put_slice(&st.leftover[..k]);
-                        st.leftover_pos = k;
-                        k
-                    }
-                    Err(e) => return Poll::Ready(Err(SessionError::Kcp(e).into())),
+                Ok(None) => {
+                    st.read_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
                 }
-            };
-            if n == 0 {
-                // An empty message: nothing for a byte stream; a 0-byte read would look like EOF.
-                continue;
+                Err(e) => return Poll::Ready(Err(e.into())),
             }
-            self.snmp
-                .bytes_received
-                .fetch_add(n as u64, Ordering::Relaxed);
-            let now = now_ms();
-            st.conn.update(now as u32);
-            let wakes = self.pump(st, now);
-            // wakes.0 is our own (stale) read waker: we are returning Ready anyway.
-            if let Some(w) = wakes.1 {
-                w.wake();
-            }
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(r) = st.closed {
-            return Poll::Ready(Err(r.to_error().into()));
-        }
-        st.read_waker = Some(cx.waker().clone());
-        Poll::Pending
+        };
+        wakes.wake();
+        Poll::Ready(Ok(()))
     }
 
-    /// `AsyncWrite` (PROTOCOL.md B.7): while the window has room, queue up to one window of `data` and flush
-    /// right away (unless write delay); otherwise wait for the window to open.
+    /// `AsyncWrite`: while the window has room, queue up to one window of `data` and flush right away (unless
+    /// write delay); otherwise wait for the window to open.
     pub(crate) fn poll_write(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let (res, wakes) = {
+        let (n, wakes) = {
             let mut guard = self.state.lock();
             let st = &mut *guard;
-            if let Some(r) = st.closed {
-                return Poll::Ready(Err(r.to_error().into()));
+            let now = now();
+            match st.conn.write(now, data) {
+                Ok(Some(n)) => (n, self.pump(st, now)),
+                Ok(None) => {
+                    st.write_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e.into())),
             }
-            let kcp = &mut st.conn.kcp;
-            let ws = kcp.wait_snd();
-            if ws >= kcp.snd_wnd() as usize || ws >= kcp.rmt_wnd() as usize {
-                st.write_waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            let mss = kcp.mss();
-            let n = data.len().min(kcp.snd_wnd() as usize * mss);
-            let chunk = &data[..n];
-            let sent = if st.stream {
-                kcp.send(chunk)
-            } else {
-                chunk
-                    .chunks(mss)
-                    .try_for_each(|c| kcp.send(c).map(|_| ()))
-                    .map(|_| n)
-            };
-            if let Err(e) = sent {
-                return Poll::Ready(Err(SessionError::Kcp(e).into()));
-            }
-            self.snmp.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-            let now = now_ms();
-            self.flush_after_write(st, now);
-            (n, self.pump(st, now))
         };
         wakes.wake();
-        Poll::Ready(Ok(res))
-    }
-
-    /// kcp-go's post-write flush rule (B.7): flush now unless write delay is on and the window is not full.
-    fn flush_after_write(&self, st: &mut State, now: u64) {
-        let kcp = &st.conn.kcp;
-        let ws = kcp.wait_snd();
-        if !st.write_delay || ws >= kcp.snd_wnd() as usize || ws >= kcp.rmt_wnd() as usize {
-            st.delay_until = None;
-            st.conn.flush(now as u32);
-        } else if st.delay_until.is_none() {
-            st.delay_until = Some(now + u64::from(kcp.interval()));
-        }
+        Poll::Ready(Ok(n))
     }
 
     /// Message mode: queue `msg` as one message once the window has room.
@@ -490,33 +350,17 @@ impl Session {
         msg: &[u8],
     ) -> Poll<Result<(), SessionError>> {
         let wakes = {
-            let mut st = self.state.lock();
-            if let Some(r) = st.closed {
-                return Poll::Ready(Err(r.to_error()));
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let now = now();
+            match st.conn.send_msg(now, msg) {
+                Ok(true) => self.pump(st, now),
+                Ok(false) => {
+                    st.write_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
             }
-            if st.stream {
-                return Poll::Ready(Err(SessionError::NotMessageMode));
-            }
-            let kcp = &mut st.conn.kcp;
-            let ws = kcp.wait_snd();
-            if ws >= kcp.snd_wnd() as usize || ws >= kcp.rmt_wnd() as usize {
-                st.write_waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            if let Err(e) = kcp.send(msg) {
-                return Poll::Ready(Err(match e {
-                    rkcp_engine::KcpError::MessageTooLarge { len, .. } => {
-                        SessionError::MessageTooLarge { len }
-                    }
-                    e => SessionError::Kcp(e),
-                }));
-            }
-            self.snmp
-                .bytes_sent
-                .fetch_add(msg.len() as u64, Ordering::Relaxed);
-            let now = now_ms();
-            self.flush_after_write(&mut st, now);
-            self.pump(&mut st, now)
         };
         wakes.wake();
         Poll::Ready(Ok(()))
@@ -528,71 +372,36 @@ impl Session {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<Result<usize, SessionError>> {
-        let mut st = self.state.lock();
-        if st.closed == Some(CloseReason::Local) {
-            return Poll::Ready(Err(SessionError::Closed));
-        }
-        if st.stream {
-            return Poll::Ready(Err(SessionError::NotMessageMode));
-        }
-        if st.leftover_pos < st.leftover.len() {
-            let rest = st.leftover.len() - st.leftover_pos;
-            if rest > buf.len() {
-                return Poll::Ready(Err(SessionError::BufferTooSmall { needed: rest }));
-            }
-            let from = st.leftover_pos;
-            buf[..rest].copy_from_slice(&st.leftover[from..]);
-            st.leftover.clear();
-            st.leftover_pos = 0;
-            self.snmp
-                .bytes_received
-                .fetch_add(rest as u64, Ordering::Relaxed);
-            return Poll::Ready(Ok(rest));
-        }
-        if let Some(size) = st.conn.kcp.peek_size() {
-            if size > buf.len() {
-                return Poll::Ready(Err(SessionError::BufferTooSmall { needed: size }));
-            }
-            return match st.conn.kcp.recv(buf) {
-                Ok(n) => {
-                    self.snmp
-                        .bytes_received
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    let now = now_ms();
-                    st.conn.update(now as u32);
-                    let w = self.pump(&mut st, now);
-                    drop(st);
-                    w.wake();
-                    Poll::Ready(Ok(n))
+        let (n, wakes) = {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let now = now();
+            match st.conn.recv_msg(now, buf) {
+                Ok(Some(n)) => (n, self.pump(st, now)),
+                Ok(None) => {
+                    st.read_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
                 }
-                Err(rkcp_engine::KcpError::BufferTooSmall { needed }) => {
-                    Poll::Ready(Err(SessionError::BufferTooSmall { needed }))
-                }
-                Err(e) => Poll::Ready(Err(SessionError::Kcp(e))),
-            };
-        }
-        if let Some(r) = st.closed {
-            return Poll::Ready(Err(r.to_error()));
-        }
-        st.read_waker = Some(cx.waker().clone());
-        Poll::Pending
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        };
+        wakes.wake();
+        Poll::Ready(Ok(n))
     }
 
     /// `poll_flush`: a full flush of whatever is queued (only matters with write delay).
     pub(crate) fn poll_flush(&self) -> Poll<io::Result<()>> {
         let wakes = {
-            let mut st = self.state.lock();
-            if let Some(r) = st.closed {
-                return if r == CloseReason::Local {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Ready(Err(r.to_error().into()))
-                };
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let now = now();
+            if let Err(e) = st.conn.flush(now) {
+                return Poll::Ready(Err(e.into()));
             }
-            let now = now_ms();
-            st.delay_until = None;
-            st.conn.flush(now as u32);
-            self.pump(&mut st, now)
+            if st.conn.closed().is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            self.pump(st, now)
         };
         wakes.wake();
         Poll::Ready(Ok(()))
@@ -603,12 +412,12 @@ impl Session {
     pub(crate) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         {
             let mut st = self.state.lock();
-            match st.closed {
+            match st.conn.closed() {
                 Some(CloseReason::Local) => return Poll::Ready(Ok(())),
                 Some(r) => return Poll::Ready(Err(r.to_error().into())),
                 None => {}
             }
-            if st.conn.kcp.wait_snd() > 0 {
+            if !st.conn.all_acked() {
                 st.write_waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
@@ -628,13 +437,15 @@ impl Timed for Session {
     /// goes to the session's own runtime, so that it queues behind the reader task that may hold fresh ACKs:
     /// flushing straight from the timer thread while a busy runtime has not read those ACKs yet causes
     /// spurious RTO retransmissions.
-    fn due(&self, generation: u64, now: u64) -> Option<tokio::runtime::Handle> {
-        let mut st = self.state.lock();
-        if st.sched_gen != generation || st.closed.is_some() {
+    fn due(&self, generation: u64, now_ms: u64) -> Option<tokio::runtime::Handle> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if st.sched_gen != generation || st.conn.closed().is_some() {
             return None;
         }
-        let want = if st.conn.tx.is_empty() {
-            self.wanted_deadline(&st, now)
+        let now = Timestamp::from_millis(now_ms);
+        let want = if st.conn.transmits().is_empty() {
+            st.conn.poll_timeout(now)
         } else {
             Some(now) // datagrams left over from a full socket buffer
         };
@@ -642,81 +453,31 @@ impl Timed for Session {
             Some(d) if d <= now => Some(self.rt.clone()),
             d => {
                 st.scheduled = None; // this entry is gone
-                self.set_timer(&mut st, d);
+                self.set_timer(st, d.map(Timestamp::as_millis));
                 None
             }
         }
     }
 
-    /// The timer's work: whatever the engine has due (periodic flush, retransmissions, probes), then the
-    /// dead-link check.
+    /// The timer's work: whatever the connection has due (periodic flush, retransmissions, probes, the
+    /// dead-link check).
     fn run(&self, generation: u64) {
         let (wakes, dead) = {
-            let mut st = self.state.lock();
-            if st.closed.is_some() || generation != st.sched_gen {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            if st.conn.closed().is_some() || generation != st.sched_gen {
                 return;
             }
             st.scheduled = None;
-            st.delay_until = None;
-            let now = now_ms();
-            st.conn.update(now as u32);
-            let dead = st.conn.kcp.is_dead_link().then_some(st.dead_link);
-            (self.pump(&mut st, now), dead)
+            let now = now();
+            st.conn.handle_timeout(now);
+            (self.pump(st, now), st.conn.closed())
         };
         wakes.wake();
-        if let Some(n) = dead {
-            self.close(CloseReason::DeadLink(n));
+        if let Some(reason) = dead {
+            self.close(reason);
         }
     }
-}
-
-fn fold_engine_stats(snmp: &Snmp, e: &rkcp_engine::KcpStats) {
-    let add = |c: &AtomicU64, v: u64| {
-        if v != 0 {
-            c.fetch_add(v, Ordering::Relaxed);
-        }
-    };
-    add(&snmp.in_segs, e.in_segs);
-    add(&snmp.out_segs, e.out_segs);
-    add(&snmp.retrans_segs, e.retrans_segs);
-    add(&snmp.fast_retrans_segs, e.fast_retrans_segs);
-    add(&snmp.early_retrans_segs, e.early_retrans_segs);
-    add(&snmp.lost_segs, e.lost_segs);
-    add(&snmp.repeat_segs, e.repeat_segs);
-}
-
-/// Removes the crypt layer of a received datagram and applies the length checks of PROTOCOL.md B.3 steps 1–2.
-/// Returns the bytes for `Conn::input`, or why it was dropped.
-pub(crate) fn open_datagram<'a>(
-    crypt: Option<&PacketCrypt>,
-    pkt: &'a mut [u8],
-) -> Result<&'a [u8], DropReason> {
-    let data: &'a [u8] = match crypt {
-        Some(c) => {
-            if pkt.len() < c.overhead() {
-                return Err(DropReason::Short);
-            }
-            match c.open(pkt) {
-                Ok(r) => pkt.get(r).ok_or(DropReason::Short)?,
-                Err(CryptError::TooShort { .. }) => return Err(DropReason::Short),
-                Err(_) => return Err(DropReason::Checksum),
-            }
-        }
-        None => pkt,
-    };
-    if data.len() < rkcp_engine::OVERHEAD {
-        return Err(DropReason::Short);
-    }
-    Ok(data)
-}
-
-/// Why a datagram was dropped before reaching a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DropReason {
-    /// Shorter than the crypt header or than one KCP segment header after it.
-    Short,
-    /// CRC mismatch (kcp-go ciphers) or failed authentication (AEAD): wrong key, corruption or foreign traffic.
-    Checksum,
 }
 
 // ---------------------------------------------------------------------- process-wide counters
@@ -798,6 +559,5 @@ mod tests {
     #[test]
     fn an_idle_session_struct_stays_small() {
         assert!(std::mem::size_of::<super::Session>() <= 1280);
-        assert!(std::mem::size_of::<crate::conn::Conn>() <= 768);
     }
 }

@@ -13,7 +13,9 @@ use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
 
 use crate::config::{KcpConfig, MAX_MTU};
 use crate::error::{CloseReason, SessionError};
-use crate::session::{DropReason, Role, Session, open_datagram};
+use crate::proto::connection::Connection;
+use crate::proto::packet::{DropReason, open_datagram};
+use crate::session::{Role, Session};
 use crate::snmp::SnmpSnapshot;
 use crate::udp::{RecvBatch, UdpIo};
 
@@ -99,15 +101,15 @@ impl KcpStream {
         config.validate()?;
         crate::sockopt::apply(&sock, &config)?;
         let io = Arc::new(UdpIo::new(sock, false));
+        let conn = Connection::new(conv, &config)?;
         let s = Session::new(
-            conv,
+            conn,
             remote,
             io,
-            &config,
             Role::Client {
                 reader: Mutex::new(None),
             },
-        )?;
+        );
         let stream = KcpStream::from_session(&s);
         let task = tokio::spawn(client_reader(Arc::clone(&s), config.crypt.clone()));
         if let Role::Client { reader } = &s.role {
@@ -138,12 +140,12 @@ impl KcpStream {
     /// and congestion control off (`nc`). Takes effect at once.
     pub fn set_nodelay(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
         self.s
-            .with_state(|st| st.conn.kcp.set_nodelay(nodelay, interval, resend, nc));
+            .with_conn(|c| c.kcp.set_nodelay(nodelay, interval, resend, nc));
     }
 
     /// Send and receive windows in segments; 0 leaves one unchanged, the receive window is capped at 65535.
     pub fn set_window(&self, snd: u32, rcv: u32) {
-        self.s.with_state(|st| st.conn.kcp.set_window(snd, rcv));
+        self.s.with_conn(|c| c.kcp.set_window(snd, rcv));
     }
 
     /// Changes the MTU (at most 1500, and room for the headers). Later segments use the new MSS.
@@ -154,44 +156,42 @@ impl KcpStream {
         if mtu > MAX_MTU {
             return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
         }
-        self.s.with_state(|st| {
-            let overhead = st.conn.overhead();
+        self.s.with_conn(|c| {
+            let overhead = c.overhead();
             if mtu <= rkcp_engine::OVERHEAD + overhead {
                 return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
             }
-            st.conn.kcp.set_mtu(mtu).map_err(SessionError::Kcp)
+            c.kcp.set_mtu(mtu).map_err(SessionError::Kcp)
         })
     }
 
     /// Stream mode (no message boundaries) or message mode (each write/`send_msg` is one message).
     pub fn set_stream_mode(&self, on: bool) {
-        self.s.with_state(|st| {
-            st.conn.kcp.set_stream_mode(on);
-            st.set_stream(on);
+        self.s.with_conn(|c| {
+            c.set_stream_mode(on);
         });
     }
 
     /// Send ACKs right after each input instead of at the next flush.
     pub fn set_ack_nodelay(&self, on: bool) {
-        self.s.with_state(|st| st.conn.kcp.set_ack_nodelay(on));
+        self.s.with_conn(|c| c.kcp.set_ack_nodelay(on));
     }
 
     /// Caps the segments sent but not yet acknowledged (`None`: no cap, as kcp-go); see
     /// [`KcpConfig::max_inflight`](crate::KcpConfig::max_inflight).
     pub fn set_max_inflight(&self, max: Option<u32>) {
-        self.s.with_state(|st| st.conn.kcp.set_max_inflight(max));
+        self.s.with_conn(|c| c.kcp.set_max_inflight(max));
     }
 
     /// Write delay: do not flush after each write, but when the window fills or at the next tick.
     pub fn set_write_delay(&self, on: bool) {
-        self.s.with_state(|st| st.set_write_delay(on));
+        self.s.with_conn(|c| c.set_write_delay(on));
     }
 
     /// Transmissions of one segment after which the link counts as dead.
     pub fn set_dead_link(&self, xmit: u32) {
-        self.s.with_state(|st| {
-            st.conn.kcp.set_dead_link(xmit);
-            st.set_dead_link(xmit);
+        self.s.with_conn(|c| {
+            c.set_dead_link(xmit);
         });
     }
 
@@ -390,32 +390,21 @@ async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) 
                 return;
             }
         };
-        let now = crate::sched::now_ms();
+        let now = crate::sched::now();
         let mut fed = false;
         for i in 0..n {
             let (pkt, from) = batch.get_mut(i);
             if from != s.remote {
-                s.snmp
-                    .in_errs
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                s.count_drop(DropReason::UnknownPeer);
                 continue;
             }
             match open_datagram(crypt.as_ref(), pkt) {
                 Ok(data) => {
-                    s.input(now as u32, data);
+                    s.input(now, data);
                     fed = true;
                 }
-                Err(DropReason::Checksum) => {
-                    s.snmp
-                        .in_csum_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(DropReason::Short) => {
-                    // kcp-go drops these without a counter (B.11); we count them as input errors.
-                    s.snmp
-                        .in_errs
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+                // kcp-go drops short ones without a counter; we count them as input errors.
+                Err(r) => s.count_drop(r),
             }
         }
         if fed {

@@ -1,0 +1,647 @@
+//! One KCP conversation without IO: the engine, its crypt in both directions, its FEC encoder and decoder,
+//! the datagrams waiting to be sent, the application-side rules (stream or message mode, write delay, dead
+//! link) and its counters as plain integers.
+//!
+//! The driver feeds it received datagrams ([`Connection::handle_datagram`], then
+//! [`Connection::finish_input`] once per batch), wakes it when [`Connection::poll_timeout`] says
+//! ([`Connection::handle_timeout`]), and sends what [`Connection::transmits`] holds. Reads and writes from the
+//! application go through it too, so every rule of the session lives here and can be tested in virtual time.
+//!
+//! Nothing here allocates per packet once the queues have grown to the session's usual burst.
+
+use rkcp_crypt::PacketCrypt;
+use rkcp_engine::{Kcp, KcpError};
+use rkcp_fec::{Classified, FecDecoder, FecEncoder};
+
+use crate::config::KcpConfig;
+use crate::error::{CloseReason, ConfigError, SessionError};
+use crate::proto::packet::{DropReason, emit};
+use crate::proto::time::Timestamp;
+use crate::snmp::SnmpSnapshot;
+use crate::udp::TxQueue;
+
+/// FEC header bytes on data packets (seqid, type, size).
+const FEC_HEADER: usize = rkcp_fec::HEADER_SIZE_PLUS2;
+
+/// KCP's data command, byte 4 of a segment header.
+const CMD_PUSH: u8 = rkcp_engine::Command::Push as u8;
+
+/// Datagrams kept queued while the socket cannot take them; beyond this the queue is dropped, as a full link
+/// would (KCP retransmits).
+pub(crate) const MAX_PENDING_TX: usize = 8192;
+
+/// One conversation's state machine.
+pub(crate) struct Connection {
+    pub(crate) kcp: Kcp,
+    // Boxed: inline they are ~6 KB, most of an idle session's memory even with FEC off (10,000 sessions).
+    fec_enc: Option<Box<FecEncoder>>,
+    fec_dec: Option<Box<FecDecoder>>,
+    crypt: Option<PacketCrypt>,
+    /// Cipher header in front (0 without a cipher; 20 for kcp-go ciphers).
+    crypt_head: usize,
+    /// Cipher trailer (authenticated kinds only).
+    crypt_tail: usize,
+    /// Sealed datagrams waiting for the socket.
+    tx: TxQueue,
+    /// Data datagrams fed to the engine since its last flush: about how many ACKs it holds.
+    unacked: usize,
+    stream: bool,
+    write_delay: bool,
+    /// With write delay: the flush after a write waits until this time.
+    delay_until: Option<Timestamp>,
+    dead_link: u32,
+    closed: Option<CloseReason>,
+    /// Rest of a message that did not fit the caller's buffer (message mode read as a byte stream).
+    leftover: Vec<u8>,
+    leftover_pos: usize,
+    /// This connection's kcp-go counters (engine counters are added by [`Connection::counters`]).
+    counters: SnmpSnapshot,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("conv", &self.kcp.conv())
+            .field("queued", &self.tx.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Builds the engine and pipeline for `conv` from a config.
+    pub(crate) fn new(conv: u32, cfg: &KcpConfig) -> Result<Connection, SessionError> {
+        cfg.validate()?;
+        let (crypt_head, crypt_tail) = cfg
+            .crypt
+            .as_ref()
+            .map_or((0, 0), |c| (c.header_len(), c.trailer_len()));
+        let fec_enc = match cfg.fec {
+            Some(f) => Some(Box::new(
+                FecEncoder::new(f.data_shards, f.parity_shards, crypt_head).map_err(|_| {
+                    ConfigError::FecShards {
+                        data: f.data_shards,
+                        parity: f.parity_shards,
+                    }
+                })?,
+            )),
+            None => None,
+        };
+        let fec_dec = match cfg.fec {
+            Some(f) => FecDecoder::new(f.data_shards, f.parity_shards)
+                .ok()
+                .map(Box::new),
+            None => None,
+        };
+        let kcp = Kcp::with_config(conv, &cfg.engine_config(cfg.overhead()))
+            .map_err(|e| SessionError::Config(ConfigError::Engine(e)))?;
+        Ok(Connection {
+            kcp,
+            fec_enc,
+            fec_dec,
+            crypt: cfg.crypt.clone(),
+            crypt_head,
+            crypt_tail,
+            tx: TxQueue::default(),
+            unacked: 0,
+            stream: cfg.stream,
+            write_delay: cfg.write_delay,
+            delay_until: None,
+            dead_link: cfg.dead_link,
+            closed: None,
+            leftover: Vec::new(),
+            leftover_pos: 0,
+            counters: SnmpSnapshot::default(),
+        })
+    }
+
+    /// The conversation id.
+    pub(crate) fn conv(&self) -> u32 {
+        self.kcp.conv()
+    }
+
+    /// Crypt + FEC header bytes plus the cipher trailer: what the engine reserves out of each datagram.
+    pub(crate) fn overhead(&self) -> usize {
+        self.crypt_head
+            + self.crypt_tail
+            + if self.fec_enc.is_some() {
+                FEC_HEADER
+            } else {
+                0
+            }
+    }
+
+    /// Why the connection ended, if it did.
+    pub(crate) fn closed(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// Sealed datagrams waiting to be sent, oldest first.
+    pub(crate) fn transmits(&mut self) -> &mut TxQueue {
+        &mut self.tx
+    }
+
+    /// The driver handed `n` queued datagrams (of `bytes` bytes in all) to the socket.
+    pub(crate) fn transmitted(&mut self, n: usize) {
+        let bytes: usize = (0..n).map(|i| self.tx.get(i).len()).sum();
+        self.counters.out_pkts += n as u64;
+        self.counters.out_bytes += bytes as u64;
+        self.tx.consume(n);
+        if self.tx.len() > MAX_PENDING_TX {
+            self.tx.clear();
+        }
+    }
+
+    // ------------------------------------------------------------------ network side
+
+    /// Counts a datagram dropped before it reached this connection (a client socket's foreign or
+    /// unopenable datagrams): `InCsumErrors` for a failed checksum, `InErrs` otherwise.
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::Checksum => self.counters.in_csum_errors += 1,
+            _ => self.counters.in_errs += 1,
+        }
+    }
+
+    /// Feeds one opened datagram (crypt layer removed, at least 24 bytes) to FEC and the engine, counting as
+    /// kcp-go's `kcpInput` does. Call [`Connection::finish_input`] once the batch is done.
+    pub(crate) fn handle_datagram(&mut self, now: Timestamp, data: &[u8]) {
+        if self.closed.is_some() {
+            return;
+        }
+        let now = now.engine();
+        self.counters.in_pkts += 1;
+        self.counters.in_bytes += data.len() as u64;
+        let kcp_bytes = match rkcp_fec::classify(data) {
+            Classified::Plain(kcp) => {
+                Self::note_data(&mut self.unacked, kcp);
+                if self.kcp.input(now, kcp, true).is_err() {
+                    self.counters.kcp_in_errors += 1;
+                }
+                return;
+            }
+            Classified::Truncated => {
+                self.counters.in_errs += 1;
+                return;
+            }
+            Classified::Parity => {
+                self.counters.fec_parity_shards += 1;
+                None
+            }
+            Classified::Data(kcp) => Some(kcp),
+        };
+        // A peer may send FEC although we do not: decode with (1,1) and let autotune find its shape.
+        if self.fec_dec.is_none() {
+            self.fec_dec = FecDecoder::new(1, 1).ok().map(Box::new);
+        }
+        let Connection {
+            kcp,
+            fec_dec,
+            unacked,
+            counters,
+            ..
+        } = self;
+        if let Some(bytes) = kcp_bytes {
+            Self::note_data(unacked, bytes);
+            if kcp.input(now, bytes, true).is_err() {
+                counters.kcp_in_errors += 1;
+            }
+        }
+        if let Some(dec) = fec_dec.as_mut() {
+            let outcome = dec.decode(now, data, |rebuilt: &[u8]| {
+                Self::note_data(unacked, rebuilt);
+                if kcp.input(now, rebuilt, false).is_ok() {
+                    counters.fec_recovered += 1;
+                } else {
+                    counters.kcp_in_errors += 1;
+                }
+            });
+            if let Ok(o) = outcome {
+                counters.fec_errs += o.fec_errs as u64;
+                counters.fec_short_shards += o.short_shards as u64;
+            }
+        }
+    }
+
+    /// Counts a datagram that starts with a data segment (it will be acknowledged).
+    fn note_data(unacked: &mut usize, seg: &[u8]) {
+        if seg.get(4) == Some(&CMD_PUSH) {
+            *unacked += 1;
+        }
+    }
+
+    /// After a batch of input: whatever the engine has due (window slide, ACK-no-delay), then, if at least a
+    /// full ACK datagram's worth of ACKs has piled up since the engine last flushed, those ACKs now rather
+    /// than at the next periodic flush.
+    ///
+    /// Why: a pure receiver otherwise acknowledges once per `interval` (10 ms in fast3), so a sender can move
+    /// at most one window per interval (1024 × 1.3 kB / 10 ms ≈ 130 MB/s) however fast the path is. This runs
+    /// once per received batch, and sends only full datagrams' worth: each early flush sends at most one ACK
+    /// datagram that is not full. On the wire it is an ACK-only flush (kcp-go `flush(true)`).
+    pub(crate) fn finish_input(&mut self, now: Timestamp) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.update(now);
+        let Connection {
+            kcp,
+            fec_enc,
+            crypt,
+            tx,
+            crypt_tail,
+            unacked,
+            ..
+        } = self;
+        let per_datagram = (kcp.mtu() - kcp.reserved()) / rkcp_engine::OVERHEAD;
+        if *unacked >= per_datagram.max(1) {
+            let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+            kcp.flush_acks(now.engine(), &mut out);
+            *unacked = 0;
+        }
+    }
+
+    /// Runs whatever the engine has due at `now`, queueing the output.
+    fn update(&mut self, now: Timestamp) {
+        let Connection {
+            kcp,
+            fec_enc,
+            crypt,
+            tx,
+            crypt_tail,
+            unacked,
+            ..
+        } = self;
+        let before = tx.len();
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+        kcp.update(now.engine(), &mut out);
+        if tx.len() != before {
+            // Any flush writes every pending ACK.
+            *unacked = 0;
+        }
+    }
+
+    /// A full flush now (kcp-go's flush after `Write`), queueing the output.
+    fn flush_now(&mut self, now: Timestamp) {
+        let Connection {
+            kcp,
+            fec_enc,
+            crypt,
+            tx,
+            crypt_tail,
+            ..
+        } = self;
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+        kcp.flush(now.engine(), &mut out);
+        self.unacked = 0;
+    }
+
+    /// When [`Connection::handle_timeout`] is next due (write delay included); `None` while idle.
+    pub(crate) fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.closed.is_some() {
+            return None;
+        }
+        let d = self
+            .kcp
+            .next_deadline()
+            .map(|d| Timestamp::from_engine(d, now));
+        match (d, self.delay_until) {
+            (Some(d), Some(hold)) => Some(d.max(hold)),
+            (d, _) => d,
+        }
+    }
+
+    /// The timer's work: whatever the engine has due (periodic flush, retransmissions, probes), then the
+    /// dead-link check, which may close the connection.
+    pub(crate) fn handle_timeout(&mut self, now: Timestamp) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.delay_until = None;
+        self.update(now);
+        if self.kcp.is_dead_link() {
+            self.close(now, CloseReason::DeadLink(self.dead_link));
+        }
+    }
+
+    /// Whether a reader can make progress (data, or the end).
+    pub(crate) fn readable(&self) -> bool {
+        self.kcp.peek_size().is_some() || self.leftover_pos < self.leftover.len()
+    }
+
+    /// Whether the send window has room for a write.
+    pub(crate) fn writable(&self) -> bool {
+        let ws = self.kcp.wait_snd();
+        ws < self.kcp.snd_wnd() as usize && ws < self.kcp.rmt_wnd() as usize
+    }
+
+    // ------------------------------------------------------------------ application side
+
+    /// Reads into `buf` (a byte stream: leftover of a message first, then the next segment(s) or message).
+    /// `Ok(None)`: nothing to read yet. A zero-length message is skipped (a 0-byte read would look like EOF).
+    pub(crate) fn read(
+        &mut self,
+        now: Timestamp,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
+        if buf.is_empty() {
+            return Ok(Some(0));
+        }
+        if self.closed == Some(CloseReason::Local) {
+            return Err(SessionError::Closed);
+        }
+        if self.leftover_pos < self.leftover.len() {
+            let n = (self.leftover.len() - self.leftover_pos).min(buf.len());
+            let from = self.leftover_pos;
+            buf[..n].copy_from_slice(&self.leftover[from..from + n]);
+            self.leftover_pos += n;
+            self.counters.bytes_received += n as u64;
+            return Ok(Some(n));
+        }
+        while let Some(size) = self.kcp.peek_size() {
+            let n = if self.stream || size <= buf.len() {
+                self.kcp.recv(buf).map_err(SessionError::Kcp)?
+            } else {
+                self.leftover.resize(size, 0);
+                let n = self
+                    .kcp
+                    .recv(&mut self.leftover)
+                    .map_err(SessionError::Kcp)?;
+                self.leftover.truncate(n);
+                let k = n.min(buf.len());
+                buf[..k].copy_from_slice(&self.leftover[..k]);
+                self.leftover_pos = k;
+                k
+            };
+            if n == 0 {
+                continue;
+            }
+            self.counters.bytes_received += n as u64;
+            // Reading may open the receive window: tell the peer (kcp-go flushes after Read).
+            self.update(now);
+            return Ok(Some(n));
+        }
+        match self.closed {
+            Some(r) => Err(r.to_error()),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes up to one window of `data` while the window has room (`Ok(None)`: full, wait for
+    /// [`Connection::writable`]), then flushes unless write delay holds it.
+    pub(crate) fn write(
+        &mut self,
+        now: Timestamp,
+        data: &[u8],
+    ) -> Result<Option<usize>, SessionError> {
+        if let Some(r) = self.closed {
+            return Err(r.to_error());
+        }
+        if data.is_empty() {
+            return Ok(Some(0));
+        }
+        if !self.writable() {
+            return Ok(None);
+        }
+        let mss = self.kcp.mss();
+        let n = data.len().min(self.kcp.snd_wnd() as usize * mss);
+        let chunk = &data[..n];
+        if self.stream {
+            self.kcp.send(chunk).map_err(SessionError::Kcp)?;
+        } else {
+            chunk
+                .chunks(mss)
+                .try_for_each(|c| self.kcp.send(c).map(|_| ()))
+                .map_err(SessionError::Kcp)?;
+        }
+        self.counters.bytes_sent += n as u64;
+        self.flush_after_write(now);
+        Ok(Some(n))
+    }
+
+    /// Message mode: queues `msg` as one message once the window has room (`Ok(false)`: full).
+    pub(crate) fn send_msg(&mut self, now: Timestamp, msg: &[u8]) -> Result<bool, SessionError> {
+        if let Some(r) = self.closed {
+            return Err(r.to_error());
+        }
+        if self.stream {
+            return Err(SessionError::NotMessageMode);
+        }
+        if !self.writable() {
+            return Ok(false);
+        }
+        self.kcp.send(msg).map_err(|e| match e {
+            KcpError::MessageTooLarge { len, .. } => SessionError::MessageTooLarge { len },
+            e => SessionError::Kcp(e),
+        })?;
+        self.counters.bytes_sent += msg.len() as u64;
+        self.flush_after_write(now);
+        Ok(true)
+    }
+
+    /// Message mode: the next whole message into `buf` (`Ok(None)`: none yet).
+    pub(crate) fn recv_msg(
+        &mut self,
+        now: Timestamp,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, SessionError> {
+        if self.closed == Some(CloseReason::Local) {
+            return Err(SessionError::Closed);
+        }
+        if self.stream {
+            return Err(SessionError::NotMessageMode);
+        }
+        if self.leftover_pos < self.leftover.len() {
+            let rest = self.leftover.len() - self.leftover_pos;
+            if rest > buf.len() {
+                return Err(SessionError::BufferTooSmall { needed: rest });
+            }
+            let from = self.leftover_pos;
+            buf[..rest].copy_from_slice(&self.leftover[from..]);
+            self.leftover.clear();
+            self.leftover_pos = 0;
+            self.counters.bytes_received += rest as u64;
+            return Ok(Some(rest));
+        }
+        if let Some(size) = self.kcp.peek_size() {
+            if size > buf.len() {
+                return Err(SessionError::BufferTooSmall { needed: size });
+            }
+            return match self.kcp.recv(buf) {
+                Ok(n) => {
+                    self.counters.bytes_received += n as u64;
+                    self.update(now);
+                    Ok(Some(n))
+                }
+                Err(KcpError::BufferTooSmall { needed }) => {
+                    Err(SessionError::BufferTooSmall { needed })
+                }
+                Err(e) => Err(SessionError::Kcp(e)),
+            };
+        }
+        match self.closed {
+            Some(r) => Err(r.to_error()),
+            None => Ok(None),
+        }
+    }
+
+    /// kcp-go's post-write flush rule: flush now unless write delay is on and the window is not full.
+    fn flush_after_write(&mut self, now: Timestamp) {
+        if !self.write_delay || !self.writable() {
+            self.delay_until = None;
+            self.flush_now(now);
+        } else if self.delay_until.is_none() {
+            self.delay_until = Some(now.add_millis(u64::from(self.kcp.interval())));
+        }
+    }
+
+    /// A full flush of whatever is queued (only matters with write delay). `Err` once closed by the peer's
+    /// side (a local close is not an error here).
+    pub(crate) fn flush(&mut self, now: Timestamp) -> Result<(), SessionError> {
+        match self.closed {
+            Some(CloseReason::Local) => Ok(()),
+            Some(r) => Err(r.to_error()),
+            None => {
+                self.delay_until = None;
+                self.flush_now(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Everything written has been acknowledged (KCP has no FIN: this is how a writer knows the peer has it).
+    pub(crate) fn all_acked(&self) -> bool {
+        self.kcp.wait_snd() == 0
+    }
+
+    /// Closes the connection (only the first call does anything). A local close first flushes what the
+    /// window allows (the driver still sends it); then the engine's counters are kept and its queues and the
+    /// FEC receive queue are dropped.
+    pub(crate) fn close(&mut self, now: Timestamp, reason: CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason);
+        if reason == CloseReason::Local {
+            self.flush_now(now);
+        } else {
+            self.tx.clear();
+        }
+        let stats = *self.kcp.stats();
+        fold_engine_stats(&mut self.counters, &stats);
+        self.kcp = Kcp::new(self.kcp.conv());
+        self.fec_dec = None;
+        self.leftover = Vec::new();
+        self.leftover_pos = 0;
+    }
+
+    /// Drops what is queued for sending (after a close, once the last flush went out or could not).
+    pub(crate) fn release_tx(&mut self) {
+        self.tx.clear();
+    }
+
+    /// Gives back a send-queue allocation a burst left behind, keeping `keep` bytes.
+    pub(crate) fn trim_tx(&mut self, keep: usize) {
+        self.tx.trim(keep);
+    }
+
+    /// This connection's counters, the engine's included. Process-wide fields are 0.
+    pub(crate) fn counters(&self) -> SnmpSnapshot {
+        let mut s = self.counters;
+        if self.closed.is_none() {
+            fold_engine_stats(&mut s, self.kcp.stats());
+        }
+        s
+    }
+
+    // ------------------------------------------------------------------ knobs
+
+    /// Stream mode on the engine and for reads (message boundaries ignored).
+    pub(crate) fn set_stream_mode(&mut self, on: bool) {
+        self.kcp.set_stream_mode(on);
+        self.stream = on;
+    }
+
+    /// kcp-go's write delay: a write's flush waits for the next interval unless the window is full.
+    pub(crate) fn set_write_delay(&mut self, on: bool) {
+        self.write_delay = on;
+        if !on {
+            self.delay_until = None;
+        }
+    }
+
+    /// Retransmissions of one segment after which the link counts as dead.
+    pub(crate) fn set_dead_link(&mut self, xmit: u32) {
+        self.kcp.set_dead_link(xmit);
+        self.dead_link = xmit;
+    }
+}
+
+/// Adds the engine's counters (kcp-go counts RetransSegs as fast + early + lost itself).
+fn fold_engine_stats(s: &mut SnmpSnapshot, e: &rkcp_engine::KcpStats) {
+    s.in_segs += e.in_segs;
+    s.out_segs += e.out_segs;
+    s.retrans_segs += e.retrans_segs;
+    s.fast_retrans_segs += e.fast_retrans_segs;
+    s.early_retrans_segs += e.early_retrans_segs;
+    s.lost_segs += e.lost_segs;
+    s.repeat_segs += e.repeat_segs;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    /// `n` full data datagrams from a sender, fed to a receiver between its periodic flushes: the receiver
+    /// sends ACKs early only once a full ACK datagram's worth has arrived.
+    fn acks_after(n: usize) -> usize {
+        let cfg = KcpConfig::fast3();
+        let mut tx = Connection::new(7, &cfg).unwrap();
+        let mut rx = Connection::new(7, &cfg).unwrap();
+        tx.handle_timeout(t(0));
+        rx.handle_timeout(t(0));
+        // Tell the sender the receiver's window (it assumes 32 segments until it hears from the peer).
+        rx.kcp.send(b"w").unwrap();
+        rx.flush(t(0)).unwrap();
+        for i in 0..rx.tx.len() {
+            let d = rx.tx.get(i).to_vec();
+            tx.handle_datagram(t(0), &d);
+        }
+        tx.tx.clear();
+        rx.tx.clear();
+        let mss = tx.kcp.mss();
+        tx.kcp.send(&vec![1u8; mss * n]).unwrap();
+        tx.flush(t(1)).unwrap();
+        // First the ACK for "w" (its window slide makes the receiver flush), then n data datagrams.
+        assert_eq!(tx.tx.len(), n + 1);
+        let d = tx.tx.get(0).to_vec();
+        rx.handle_datagram(t(2), &d);
+        rx.finish_input(t(2));
+        rx.tx.clear();
+        for i in 1..n + 1 {
+            let d = tx.tx.get(i).to_vec();
+            rx.handle_datagram(t(3), &d);
+        }
+        rx.finish_input(t(3)); // the periodic flush is due at 10
+        rx.tx.len()
+    }
+
+    #[test]
+    fn acks_leave_early_only_in_full_datagrams_worth() {
+        let cfg = KcpConfig::fast3();
+        let per_datagram = (cfg.mtu - cfg.overhead()) / rkcp_engine::OVERHEAD;
+        assert_eq!(acks_after(per_datagram - 1), 0);
+        // In-order ACKs are filtered down to the last one, so one small datagram answers them all.
+        assert_eq!(acks_after(per_datagram), 1);
+        assert_eq!(acks_after(per_datagram * 3), 1);
+    }
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // 10,000 idle sessions must fit in a few MB: the FEC coders are boxed.
+        assert!(std::mem::size_of::<Connection>() <= 1024);
+    }
+}
