@@ -233,7 +233,7 @@ fn config(seed: u64) -> KcpConfig {
         1 => KcpConfig::fast(),
         _ => KcpConfig::default(),
     };
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         cfg = cfg.with_crypt(PacketCrypt::new(CipherKind::Aes, &[7u8; 32]));
     } else if seed % 5 == 1 {
         cfg = cfg.with_crypt(PacketCrypt::new(CipherKind::Aes256Gcm, &[9u8; 32]));
