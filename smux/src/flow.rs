@@ -125,6 +125,15 @@ impl SendFlow {
         self.check();
     }
 
+    /// Takes back `n` bytes that [`commit`](Self::commit) and [`on_sent`](Self::on_sent)
+    /// counted ahead of a direct write (see `write.rs`) but the transport did not take.
+    /// The peer cannot have reported them consumed, so the invariant still holds.
+    pub(crate) fn unsend(&mut self, n: u32) {
+        self.committed = self.committed.wrapping_sub(n);
+        self.sent = self.sent.wrapping_sub(n);
+        self.check();
+    }
+
     /// Bytes sent and not reported consumed (0 once the peer closed).
     pub(crate) fn inflight(&self) -> u32 {
         if self.peer_closed {
@@ -201,6 +210,15 @@ impl SendCredit {
     pub(crate) fn allows(&self, len: u32, unreported: u64) -> bool {
         let counted = self.total.saturating_sub(unreported);
         len == 0 || counted == 0 || counted + u64::from(len) < self.cap
+    }
+
+    /// May a direct write (several frames at once, bypassing the shaper) take `len`
+    /// credit? Only while the total stays below half the cap: stricter than
+    /// [`allows`](Self::allows) frame by frame, so once credit gets scarce it is shared
+    /// by the shaper (least sent first) and the streams waiting for it (first come,
+    /// first served) instead of going to whoever writes first.
+    pub(crate) fn allows_direct(&self, len: u32) -> bool {
+        len == 0 || self.total + u64::from(len) < self.cap / 2
     }
 
     /// A stream's in-flight bytes went from `before` to `after`.

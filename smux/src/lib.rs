@@ -13,14 +13,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Design: a single driver task owns the transport. It parses frames into per-stream
-//! buffers (bounded by the session token bucket, E.4) and writes frames chosen by the
-//! shaper (control frames first, then the stream that has sent least, E.6), batching
-//! several frames into one (vectored) write. Streams are handles to shared state; a
-//! write copies the data into whole encoded frames, so its byte count is exact even if
-//! the caller gives up (cancellation or timeout) right after. Large PSH payloads are
-//! read from the transport into a buffer of their own and handed to the reader without
-//! another copy; small ones are copied out of a shared read chunk.
+//! Design: a driver task reads the transport, parses frames into per-stream buffers
+//! (bounded by the session token bucket, E.4) and writes frames chosen by the shaper
+//! (control frames first, then the stream that has sent least, E.6), batching several
+//! frames into one (vectored) write. Streams are handles to shared state. A write that
+//! nothing must precede goes straight from the caller's buffer to the transport from
+//! the caller's task (header and payload slices, no copy, see `write.rs`); otherwise it
+//! copies the data into whole encoded frames for the driver. Either way its byte count
+//! is exact even if the caller gives up (cancellation or timeout) right after. Large
+//! PSH payloads are read from the transport into a buffer of their own (recycled
+//! through a small per-session pool that an idle session empties, see `read.rs`) and
+//! handed to the reader without another copy; small ones are copied out of a shared
+//! read chunk.
 //!
 //! Flow control (v2; the full argument is in the `flow` module's source docs): no
 //! many-stream deadlock, whatever the peer, because of two rules. As a sender, the
@@ -45,9 +49,11 @@ mod config;
 mod error;
 mod flow;
 pub mod frame;
+mod read;
 mod session;
 mod shared;
 mod stream;
+mod write;
 
 pub use config::{Config, ConfigError, Version};
 pub use error::Error;

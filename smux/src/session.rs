@@ -1,25 +1,25 @@
 //! The session: user handle ([`Session`]) and the driver that owns the transport.
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::config::{Config, ConfigError, Version};
 use crate::error::Error;
 use crate::flow::{AUTOTUNE_INITIAL_WINDOW, QUIET};
 use crate::frame::{self, Cmd, Frame, HEADER_SIZE};
+use crate::read::{DirectRead, POOL_IDLE, RecvPool};
 use crate::shared::{Inner, Shared, set_waker};
 use crate::stream::Stream;
+use crate::write::{MAX_IOVECS, WriteSide};
 
 /// Which end of the connection this session is; decides stream id parity (E.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +140,14 @@ impl Session {
             return Err(ConfigError::AutoVersionOnClient);
         }
         let inner = Inner::new(config.version.byte(), role == Role::Client, &config);
+        let (rd, wr) = tokio::io::split(io);
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
+            writer: Mutex::new(WriteSide::new(Box::pin(wr))),
             driver: AtomicWaker::new(),
             config,
         });
-        let conn = Conn::new(io, shared.clone());
+        let conn = Conn::new(rd, shared.clone());
         let fut = Box::pin(conn.run());
         Ok((Session { shared }, Driver { fut }))
     }
@@ -349,31 +351,29 @@ const DIRECT_MIN: usize = 8 * 1024;
 const ZERO_COPY_MIN: usize = READ_CHUNK / 2;
 /// Bytes of frames gathered for one (vectored) write.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Slices per vectored write.
-const MAX_IOVECS: usize = 64;
 /// Driver loop iterations before yielding to the scheduler.
 const BUDGET: usize = 64;
 
-/// The driver's private half: the transport and the IO buffers.
+/// The driver's private half: the transport's read half and the read buffer (the write
+/// half is shared with the streams, see `write.rs`).
 struct Conn<T> {
-    io: Pin<Box<T>>,
+    io: ReadHalf<T>,
     shared: Arc<Shared>,
     read_buf: BytesMut,
     /// Current read size, in `READ_MIN..=READ_CHUNK`.
     read_size: usize,
     read_eof: bool,
-    out: VecDeque<Bytes>,
-    out_bytes: usize,
-    /// Coalescing buffer for transports without vectored writes.
-    flat: BytesMut,
-    need_flush: bool,
     ping: Option<Interval>,
     timeout: Option<Interval>,
     close_deadline: Option<Pin<Box<Sleep>>>,
     wakers: Vec<Waker>,
-    vectored: bool,
     /// The frame at the front of `read_buf` was read into a buffer of its own.
-    direct: bool,
+    direct_own: bool,
+    /// A large PSH being read into a pooled buffer.
+    direct: Option<DirectRead>,
+    pool: Arc<RecvPool>,
+    /// Empties the pool once it has not been used for [`POOL_IDLE`].
+    pool_timer: Option<Pin<Box<Sleep>>>,
     /// Reading is paused by back-pressure (see [`Conn::must_pause`]).
     read_paused: bool,
     /// v2: data frames wait for send credit; re-checked when this fires (streams that
@@ -384,25 +384,22 @@ struct Conn<T> {
 }
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
-    fn new(io: T, shared: Arc<Shared>) -> Self {
-        let io = Box::pin(io);
-        let vectored = io.is_write_vectored();
+    fn new(io: ReadHalf<T>, shared: Arc<Shared>) -> Self {
+        let pool = RecvPool::new(shared.config.max_frame_size);
         Self {
             io,
             shared,
             read_buf: BytesMut::new(),
             read_size: READ_MIN,
             read_eof: false,
-            out: VecDeque::new(),
-            out_bytes: 0,
-            flat: BytesMut::new(),
-            need_flush: false,
             ping: None,
             timeout: None,
             close_deadline: None,
             wakers: Vec::new(),
-            vectored,
-            direct: false,
+            direct_own: false,
+            direct: None,
+            pool,
+            pool_timer: None,
             read_paused: false,
             credit_retry: None,
             credit_blocked: false,
@@ -426,11 +423,15 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         let res = match res {
             Ok(()) => {
                 // Graceful: every committed frame is out; shut the transport down.
-                let _ = poll_fn(|cx| self.io.as_mut().poll_shutdown(cx)).await;
+                let shared = self.shared.clone();
+                let _ = poll_fn(|cx| shared.lock_writer().poll_shutdown_io(cx)).await;
                 Ok(())
             }
             Err(e) => Err(e),
         };
+        // The transport goes with the driver (the read half when `self` is dropped).
+        self.shared.lock_writer().close();
+        self.pool.close();
         let mut wakers = std::mem::take(&mut self.wakers);
         {
             let mut g = self.shared.lock();
@@ -476,7 +477,11 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 Err(e) => return Poll::Ready(Err(e)),
             }
             self.wake_all();
-            if closing && self.out.is_empty() && !self.need_flush {
+            let written = {
+                let w = self.shared.lock_writer();
+                w.out_is_empty() && !w.need_flush()
+            };
+            if closing && written {
                 let g = self.shared.lock();
                 let idle = g.shaper.is_idle();
                 drop(g);
@@ -496,12 +501,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
     /// Gives back write-side memory a burst left behind (an idle session should cost
     /// little; the read buffer is released by the read side itself).
     fn release_idle(&mut self) {
-        if self.out.is_empty() && self.out.capacity() > 8 {
-            self.out = VecDeque::new();
-        }
-        if self.flat.is_empty() && self.flat.capacity() > 0 {
-            self.flat = BytesMut::new();
-        }
+        self.shared.lock_writer().release_idle();
         if self.wakers.capacity() > 8 {
             self.wakers = Vec::new();
         }
@@ -527,6 +527,18 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         {
             // Gathering below re-checks the credit and re-arms if still blocked.
             self.credit_retry = None;
+        }
+        if let Some(t) = &mut self.pool_timer
+            && t.as_mut().poll(cx).is_ready()
+        {
+            self.pool_timer = None;
+            self.pool.idle_tick();
+        }
+        if self.pool_timer.is_none() && self.pool.has_free() {
+            let mut t = Box::pin(tokio::time::sleep(POOL_IDLE));
+            // Registers the wake-up; it cannot be ready yet.
+            let _ = t.as_mut().poll(cx);
+            self.pool_timer = Some(t);
         }
         if let Some(p) = &mut self.ping {
             while p.poll_tick(cx).is_ready() {
@@ -561,41 +573,81 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if self.read_eof {
                 return Err(Error::ConnectionClosed);
             }
+            if self.direct.is_none() {
+                // A large PSH whose payload is not all here: read exactly the rest of it
+                // plus the next header into a pooled buffer of its own. The payload is
+                // then handed to the stream without any copy, and the next read starts
+                // aligned.
+                if let Some(Ok(h)) = frame::peek_header(&self.read_buf)
+                    && h.cmd == Cmd::Psh
+                    && h.payload_len() >= DIRECT_MIN
+                    && self.pool.fits(2 * HEADER_SIZE + h.payload_len())
+                {
+                    self.direct = Some(DirectRead::new(
+                        &self.pool,
+                        &self.read_buf,
+                        h.stream_id,
+                        h.payload_len(),
+                    ));
+                    self.read_buf.clear();
+                }
+            }
             let len = self.read_buf.len();
-            let header = match frame::peek_header(&self.read_buf) {
-                Some(Ok(h)) => Some(h),
-                _ => None,
-            };
-            let res = match header {
-                // A large PSH: read exactly the rest of it plus the next header into a
-                // buffer of its own. The payload is then handed to the stream without
-                // any copy, pins nothing else, and the next read starts aligned.
-                Some(h) if h.cmd == Cmd::Psh && h.payload_len() >= DIRECT_MIN => {
-                    let want = 2 * HEADER_SIZE + h.payload_len();
-                    if self.read_buf.capacity() < want {
-                        let mut nb = BytesMut::with_capacity(want);
-                        nb.extend_from_slice(&self.read_buf);
-                        self.read_buf = nb;
-                    }
-                    self.direct = true;
-                    let limit = want.saturating_sub(len);
-                    let mut limited = (&mut self.read_buf).limit(limit);
-                    tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut limited)
+            let (res, offered) = if let Some(d) = &mut self.direct {
+                let dst = d.unfilled();
+                let offered = dst.len();
+                debug_assert!(offered > 0);
+                let mut rb = ReadBuf::new(dst);
+                let res = match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                };
+                if let Poll::Ready(Ok(n)) = res {
+                    d.filled += n;
                 }
-                need => {
-                    // Size chunks so a chunk is never much larger than READ_CHUNK (plus
-                    // one maximal frame): that bounds what zero-copy payloads can pin.
-                    let need = need.map_or(0, |h| HEADER_SIZE + h.payload_len());
-                    let size = self.read_size;
-                    if self.read_buf.capacity() - len < size / 4 || self.read_buf.capacity() < need
-                    {
-                        let target = size.max(need).max(len + size / 4);
-                        self.read_buf.reserve(target - len);
+                (res, offered)
+            } else {
+                let header = match frame::peek_header(&self.read_buf) {
+                    Some(Ok(h)) => Some(h),
+                    _ => None,
+                };
+                let res = match header {
+                    // A large PSH that does not fit a pooled buffer: a buffer of its
+                    // own, as above.
+                    Some(h) if h.cmd == Cmd::Psh && h.payload_len() >= DIRECT_MIN => {
+                        let want = 2 * HEADER_SIZE + h.payload_len();
+                        if self.read_buf.capacity() < want {
+                            let mut nb = BytesMut::with_capacity(want);
+                            nb.extend_from_slice(&self.read_buf);
+                            self.read_buf = nb;
+                        }
+                        self.direct_own = true;
+                        let limit = want.saturating_sub(len);
+                        let mut limited = (&mut self.read_buf).limit(limit);
+                        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut limited)
                     }
-                    tokio_util::io::poll_read_buf(self.io.as_mut(), cx, &mut self.read_buf)
-                }
+                    need => {
+                        // Size chunks so a chunk is never much larger than READ_CHUNK
+                        // (plus one maximal frame): that bounds what zero-copy payloads
+                        // can pin.
+                        let need = need.map_or(0, |h| HEADER_SIZE + h.payload_len());
+                        let size = self.read_size;
+                        if self.read_buf.capacity() - len < size / 4
+                            || self.read_buf.capacity() < need
+                        {
+                            let target = size.max(need).max(len + size / 4);
+                            self.read_buf.reserve(target - len);
+                        }
+                        tokio_util::io::poll_read_buf(
+                            Pin::new(&mut self.io),
+                            cx,
+                            &mut self.read_buf,
+                        )
+                    }
+                };
+                (res, self.read_buf.capacity() - len)
             };
-            let offered = self.read_buf.capacity() - len;
             match res {
                 Poll::Pending => {
                     self.read_size = (self.read_size / 2).max(READ_MIN);
@@ -624,7 +676,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let mut g = shared.lock();
-        if self.read_buf.len() < HEADER_SIZE {
+        let pooled_ready = self.direct.as_ref().is_some_and(DirectRead::complete);
+        if self.read_buf.len() < HEADER_SIZE && !pooled_ready {
             self.read_paused = self.must_pause(&g);
             return Ok(self.read_paused);
         }
@@ -643,17 +696,35 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
         let ver = g.ver();
         let now = Instant::now();
         loop {
-            self.read_paused = self.must_pause(&g);
-            if self.read_paused {
-                return Ok(true);
-            }
-            let frame = match frame::decode_frame(&mut self.read_buf, ver)? {
-                Some(f) => f,
-                None => return Ok(false),
+            // A large payload read into a pooled buffer (see `poll_read_side`; reading
+            // was not paused before its header, so it is not now).
+            let pooled = match self.direct.take_if(|d| d.complete()) {
+                Some(d) => {
+                    let sid = d.sid;
+                    let (payload, extra) = d.finish(&self.pool);
+                    debug_assert!(self.read_buf.is_empty());
+                    self.read_buf.extend_from_slice(&extra);
+                    Some(Frame::Psh(sid, payload))
+                }
+                None if self.direct.is_some() => return Ok(false),
+                None => None,
+            };
+            let (frame, direct) = match pooled {
+                Some(f) => (f, true),
+                None => {
+                    self.read_paused = self.must_pause(&g);
+                    if self.read_paused {
+                        return Ok(true);
+                    }
+                    match frame::decode_frame(&mut self.read_buf, ver)? {
+                        // Only the first frame after a direct read sits in a buffer of
+                        // its own.
+                        Some(f) => (f, std::mem::take(&mut self.direct_own)),
+                        None => return Ok(false),
+                    }
+                }
             };
             g.data_ready = true;
-            // Only the first frame after a direct read sits in a buffer of its own.
-            let direct = std::mem::take(&mut self.direct);
             match frame {
                 Frame::Nop(_) => {}
                 Frame::Syn(sid) => {
@@ -738,58 +809,20 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
 
     /// Moves frames from the shaper into `out` and writes them.
     fn poll_write_side(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let shared = self.shared.clone();
+        let mut w = shared.lock_writer();
         let mut progress = false;
         loop {
-            if self.out_bytes < WRITE_BATCH {
-                self.gather();
+            if w.out_bytes() < WRITE_BATCH {
+                self.gather(&mut w);
             }
-            if self.out.is_empty() {
+            if w.out_is_empty() {
                 break;
             }
-            let res = if self.vectored {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut k = 0;
-                for (slot, b) in slices.iter_mut().zip(self.out.iter()) {
-                    *slot = IoSlice::new(b);
-                    k += 1;
-                }
-                self.io
-                    .as_mut()
-                    .poll_write_vectored(cx, slices.get(..k).unwrap_or_default())
-            } else {
-                if self.out.len() > 1 {
-                    self.flat.reserve(self.out_bytes);
-                    for b in self.out.drain(..) {
-                        self.flat.extend_from_slice(&b);
-                    }
-                    self.out.push_back(self.flat.split().freeze());
-                }
-                let first = self.out.front().map(|b| &b[..]).unwrap_or_default();
-                self.io.as_mut().poll_write(cx, first)
-            };
-            match res {
+            match w.poll_write_out(cx, &mut progress) {
                 Poll::Pending => break,
                 Poll::Ready(Err(e)) => return Err(e.into()),
-                Poll::Ready(Ok(0)) => {
-                    return Err(io::Error::from(io::ErrorKind::WriteZero).into());
-                }
-                Poll::Ready(Ok(mut n)) => {
-                    progress = true;
-                    self.need_flush = true;
-                    self.out_bytes -= n.min(self.out_bytes);
-                    while n > 0 {
-                        let Some(front) = self.out.front_mut() else {
-                            break;
-                        };
-                        if front.len() <= n {
-                            n -= front.len();
-                            self.out.pop_front();
-                        } else {
-                            front.advance(n);
-                            n = 0;
-                        }
-                    }
-                }
+                Poll::Ready(Ok(())) => {}
             }
         }
         if self.credit_blocked && self.credit_retry.is_none() {
@@ -798,12 +831,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             let _ = retry.as_mut().poll(cx);
             self.credit_retry = Some(retry);
         }
-        if self.out.is_empty() && self.need_flush {
-            match self.io.as_mut().poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.need_flush = false,
-                Poll::Ready(Err(e)) => return Err(e.into()),
-                Poll::Pending => {}
-            }
+        if let Poll::Ready(Err(e)) = w.poll_flush_io(cx) {
+            return Err(e.into());
         }
         Ok(progress)
     }
@@ -812,13 +841,11 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
     /// least (E.6), until a batch is ready. In v2 a data frame also needs send credit
     /// (see `flow`): a stream whose next frame has none waits in `waiting` (the others
     /// go on) and comes back when credit is released.
-    fn gather(&mut self) {
+    fn gather(&mut self, w: &mut WriteSide) {
         let shared = self.shared.clone();
         let mut g = shared.lock();
         if !g.shaper.control.is_empty() {
-            let c = g.shaper.control.split().freeze();
-            self.out_bytes += c.len();
-            self.out.push_back(c);
+            w.push_out(g.shaper.control.split().freeze());
         }
         let v2 = g.is_v2();
         let now = Instant::now();
@@ -850,7 +877,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
                 }
             }
         }
-        while self.out_bytes < WRITE_BATCH && self.out.len() < MAX_IOVECS {
+        while w.out_bytes() < WRITE_BATCH && w.out_len() < MAX_IOVECS {
             let Some(entry) = g.shaper.heap.pop() else {
                 break;
             };
@@ -889,8 +916,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Conn<T> {
             if !more || st.tx.pending.payload() <= shared.config.max_stream_send_buffer / 2 {
                 self.wakers.extend(st.tx.waker.take());
             }
-            self.out_bytes += frame.len();
-            self.out.push_back(frame);
+            w.push_out(frame);
             if more {
                 g.schedule(sid);
             } else {

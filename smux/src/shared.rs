@@ -20,9 +20,13 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::flow::{self, ConsumedTooMuch, MIN_WINDOW, RecvFlow, SendCredit, SendFlow, Update};
 use crate::frame::{self, Cmd, HEADER_SIZE};
+use crate::write::WriteSide;
 
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
+    /// The transport's write half (see `write.rs`). Lock order: `writer` before
+    /// `inner`, never the other way round. Held for one non-blocking write at most.
+    pub(crate) writer: Mutex<WriteSide>,
     /// Wakes the driver: new frames to send, tokens returned, backlog freed, close.
     pub(crate) driver: AtomicWaker,
     pub(crate) config: Config,
@@ -34,6 +38,22 @@ impl Shared {
         // state is still structurally valid, so keep going rather than poisoning
         // every handle.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The write half (held only for one non-blocking write, so waiting is short).
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, WriteSide> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A transport write failed outside the driver: the session is dead. Returns the
+    /// error to give the caller.
+    pub(crate) fn fail_io(&self, e: std::io::Error) -> std::io::Error {
+        let err = Error::from(e);
+        let mut wakers = Vec::new();
+        self.lock().fail(err.clone(), &mut wakers);
+        wakers.into_iter().for_each(Waker::wake);
+        self.driver.wake();
+        err.into_io()
     }
 }
 

@@ -10,8 +10,12 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::Error;
-use crate::frame::{Cmd, Header};
+use crate::frame::{Cmd, HEADER_SIZE, Header};
 use crate::shared::{Shared, set_waker};
+use crate::write::{DirectFrames, FLAT_MAX};
+
+/// Frames per direct write (two slices each, within the vectored-write limit).
+const DIRECT_FRAMES: usize = 16;
 
 /// One reference to a stream's shared state; the last one to go closes the stream.
 #[derive(Debug)]
@@ -84,6 +88,161 @@ impl Handle {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        if let Some(r) = self.poll_write_direct(cx, data) {
+            return r;
+        }
+        self.poll_write_queued(cx, data)
+    }
+
+    /// The fast path (see `write.rs`): when nothing must go before them, write the
+    /// frames straight from `data` from this task. `None` when it does not apply (the
+    /// caller queues the frames for the driver instead).
+    ///
+    /// It applies when the session is healthy, this stream has nothing queued and no
+    /// FIN, no stream the shaper would serve first is waiting (E.6 order: the heap's
+    /// head has sent more than this stream), and in v2 no stream waits for send
+    /// credit, the peer's window is open and the session credit is plentiful
+    /// ([`SendCredit::allows_direct`](crate::flow::SendCredit::allows_direct), stricter
+    /// than what `Conn::gather` checks frame by frame). Queued control frames go first, in the same
+    /// write. The bytes are counted as committed and sent *before* the write (a UPD
+    /// for them may arrive before this task gets the lock back, and a UPD beyond what
+    /// we count as sent is a protocol violation); what the transport did not take is
+    /// taken back afterwards. The credit is adjusted with `on_sent` and
+    /// `credit.adjust` as in `gather`, so its invariant holds at every lock release.
+    fn poll_write_direct(
+        &self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Option<Poll<io::Result<usize>>> {
+        let shared = &*self.shared;
+        let config = &shared.config;
+        let mut w = shared.lock_writer();
+        if w.is_closed() {
+            return None;
+        }
+        let max_frame = config.max_frame_size;
+        let (ver, v2, n) = {
+            let mut g = shared.lock();
+            if g.error.is_some() || g.closing || !g.shaper.waiting.is_empty() {
+                return None;
+            }
+            let v2 = g.is_v2();
+            let ver = g.ver();
+            let inner = &mut *g;
+            let st = inner.streams.get_mut(&self.id)?;
+            if st.tx.fin_queued
+                || st.tx.error.is_some()
+                || st.tx.in_heap
+                || !st.tx.pending.is_empty()
+            {
+                return None;
+            }
+            if let Some(top) = inner.shaper.heap.peek()
+                && (top.prio.wrapping_sub(st.tx.prio) as i32) <= 0
+            {
+                return None;
+            }
+            let limit = if w.is_vectored() {
+                DIRECT_FRAMES * max_frame
+            } else {
+                FLAT_MAX.max(max_frame)
+            };
+            let mut n = data
+                .len()
+                .min(limit)
+                .min(config.max_stream_send_buffer.max(1));
+            if v2 {
+                let writable = st.tx.flow.writable();
+                if writable <= 0 {
+                    return None;
+                }
+                n = n.min(writable as usize);
+                if !inner.credit.allows_direct(n as u32) {
+                    return None;
+                }
+                st.tx.flow.commit(n as u32);
+                let before = st.tx.flow.inflight();
+                st.tx.flow.on_sent(n as u32);
+                inner.credit.adjust(before, st.tx.flow.inflight());
+            }
+            if !inner.shaper.control.is_empty() {
+                w.push_out(inner.shaper.control.split().freeze());
+            }
+            (ver, v2, n)
+        };
+        let payload = data.get(..n).unwrap_or_default();
+        let mut headers = [[0u8; HEADER_SIZE]; DIRECT_FRAMES];
+        let mut k = 0;
+        for (h, part) in headers.iter_mut().zip(payload.chunks(max_frame)) {
+            // part.len() <= max_frame_size <= 65535 (validated config).
+            *h = Header::new(ver, Cmd::Psh, part.len() as u16, self.id).encode();
+            k += 1;
+        }
+        let frames = DirectFrames {
+            headers: headers.get(..k).unwrap_or_default(),
+            payload,
+            frame: max_frame,
+        };
+        let mut res = Poll::Pending;
+        // A first write may only drain bytes queued before ours; then try once more.
+        for _ in 0..2 {
+            res = w.poll_write_frames(cx, frames);
+            if !matches!(res, Poll::Ready(Ok(0))) {
+                break;
+            }
+        }
+        let committed = match res {
+            Poll::Ready(Ok(c)) => c,
+            _ => 0,
+        };
+        let mut wake_driver = !w.out_is_empty();
+        if committed > 0 && !wake_driver {
+            match w.poll_flush_io(cx) {
+                Poll::Ready(Ok(())) => {}
+                // The driver finishes the flush (or meets the error).
+                _ => wake_driver = true,
+            }
+        }
+        {
+            let mut g = shared.lock();
+            let inner = &mut *g;
+            if let Some(st) = inner.streams.get_mut(&self.id) {
+                if v2 {
+                    let unsent = (n - committed) as u32;
+                    let before = st.tx.flow.inflight();
+                    st.tx.flow.unsend(unsent);
+                    inner.credit.adjust(before, st.tx.flow.inflight());
+                    st.tx.prio = st.tx.prio.wrapping_add(committed as u32);
+                } else {
+                    st.tx.prio = st
+                        .tx
+                        .prio
+                        .wrapping_add(committed.div_ceil(max_frame) as u32);
+                }
+            }
+            inner.check_credit();
+        }
+        drop(w);
+        if let Poll::Ready(Err(e)) = res {
+            return Some(Poll::Ready(Err(shared.fail_io(e))));
+        }
+        if wake_driver {
+            shared.driver.wake();
+        }
+        match res {
+            Poll::Ready(Ok(0)) => {
+                // Only bytes queued before ours went out (the transport takes little at
+                // a time): queue the frames for the driver instead.
+                None
+            }
+            Poll::Ready(Ok(c)) => Some(Poll::Ready(Ok(c))),
+            // The transport is full: the proxy waker wakes this task when it drains.
+            _ => Some(Poll::Pending),
+        }
+    }
+
+    /// Copies whole frames into the stream's queue for the driver.
+    fn poll_write_queued(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let config = &self.shared.config;
         let mut g = self.shared.lock();
         if let Some(e) = &g.error {
@@ -119,7 +278,7 @@ impl Handle {
         let n = data.len().min(allowed as usize);
         let max_frame = config.max_frame_size;
         let nframes = n.div_ceil(max_frame);
-        let mut chunk = BytesMut::with_capacity(n + nframes * crate::frame::HEADER_SIZE);
+        let mut chunk = BytesMut::with_capacity(n + nframes * HEADER_SIZE);
         for part in data.get(..n).unwrap_or_default().chunks(max_frame) {
             // part.len() <= max_frame_size <= 65535 (validated config).
             let len = part.len() as u16;
@@ -243,6 +402,16 @@ impl Stream {
     /// Borrowed halves (tokio's generic [`tokio::io::split`] works as well).
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (ReadHalf { h: &self.h }, WriteHalf { h: &self.h })
+    }
+
+    /// Queues `data` for the driver, bypassing the direct path (tests of the shaper).
+    #[cfg(test)]
+    pub(crate) fn write_queued(&self, data: &[u8]) -> usize {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.h.poll_write_queued(&mut cx, data) {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("queued write did not complete: {other:?}"),
+        }
     }
 
     #[cfg(test)]

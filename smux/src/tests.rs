@@ -541,11 +541,12 @@ async fn shaper_interleaves_streams_fairly() {
         c.max_frame_size = 1000;
         let ver = v.byte().unwrap();
         let (cl, mut raw) = raw_server(c, ver);
-        let mut a = cl.open_stream().await.unwrap();
-        let mut b = cl.open_stream().await.unwrap();
-        // Both writes commit before the driver runs (current-thread runtime).
-        a.write_all(&[1u8; 50_000]).await.unwrap();
-        b.write_all(&[2u8; 50_000]).await.unwrap();
+        let a = cl.open_stream().await.unwrap();
+        let b = cl.open_stream().await.unwrap();
+        // Both writes are queued before the driver runs (current-thread runtime); the
+        // direct path would write `a` at once.
+        assert_eq!(a.write_queued(&[1u8; 50_000]), 50_000);
+        assert_eq!(b.write_queued(&[2u8; 50_000]), 50_000);
         let mut order = Vec::new();
         while order.len() < 100 {
             if let Some(Frame::Psh(sid, _)) = raw.recv_data().await {
