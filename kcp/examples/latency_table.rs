@@ -24,7 +24,7 @@
 //!
 //! The default mode is far slower than the C figure, as in kcp-go itself: with congestion control
 //! on, kcp-go's early retransmit (absent in C) fires with `resend = 0` and its `cwnd = ssthresh +
-//! resent` wraps to `ssthresh - 1` (PROTOCOL.md A.7 step 11), so the window keeps collapsing to 1
+//! resent` wraps to `ssthresh - 1` (docs/wire-format.md#kcp-flush-cwnd), so the window keeps collapsing to 1
 //! and the 50 messages/s queue up. The real kcp-go 5.6.1 engine, run on this same scenario in real
 //! time, averaged 2.7–3.8 s (max 5.0–6.2 s) in default mode and 138–141 ms (max 373–486 ms) in
 //! normal mode.

@@ -5,7 +5,7 @@ use crate::{KcpError, OVERHEAD};
 /// Smallest MTU accepted (kcp-go `SetMtu` rejects `mtu < 50`).
 pub const MIN_MTU: usize = 50;
 /// Largest MTU accepted by the engine. The engine itself has no reason to stop at kcp-go's
-/// 1500-byte session limit (PROTOCOL.md A.9); the session layer enforces that for Go peers.
+/// 1500-byte session limit (docs/wire-format.md#kcp-knobs); the session layer enforces that for Go peers.
 pub const MAX_MTU: usize = 65535;
 /// Largest receive window: the window travels in the 16-bit `wnd` header field.
 pub const MAX_RCV_WND: u32 = 65535;
@@ -45,8 +45,8 @@ pub enum Congestion {
 
 /// Configuration of one [`Kcp`](crate::Kcp) engine.
 ///
-/// `Default` is exactly kcp-go's `NewKCP` (PROTOCOL.md A.3); the named presets are the
-/// kcptun modes of PROTOCOL.md F.2, applied on top of the defaults.
+/// `Default` is exactly kcp-go's `NewKCP` (docs/wire-format.md#kcp-state); the named presets are the
+/// kcptun modes of docs/wire-format.md#kcptun-modes, applied on top of the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KcpConfig {
     /// Lower minimum RTO (30 ms instead of 100) and gentler RTO backoff (`rto += rto_base/2`

@@ -1,4 +1,4 @@
-//! The KCP state machine (PROTOCOL.md A.3–A.9), sans-IO.
+//! The KCP state machine (docs/wire-format.md#kcp-state), sans-IO.
 //!
 //! This file holds the engine's state ([`Kcp`]), its constructors and read-only accessors. The
 //! behaviour lives in one module per concern, each an `impl Kcp` block that can be read alone:
@@ -31,7 +31,7 @@ use rate::{DeliveryRate, TxState};
 const ASK_SEND: u32 = 1;
 const ASK_TELL: u32 = 2;
 
-/// `itimediff`: wrapping difference read as signed (PROTOCOL.md A.1).
+/// `itimediff`: wrapping difference read as signed (docs/wire-format.md#kcp-segment).
 #[inline]
 fn diff(later: u32, earlier: u32) -> i32 {
     later.wrapping_sub(earlier) as i32

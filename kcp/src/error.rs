@@ -4,7 +4,7 @@
 ///
 /// Errors from [`Kcp::input`](crate::Kcp::input) describe a malformed or foreign datagram; the
 /// engine has already applied every complete segment that came before the bad one (as kcp-go does,
-/// PROTOCOL.md A.5), so the caller only needs to count the error and move on.
+/// docs/wire-format.md#kcp-input), so the caller only needs to count the error and move on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KcpError {

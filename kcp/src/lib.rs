@@ -5,7 +5,7 @@
 //! control. This crate is only the state machine. It reads no clock and owns no socket: the
 //! caller passes the time (`now`, milliseconds in a wrapping `u32`, like the protocol) and the
 //! datagrams in, and receives the datagrams to send through a callback. The algorithm follows
-//! kcp-go 5.6.1 step by step as `PROTOCOL.md` section A describes it, so Go and Rust peers behave
+//! kcp-go 5.6.1 step by step as docs/wire-format.md#kcp describes it, so Go and Rust peers behave
 //! the same on the wire.
 //!
 //! * [`segment`]: the 24-byte header codec ([`SegmentHeader`], [`Command`]).

@@ -1,4 +1,4 @@
-//! The 24-byte segment header (PROTOCOL.md A.1).
+//! The 24-byte segment header (docs/wire-format.md#kcp-segment).
 //!
 //! ```text
 //! 0      4     5     6      8      12     16     20     24
@@ -131,7 +131,7 @@ pub fn conv_and_sn(buf: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// Header fields as found on the wire, command not yet validated. The engine uses this so that it
-/// can apply kcp-go's check order (conv, then length, then command; PROTOCOL.md A.5).
+/// can apply kcp-go's check order (conv, then length, then command; docs/wire-format.md#kcp-input).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawHeader {
     pub(crate) conv: u32,

@@ -1,7 +1,7 @@
 //! Per-engine counters.
 
 /// Counters of one engine, the per-connection share of kcp-go's global SNMP block
-/// (PROTOCOL.md B.10). The session layer sums them into its own SNMP view.
+/// (docs/wire-format.md#session-snmp). The session layer sums them into its own SNMP view.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KcpStats {
     /// Segments accepted by `input` (every command, counted like kcp-go `InSegs`).
@@ -10,7 +10,7 @@ pub struct KcpStats {
     pub out_segs: u64,
     /// Retransmissions of every kind: `fast_retrans_segs + early_retrans_segs + lost_segs`.
     pub retrans_segs: u64,
-    /// Retransmissions triggered by `fastack >= resend` (PROTOCOL.md A.7 step 9.2).
+    /// Retransmissions triggered by `fastack >= resend` (docs/wire-format.md#kcp-flush-fast-resend).
     pub fast_retrans_segs: u64,
     /// Early retransmissions: `fastack > 0` on a flush that moved no new segment (A.7 step 9.3).
     pub early_retrans_segs: u64,

@@ -111,7 +111,7 @@ fn random_payload(rng: &mut Rng, stream: bool, peer_rcv_wnd: u32, mss: usize) ->
     let mut out = Vec::new();
     let mut left = total;
     // Message mode: a message of more fragments than the receiver's window can never be
-    // delivered (PROTOCOL.md A.8: rcv_queue holds at most rcv_wnd segments), so stay below it.
+    // delivered (docs/wire-format.md#kcp-recv: rcv_queue holds at most rcv_wnd segments), so stay below it.
     let max_msg = if stream {
         3 * mss
     } else {
@@ -574,7 +574,7 @@ fn zero_window_blocks_sender_probes_and_resumes() {
         .filter(|e| e.0 == Side::A && e.2.cmd == Command::Wask)
         .map(|e| e.1)
         .collect();
-    // Probes after 7 s, then 10.5 s, 15.75 s, 23.6 s later (PROTOCOL.md A.7 step 3).
+    // Probes after 7 s, then 10.5 s, 15.75 s, 23.6 s later (docs/wire-format.md#kcp-flush-probe).
     assert!(
         wasks.len() >= 3 && wasks.len() <= 5,
         "window probes at {wasks:?}"
@@ -608,7 +608,7 @@ fn zero_window_blocks_sender_probes_and_resumes() {
         got == msgs.len()
     });
     assert!(ok, "transfer did not resume after reading: {got} messages");
-    // Draining a full queue announces the window at once (fast_recover WINS, PROTOCOL.md A.8)
+    // Draining a full queue announces the window at once (fast_recover WINS, docs/wire-format.md#kcp-recv)
     // instead of leaving the sender to its next probe, 23 s away.
     let l = log.lock().unwrap().clone();
     let reopened = l

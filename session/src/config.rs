@@ -5,13 +5,13 @@ use rkcp_crypt::PacketCrypt;
 use crate::error::ConfigError;
 
 /// Largest MTU a session accepts: kcp-go's `UDPSession.SetMtu` refuses more than 1500, and peers read into
-/// 1500-byte buffers (PROTOCOL.md B.8, B.11).
+/// 1500-byte buffers (docs/wire-format.md#session-options, #session-bad-input).
 pub const MAX_MTU: usize = 1500;
 
-/// kcp-go's FEC header on data packets: seqid u32, type u16, size u16 (PROTOCOL.md B.1, C.1).
+/// kcp-go's FEC header on data packets: seqid u32, type u16, size u16 (docs/wire-format.md#session-headers, #fec-header).
 const FEC_HEADER: usize = rkcp_fec::HEADER_SIZE_PLUS2;
 
-/// Reed–Solomon shard counts for the FEC layer (PROTOCOL.md C). Each direction's setting is independent: this
+/// Reed–Solomon shard counts for the FEC layer (docs/wire-format.md#fec). Each direction's setting is independent: this
 /// decides what *we* put on the wire; received FEC is detected per packet whatever the local setting (B.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FecConfig {
@@ -32,12 +32,12 @@ impl FecConfig {
 /// Configuration of a [`KcpStream`](crate::KcpStream) or of every session a [`KcpListener`](crate::KcpListener)
 /// accepts.
 ///
-/// `Default` keeps kcp-go's library defaults (PROTOCOL.md B.8) for every engine knob, with one exception:
+/// `Default` keeps kcp-go's library defaults (docs/wire-format.md#session-options) for every engine knob, with one exception:
 /// `stream` is on, because [`KcpStream`](crate::KcpStream) is a byte stream (`AsyncRead`/`AsyncWrite`) and every
 /// real user of kcp-go (kcptun) turns it on. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
-/// kcptun's per-session setup (PROTOCOL.md F.2, F.3): its mode tuple, stream mode, mtu 1350, windows 1024/1024
+/// kcptun's per-session setup (docs/wire-format.md#kcptun-modes, #kcptun-session): its mode tuple, stream mode, mtu 1350, windows 1024/1024
 /// and 4 MiB socket buffers. Cipher and FEC stay off in every preset: set [`KcpConfig::crypt`] and
-/// [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even `none`; PROTOCOL.md 0).
+/// [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even `none`; docs/wire-format.md#layering).
 #[derive(Debug, Clone)]
 pub struct KcpConfig {
     /// Lower minimum RTO (30 ms instead of 100) and gentler RTO backoff. Default `false` (kcp-go).
@@ -118,7 +118,7 @@ impl Default for KcpConfig {
 }
 
 impl KcpConfig {
-    /// kcptun's session setup around one of the engine's presets (which own the mode tuples, PROTOCOL.md F.2).
+    /// kcptun's session setup around one of the engine's presets (which own the mode tuples, docs/wire-format.md#kcptun-modes).
     fn kcptun(mode: rkcp_engine::KcpConfig) -> Self {
         KcpConfig {
             nodelay: mode.nodelay,
@@ -169,7 +169,7 @@ impl KcpConfig {
         self
     }
 
-    /// Bytes of crypt and FEC header in front of each datagram's KCP segments (PROTOCOL.md B.1), plus the
+    /// Bytes of crypt and FEC header in front of each datagram's KCP segments (docs/wire-format.md#session-headers), plus the
     /// authenticated ciphers' trailer: what the engine reserves out of the MTU.
     pub fn overhead(&self) -> usize {
         self.crypt
@@ -178,7 +178,7 @@ impl KcpConfig {
             + if self.fec.is_some() { FEC_HEADER } else { 0 }
     }
 
-    /// KCP payload bytes per segment: `mtu - 24 - overhead` (PROTOCOL.md B.1).
+    /// KCP payload bytes per segment: `mtu - 24 - overhead` (docs/wire-format.md#session-headers).
     pub fn mss(&self) -> usize {
         self.mtu
             .saturating_sub(rkcp_engine::OVERHEAD + self.overhead())
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn mss_matches_kcp_go_header_sizes() {
-        // PROTOCOL.md B.1: mtu 1350 + crypt + FEC 10/3 -> header 28, mss 1298; crypt only -> 1306.
+        // docs/wire-format.md#session-headers: mtu 1350 + crypt + FEC 10/3 -> header 28, mss 1298; crypt only -> 1306.
         let key = [7u8; 32];
         let c = KcpConfig {
             mtu: 1350,

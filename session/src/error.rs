@@ -54,7 +54,7 @@ pub enum SessionError {
     #[error("KCP peer unreachable: dead link after {0} transmissions of a segment")]
     DeadLink(u32),
     /// The peer's address started a new conversation (sn 0 with a new conv), which replaces this one as in
-    /// kcp-go (PROTOCOL.md B.4). The session is closed.
+    /// kcp-go (docs/wire-format.md#session-listener). The session is closed.
     #[error("KCP session replaced by a new conversation from the same peer")]
     Replaced,
     /// The listener was closed: no more sessions can be accepted.
@@ -79,7 +79,7 @@ pub enum SessionError {
     #[error("message operations need message mode")]
     NotMessageMode,
     /// DSCP and socket buffers of a listener's session belong to the shared socket: set them on the
-    /// [`KcpListener`](crate::KcpListener) instead (kcp-go returns "invalid operation" too, PROTOCOL.md B.4).
+    /// [`KcpListener`](crate::KcpListener) instead (kcp-go returns "invalid operation" too, docs/wire-format.md#session-listener).
     #[error("invalid operation on an accepted session: configure the listener's socket instead")]
     InvalidOperation,
     /// The engine refused a runtime knob (e.g. an MTU that leaves no payload room).

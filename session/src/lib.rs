@@ -1,4 +1,4 @@
-//! KCP over UDP on tokio, wire-compatible with kcp-go 5.6.1 (PROTOCOL.md section B).
+//! KCP over UDP on tokio, wire-compatible with kcp-go 5.6.1 (docs/wire-format.md#session).
 //!
 //! - [`KcpStream`]: one conversation as an `AsyncRead + AsyncWrite` byte stream (or messages in message mode).
 //! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address as kcp-go does.

@@ -1,4 +1,4 @@
-//! [`KcpListener`]: one UDP socket serving many sessions, demultiplexed by remote address (PROTOCOL.md B.4).
+//! [`KcpListener`]: one UDP socket serving many sessions, demultiplexed by remote address (docs/wire-format.md#session-listener).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,7 +54,7 @@ struct Shared {
 
 /// A KCP server: accepts sessions from any peer on one UDP socket.
 ///
-/// Sessions are keyed by the peer's address, as in kcp-go (PROTOCOL.md B.4): a datagram with a conversation id
+/// Sessions are keyed by the peer's address, as in kcp-go (docs/wire-format.md#session-listener): a datagram with a conversation id
 /// from a new address creates a session (any packet type, an ACK included); a new conversation (sn 0) from a
 /// known address replaces the old session; at most `accept_backlog` sessions wait for [`KcpListener::accept`]
 /// and at most `max_sessions` are live, further new peers are dropped and counted ([`KcpListener::stats`]).

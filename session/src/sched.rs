@@ -1,4 +1,4 @@
-//! The one scheduler that drives every session's timers (PROTOCOL.md B.6, but one heap instead of kcp-go's
+//! The one scheduler that drives every session's timers (docs/wire-format.md#session-timers, but one heap instead of kcp-go's
 //! per-CPU workers).
 //!
 //! A single thread owns a min-heap of `(deadline, generation, session)`. Each session keeps at most one *live*

@@ -546,7 +546,7 @@ impl Registry {
     }
 }
 
-/// The process-wide counters (kcp-go's `DefaultSnmp`, PROTOCOL.md B.10): every session that ever existed in
+/// The process-wide counters (kcp-go's `DefaultSnmp`, docs/wire-format.md#session-snmp): every session that ever existed in
 /// this process plus the events that belong to no session. Costs one short lock per live session.
 pub fn global_snmp() -> SnmpSnapshot {
     registry().total()

@@ -1,4 +1,4 @@
-//! The 24 kcp-go SNMP counters (PROTOCOL.md B.10), per session and summed for the process.
+//! The 24 kcp-go SNMP counters (docs/wire-format.md#session-snmp), per session and summed for the process.
 //!
 //! Every session owns a [`Snmp`] of atomics that only its own packet path touches, so the hot path never
 //! shares a cache line between sessions. The process-wide view ([`global_snmp`]) is computed on demand:
@@ -16,7 +16,7 @@ macro_rules! snmp_fields {
             $(pub(crate) $field: AtomicU64,)*
         }
 
-        /// A snapshot of the 24 kcp-go counters (PROTOCOL.md B.10), in kcp-go's `Header()` order.
+        /// A snapshot of the 24 kcp-go counters (docs/wire-format.md#session-snmp), in kcp-go's `Header()` order.
         ///
         /// Field meanings follow kcp-go's `Snmp` struct exactly, so a kcptun `--snmplog` file and ours line up
         /// column for column.

@@ -1,4 +1,4 @@
-//! Socket options from the config: DSCP and buffer sizes (PROTOCOL.md B.8).
+//! Socket options from the config: DSCP and buffer sizes (docs/wire-format.md#session-options).
 
 use socket2::SockRef;
 use tokio::net::UdpSocket;

@@ -21,7 +21,7 @@ use crate::udp::{RecvBatch, UdpIo};
 
 /// A KCP session over UDP, used like a `TcpStream`.
 ///
-/// Reads and writes follow kcp-go (PROTOCOL.md B.7). A write queues up to one send window of bytes in MSS-sized
+/// Reads and writes follow kcp-go (docs/wire-format.md#session-read-write). A write queues up to one send window of bytes in MSS-sized
 /// segments while the window has room and flushes at once (unless write delay is on), otherwise it waits. A read
 /// returns what has arrived in order, or waits. **KCP has no FIN**: a read never returns end-of-stream; after a
 /// local close it fails with [`SessionError::Closed`], after the peer stopped answering with
@@ -30,7 +30,7 @@ use crate::udp::{RecvBatch, UdpIo};
 ///
 /// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) waits until the peer has acknowledged every
 /// byte written, then closes. Dropping the stream (or calling [`KcpStream::close`]) closes at once, sending only
-/// what the window allows, as kcp-go's `Close` does (PROTOCOL.md B.12).
+/// what the window allows, as kcp-go's `Close` does (docs/wire-format.md#session-close).
 ///
 /// `split` comes from [`tokio::io::split`]; [`KcpStream::into_split`] gives owned halves without a lock.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ impl KcpStream {
     }
 
     /// Dials `addr` from a fresh UDP socket bound to an ephemeral port of the same address family
-    /// (kcp-go `DialWithOptions`, PROTOCOL.md B.5). There is no handshake: this returns at once, and the first
+    /// (kcp-go `DialWithOptions`, docs/wire-format.md#session-dial). There is no handshake: this returns at once, and the first
     /// write sends the first packet. The conversation id is random.
     ///
     /// # Errors
@@ -74,7 +74,7 @@ impl KcpStream {
     }
 
     /// Runs a client session on an existing socket (kcp-go `NewConn`), which this stream then owns. Only
-    /// datagrams from `remote` are accepted; others are counted in `InErrs` and dropped (PROTOCOL.md B.5).
+    /// datagrams from `remote` are accepted; others are counted in `InErrs` and dropped (docs/wire-format.md#session-dial).
     /// The socket must have `remote`'s address family. Must be called inside a tokio runtime (it spawns the
     /// socket's reader task).
     ///
@@ -136,7 +136,7 @@ impl KcpStream {
         self.s.remote
     }
 
-    /// kcp-go `SetNoDelay` (PROTOCOL.md A.9): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
+    /// kcp-go `SetNoDelay` (docs/wire-format.md#kcp-knobs): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
     /// and congestion control off (`nc`). Takes effect at once.
     pub fn set_nodelay(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
         self.s
@@ -254,7 +254,7 @@ impl KcpStream {
         self.s.state.lock().conn.kcp.mss()
     }
 
-    /// This session's counters (PROTOCOL.md B.10). The process-wide fields (`MaxConn`, opens, `CurrEstab`) are
+    /// This session's counters (docs/wire-format.md#session-snmp). The process-wide fields (`MaxConn`, opens, `CurrEstab`) are
     /// 0 here; see [`global_snmp`](crate::global_snmp).
     pub fn snmp(&self) -> SnmpSnapshot {
         self.s.snapshot()
@@ -376,7 +376,7 @@ impl AsyncWrite for OwnedWriteHalf {
     }
 }
 
-/// The client's socket reader: accepts datagrams from the dialled address only (PROTOCOL.md B.5), opens them
+/// The client's socket reader: accepts datagrams from the dialled address only (docs/wire-format.md#session-dial), opens them
 /// and feeds the session, one batch at a time.
 async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) {
     let mut batch = RecvBatch::for_io(&s.io);

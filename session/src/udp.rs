@@ -1,4 +1,4 @@
-//! Batched UDP IO: `recvmmsg`/`sendmmsg` on Linux (PROTOCOL.md B.9), with a portable fallback to one
+//! Batched UDP IO: `recvmmsg`/`sendmmsg` on Linux (docs/wire-format.md#session-batch-io), with a portable fallback to one
 //! `recv_from`/`send_to` per datagram (used on other systems, and on Linux if the kernel refuses the batch calls).
 //!
 //! On Linux the batches also use UDP segmentation offload where the kernel has it: a run of equal-size datagrams
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::UdpSocket;
 
 /// Largest datagram we read, as kcp-go's 1500-byte read buffers: anything longer is truncated, so its CRC (or
-/// its KCP framing) fails and it is counted as bad input (PROTOCOL.md B.11).
+/// its KCP framing) fails and it is counted as bad input (docs/wire-format.md#session-bad-input).
 pub(crate) const MAX_DATAGRAM: usize = 1500;
 
 /// Datagrams read or written per system call.

@@ -1,4 +1,4 @@
-//! Bad input (PROTOCOL.md B.11): every malformed, short, wrongly encrypted or foreign datagram is counted and
+//! Bad input (docs/wire-format.md#session-bad-input): every malformed, short, wrongly encrypted or foreign datagram is counted and
 //! dropped, and the sessions keep working.
 
 mod common;

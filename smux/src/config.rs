@@ -1,4 +1,4 @@
-//! Session configuration (PROTOCOL.md E.2).
+//! Session configuration (docs/wire-format.md#smux-config).
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ pub enum Version {
     /// Go's default.
     #[default]
     V1,
-    /// smux v2: per-stream windows with UPD frames (PROTOCOL.md E.5).
+    /// smux v2: per-stream windows with UPD frames (docs/wire-format.md#smux-v2-window).
     V2,
     /// Server only: speak whatever version the peer's first frame carries. A first frame
     /// that is not a plausible smux header fails the session with

@@ -1,4 +1,4 @@
-//! Session and stream errors (PROTOCOL.md E.8).
+//! Session and stream errors (docs/wire-format.md#smux-errors).
 
 use std::io;
 use std::sync::Arc;

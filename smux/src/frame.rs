@@ -1,4 +1,4 @@
-//! The smux frame codec (PROTOCOL.md E.1).
+//! The smux frame codec (docs/wire-format.md#smux-frame).
 //!
 //! Every frame starts with an 8-byte little-endian header `ver | cmd | len u16 | sid u32`.
 //! Only PSH carries `len` payload bytes; UPD always carries exactly 8 bytes
@@ -20,7 +20,7 @@ pub const UPD_SIZE: usize = 8;
 /// Largest PSH payload the 16-bit length field can describe.
 pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 
-/// A frame command (PROTOCOL.md E.1).
+/// A frame command (docs/wire-format.md#smux-frame).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Cmd {
@@ -60,7 +60,7 @@ pub enum FrameError {
     #[error("invalid protocol: unknown command {0}")]
     UnknownCommand(u8),
     /// The version byte differs from the session's version (both ends must be configured
-    /// with the same version, PROTOCOL.md E.5). Reconfigure one side.
+    /// with the same version, docs/wire-format.md#smux-v2-window). Reconfigure one side.
     #[error("invalid protocol: frame version {got}, session version {expected}")]
     VersionMismatch {
         /// Version byte found in the frame.
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn verified_vectors() {
-        // PROTOCOL.md E.1 (verified against Go).
+        // docs/wire-format.md#smux-frame (verified against Go).
         let mut out = BytesMut::new();
         Frame::Syn(3).encode(2, &mut out);
         assert_eq!(&out[..], &[2, 0, 0, 0, 3, 0, 0, 0]);

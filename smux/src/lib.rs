@@ -1,5 +1,5 @@
 //! xtaci/smux v1 and v2 over any tokio `AsyncRead + AsyncWrite`, wire-compatible with
-//! smux 1.5.16 (PROTOCOL.md section E).
+//! smux 1.5.16 (docs/wire-format.md#smux).
 //!
 //! ```no_run
 //! # async fn demo(tcp: tokio::net::TcpStream) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,4 +1,4 @@
-//! Congestion control, chosen with [`Congestion`]: kcp-go's congestion window (PROTOCOL.md A.5
+//! Congestion control, chosen with [`Congestion`]: kcp-go's congestion window (docs/wire-format.md#kcp-input
 //! "cwnd growth", A.7 steps 6 and 11), none (`nc`), or the delivery-rate controller of
 //! [`super::rate`], which `flush` asks for its in-flight cap and pacing and `input` feeds with
 //! deliveries.

@@ -1,4 +1,4 @@
-//! Network input (PROTOCOL.md A.5): datagrams from the peer, ACK and `una` processing,
+//! Network input (docs/wire-format.md#kcp-input): datagrams from the peer, ACK and `una` processing,
 //! the ACK list.
 
 use std::mem;
@@ -181,7 +181,7 @@ impl Kcp {
     }
 
     /// Counts the ACK of `sn` as a "skip" for every earlier segment sent no later than the acked
-    /// one (PROTOCOL.md A.5, A.10 item 3).
+    /// one (docs/wire-format.md#kcp-input, #kcp-vs-ikcp).
     fn parse_fastack(&mut self, sn: u32, ts: u32) {
         if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
             return;

@@ -1,4 +1,4 @@
-//! Knobs: kcp-go's setters (PROTOCOL.md A.9) and the options beyond kcp-go.
+//! Knobs: kcp-go's setters (docs/wire-format.md#kcp-knobs) and the options beyond kcp-go.
 
 use super::Kcp;
 use super::timers::{RTO_MIN, RTO_NDL};

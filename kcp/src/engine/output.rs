@@ -1,4 +1,4 @@
-//! Output (PROTOCOL.md A.7): `flush` writes ACKs, window probes, new segments and
+//! Output (docs/wire-format.md#kcp-flush): `flush` writes ACKs, window probes, new segments and
 //! retransmissions into MTU-sized datagrams.
 
 use std::mem;

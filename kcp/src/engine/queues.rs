@@ -4,14 +4,14 @@
 use super::{ASK_TELL, Kcp, RcvSeg, SndSeg, TxState, diff};
 use crate::KcpError;
 
-/// Largest number of fragments of one message: `frg` is a byte (PROTOCOL.md A.4).
+/// Largest number of fragments of one message: `frg` is a byte (docs/wire-format.md#kcp-send).
 const MAX_FRAGMENTS: usize = 255;
 /// Payload buffers kept for reuse. Enough to absorb a burst without going back to the
 /// allocator; dropped entirely whenever the engine becomes idle so idle sessions hold nothing.
 const POOL_MAX: usize = 256;
 
 impl Kcp {
-    /// Queues application data (PROTOCOL.md A.4). Returns the number of bytes accepted, which
+    /// Queues application data (docs/wire-format.md#kcp-send). Returns the number of bytes accepted, which
     /// is all of `data`. An empty `data` is a no-op returning `Ok(0)` (kcp-go returns -1).
     ///
     /// Message mode keeps `data` as one message of up to 255 fragments; stream mode first tops
@@ -111,7 +111,7 @@ impl Kcp {
         Some(len)
     }
 
-    /// Takes received data out (PROTOCOL.md A.8). `Ok(0)` means nothing is ready (or, in message
+    /// Takes received data out (docs/wire-format.md#kcp-recv). `Ok(0)` means nothing is ready (or, in message
     /// mode, that a peer sent an empty message: check [`peek_size`](Kcp::peek_size) to tell).
     ///
     /// Message mode returns exactly one whole message. Stream mode fills `buf` from as many

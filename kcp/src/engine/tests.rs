@@ -1,4 +1,4 @@
-//! One test per rule of PROTOCOL.md A, driving engines with explicit `now` and hand-built
+//! One test per rule of docs/wire-format.md#kcp, driving engines with explicit `now` and hand-built
 //! datagrams.
 
 use super::input::ACKLIST_MIN;

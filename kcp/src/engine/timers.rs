@@ -1,4 +1,4 @@
-//! Time: the RTT estimator and RTO (PROTOCOL.md A.6), and the scheduling of `update` — kcp-go's
+//! Time: the RTT estimator and RTO (docs/wire-format.md#kcp-rto), and the scheduling of `update` — kcp-go's
 //! periodic flush timer, the retransmission deadlines and the skipping of idle ticks.
 
 use std::collections::VecDeque;
@@ -17,7 +17,7 @@ const RTO_MAX: u32 = 60_000;
 const IDLE_QUEUE_CAP: usize = 64;
 
 impl Kcp {
-    /// RTT sample → srtt/rttvar/rto (PROTOCOL.md A.6), all in signed 32-bit arithmetic.
+    /// RTT sample → srtt/rttvar/rto (docs/wire-format.md#kcp-rto), all in signed 32-bit arithmetic.
     pub(super) fn update_ack(&mut self, rtt: i32) {
         if self.rx_srtt == 0 {
             self.rx_srtt = rtt;
