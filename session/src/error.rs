@@ -35,16 +35,20 @@ pub enum ConfigError {
     #[error("max_sessions must be at least 1")]
     MaxSessions,
     /// The engine refused a knob (interval outside 10..=5000, zero or oversized window, dead_link 0 …).
-    #[error("engine configuration: {0}")]
+    #[error("engine configuration")]
     Engine(#[source] rkcp_engine::KcpError),
 }
 
 /// What can go wrong on a session or listener.
+///
+/// Each error's message says what failed at this layer; a wrapped cause (socket error, rejected
+/// field, engine error) is its [`source`](std::error::Error::source), not repeated in the message,
+/// so printing the chain (anyhow's `{:#}`, or walking `source()`) shows every cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
     /// The configuration was rejected; fix the field named in the inner error.
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] ConfigError),
     /// This session was closed locally (`close`, `shutdown` or drop). KCP has no FIN, so there is no
     /// end-of-stream: open a new session.
@@ -61,7 +65,7 @@ pub enum SessionError {
     #[error("KCP listener closed")]
     ListenerClosed,
     /// The UDP socket failed; the session cannot send or receive any more.
-    #[error("UDP socket error: {0}")]
+    #[error("UDP socket error")]
     Io(#[from] io::Error),
     /// The message does not fit in 255 fragments of the current MSS (message mode). Send smaller messages.
     #[error("message of {len} bytes is too large for one KCP message")]
@@ -83,7 +87,7 @@ pub enum SessionError {
     #[error("invalid operation on an accepted session: configure the listener's socket instead")]
     InvalidOperation,
     /// The engine refused a runtime knob (e.g. an MTU that leaves no payload room).
-    #[error("engine: {0}")]
+    #[error("KCP engine error")]
     Kcp(#[source] rkcp_engine::KcpError),
 }
 
@@ -130,5 +134,35 @@ impl CloseReason {
             CloseReason::Replaced => SessionError::Replaced,
             CloseReason::Socket(k) => SessionError::Io(io::Error::new(k, "UDP socket failed")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The whole chain, as `anyhow`'s `{:#}` prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            s += ": ";
+            s += &c.to_string();
+            cur = c.source();
+        }
+        s
+    }
+
+    #[test]
+    fn each_cause_prints_once_in_the_chain() {
+        let e = SessionError::Io(io::Error::other("no route to host"));
+        assert_eq!(chain(&e), "UDP socket error: no route to host");
+        let e = SessionError::Config(ConfigError::Dscp(99));
+        assert_eq!(
+            chain(&e),
+            "invalid configuration: DSCP 99 out of range 0..=63"
+        );
+        assert!(e.source().is_some());
     }
 }

@@ -14,7 +14,7 @@ use crate::frame::FrameError;
 pub enum Error {
     /// The peer sent a frame with an unknown command or the wrong version (Go's
     /// `ErrInvalidProtocol`). The session has been torn down; open a new one.
-    #[error("invalid protocol: {0}")]
+    #[error("invalid protocol")]
     Protocol(#[from] FrameError),
     /// Version auto-detection saw a first frame that is not an smux header: the peer
     /// does not speak smux (or uses a different framing, e.g. compression on one side
@@ -40,7 +40,7 @@ pub enum Error {
     #[error("connection closed by peer")]
     ConnectionClosed,
     /// The transport failed; the session is closed.
-    #[error("transport error: {0}")]
+    #[error("transport error")]
     Io(#[source] Arc<io::Error>),
     /// This stream was already shut down for writing (Go's `io.ErrClosedPipe` after
     /// `Close`).
