@@ -148,6 +148,9 @@ pub struct BenchConfig {
     pub acknodelay: bool,
     /// Cap on segments in flight (rkcp only, `rkcp_session::KcpConfig::max_inflight`); 0 = no cap (kcp-go).
     pub inflight: u32,
+    /// Congestion controller (rkcp only, `rkcp_session::KcpConfig::congestion`): `kcpgo` (kcp-go's window),
+    /// `none`, or `rate` (delivery-rate model with pacing).
+    pub cc: String,
     /// kcptun cipher name; `none` still carries kcp-go's nonce + CRC header, as kcptun does.
     pub crypt: String,
     /// kcptun `--key`, derived with PBKDF2 as kcptun does.
@@ -191,6 +194,7 @@ impl Default for BenchConfig {
             mtu: 1350,
             acknodelay: false,
             inflight: 0,
+            cc: "kcpgo".into(),
             crypt: "none".into(),
             key: "it's a secrect".into(),
             datashard: 0,
@@ -233,6 +237,12 @@ impl BenchConfig {
             mtu: self.mtu,
             ack_nodelay: self.acknodelay,
             max_inflight: (self.inflight > 0).then_some(self.inflight),
+            congestion: match self.cc.as_str() {
+                "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
+                "none" => rkcp_session::Congestion::None,
+                "rate" => rkcp_session::Congestion::DeliveryRate,
+                other => bail!("unknown congestion controller {other:?} (kcpgo, none, rate)"),
+            },
             stream: true,
             write_delay: false,
             recv_buffer: Some(self.sockbuf),
@@ -327,6 +337,9 @@ impl BenchConfig {
         }
         if self.inflight > 0 {
             s += &format!(" inflight {}", self.inflight);
+        }
+        if self.cc != "kcpgo" && !self.cc.is_empty() {
+            s += &format!(" cc {}", self.cc);
         }
         if self.autotune && self.transport.is_smux() {
             s += " autotune";

@@ -204,6 +204,10 @@ struct Common {
     /// capacity, holes no longer stall the sender. Rows with a cap have no kcp-go row.
     #[arg(long, default_value_t = 0)]
     inflight: u32,
+    /// Congestion controller (rkcp rows only; rows with another than kcpgo have no kcp-go row): kcpgo
+    /// (kcp-go's window, the default), none, or rate (delivery-rate model with pacing).
+    #[arg(long, default_value = "kcpgo")]
+    cc: String,
     /// smux version (1 or 2).
     #[arg(long, default_value_t = 2)]
     smuxver: u8,
@@ -252,6 +256,7 @@ impl Common {
             mtu: self.mtu,
             acknodelay: self.acknodelay,
             inflight: self.inflight,
+            cc: self.cc.clone(),
             key: self.key.clone(),
             smuxver: self.smuxver,
             smuxbuf: self.smuxbuf,

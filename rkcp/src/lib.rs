@@ -121,8 +121,9 @@
 //! `rkcp-session` (UDP sessions on tokio: the listener and stream above) and `rkcp-smux` (smux).
 
 pub use rkcp_session::{
-    CipherKind, ConfigError, FecConfig, KcpConfig, KcpListener, KcpStream, ListenerStats, MAX_MTU,
-    OwnedReadHalf, OwnedWriteHalf, PacketCrypt, SessionError, SnmpSnapshot, global_snmp,
+    CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
+    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, SessionError, SnmpSnapshot,
+    global_snmp,
 };
 
 /// The sans-IO KCP ARQ engine (crate `rkcp-engine`): segments, retransmission, windows, and a

@@ -1,6 +1,7 @@
 //! Session-level configuration: the engine's knobs, the packet pipeline (cipher, FEC) and the socket.
 
 use rkcp_crypt::PacketCrypt;
+use rkcp_engine::Congestion;
 
 use crate::error::ConfigError;
 
@@ -69,6 +70,11 @@ pub struct KcpConfig {
     /// windows well above the path's capacity (e.g. 4096) and this near its bandwidth-delay product plus
     /// its bottleneck queue, in segments: holes then no longer stall the sender.
     pub max_inflight: Option<u32>,
+    /// Congestion controller, invisible on the wire; see [`Congestion`]. Default [`Congestion::KcpGo`]
+    /// (kcp-go's window, byte for byte). [`Congestion::DeliveryRate`] paces new segments at the measured
+    /// bottleneck rate and keeps about two bandwidth-delay products in flight without taking random loss for
+    /// congestion: for lossy long links, with windows well above the path's capacity (e.g. 4096).
+    pub congestion: Congestion,
     /// Packet cipher (kcp-go's nonce + CRC + cipher, or an authenticated Rust-only kind). Default `None`
     /// (plain KCP, no header). Both ends must agree.
     pub crypt: Option<PacketCrypt>,
@@ -106,6 +112,7 @@ impl Default for KcpConfig {
             write_delay: e.write_delay,
             dead_link: e.dead_link,
             max_inflight: e.max_inflight,
+            congestion: e.congestion,
             crypt: None,
             fec: None,
             dscp: None,
@@ -234,6 +241,7 @@ impl KcpConfig {
             ack_nodelay: self.ack_nodelay,
             dead_link: self.dead_link,
             max_inflight: self.max_inflight,
+            congestion: self.congestion,
             ..rkcp_engine::KcpConfig::default()
         }
     }
@@ -243,6 +251,19 @@ impl KcpConfig {
 mod tests {
     use super::*;
     use rkcp_crypt::CipherKind;
+
+    #[test]
+    fn congestion_reaches_the_engine() {
+        let c = KcpConfig {
+            congestion: Congestion::DeliveryRate,
+            ..KcpConfig::fast3()
+        };
+        assert_eq!(c.engine_config(0).congestion, Congestion::DeliveryRate);
+        assert_eq!(
+            KcpConfig::fast3().engine_config(0).congestion,
+            Congestion::KcpGo
+        );
+    }
 
     #[test]
     fn presets_are_kcptun_tuples() {

@@ -56,6 +56,7 @@ pub use config::{FecConfig, KcpConfig, MAX_MTU};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
 pub use rkcp_crypt::{CipherKind, PacketCrypt};
+pub use rkcp_engine::Congestion;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};

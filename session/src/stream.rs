@@ -183,6 +183,12 @@ impl KcpStream {
         self.s.with_conn(|c| c.kcp.set_max_inflight(max));
     }
 
+    /// Switches the congestion controller at run time; see
+    /// [`KcpConfig::congestion`](crate::KcpConfig::congestion).
+    pub fn set_congestion(&self, cc: rkcp_engine::Congestion) {
+        self.s.with_conn(|c| c.kcp.set_congestion(cc));
+    }
+
     /// Write delay: do not flush after each write, but when the window fills or at the next tick.
     pub fn set_write_delay(&self, on: bool) {
         self.s.with_conn(|c| c.set_write_delay(on));

@@ -221,7 +221,7 @@ pub async fn push_go_row<F>(
 ) where
     F: Future<Output = anyhow::Result<Measurement>>,
 {
-    if !(cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0) {
+    if !(cfg.transport.is_kcp() && opts.go.wanted() && cfg.inflight == 0 && cfg.cc == "kcpgo") {
         return;
     }
     let m = match opts.go.skipped() {
