@@ -8,7 +8,12 @@
 //!   ([`KcpConfig::fast3`], …), plus the packet cipher ([`KcpConfig::with_crypt`]) and
 //!   Reed–Solomon FEC ([`KcpConfig::with_fec`]).
 //! - `rkcp::smux` (feature `smux`, on by default): many streams over one `KcpStream` (or any
-//!   `AsyncRead + AsyncWrite`), as kcptun does.
+//!   `AsyncRead + AsyncWrite`), as kcptun does. Prefer smux v2 (`Version::V2`) where a reader
+//!   can be slow: in v1 one stream nobody reads stalls every stream of the session.
+//!
+//! A raw `KcpStream` has no end-of-stream (KCP has no FIN): a read never returns 0 bytes, and
+//! `shutdown` waits until the peer acknowledged everything written, then closes. Put smux (or
+//! your own framing) on top to mark where data ends.
 //!
 //! # Quick start
 //!

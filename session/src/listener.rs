@@ -14,6 +14,7 @@ use crate::config::KcpConfig;
 use crate::error::{CloseReason, SessionError};
 use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
 use crate::proto::packet::DropReason;
+use crate::proto::time::Timestamp;
 use crate::session::{Role, Session, registry};
 use crate::stream::{KcpStream, transient};
 use crate::udp::{RecvBatch, UdpIo};
@@ -236,6 +237,7 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
     let mut batch = RecvBatch::for_io(&shared.io);
     let mut touched: Vec<Arc<Session>> = Vec::with_capacity(crate::udp::BATCH);
     let mut accept_tx = Some(accept_tx);
+    let mut auth_warn = RateLimited::new(AUTH_WARN_EVERY_MS);
     let forget = |sessions: &mut HashMap<ConnHandle, Arc<Session>>, addr, h| {
         sessions.remove(&h);
         shared.endpoint.lock().forget(addr, h);
@@ -296,6 +298,7 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                         closer: closer_tx.clone(),
                     };
                     let s = Session::new(*conn, from, Arc::clone(&shared.io), role);
+                    tracing::debug!(conv = s.conv, remote = %from, "KCP session created");
                     s.input(now, data);
                     touched.push(Arc::clone(&s));
                     sessions.insert(h, Arc::clone(&s));
@@ -313,6 +316,13 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                         .global
                         .in_csum_errors
                         .fetch_add(1, Ordering::Relaxed);
+                    if let Some(n) = auth_warn.hit(now) {
+                        tracing::warn!(
+                            from = %from,
+                            failed = n,
+                            "datagrams fail authentication (wrong key or cipher?)"
+                        );
+                    }
                 }
                 Action::Drop(_) => {}
             }
@@ -321,5 +331,56 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
         for s in touched.drain(..) {
             s.after_input(now);
         }
+    }
+}
+
+/// At most one warning about failed authentication per this many milliseconds.
+const AUTH_WARN_EVERY_MS: u64 = 10_000;
+
+/// A warning that fires at most once per period and says how many events it stands for.
+#[derive(Debug)]
+struct RateLimited {
+    every_ms: u64,
+    last: Option<Timestamp>,
+    count: u64,
+}
+
+impl RateLimited {
+    fn new(every_ms: u64) -> RateLimited {
+        RateLimited {
+            every_ms,
+            last: None,
+            count: 0,
+        }
+    }
+
+    /// Counts an event; returns the events since the last warning when a warning is due.
+    fn hit(&mut self, now: Timestamp) -> Option<u64> {
+        self.count += 1;
+        let due = self
+            .last
+            .is_none_or(|l| now.as_millis() >= l.as_millis() + self.every_ms);
+        if !due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_rate_limited_and_count_what_they_stand_for() {
+        let mut w = RateLimited::new(10_000);
+        let t = Timestamp::from_millis;
+        assert_eq!(w.hit(t(5)), Some(1));
+        for i in 0..999 {
+            assert_eq!(w.hit(t(6 + i)), None);
+        }
+        assert_eq!(w.hit(t(10_005)), Some(1000));
+        assert_eq!(w.hit(t(10_006)), None);
     }
 }

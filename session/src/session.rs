@@ -244,9 +244,12 @@ impl Session {
             }
             st.conn.release_tx();
             self.set_timer(&mut st, None);
-            Wakes(st.read_waker.take(), st.write_waker.take())
+            let why = st.conn.closed().unwrap_or(reason);
+            (Wakes(st.read_waker.take(), st.write_waker.take()), why)
         };
+        let (wakes, why) = wakes;
         wakes.wake();
+        tracing::debug!(conv = self.conv, remote = %self.remote, reason = ?why, "KCP session closed");
         match &self.role {
             Role::Client { reader } => {
                 if let Some(h) = reader.lock().take() {
