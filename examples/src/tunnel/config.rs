@@ -62,6 +62,11 @@ macro_rules! tunnel_config {
             #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true",
                   default_value_t = false, action = ArgAction::Set)]
             pub acknodelay: bool,
+            /// congestion controller (rkcp only; kcptun has no such flag and peers need not agree):
+            /// kcpgo (kcptun's, the default), rate (delivery-rate model with pacing, for lossy long
+            /// links; use large --sndwnd/--rcvwnd such as 4096), none
+            #[arg(long, default_value = "kcpgo")]
+            pub cc: String,
             /// manual mode: nodelay
             #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
             pub nodelay: i64,
@@ -399,6 +404,7 @@ pub(crate) struct Common<'a> {
     pub(crate) dscp: i64,
     pub(crate) nocomp: bool,
     pub(crate) acknodelay: bool,
+    pub(crate) cc: &'a str,
     pub(crate) nodelay: i64,
     pub(crate) interval: i64,
     pub(crate) resend: i64,
@@ -427,6 +433,7 @@ macro_rules! common_of {
             dscp: $c.dscp,
             nocomp: $c.nocomp,
             acknodelay: $c.acknodelay,
+            cc: &$c.cc,
             nodelay: $c.nodelay,
             interval: $c.interval,
             resend: $c.resend,
@@ -590,6 +597,12 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     kcp.stream = true;
     kcp.write_delay = false;
     kcp.ack_nodelay = c.acknodelay;
+    kcp.congestion = match c.cc {
+        "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
+        "rate" => rkcp_session::Congestion::DeliveryRate,
+        "none" => rkcp_session::Congestion::None,
+        other => bail!("--cc {other:?} is unknown (kcpgo, rate, none)"),
+    };
     if !(0..=63).contains(&c.dscp) {
         bail!("--dscp {} is out of range (6 bits: 0..=63)", c.dscp);
     }
@@ -768,6 +781,21 @@ mod tests {
             client(&["--crypt", "rot13"]).params().unwrap().crypt_name,
             "aes"
         );
+    }
+
+    #[test]
+    fn congestion_flag_is_off_by_default() {
+        use rkcp_session::Congestion;
+        assert_eq!(
+            client(&[]).params().unwrap().kcp.congestion,
+            Congestion::KcpGo
+        );
+        let p = client(&["--cc", "rate", "--sndwnd", "4096"])
+            .params()
+            .unwrap();
+        assert_eq!(p.kcp.congestion, Congestion::DeliveryRate);
+        let e = client(&["--cc", "bbr"]).params().unwrap_err().to_string();
+        assert!(e.contains("--cc"), "{e}");
     }
 
     #[test]
