@@ -243,55 +243,40 @@ impl Connection {
             return;
         }
         self.update(now);
+        let per_datagram = (self.kcp.mtu() - self.kcp.reserved()) / rkcp_engine::OVERHEAD;
+        if self.unacked >= per_datagram.max(1) {
+            self.output(|kcp, mut out| kcp.flush_acks(now.engine(), &mut out));
+            self.unacked = 0;
+        }
+    }
+
+    /// Runs `f` on the engine with the output pipeline (FEC, cipher, send queue) as its datagram sink.
+    fn output<R>(&mut self, f: impl FnOnce(&mut Kcp, &mut dyn FnMut(&mut [u8])) -> R) -> R {
         let Connection {
             kcp,
             fec_enc,
             crypt,
             tx,
             crypt_tail,
-            unacked,
             ..
         } = self;
-        let per_datagram = (kcp.mtu() - kcp.reserved()) / rkcp_engine::OVERHEAD;
-        if *unacked >= per_datagram.max(1) {
-            let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
-            kcp.flush_acks(now.engine(), &mut out);
-            *unacked = 0;
-        }
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+        f(kcp, &mut out)
     }
 
     /// Runs whatever the engine has due at `now`, queueing the output.
     fn update(&mut self, now: Timestamp) {
-        let Connection {
-            kcp,
-            fec_enc,
-            crypt,
-            tx,
-            crypt_tail,
-            unacked,
-            ..
-        } = self;
-        let before = tx.len();
-        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
-        kcp.update(now.engine(), &mut out);
-        if tx.len() != before {
+        let before = self.tx.len();
+        self.output(|kcp, mut out| kcp.update(now.engine(), &mut out));
+        if self.tx.len() != before {
             // Any flush writes every pending ACK.
-            *unacked = 0;
+            self.unacked = 0;
         }
     }
 
     /// A full flush now (kcp-go's flush after `Write`), queueing the output.
     fn flush_now(&mut self, now: Timestamp) {
-        let Connection {
-            kcp,
-            fec_enc,
-            crypt,
-            tx,
-            crypt_tail,
-            ..
-        } = self;
-        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
-        kcp.flush(now.engine(), &mut out);
+        self.output(|kcp, mut out| kcp.flush(now.engine(), &mut out));
         self.unacked = 0;
     }
 
