@@ -5,7 +5,6 @@
 //! Debian packages golang-github-xtaci-smux-dev and golang-github-xtaci-kcp-dev (the peer
 //! also speaks smux over KCP); every test fails (does not skip) when they are missing.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -15,38 +14,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
-/// Builds the Go peer once per test binary run and returns its path.
-fn peer_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("smuxpeer");
-            let src =
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop/go/smuxpeer/main.go");
-            let gopath = std::env::var("SMUX_GOPATH").unwrap_or("/usr/share/gocode".into());
-            let status = std::process::Command::new("go")
-                .args(["build", "-o"])
-                .arg(&out)
-                .arg(&src)
-                .env("GOPATH", gopath)
-                .env("GO111MODULE", "off")
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot run `go` ({e}): install golang-go, golang-github-xtaci-smux-dev \
-                         and golang-github-xtaci-kcp-dev"
-                    )
-                });
-            assert!(
-                status.success(),
-                "building {} failed: are golang-github-xtaci-smux-dev and \
-                 golang-github-xtaci-kcp-dev installed?",
-                src.display()
-            );
-            out
-        })
-        .clone()
-}
+mod many;
+
+use many::peer_binary;
 
 fn cfg(v: Version) -> Config {
     let mut c = Config::default();
