@@ -81,6 +81,10 @@ impl GoPeer {
                 src.display()
             )
         })?;
+        // Tests build from several threads of one process: one build at a time, and whoever waited
+        // finds the binary fresh (the temporary name below is per process, not per thread).
+        static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_build = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
         if is_fresh(&exe, &sources) {
             return Ok(GoPeer { exe });
         }
