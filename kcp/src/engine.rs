@@ -19,6 +19,7 @@ use congestion::THRESH_INIT;
 use timers::{RTO_DEF, RTO_MIN};
 
 mod congestion;
+pub(crate) mod echo;
 mod input;
 mod knobs;
 mod output;
@@ -167,6 +168,14 @@ pub struct Kcp {
     skip_stale: bool,
     /// Tick skipping is allowed (tests turn it off to check that the output is identical).
     tick_skip_allowed: bool,
+
+    // --- address validation (not in kcp-go; see echo.rs) ---
+    /// The `ts` of the echo request awaiting its answer.
+    echo_ts: Option<u32>,
+    /// The peer acknowledged something this engine sent (data, or an echo request).
+    peer_proven: bool,
+    /// Cap on out-of-order segments held in `rcv_buf` (`None`: the receive window).
+    ooo_limit: Option<usize>,
 }
 
 impl Kcp {
@@ -264,6 +273,9 @@ impl Kcp {
             skip: None,
             skip_stale: false,
             tick_skip_allowed: true,
+            echo_ts: None,
+            peer_proven: false,
+            ooo_limit: None,
         };
         k.set_nodelay(cfg.nodelay, cfg.interval, cfg.resend, cfg.nc);
         if cfg.congestion != Congestion::KcpGo {

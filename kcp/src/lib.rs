@@ -103,6 +103,7 @@ mod stats;
 
 pub use config::{Congestion, KcpConfig};
 pub use engine::Kcp;
+pub use engine::echo::{ECHO_SN, encode_echo_request, find_echo_reply};
 pub use error::KcpError;
 pub use segment::{Command, OVERHEAD, SegmentHeader};
 pub use stats::KcpStats;

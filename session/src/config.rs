@@ -4,6 +4,7 @@ use rkcp_crypt::PacketCrypt;
 use rkcp_engine::Congestion;
 
 use crate::error::ConfigError;
+use crate::proto::admission::Admission;
 
 /// Largest MTU a session accepts: kcp-go's `UDPSession.SetMtu` refuses more than 1500, and peers read into
 /// 1500-byte buffers (docs/wire-format.md#session-options, #session-bad-input).
@@ -93,6 +94,9 @@ pub struct KcpConfig {
     /// Listener only: live sessions at most; datagrams from further new peers are dropped and counted in
     /// [`ListenerStats`](crate::ListenerStats). Default 65536.
     pub max_sessions: usize,
+    /// Listener only: the limits for peers that have not proved their address yet, and the replay record
+    /// (see [`Admission`]; defaults keep a listener safe on the open internet).
+    pub admission: Admission,
 }
 
 impl Default for KcpConfig {
@@ -120,6 +124,7 @@ impl Default for KcpConfig {
             send_buffer: None,
             accept_backlog: 128,
             max_sessions: 65536,
+            admission: Admission::default(),
         }
     }
 }

@@ -57,10 +57,11 @@ pub enum SessionError {
     /// The peer stopped acknowledging: a segment reached `dead_link` transmissions. The session is closed.
     #[error("KCP peer unreachable: dead link after {0} transmissions of a segment")]
     DeadLink(u32),
-    /// The peer's address started a new conversation (sn 0 with a new conv), which replaces this one as in
-    /// kcp-go (docs/wire-format.md#session-listener). The session is closed.
-    #[error("KCP session replaced by a new conversation from the same peer")]
-    Replaced,
+    /// The peer did not prove it receives at its address within the listener's
+    /// [`Admission::unverified_timeout`](crate::Admission::unverified_timeout) (it never acknowledged
+    /// anything the server sent). The session is closed.
+    #[error("KCP peer did not prove its address in time")]
+    Unverified,
     /// The listener was closed: no more sessions can be accepted.
     #[error("KCP listener closed")]
     ListenerClosed,
@@ -99,7 +100,7 @@ impl SessionError {
             | SessionError::MessageTooLarge { .. } => io::ErrorKind::InvalidInput,
             SessionError::Closed | SessionError::ListenerClosed => io::ErrorKind::NotConnected,
             SessionError::DeadLink(_) => io::ErrorKind::TimedOut,
-            SessionError::Replaced => io::ErrorKind::ConnectionReset,
+            SessionError::Unverified => io::ErrorKind::ConnectionRefused,
             SessionError::Io(e) => e.kind(),
             SessionError::BufferTooSmall { .. }
             | SessionError::NotMessageMode
@@ -122,7 +123,8 @@ impl From<SessionError> for io::Error {
 pub(crate) enum CloseReason {
     Local,
     DeadLink(u32),
-    Replaced,
+    /// The peer did not prove its address in time (listener admission).
+    Unverified,
     Socket(io::ErrorKind),
 }
 
@@ -131,7 +133,7 @@ impl CloseReason {
         match self {
             CloseReason::Local => SessionError::Closed,
             CloseReason::DeadLink(n) => SessionError::DeadLink(n),
-            CloseReason::Replaced => SessionError::Replaced,
+            CloseReason::Unverified => SessionError::Unverified,
             CloseReason::Socket(k) => SessionError::Io(io::Error::new(k, "UDP socket failed")),
         }
     }

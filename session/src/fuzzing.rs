@@ -9,7 +9,7 @@ use crate::proto::connection::Connection;
 use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
 use crate::proto::time::Timestamp;
 
-/// Feeds fuzz input through the endpoint (open → route → create/replace) and the connections (FEC + KCP
+/// Feeds fuzz input through the endpoint (open → route → admit, replay and roaming rules) and the connections (FEC + KCP
 /// input, flush, reads), as the listener task does for every datagram.
 ///
 /// Input layout: byte 0 picks the pipeline (bit 0: kcp-go AES cipher, bit 1: AES-256-GCM, bit 2: FEC 10/3);
@@ -45,13 +45,15 @@ pub fn listener_packet_input(input: &[u8]) {
         let mut pkt = rest[3..end].to_vec();
         rest = &rest[end..];
         now = now.add_millis(7);
-        let routed = ep.handle(now, peer, &mut pkt);
-        if let Some(old) = routed.replaced {
-            conns.remove(&old);
-            ep.forget(peer, old);
+        let mut expired = Vec::new();
+        ep.handle_timeout(now, &mut expired);
+        for h in expired {
+            conns.remove(&h);
+            ep.forget(h, now);
         }
+        let routed = ep.handle(now, peer, &mut pkt);
         let h = match routed.action {
-            Action::Drop(_) => continue,
+            Action::Drop(_) | Action::Respond(_) => continue,
             Action::Deliver(h, data) => {
                 if let Some(c) = conns.get_mut(&h) {
                     c.handle_datagram(now, data);
@@ -68,6 +70,9 @@ pub fn listener_packet_input(input: &[u8]) {
         if let Some(c) = conns.get_mut(&h) {
             c.finish_input(now);
             c.handle_timeout(now);
+            if c.take_verified() {
+                ep.verified(h);
+            }
             let mut buf = [0u8; 4096];
             while let Ok(Some(n)) = c.read(now, &mut buf) {
                 if n == 0 {

@@ -55,6 +55,7 @@ mod udp;
 pub use config::{FecConfig, KcpConfig, MAX_MTU};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
+pub use proto::admission::Admission;
 pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
 pub use session::global_snmp;

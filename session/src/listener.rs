@@ -19,9 +19,9 @@ use crate::session::{Role, Session, registry};
 use crate::stream::{KcpStream, transient};
 use crate::udp::{RecvBatch, UdpIo};
 
-/// Counters of datagrams a listener dropped before they reached a session. kcp-go counts only the checksum
-/// failures (in `InCsumErrors`, which we also bump); the rest are ours, so that every bad datagram is
-/// accounted for.
+/// Counters of a listener: datagrams dropped before they reached a session, by reason, and what happened to
+/// sessions. kcp-go counts only the checksum failures (in `InCsumErrors`, which we also bump); the rest are
+/// ours, so that every bad datagram is accounted for.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerStats {
     /// Shorter than the cipher header, or than a KCP header after it.
@@ -30,18 +30,33 @@ pub struct ListenerStats {
     pub checksum: u64,
     /// From an unknown address, and not a packet that can start a session (FEC parity or short FEC data).
     pub unknown_peer: u64,
-    /// From a known address with another conversation id and `sn != 0`.
-    pub conv_mismatch: u64,
+    /// A conversation live at another address (or closed within the replay window) and nothing newer than
+    /// what its session had seen: a replay, or a late datagram from a moved peer's old address.
+    pub stale: u64,
+    /// From an unknown address and conversation, but not a session start (the peer had data from us).
+    pub not_a_start: u64,
+    /// A new peer while the unverified limits were reached, too small to answer with an address check.
+    pub unverified_limit: u64,
     /// A new peer while the accept backlog was full.
     pub backlog_full: u64,
     /// A new peer while `max_sessions` sessions were live.
     pub session_cap: u64,
     /// A new peer after the listener was closed.
     pub not_accepting: u64,
-    /// Sessions replaced by a new conversation from the same address.
-    pub replaced: u64,
+    /// Stateless address checks sent (new peers while the unverified limits were reached).
+    pub address_checks: u64,
     /// Sessions created.
     pub created: u64,
+    /// Sessions whose peer proved its address (answered the echo request or acknowledged data).
+    pub verified: u64,
+    /// Sessions closed because their peer did not prove its address in time.
+    pub unverified_expired: u64,
+    /// Sessions unverified now (a gauge).
+    pub unverified: u64,
+    /// Sessions that followed their peer to a new address.
+    pub roamed: u64,
+    /// Conversation ids forgotten before the end of the replay window because the record was full.
+    pub replay_record_overflow: u64,
 }
 
 struct Shared {
@@ -156,7 +171,7 @@ impl KcpListener {
                         if s.closed().is_some() {
                             continue; // replaced or dead before anyone accepted it
                         }
-                        return Ok((KcpStream::from_session(&s), s.remote));
+                        return Ok((KcpStream::from_session(&s), s.remote()));
                     }
                     None => return Err(SessionError::ListenerClosed),
                 },
@@ -232,19 +247,20 @@ impl Drop for KcpListener {
 /// The listener's socket task: reads batches, lets the endpoint open and route each datagram, feeds sessions,
 /// and finishes once the listener is closed and its last session is gone.
 async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session>>) {
-    let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<(SocketAddr, ConnHandle)>();
+    let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<ConnHandle>();
     let mut sessions: HashMap<ConnHandle, Arc<Session>> = HashMap::new();
     let mut batch = RecvBatch::for_io(&shared.io);
-    let mut touched: Vec<Arc<Session>> = Vec::with_capacity(crate::udp::BATCH);
+    let mut touched: Vec<(ConnHandle, Arc<Session>)> = Vec::with_capacity(crate::udp::BATCH);
+    let mut expired: Vec<ConnHandle> = Vec::new();
     let mut accept_tx = Some(accept_tx);
     let mut auth_warn = RateLimited::new(AUTH_WARN_EVERY_MS);
-    let forget = |sessions: &mut HashMap<ConnHandle, Arc<Session>>, addr, h| {
+    let forget = |sessions: &mut HashMap<ConnHandle, Arc<Session>>, h| {
         sessions.remove(&h);
-        shared.endpoint.lock().forget(addr, h);
+        shared.endpoint.lock().forget(h, crate::sched::now());
     };
     loop {
-        while let Ok((addr, h)) = closer_rx.try_recv() {
-            forget(&mut sessions, addr, h);
+        while let Ok(h) = closer_rx.try_recv() {
+            forget(&mut sessions, h);
         }
         if shared.closed.load(Ordering::Acquire) {
             accept_tx = None;
@@ -252,6 +268,19 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                 return;
             }
         }
+        // The endpoint's own deadline: unverified sessions that did not prove their address in time.
+        let deadline = shared.endpoint.lock().poll_timeout();
+        let timer = async {
+            match deadline {
+                Some(d) => {
+                    let wait = d
+                        .as_millis()
+                        .saturating_sub(crate::sched::now().as_millis());
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             r = shared.io.recv_batch(&mut batch) => match r {
                 Ok(n) => n,
@@ -267,28 +296,39 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                     return;
                 }
             },
-            Some((addr, h)) = closer_rx.recv() => {
-                forget(&mut sessions, addr, h);
+            Some(h) = closer_rx.recv() => {
+                forget(&mut sessions, h);
                 continue;
             }
             _ = shared.serve_notify.notified() => continue,
+            () = timer => {
+                shared.endpoint.lock().handle_timeout(crate::sched::now(), &mut expired);
+                for h in expired.drain(..) {
+                    // Closing sends the handle back through `closer`, which forgets it.
+                    if let Some(s) = sessions.get(&h) {
+                        s.close(CloseReason::Unverified);
+                    }
+                }
+                continue;
+            }
         };
         let now = crate::sched::now();
         let mut ep = shared.endpoint.lock();
         for i in 0..n {
             let (pkt, from) = batch.get_mut(i);
             let routed = ep.handle(now, from, pkt);
-            if let Some(old) = routed.replaced
-                && let Some(s) = sessions.remove(&old)
+            if let Some(h) = routed.moved
+                && let Some(s) = sessions.get(&h)
             {
-                s.close(CloseReason::Replaced);
+                tracing::debug!(conv = s.conv, to = %from, "KCP session followed its peer to a new address");
+                s.set_remote(from);
             }
             match routed.action {
                 Action::Deliver(h, data) => {
                     if let Some(s) = sessions.get(&h) {
                         s.input(now, data);
-                        if !touched.last().is_some_and(|t| Arc::ptr_eq(t, s)) {
-                            touched.push(Arc::clone(s));
+                        if touched.last().is_none_or(|(t, _)| *t != h) {
+                            touched.push((h, Arc::clone(s)));
                         }
                     }
                 }
@@ -300,7 +340,7 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                     let s = Session::new(*conn, from, Arc::clone(&shared.io), role);
                     tracing::debug!(conv = s.conv, remote = %from, "KCP session created");
                     s.input(now, data);
-                    touched.push(Arc::clone(&s));
+                    touched.push((h, Arc::clone(&s)));
                     sessions.insert(h, Arc::clone(&s));
                     match accept_tx.as_ref() {
                         Some(tx) if tx.send(Arc::clone(&s)).is_ok() => {}
@@ -310,6 +350,10 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                             s.close(CloseReason::Local);
                         }
                     }
+                }
+                Action::Respond(reply) => {
+                    // Best effort, like any UDP send: a lost check is asked again by the peer's next datagram.
+                    let _ = shared.io.socket().try_send_to(reply, from);
                 }
                 Action::Drop(DropReason::Checksum) => {
                     registry()
@@ -328,8 +372,11 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
             }
         }
         drop(ep);
-        for s in touched.drain(..) {
+        for (h, s) in touched.drain(..) {
             s.after_input(now);
+            if s.take_verified() {
+                shared.endpoint.lock().verified(h);
+            }
         }
     }
 }

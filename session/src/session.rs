@@ -34,7 +34,7 @@ pub(crate) enum Role {
     /// Shares the listener's socket; on close it tells the listener to forget it.
     Accepted {
         handle: ConnHandle,
-        closer: mpsc::UnboundedSender<(SocketAddr, ConnHandle)>,
+        closer: mpsc::UnboundedSender<ConnHandle>,
     },
 }
 
@@ -69,7 +69,8 @@ impl Wakes {
 pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) conv: u32,
-    pub(crate) remote: SocketAddr,
+    /// The peer's address; a listener's session follows its peer when it moves (roaming).
+    remote: Mutex<SocketAddr>,
     pub(crate) io: Arc<UdpIo>,
     pub(crate) role: Role,
     /// Live `KcpStream`/half handles; the session closes when the last one goes.
@@ -86,7 +87,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("conv", &self.conv)
-            .field("remote", &self.remote)
+            .field("remote", &*self.remote.lock())
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +104,7 @@ impl Session {
         let s = Arc::new_cyclic(|weak| Session {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             conv: conn.conv(),
-            remote,
+            remote: Mutex::new(remote),
             io,
             role,
             handles: AtomicUsize::new(0),
@@ -127,6 +128,21 @@ impl Session {
             s.pump(&mut st, now);
         }
         s
+    }
+
+    /// The peer's address now.
+    pub(crate) fn remote(&self) -> SocketAddr {
+        *self.remote.lock()
+    }
+
+    /// The peer moved (roaming): send to `to` from now on.
+    pub(crate) fn set_remote(&self, to: SocketAddr) {
+        *self.remote.lock() = to;
+    }
+
+    /// After a batch of input: whether the peer proved its address since the last call (listener admission).
+    pub(crate) fn take_verified(&self) -> bool {
+        self.state.lock().conn.take_verified()
     }
 
     /// A counted handle for a new `KcpStream` or half.
@@ -185,14 +201,15 @@ impl Session {
         if st.conn.transmits().is_empty() {
             return false;
         }
-        match self.io.send_batch(self.remote, st.conn.transmits()) {
+        let remote = self.remote();
+        match self.io.send_batch(remote, st.conn.transmits()) {
             Ok(n) => {
                 st.conn.transmitted(n);
                 !st.conn.transmits().is_empty()
             }
             Err(e) => {
                 // UDP send errors are transient (no route, ICMP feedback); the datagrams are lost like on a bad link.
-                tracing::debug!(remote = %self.remote, error = %e, "UDP send failed; dropping queued datagrams");
+                tracing::debug!(%remote, error = %e, "UDP send failed; dropping queued datagrams");
                 st.conn.release_tx();
                 false
             }
@@ -249,7 +266,7 @@ impl Session {
         };
         let (wakes, why) = wakes;
         wakes.wake();
-        tracing::debug!(conv = self.conv, remote = %self.remote, reason = ?why, "KCP session closed");
+        tracing::debug!(conv = self.conv, remote = %self.remote(), reason = ?why, "KCP session closed");
         match &self.role {
             Role::Client { reader } => {
                 if let Some(h) = reader.lock().take() {
@@ -257,7 +274,7 @@ impl Session {
                 }
             }
             Role::Accepted { handle, closer } => {
-                let _ = closer.send((self.remote, *handle));
+                let _ = closer.send(*handle);
             }
         }
         registry().retire(self);

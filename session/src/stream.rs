@@ -133,7 +133,7 @@ impl KcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.s.remote
+        self.s.remote()
     }
 
     /// kcp-go `SetNoDelay` (docs/wire-format.md#kcp-knobs): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
@@ -386,6 +386,7 @@ impl AsyncWrite for OwnedWriteHalf {
 /// and feeds the session, one batch at a time.
 async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) {
     let mut batch = RecvBatch::for_io(&s.io);
+    let remote = s.remote();
     loop {
         let n = match s.io.recv_batch(&mut batch).await {
             Ok(n) => n,
@@ -400,13 +401,13 @@ async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) 
         let mut fed = false;
         for i in 0..n {
             let (pkt, from) = batch.get_mut(i);
-            if from != s.remote {
+            if from != remote {
                 s.count_drop(DropReason::UnknownPeer);
                 continue;
             }
             match open_datagram(crypt.as_ref(), pkt) {
-                Ok(data) => {
-                    s.input(now, data);
+                Ok(r) => {
+                    s.input(now, &pkt[r]);
                     fed = true;
                 }
                 // kcp-go drops short ones without a counter; we count them as input errors.

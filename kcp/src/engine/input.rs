@@ -71,6 +71,7 @@ impl Kcp {
             self.shrink_buf();
             match cmd {
                 Command::Ack => {
+                    self.note_echo(h.sn, h.ts);
                     self.parse_ack(h.sn);
                     self.parse_fastack(h.sn, h.ts);
                     flag = true;
@@ -78,7 +79,9 @@ impl Kcp {
                 }
                 Command::Push => {
                     let mut repeat = true;
-                    if diff(h.sn, self.rcv_nxt.wrapping_add(self.rcv_wnd)) < 0 {
+                    if diff(h.sn, self.rcv_nxt.wrapping_add(self.rcv_wnd)) < 0
+                        && !self.refuses_out_of_order(h.sn)
+                    {
                         self.ack_push(h.sn, h.ts);
                         if diff(h.sn, self.rcv_nxt) >= 0 {
                             repeat = self.parse_data(h.sn, h.frg, payload);
@@ -134,6 +137,7 @@ impl Kcp {
         while let Some(seg) = self.snd_buf.front() {
             if diff(una, seg.sn) > 0 {
                 if let Some(seg) = self.snd_buf.pop_front() {
+                    self.peer_proven = true;
                     if !seg.acked {
                         self.unacked -= 1;
                         if let Some(rate) = self.rate.as_deref_mut() {
@@ -170,6 +174,7 @@ impl Kcp {
             && !seg.acked
         {
             seg.acked = true;
+            self.peer_proven = true;
             self.acked_since_flush += 1;
             self.unacked -= 1;
             if let Some(rate) = self.rate.as_deref_mut() {

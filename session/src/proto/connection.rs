@@ -56,6 +56,27 @@ pub(crate) struct Connection {
     leftover_pos: usize,
     /// This connection's kcp-go counters (engine counters are added by [`Connection::counters`]).
     counters: SnmpSnapshot,
+    /// Whether the peer has proved its address (listener admission; a client's peer always counts as proved).
+    address: Address,
+}
+
+/// Out-of-order segments an unverified peer can make the engine hold.
+const UNVERIFIED_OUT_OF_ORDER: usize = 4;
+/// An unanswered echo request is repeated this often.
+const ECHO_EVERY_MS: u64 = 1000;
+
+/// Address validation of an accepted connection (see `proto::admission`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Address {
+    /// Proved (or not ours to check: a client's server).
+    Proven,
+    /// Just proved: [`Connection::take_verified`] reports it once.
+    JustProven,
+    /// Proved by a stateless cookie; the datagram that carried it has a cookie for `ts`, not a clock
+    /// reading, so it must not be taken for an RTT sample.
+    ProvenByCookie,
+    /// Not yet: the engine holds a small window, and an echo request goes out when due.
+    Unverified { echo_at: Timestamp, rcv_wnd: u32 },
 }
 
 impl std::fmt::Debug for Connection {
@@ -112,7 +133,62 @@ impl Connection {
             leftover: Vec::new(),
             leftover_pos: 0,
             counters: SnmpSnapshot::default(),
+            address: Address::Proven,
         })
+    }
+
+    /// An accepted connection whose peer has not proved its address: until it does, the engine holds at
+    /// most `window` segments and a few out of order, and an echo request goes out now and every second.
+    pub(crate) fn start_unverified(&mut self, now: Timestamp, window: u32) {
+        let rcv_wnd = self.kcp.rcv_wnd();
+        self.kcp.set_window(0, window.clamp(1, rcv_wnd.max(1)));
+        self.kcp
+            .set_out_of_order_limit(Some(UNVERIFIED_OUT_OF_ORDER));
+        self.address = Address::Unverified {
+            echo_at: now,
+            rcv_wnd,
+        };
+    }
+
+    /// An accepted connection whose peer proved its address with a stateless cookie (in the first datagram).
+    pub(crate) fn address_proven_by_cookie(&mut self) {
+        self.address = Address::ProvenByCookie;
+    }
+
+    /// Whether the peer proved its address since the last call (once).
+    pub(crate) fn take_verified(&mut self) -> bool {
+        if self.address == Address::JustProven {
+            self.address = Address::Proven;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the peer has proved its address.
+    #[cfg(test)]
+    pub(crate) fn verified(&self) -> bool {
+        !matches!(self.address, Address::Unverified { .. })
+    }
+
+    /// After input or on a timer: an unverified peer that proved itself gets the full window; otherwise the
+    /// echo request goes out when due.
+    fn check_address(&mut self, now: Timestamp) {
+        let Address::Unverified { echo_at, rcv_wnd } = self.address else {
+            return;
+        };
+        if self.kcp.peer_proven() {
+            self.kcp.set_window(0, rcv_wnd);
+            self.kcp.set_out_of_order_limit(None);
+            self.address = Address::JustProven;
+            // Tell the peer about the window at once.
+            self.flush_now(now);
+        } else if echo_at <= now {
+            self.output(|kcp, mut out| kcp.send_echo_request(now.engine(), &mut out));
+            self.address = Address::Unverified {
+                echo_at: now.add_millis(ECHO_EVERY_MS),
+                rcv_wnd,
+            };
+        }
     }
 
     /// The conversation id.
@@ -172,10 +248,15 @@ impl Connection {
         let now = now.engine();
         self.counters.in_pkts += 1;
         self.counters.in_bytes += data.len() as u64;
+        // The datagram that proved the address echoes a cookie, not our clock: no RTT sample from it.
+        let regular = self.address != Address::ProvenByCookie;
+        if !regular {
+            self.address = Address::Proven;
+        }
         let kcp_bytes = match rkcp_fec::classify(data) {
             Classified::Plain(kcp) => {
                 Self::note_data(&mut self.unacked, kcp);
-                if self.kcp.input(now, kcp, true).is_err() {
+                if self.kcp.input(now, kcp, regular).is_err() {
                     self.counters.kcp_in_errors += 1;
                 }
                 return;
@@ -203,7 +284,7 @@ impl Connection {
         } = self;
         if let Some(bytes) = kcp_bytes {
             Self::note_data(unacked, bytes);
-            if kcp.input(now, bytes, true).is_err() {
+            if kcp.input(now, bytes, regular).is_err() {
                 counters.kcp_in_errors += 1;
             }
         }
@@ -242,6 +323,7 @@ impl Connection {
         if self.closed.is_some() {
             return;
         }
+        self.check_address(now);
         self.update(now);
         let per_datagram = (self.kcp.mtu() - self.kcp.reserved()) / rkcp_engine::OVERHEAD;
         if self.unacked >= per_datagram.max(1) {
@@ -289,9 +371,13 @@ impl Connection {
             .kcp
             .next_deadline()
             .map(|d| Timestamp::from_engine(d, now));
-        match (d, self.delay_until) {
+        let d = match (d, self.delay_until) {
             (Some(d), Some(hold)) => Some(d.max(hold)),
             (d, _) => d,
+        };
+        match self.address {
+            Address::Unverified { echo_at, .. } => Some(d.map_or(echo_at, |d| d.min(echo_at))),
+            _ => d,
         }
     }
 
@@ -302,6 +388,7 @@ impl Connection {
             return;
         }
         self.delay_until = None;
+        self.check_address(now);
         self.update(now);
         if self.kcp.is_dead_link() {
             self.close(now, CloseReason::DeadLink(self.dead_link));

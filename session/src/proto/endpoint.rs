@@ -1,25 +1,47 @@
-//! The listening side without IO: open → route → create/replace, with the routing table, the listener's
-//! counters and its limits (kcp-go's `Listener.packetInput` rules).
+//! The listening side without IO: open → route → admit, with the routing table, the listener's counters and
+//! its limits. This is where a listener meets the internet; the threat model is in the crate docs
+//! (`## Threat model`), the rules are these:
 //!
-//! A datagram from a known address goes to that address's connection, unless it carries another
-//! conversation id: with `sn == 0` it is a new conversation from the same address and replaces the old one
-//! (kcp-go does this for a client that restarted), otherwise it is dropped. A datagram with a readable
-//! conversation id from a new address creates a connection (any segment type, as in kcp-go), as long as the
-//! endpoint accepts, the connection cap and the accept backlog allow. Every drop is counted by reason.
+//! - **Routing by path.** A datagram goes to the connection of its peer address *and* conversation id (FEC
+//!   parity, which has no conversation id, to the connection that address created or moved last). A new
+//!   conversation from a known address is a new connection beside the old one, never a replacement: kcp-go
+//!   replaced the old session on a datagram with `sn == 0`, so one replayed or forged datagram could kill a
+//!   live session. The old one ends by its idle timeout if its client really restarted.
+//! - **Following a moved peer (roaming).** A datagram of a known conversation from a new address moves that
+//!   connection there if it shows progress beyond anything the connection has seen (newer data by the
+//!   peer's clock, or an acknowledgement of something we sent later, with a cumulative acknowledgement that
+//!   did not go back). A NAT that rebinds its port thus keeps the session, for unmodified kcp-go clients
+//!   too; a replayed datagram never shows new progress, so it never moves anything.
+//! - **Creating only on fresh starts.** A connection is created only by a datagram whose cumulative
+//!   acknowledgement is 0 (its peer has received nothing from us: a session start), for a conversation id
+//!   that is neither live nor remembered from the last [`Admission::replay_window`]. Replays of a live or
+//!   recently closed session therefore create nothing, wherever they come from.
+//! - **Admission.** See [`admission`](crate::proto::admission): unverified connections are budgeted, capped
+//!   per source IP and expire; beyond the limits new peers must pass a stateless address check first.
 //!
-//! The driver owns the [`Connection`]s the endpoint creates; it tells the endpoint when the application
-//! took one from the backlog ([`Endpoint::accepted`]) and when one closed ([`Endpoint::forget`]).
+//! Every datagram that reaches no connection is counted by reason ([`ListenerStats`]).
+//!
+//! The driver owns the [`Connection`]s the endpoint creates. It tells the endpoint when the application took
+//! one from the backlog ([`Endpoint::accepted`]), when one proved its peer's address
+//! ([`Endpoint::verified`], after [`Connection::take_verified`]) and when one closed ([`Endpoint::forget`]);
+//! it closes what [`Endpoint::handle_timeout`] returns.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rkcp_crypt::PacketCrypt;
+use rkcp_fec::Classified;
 
 use crate::config::KcpConfig;
 use crate::listener::ListenerStats;
+use crate::proto::admission::{CookieKey, Unverified};
 use crate::proto::connection::Connection;
-use crate::proto::packet::{DropReason, conv_and_sn, open_datagram};
+use crate::proto::packet::{DropReason, open_datagram, seal_echo_request};
+use crate::proto::replay::ConvRecord;
+use crate::proto::routes::{Progress, Routes};
 use crate::proto::time::Timestamp;
+
+#[cfg(doc)]
+use crate::proto::admission::Admission;
 
 /// Identifies a connection of an [`Endpoint`] (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +54,8 @@ pub(crate) enum Action<'a> {
     Deliver(ConnHandle, &'a [u8]),
     /// A new connection: queue it for the application, then feed it the opened bytes.
     Accept(ConnHandle, Box<Connection>, &'a [u8]),
+    /// Send this datagram back to the sender (a stateless address check; never larger than what came in).
+    Respond(&'a [u8]),
     /// Dropped (and counted).
     Drop(DropReason),
 }
@@ -39,15 +63,9 @@ pub(crate) enum Action<'a> {
 /// The outcome of [`Endpoint::handle`].
 #[derive(Debug)]
 pub(crate) struct Routed<'a> {
-    /// The connection this datagram replaced (a new conversation from its address): close it.
-    pub(crate) replaced: Option<ConnHandle>,
+    /// This connection's peer moved to the datagram's address: send to it there from now on.
+    pub(crate) moved: Option<ConnHandle>,
     pub(crate) action: Action<'a>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Route {
-    handle: ConnHandle,
-    conv: u32,
 }
 
 /// Routing table, counters and limits of one listening socket.
@@ -55,99 +73,160 @@ struct Route {
 pub(crate) struct Endpoint {
     config: KcpConfig,
     crypt: Option<PacketCrypt>,
-    routes: HashMap<SocketAddr, Route>,
+    routes: Routes,
     next_handle: u64,
     /// Connections created and not yet taken by the application.
     unaccepted: usize,
     accepting: bool,
+    unverified: Unverified,
+    max_unverified: usize,
+    unverified_timeout_ms: u64,
+    convs: ConvRecord,
+    cookies: CookieKey,
     stats: ListenerStats,
 }
 
 impl Endpoint {
     /// An endpoint whose connections start with `config` (validated by the caller).
     pub(crate) fn new(config: KcpConfig) -> Endpoint {
+        let a = &config.admission;
         Endpoint {
             crypt: config.crypt.clone(),
-            config,
-            routes: HashMap::new(),
+            routes: Routes::default(),
             next_handle: 1,
             unaccepted: 0,
             accepting: true,
+            unverified: Unverified::default(),
+            max_unverified: a.max_unverified(config.mtu),
+            unverified_timeout_ms: a.unverified_timeout.as_millis() as u64,
+            convs: ConvRecord::new(a.replay_window.as_millis() as u64, a.replay_record),
+            cookies: CookieKey::new(),
             stats: ListenerStats::default(),
+            config,
         }
     }
 
-    /// Opens and routes one received datagram (decrypting it in place).
+    /// Opens and routes one received datagram (decrypting it in place; a stateless reply is written over it).
     pub(crate) fn handle<'a>(
         &mut self,
-        _now: Timestamp,
+        now: Timestamp,
         remote: SocketAddr,
         pkt: &'a mut [u8],
     ) -> Routed<'a> {
-        let data = match open_datagram(self.crypt.as_ref(), pkt) {
-            Ok(d) => d,
-            Err(r) => return self.drop(None, r),
+        let range = match open_datagram(self.crypt.as_ref(), pkt) {
+            Ok(r) => r,
+            Err(r) => return self.drop(r),
         };
-        let existing = self.routes.get(&remote).copied();
-        let (conv, replaced) = match (existing, conv_and_sn(data)) {
-            (Some(r), None) => return self.deliver(r.handle, data),
-            (Some(r), Some((conv, _))) if conv == r.conv => return self.deliver(r.handle, data),
-            (Some(r), Some((conv, 0))) => {
-                self.routes.remove(&remote);
-                self.stats.replaced += 1;
-                (conv, Some(r.handle))
-            }
-            (Some(_), Some(_)) => return self.drop(None, DropReason::ConvMismatch),
-            (None, Some((conv, _))) => (conv, None),
-            (None, None) => return self.drop(None, DropReason::UnknownPeer),
+        let data: &[u8] = &pkt[range.clone()];
+        let kcp = match rkcp_fec::classify(data) {
+            Classified::Plain(k) | Classified::Data(k) => Some(k),
+            Classified::Parity | Classified::Truncated => None,
         };
+        let Some((conv, _)) = kcp.and_then(rkcp_engine::segment::conv_and_sn) else {
+            // No conversation id: parity goes to the connection its address created or moved last.
+            return match self.routes.by_addr(remote) {
+                Some(h) => deliver(h, &pkt[range]),
+                None => self.drop(DropReason::UnknownPeer),
+            };
+        };
+        let kcp = kcp.unwrap_or_default();
+        let progress = Progress::of(kcp, conv);
+        if let Some(h) = self.routes.by_path(remote, conv) {
+            self.routes.saw(h, progress);
+            return deliver(h, &pkt[range]);
+        }
+        if let Some(h) = self.routes.moved_peer(conv, &progress, now.engine()) {
+            self.routes.relocate(h, remote);
+            self.routes.saw(h, progress);
+            self.stats.roamed += 1;
+            return Routed {
+                moved: Some(h),
+                action: Action::Deliver(h, &pkt[range]),
+            };
+        }
+        if self.routes.has_conv(conv) || self.convs.contains(conv, now) {
+            return self.drop(DropReason::Stale);
+        }
+        if progress.una() != Some(0) {
+            return self.drop(DropReason::NotAStart);
+        }
         if !self.accepting {
-            return self.drop(replaced, DropReason::NotAccepting);
+            return self.drop(DropReason::NotAccepting);
         }
         if self.routes.len() >= self.config.max_sessions {
-            return self.drop(replaced, DropReason::SessionCap);
+            return self.drop(DropReason::SessionCap);
         }
         if self.unaccepted >= self.config.accept_backlog {
-            return self.drop(replaced, DropReason::BacklogFull);
+            return self.drop(DropReason::BacklogFull);
+        }
+        let echoed = rkcp_engine::find_echo_reply(kcp, conv);
+        let address_proven = echoed.is_some_and(|ts| self.cookies.check(now, remote, conv, ts));
+        let limits_reached = self.unverified.len() >= self.max_unverified
+            || self.unverified.count_from(remote.ip())
+                >= self.config.admission.max_unverified_per_ip;
+        if limits_reached && !address_proven {
+            // No state for this peer: ask it to prove its address (stateless, no amplification).
+            let cookie = self.cookies.cookie(now, remote, conv);
+            let wnd = self
+                .config
+                .admission
+                .unverified_window
+                .min(u32::from(u16::MAX)) as u16;
+            return match seal_echo_request(self.crypt.as_ref(), pkt, conv, cookie, wnd) {
+                Some(n) => {
+                    self.stats.address_checks += 1;
+                    Routed {
+                        moved: None,
+                        action: Action::Respond(&pkt[..n]),
+                    }
+                }
+                None => self.drop(DropReason::Unverified),
+            };
         }
         let conn = match Connection::new(conv, &self.config) {
-            Ok(c) => c,
+            Ok(mut c) => {
+                if address_proven {
+                    c.address_proven_by_cookie();
+                } else {
+                    c.start_unverified(now, self.config.admission.unverified_window);
+                }
+                c
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create KCP session");
-                return self.drop(replaced, DropReason::NotAccepting);
+                return self.drop(DropReason::NotAccepting);
             }
         };
         let handle = ConnHandle(self.next_handle);
         self.next_handle += 1;
-        self.routes.insert(remote, Route { handle, conv });
+        self.routes.insert(handle, remote, conv, progress);
+        if !address_proven {
+            self.unverified.insert(handle, now, remote.ip());
+        }
+        self.convs.remember(conv, now);
         self.unaccepted += 1;
         self.stats.created += 1;
         Routed {
-            replaced,
-            action: Action::Accept(handle, Box::new(conn), data),
+            moved: None,
+            action: Action::Accept(handle, Box::new(conn), &pkt[range]),
         }
     }
 
-    fn deliver<'a>(&mut self, handle: ConnHandle, data: &'a [u8]) -> Routed<'a> {
-        Routed {
-            replaced: None,
-            action: Action::Deliver(handle, data),
-        }
-    }
-
-    fn drop<'a>(&mut self, replaced: Option<ConnHandle>, reason: DropReason) -> Routed<'a> {
+    fn drop<'a>(&mut self, reason: DropReason) -> Routed<'a> {
         let s = &mut self.stats;
         match reason {
             DropReason::Short => s.short += 1,
             DropReason::Checksum => s.checksum += 1,
             DropReason::UnknownPeer => s.unknown_peer += 1,
-            DropReason::ConvMismatch => s.conv_mismatch += 1,
+            DropReason::Stale => s.stale += 1,
+            DropReason::NotAStart => s.not_a_start += 1,
+            DropReason::Unverified => s.unverified_limit += 1,
             DropReason::BacklogFull => s.backlog_full += 1,
             DropReason::SessionCap => s.session_cap += 1,
             DropReason::NotAccepting => s.not_accepting += 1,
         }
         Routed {
-            replaced,
+            moved: None,
             action: Action::Drop(reason),
         }
     }
@@ -157,11 +236,39 @@ impl Endpoint {
         self.unaccepted = self.unaccepted.saturating_sub(1);
     }
 
-    /// A connection closed: its address no longer routes to it.
-    pub(crate) fn forget(&mut self, remote: SocketAddr, handle: ConnHandle) {
-        if self.routes.get(&remote).is_some_and(|r| r.handle == handle) {
-            self.routes.remove(&remote);
+    /// The connection's peer proved its address: it no longer counts against the unverified limits.
+    pub(crate) fn verified(&mut self, handle: ConnHandle) {
+        if self.unverified.remove(handle) {
+            self.stats.verified += 1;
         }
+    }
+
+    /// A connection closed: nothing routes to it any more, and its conversation id is remembered for the
+    /// replay window.
+    pub(crate) fn forget(&mut self, handle: ConnHandle, now: Timestamp) {
+        self.unverified.remove(handle);
+        if let Some(conv) = self.routes.remove(handle) {
+            self.convs.remember(conv, now);
+        }
+    }
+
+    /// When [`Endpoint::handle_timeout`] is next due: the oldest unverified connection's deadline.
+    pub(crate) fn poll_timeout(&self) -> Option<Timestamp> {
+        self.unverified
+            .oldest()
+            .map(|t| t.add_millis(self.unverified_timeout_ms))
+    }
+
+    /// Takes the connections that stayed unverified too long into `expired` (the driver closes them and
+    /// then calls [`Endpoint::forget`]).
+    pub(crate) fn handle_timeout(&mut self, now: Timestamp, expired: &mut Vec<ConnHandle>) {
+        let before = expired.len();
+        if let Some(cutoff) = now.as_millis().checked_sub(self.unverified_timeout_ms) {
+            self.unverified
+                .take_older(Timestamp::from_millis(cutoff), expired);
+        }
+        self.stats.unverified_expired += (expired.len() - before) as u64;
+        self.convs.expire(now);
     }
 
     /// Stops creating connections (existing ones keep being routed).
@@ -175,22 +282,48 @@ impl Endpoint {
         self.routes.len()
     }
 
-    /// Drops counted by reason, connections created and replaced.
+    /// Drops counted by reason, connections created, verified, moved.
     pub(crate) fn stats(&self) -> ListenerStats {
-        self.stats
+        let mut s = self.stats;
+        s.unverified = self.unverified.len() as u64;
+        s.replay_record_overflow = self.convs.overflowed;
+        s
+    }
+}
+
+fn deliver(h: ConnHandle, data: &[u8]) -> Routed<'_> {
+    Routed {
+        moved: None,
+        action: Action::Deliver(h, data),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::admission::Admission;
+    use rkcp_engine::{Command, SegmentHeader};
+    use std::time::Duration;
 
-    fn kcp_pkt(conv: u32, sn: u32) -> Vec<u8> {
+    fn seg(conv: u32, cmd: Command, ts: u32, sn: u32, una: u32) -> Vec<u8> {
         let mut p = vec![0u8; 24];
-        p[0..4].copy_from_slice(&conv.to_le_bytes());
-        p[4] = 81;
-        p[12..16].copy_from_slice(&sn.to_le_bytes());
+        SegmentHeader {
+            conv,
+            cmd,
+            frg: 0,
+            wnd: 32,
+            ts,
+            sn,
+            una,
+            len: 0,
+        }
+        .encode(&mut p);
         p
+    }
+
+    /// A session start: the first data segment of `conv`.
+    fn start(conv: u32) -> Vec<u8> {
+        seg(conv, Command::Push, 1, 0, 0)
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -201,67 +334,222 @@ mod tests {
         match r.action {
             Action::Deliver(..) => "deliver",
             Action::Accept(..) => "accept",
+            Action::Respond(..) => "respond",
             Action::Drop(_) => "drop",
         }
     }
 
+    /// What the endpoint does with `p` from `from`, and whether a connection moved.
+    fn route(
+        ep: &mut Endpoint,
+        t: Timestamp,
+        from: SocketAddr,
+        mut p: Vec<u8>,
+    ) -> (&'static str, Option<ConnHandle>) {
+        let r = ep.handle(t, from, &mut p);
+        (kind(&r), r.moved)
+    }
+
+    fn accept(ep: &mut Endpoint, t: Timestamp, from: SocketAddr, mut p: Vec<u8>) -> ConnHandle {
+        let r = ep.handle(t, from, &mut p);
+        let Action::Accept(h, ..) = r.action else {
+            panic!("not accepted: {:?}", r.action)
+        };
+        ep.accepted();
+        h
+    }
+
     #[test]
-    fn routes_like_kcp_go_and_counts_every_drop() {
+    fn routes_by_path_and_counts_every_drop() {
         let mut ep = Endpoint::new(KcpConfig {
             accept_backlog: 2,
-            max_sessions: 3,
+            max_sessions: 5,
             ..KcpConfig::default()
         });
         let t = Timestamp::from_millis(0);
-        let mut p = kcp_pkt(7, 5);
-        let r = ep.handle(t, addr(1), &mut p);
-        assert_eq!(kind(&r), "accept");
-        let Action::Accept(h1, ..) = r.action else {
-            unreachable!()
-        };
-        ep.accepted();
-        assert_eq!(kind(&ep.handle(t, addr(1), &mut kcp_pkt(7, 6))), "deliver");
-        // Another conversation from the same address: dropped unless it starts (sn 0).
-        assert_eq!(kind(&ep.handle(t, addr(1), &mut kcp_pkt(8, 6))), "drop");
-        let mut p = kcp_pkt(8, 0);
-        let r = ep.handle(t, addr(1), &mut p);
-        assert_eq!(r.replaced, Some(h1));
-        assert_eq!(kind(&r), "accept");
-        // Backlog of 2: the third new peer waits for an accept.
-        assert_eq!(kind(&ep.handle(t, addr(2), &mut kcp_pkt(1, 0))), "accept");
-        assert_eq!(kind(&ep.handle(t, addr(3), &mut kcp_pkt(1, 0))), "drop");
-        ep.accepted();
-        ep.accepted();
-        assert_eq!(kind(&ep.handle(t, addr(3), &mut kcp_pkt(1, 0))), "accept");
-        ep.accepted();
-        // Cap of 3 live connections.
-        assert_eq!(kind(&ep.handle(t, addr(4), &mut kcp_pkt(1, 0))), "drop");
-        // Too short, and a parity packet from a stranger.
-        assert_eq!(kind(&ep.handle(t, addr(5), &mut [0u8; 10])), "drop");
+        let h1 = accept(&mut ep, t, addr(1), start(7));
+        assert_eq!(
+            kind(&ep.handle(t, addr(1), &mut seg(7, Command::Push, 2, 1, 0))),
+            "deliver"
+        );
+        // Another conversation from the same address is another connection; the first one lives on.
+        let h2 = accept(&mut ep, t, addr(1), start(8));
+        assert_ne!(h1, h2);
+        let mut p = seg(7, Command::Push, 3, 2, 0);
+        assert!(matches!(ep.handle(t, addr(1), &mut p).action, Action::Deliver(h, _) if h == h1));
+        // Parity (no conversation id) goes to the connection the address created last.
         let mut parity = vec![0u8; 30];
         parity[4] = 0xF2;
-        assert_eq!(
-            kind(&ep.handle(t, addr(5), &mut { parity }.clone())),
-            "drop"
+        assert!(
+            matches!(ep.handle(t, addr(1), &mut parity.clone()).action, Action::Deliver(h, _) if h == h2)
         );
+        assert_eq!(kind(&ep.handle(t, addr(5), &mut parity)), "drop");
+        // Backlog of 2, then a cap of 4 live connections.
+        assert_eq!(kind(&ep.handle(t, addr(2), &mut start(1))), "accept");
+        assert_eq!(kind(&ep.handle(t, addr(3), &mut start(2))), "accept");
+        assert_eq!(kind(&ep.handle(t, addr(4), &mut start(3))), "drop");
+        ep.accepted();
+        ep.accepted();
+        assert_eq!(kind(&ep.handle(t, addr(4), &mut start(3))), "accept");
+        assert_eq!(kind(&ep.handle(t, addr(7), &mut start(10))), "drop");
+        assert_eq!(kind(&ep.handle(t, addr(5), &mut [0u8; 10])), "drop");
         ep.stop_accepting();
-        ep.forget(addr(2), ConnHandle(99)); // not its handle: kept
-        assert_eq!(ep.len(), 3);
-        assert_eq!(kind(&ep.handle(t, addr(6), &mut kcp_pkt(1, 0))), "drop");
+        ep.forget(h2, t);
+        assert_eq!(ep.len(), 4);
+        assert_eq!(kind(&ep.handle(t, addr(6), &mut start(4))), "drop");
         let s = ep.stats();
-        assert_eq!(
-            (
-                s.created,
-                s.replaced,
-                s.conv_mismatch,
-                s.backlog_full,
-                s.session_cap
-            ),
-            (4, 1, 1, 1, 1)
-        );
+        assert_eq!((s.created, s.backlog_full, s.session_cap), (5, 1, 1));
         assert_eq!(
             (s.short, s.unknown_peer, s.not_accepting, s.checksum),
             (1, 1, 1, 0)
         );
+        assert_eq!(s.unverified, 4, "h2 was forgotten");
+    }
+
+    #[test]
+    fn replays_create_nothing_from_anywhere() {
+        let mut ep = Endpoint::new(KcpConfig {
+            admission: Admission {
+                replay_window: Duration::from_secs(60),
+                ..Admission::default()
+            },
+            ..KcpConfig::default()
+        });
+        let t = Timestamp::from_millis(1000);
+        let h = accept(&mut ep, t, addr(1), start(7));
+        // The same opening datagram from other ports: the conversation is live elsewhere.
+        for port in 2..100 {
+            assert_eq!(kind(&ep.handle(t, addr(port), &mut start(7))), "drop");
+        }
+        // Later datagrams of the session from a new address, no newer than what it saw: nothing moves.
+        assert_eq!(
+            kind(&ep.handle(t, addr(2), &mut seg(7, Command::Push, 1, 0, 0))),
+            "drop"
+        );
+        // A datagram that is not a session start (its sender had data from us) creates nothing.
+        assert_eq!(
+            kind(&ep.handle(t, addr(3), &mut seg(9, Command::Push, 1, 5, 3))),
+            "drop"
+        );
+        assert_eq!(
+            kind(&ep.handle(t, addr(3), &mut seg(9, Command::Ack, 1, 5, 3))),
+            "drop"
+        );
+        // After the session closed, its conversation is remembered for the window, even from its own address.
+        ep.forget(h, t);
+        let later = t.add_millis(59_000);
+        assert_eq!(kind(&ep.handle(later, addr(1), &mut start(7))), "drop");
+        assert_eq!(kind(&ep.handle(later, addr(4), &mut start(7))), "drop");
+        let s = ep.stats();
+        assert_eq!((s.stale, s.not_a_start, s.created), (98 + 1 + 2, 2, 1));
+        // Beyond the window the record forgets (the documented limit of kcp-go-compatible mode).
+        assert_eq!(
+            kind(&ep.handle(t.add_millis(61_000), addr(4), &mut start(7))),
+            "accept"
+        );
+    }
+
+    #[test]
+    fn a_connection_follows_its_peer_only_on_newer_progress() {
+        let mut ep = Endpoint::new(KcpConfig::default());
+        let t = Timestamp::from_millis(5000);
+        let h = accept(&mut ep, t, addr(1), start(7));
+        assert_eq!(
+            kind(&ep.handle(t, addr(1), &mut seg(7, Command::Push, 50, 1, 0))),
+            "deliver"
+        );
+        // Replayed from elsewhere: not newer.
+        assert_eq!(
+            route(&mut ep, t, addr(2), seg(7, Command::Push, 50, 1, 0)),
+            ("drop", None)
+        );
+        // The NAT rebinds: the peer's next datagram shows newer data.
+        assert_eq!(
+            route(&mut ep, t, addr(2), seg(7, Command::Push, 60, 2, 0)),
+            ("deliver", Some(h))
+        );
+        assert_eq!(
+            kind(&ep.handle(t, addr(2), &mut seg(7, Command::Push, 61, 3, 0))),
+            "deliver"
+        );
+        // A late datagram from the old address cannot pull it back.
+        assert_eq!(
+            route(&mut ep, t, addr(1), seg(7, Command::Push, 55, 1, 0)),
+            ("drop", None)
+        );
+        // An acknowledgement of something we sent later (our clock, not in the future) moves it too.
+        assert_eq!(
+            route(
+                &mut ep,
+                t,
+                addr(3),
+                seg(7, Command::Ack, t.engine() - 10, 0, 1)
+            ),
+            ("deliver", Some(h))
+        );
+        assert_eq!(
+            route(
+                &mut ep,
+                t,
+                addr(4),
+                seg(7, Command::Ack, t.engine() + 10, 1, 1)
+            ),
+            ("drop", None),
+            "an echo from the future is forged"
+        );
+        assert_eq!(ep.stats().roamed, 2);
+    }
+
+    #[test]
+    fn beyond_the_unverified_limits_new_peers_must_echo_a_cookie() {
+        let mut ep = Endpoint::new(KcpConfig {
+            accept_backlog: 1000,
+            admission: Admission {
+                max_unverified_per_ip: 3,
+                unverified_timeout: Duration::from_secs(5),
+                ..Admission::default()
+            },
+            ..KcpConfig::default()
+        });
+        let t = Timestamp::from_millis(10_000);
+        for port in 1..=3 {
+            accept(&mut ep, t, addr(port), start(u32::from(port)));
+        }
+        // The fourth from this IP gets no state, only an echo request carrying a cookie, no larger than
+        // what it sent.
+        let mut p = start(4);
+        p.extend_from_slice(&[0u8; 100]);
+        p[20..24].copy_from_slice(&100u32.to_le_bytes());
+        let r = ep.handle(t, addr(4), &mut p);
+        let Action::Respond(reply) = r.action else {
+            panic!("{:?}", r.action)
+        };
+        let req = SegmentHeader::decode(reply).unwrap();
+        assert_eq!((req.conv, req.sn, req.len), (4, rkcp_engine::ECHO_SN, 0));
+        assert_eq!(ep.len(), 3);
+        // A spoofer guessing the cookie gets nothing; the real peer echoes it and gets a verified connection.
+        let mut guess = seg(4, Command::Ack, req.ts ^ 1, rkcp_engine::ECHO_SN, 0);
+        assert_eq!(kind(&ep.handle(t, addr(4), &mut guess)), "respond");
+        let mut echo = seg(4, Command::Ack, req.ts, rkcp_engine::ECHO_SN, 0);
+        echo.extend(start(4));
+        let r = ep.handle(t.add_millis(30), addr(4), &mut echo);
+        let Action::Accept(_, conn, _) = r.action else {
+            panic!("{:?}", r.action)
+        };
+        assert!(conn.verified());
+        let s = ep.stats();
+        assert_eq!((s.address_checks, s.unverified, s.created), (2, 3, 4));
+        // Another IP still gets state at once.
+        let other = SocketAddr::from(([127, 0, 0, 2], 1));
+        assert_eq!(kind(&ep.handle(t, other, &mut start(5))), "accept");
+        // The unverified ones expire; the driver closes and forgets them.
+        assert_eq!(ep.poll_timeout(), Some(t.add_millis(5000)));
+        let mut expired = Vec::new();
+        ep.handle_timeout(t.add_millis(4999), &mut expired);
+        assert!(expired.is_empty());
+        ep.handle_timeout(t.add_millis(5000), &mut expired);
+        assert_eq!(expired.len(), 4);
+        assert_eq!(ep.stats().unverified_expired, 4);
+        assert_eq!(ep.poll_timeout(), None);
     }
 }

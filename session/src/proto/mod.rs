@@ -8,13 +8,19 @@
 //!   `handle_datagram`/`finish_input`, `poll_timeout`/`handle_timeout`, `read`/`write` and `transmits`.
 //! - [`Timestamp`](time::Timestamp): the one clock type of the packet path.
 //! - `packet`: the datagram layers around KCP (open, classify, seal).
+//! - `admission`, `replay`, `routes`: the endpoint's rules for strangers (unverified limits and the stateless
+//!   address check; the record of conversation ids against replays; routing by path and following a peer
+//!   that moved).
 //!
 //! The tokio driver (listener, stream, socket IO, timers) sits on top and only moves datagrams, time and
 //! wake-ups; every rule lives here and is tested in virtual time.
 
+pub(crate) mod admission;
 pub(crate) mod connection;
 pub(crate) mod endpoint;
 pub(crate) mod packet;
+pub(crate) mod replay;
+pub(crate) mod routes;
 pub(crate) mod time;
 
 #[cfg(test)]

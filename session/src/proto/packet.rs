@@ -1,9 +1,11 @@
 //! The layers around KCP in a datagram: opening (crypt), FEC classification, conversation recovery, and the
 //! output pipeline (FEC header in place, then nonce + CRC + cipher). FEC and KCP bytes are read only through
-//! their own crates' codecs ([`rkcp_fec::classify`], [`rkcp_engine::segment::conv_and_sn`]).
+//! their own crates' codecs ([`rkcp_fec::classify`], [`rkcp_engine::segment`]).
+
+use std::ops::Range;
 
 use rkcp_crypt::{CryptError, PacketCrypt};
-use rkcp_fec::{Classified, FecEncoder};
+use rkcp_fec::FecEncoder;
 
 use crate::udp::TxQueue;
 
@@ -17,8 +19,13 @@ pub(crate) enum DropReason {
     Checksum,
     /// From an unknown address, and not a packet that can start a connection (FEC parity, short FEC data).
     UnknownPeer,
-    /// From a known address with another conversation id and `sn != 0`.
-    ConvMismatch,
+    /// A conversation that is live at another address, or was recently, and the datagram shows nothing
+    /// newer than what its connection has seen: a replay, or a late datagram from a peer's old address.
+    Stale,
+    /// From an unknown path, and not a session start (its peer has already received data from us).
+    NotAStart,
+    /// A new peer too small to answer with an address check while the unverified limits were reached.
+    Unverified,
     /// A new peer while the accept backlog was full.
     BacklogFull,
     /// A new peer while the connection cap was reached.
@@ -27,38 +34,48 @@ pub(crate) enum DropReason {
     NotAccepting,
 }
 
-/// Removes the crypt layer of a received datagram and checks that a KCP header can follow. Returns the
-/// opened bytes (FEC header, if any, included).
-pub(crate) fn open_datagram<'a>(
+/// Removes the crypt layer of a received datagram in place and checks that a KCP header can follow. Returns
+/// where the opened bytes (FEC header, if any, included) are in `pkt`.
+pub(crate) fn open_datagram(
     crypt: Option<&PacketCrypt>,
-    pkt: &'a mut [u8],
-) -> Result<&'a [u8], DropReason> {
-    let data: &'a [u8] = match crypt {
+    pkt: &mut [u8],
+) -> Result<Range<usize>, DropReason> {
+    let range = match crypt {
         Some(c) => {
             if pkt.len() < c.overhead() {
                 return Err(DropReason::Short);
             }
             match c.open(pkt) {
-                Ok(r) => pkt.get(r).ok_or(DropReason::Short)?,
-                Err(CryptError::TooShort { .. }) => return Err(DropReason::Short),
+                Ok(r) if r.end <= pkt.len() => r,
+                Ok(_) | Err(CryptError::TooShort { .. }) => return Err(DropReason::Short),
                 Err(_) => return Err(DropReason::Checksum),
             }
         }
-        None => pkt,
+        None => 0..pkt.len(),
     };
-    if data.len() < rkcp_engine::OVERHEAD {
+    if range.len() < rkcp_engine::OVERHEAD {
         return Err(DropReason::Short);
     }
-    Ok(data)
+    Ok(range)
 }
 
-/// conv and sn of the first segment of an opened datagram, when they can be read (kcp-go's listener reads
-/// them from plain datagrams and FEC data shards, never from parity).
-pub(crate) fn conv_and_sn(data: &[u8]) -> Option<(u32, u32)> {
-    match rkcp_fec::classify(data) {
-        Classified::Plain(kcp) | Classified::Data(kcp) => rkcp_engine::segment::conv_and_sn(kcp),
-        Classified::Parity | Classified::Truncated => None,
+/// Writes over `pkt` a sealed datagram holding one echo request (a stateless address check) and returns its
+/// length; `None` if `pkt` is too small to hold it (the answer is never larger than what came in).
+pub(crate) fn seal_echo_request(
+    crypt: Option<&PacketCrypt>,
+    pkt: &mut [u8],
+    conv: u32,
+    cookie: u32,
+    wnd: u16,
+) -> Option<usize> {
+    let (head, tail) = crypt.map_or((0, 0), |c| (c.header_len(), c.trailer_len()));
+    let n = head + rkcp_engine::OVERHEAD + tail;
+    let out = pkt.get_mut(..n)?;
+    rkcp_engine::encode_echo_request(&mut out[head..], conv, cookie, wnd, 0);
+    if let Some(c) = crypt {
+        c.seal(out);
     }
+    Some(n)
 }
 
 /// One engine datagram through FEC and the cipher into the send queue.
@@ -98,36 +115,30 @@ pub(crate) fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kcp_pkt(conv: u32, sn: u32) -> Vec<u8> {
-        let mut p = vec![0u8; 24];
-        p[0..4].copy_from_slice(&conv.to_le_bytes());
-        p[4] = 81;
-        p[12..16].copy_from_slice(&sn.to_le_bytes());
-        p
-    }
-
-    fn fec_pkt(kind: u16, inner: &[u8]) -> Vec<u8> {
-        let mut p = vec![0u8; 8];
-        p[4..6].copy_from_slice(&kind.to_le_bytes());
-        p.extend_from_slice(inner);
-        p
-    }
+    use rkcp_crypt::CipherKind;
 
     #[test]
-    fn conv_recovery_like_kcp_go() {
-        assert_eq!(conv_and_sn(&kcp_pkt(7, 5)), Some((7, 5)));
-        assert_eq!(
-            conv_and_sn(&fec_pkt(rkcp_fec::TYPE_DATA, &kcp_pkt(9, 0))),
-            Some((9, 0))
-        );
-        assert_eq!(
-            conv_and_sn(&fec_pkt(rkcp_fec::TYPE_PARITY, &[0u8; 30])),
-            None
-        );
-        assert_eq!(conv_and_sn(&fec_pkt(rkcp_fec::TYPE_DATA, &[0u8; 20])), None);
+    fn an_echo_request_opens_to_one_segment_and_never_outgrows_its_trigger() {
+        for crypt in [None, Some(PacketCrypt::new(CipherKind::Aes, &[3u8; 32]))] {
+            let head = crypt.as_ref().map_or(0, |c| c.overhead());
+            let mut small = vec![0u8; head + 23];
+            assert_eq!(
+                seal_echo_request(crypt.as_ref(), &mut small, 9, 77, 16),
+                None
+            );
+            let mut pkt = vec![0u8; 1400];
+            let n = seal_echo_request(crypt.as_ref(), &mut pkt, 9, 77, 16).unwrap();
+            assert_eq!(n, head + 24);
+            let r = open_datagram(crypt.as_ref(), &mut pkt[..n]).unwrap();
+            let h = rkcp_engine::SegmentHeader::decode(&pkt[r]).unwrap();
+            assert_eq!(
+                (h.conv, h.sn, h.ts, h.wnd, h.len),
+                (9, rkcp_engine::ECHO_SN, 77, 16, 0)
+            );
+        }
+        // Garbage never opens to less than a header.
         for len in 0..40 {
-            let _ = conv_and_sn(&vec![0xF1; len]);
+            let _ = open_datagram(None, &mut vec![0xF1; len]);
         }
     }
 }

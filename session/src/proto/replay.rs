@@ -1,0 +1,129 @@
+//! A bounded, time-windowed record of conversation ids, so that a replayed datagram of a connection that
+//! is live or closed recently cannot create a connection again.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::proto::time::Timestamp;
+
+/// Conversation ids seen within a window, at most `cap` of them.
+#[derive(Debug)]
+pub(crate) struct ConvRecord {
+    window_ms: u64,
+    cap: usize,
+    /// conv → the time it stops being remembered.
+    until: HashMap<u32, Timestamp>,
+    /// `(until, conv)` in the order recorded; an entry superseded by a later `until` is skipped.
+    order: VecDeque<(Timestamp, u32)>,
+    /// Entries forgotten early because the record was full.
+    pub(crate) overflowed: u64,
+}
+
+impl ConvRecord {
+    pub(crate) fn new(window_ms: u64, cap: usize) -> ConvRecord {
+        ConvRecord {
+            window_ms,
+            cap: cap.max(1),
+            until: HashMap::new(),
+            order: VecDeque::new(),
+            overflowed: 0,
+        }
+    }
+
+    /// Remembers `conv` until `window` after `now` (later if it was already remembered longer).
+    pub(crate) fn remember(&mut self, conv: u32, now: Timestamp) {
+        self.expire(now);
+        let until = now.add_millis(self.window_ms);
+        match self.until.get_mut(&conv) {
+            Some(u) if *u >= until => return,
+            Some(u) => *u = until,
+            None => {
+                while self.until.len() >= self.cap {
+                    self.pop_oldest();
+                    self.overflowed += 1;
+                }
+                self.until.insert(conv, until);
+            }
+        }
+        self.order.push_back((until, conv));
+        // Superseded entries are dropped lazily; keep the queue within twice the live entries.
+        if self.order.len() > 2 * self.cap {
+            let until = &self.until;
+            self.order.retain(|(t, c)| until.get(c) == Some(t));
+        }
+    }
+
+    /// Whether `conv` is remembered at `now`.
+    pub(crate) fn contains(&self, conv: u32, now: Timestamp) -> bool {
+        self.until.get(&conv).is_some_and(|&u| u > now)
+    }
+
+    /// Forgets what expired by `now`.
+    pub(crate) fn expire(&mut self, now: Timestamp) {
+        while let Some(&(t, c)) = self.order.front()
+            && t <= now
+        {
+            self.order.pop_front();
+            if self.until.get(&c) == Some(&t) {
+                self.until.remove(&c);
+            }
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        while let Some((t, c)) = self.order.pop_front() {
+            if self.until.get(&c) == Some(&t) {
+                self.until.remove(&c);
+                return;
+            }
+        }
+    }
+
+    /// When the next entry expires.
+    #[cfg(test)]
+    pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
+        self.order.front().map(|&(t, _)| t)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.until.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_for_the_window_then_forgets() {
+        let t = Timestamp::from_millis;
+        let mut r = ConvRecord::new(1000, 10);
+        r.remember(7, t(0));
+        assert!(r.contains(7, t(999)));
+        assert!(!r.contains(7, t(1000)));
+        // Remembering again extends.
+        r.remember(7, t(500));
+        assert!(r.contains(7, t(1400)));
+        r.expire(t(1000));
+        assert!(r.contains(7, t(1400)));
+        r.expire(t(1500));
+        assert_eq!(r.len(), 0);
+        assert_eq!(r.next_expiry(), None);
+    }
+
+    #[test]
+    fn bounded_oldest_forgotten_first() {
+        let t = Timestamp::from_millis;
+        let mut r = ConvRecord::new(1_000_000, 100);
+        for c in 0..10_000u32 {
+            r.remember(c, t(u64::from(c)));
+            r.remember(c, t(u64::from(c) + 1)); // superseded entries too
+        }
+        assert_eq!(r.len(), 100);
+        assert!(r.order.len() <= 200);
+        assert!(r.contains(9_999, t(20_000)));
+        assert!(!r.contains(9_899, t(20_000)));
+        assert!(r.contains(9_900, t(20_000)));
+        assert_eq!(r.overflowed, 9_900);
+    }
+}
