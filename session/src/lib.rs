@@ -15,6 +15,36 @@
 //! (salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4). Without it [`PacketCrypt::try_new`] returns
 //! an error for those. Most applications use the `rkcp` crate, which re-exports this one and adds smux.
 //!
+//! ## Threat model
+//!
+//! A listener is a public UDP port. Anyone can send it any bytes from any source address and port (spoofed, if
+//! they never need an answer), capture and replay datagrams of real sessions, and flood it. An attacker on the
+//! path can also delay, drop or race datagrams. What the listener guarantees ([`KcpListener`] docs,
+//! `docs/wire-format.md#session-listener` for the wire side):
+//! - **Nothing from the network panics or allocates without a bound**, and every datagram that reaches no
+//!   session is counted by reason in [`ListenerStats`].
+//! - **Spoofed senders cannot hold state or lock anyone out.** A session is *unverified* until its peer
+//!   acknowledges something the server sent (an echo request goes out at once); unverified sessions hold a small
+//!   window, count against [`Admission::unverified_budget`] and a per-IP cap, and expire after
+//!   [`Admission::unverified_timeout`]. Beyond those limits a new peer gets no state, only a stateless address
+//!   check (an echo request carrying a keyed cookie, never larger than what it answers); a real peer passes it in
+//!   one round trip, a spoofed one never does. Verified sessions are never evicted by strangers.
+//! - **Replays create, replace and kill nothing** (with a cipher, so that datagrams cannot be forged): a session
+//!   is created only by a session start (`una == 0`) of a conversation id neither live nor closed within
+//!   [`Admission::replay_window`]; a new conversation from a live session's address does not replace it; a
+//!   replayed datagram from another address never moves a session (it shows nothing newer). Inside a live
+//!   session a replayed segment is a duplicate that KCP discards.
+//! - **What remains possible in kcp-go-compatible mode** (kcp-go's ciphers; that wire carries no server
+//!   randomness and no timestamp): the opening datagrams of a session that closed *more than*
+//!   [`Admission::replay_window`] ago (or was pushed out of a full record, counted in
+//!   [`ListenerStats::replay_record_overflow`]) can create a session again and re-deliver its first requests; an
+//!   attacker on the path who races a captured datagram ahead of the original can make a session follow it to
+//!   the attacker's address until the real peer's next datagram moves it back. With `--crypt none` nothing is
+//!   authenticated: anyone who can guess a conversation id can inject into or move a session, and forged session
+//!   starts are bounded only by the budgets above.
+//! - **The AEAD kinds** (`aes-256-gcm`, `chacha20-poly1305`; Rust peers only) add per-session, per-direction keys
+//!   and a replay window ([`rkcp_crypt`] docs).
+//!
 //! ```no_run
 //! use rkcp_session::{KcpConfig, KcpListener, KcpStream};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};

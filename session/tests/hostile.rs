@@ -1,0 +1,278 @@
+//! The listener on a hostile network, over 127.0.0.1 (threat model: the crate docs): replays from new ports and
+//! from the live address, floods of plausible session starts from a thousand ports during a live session, and a
+//! client behind a NAT that keeps rebinding its port.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use parking_lot::Mutex;
+use rkcp_session::{CipherKind, KcpListener, KcpStream, ListenerStats, PacketCrypt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+async fn wait_for(listener: &KcpListener, f: impl Fn(&ListenerStats) -> bool) -> ListenerStats {
+    let start = Instant::now();
+    loop {
+        let s = listener.stats();
+        if f(&s) || start.elapsed() > Duration::from_secs(10) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A UDP relay between one client and a server, standing in for a NAT: it records what the client sends, and
+/// can give the client a new outside port (a fresh upstream socket) whenever asked.
+struct Nat {
+    /// The address the client talks to.
+    inside: SocketAddr,
+    /// Every client→server datagram, in order.
+    captured: Arc<Mutex<Vec<Vec<u8>>>>,
+    rebinds: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Nat {
+    async fn start(server: SocketAddr, rebind_every: Option<Duration>) -> Nat {
+        let inside_sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let inside = inside_sock.local_addr().unwrap();
+        let captured = Arc::new(Mutex::new(Vec::new()));
+        let rebinds = Arc::new(AtomicU64::new(0));
+        let (cap, reb) = (Arc::clone(&captured), Arc::clone(&rebinds));
+        let task = tokio::spawn(async move {
+            let client: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+            let mut outside = Self::outside(Arc::clone(&inside_sock), Arc::clone(&client)).await;
+            let mut last_rebind = Instant::now();
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, from)) = inside_sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                *client.lock() = Some(from);
+                cap.lock().push(buf[..n].to_vec());
+                if rebind_every.is_some_and(|e| last_rebind.elapsed() >= e) {
+                    outside.1.abort();
+                    outside = Self::outside(Arc::clone(&inside_sock), Arc::clone(&client)).await;
+                    last_rebind = Instant::now();
+                    reb.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = outside.0.send_to(&buf[..n], server).await;
+            }
+        });
+        Nat {
+            inside,
+            captured,
+            rebinds,
+            task,
+        }
+    }
+
+    /// A new outside socket, with a task relaying what comes back to the client.
+    async fn outside(
+        inside: Arc<UdpSocket>,
+        client: Arc<Mutex<Option<SocketAddr>>>,
+    ) -> (Arc<UdpSocket>, tokio::task::JoinHandle<()>) {
+        let s = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let r = Arc::clone(&s);
+        let h = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, _)) = r.recv_from(&mut buf).await {
+                let to = *client.lock();
+                if let Some(to) = to {
+                    let _ = inside.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        (s, h)
+    }
+}
+
+impl Drop for Nat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn aes() -> PacketCrypt {
+    PacketCrypt::from_passphrase(CipherKind::Aes, "hostile")
+}
+
+/// Sends every captured datagram from `ports` fresh sockets, and from `also` if given.
+async fn replay(captured: &[Vec<u8>], to: SocketAddr, ports: usize, also: Option<&UdpSocket>) {
+    for _ in 0..ports {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for d in captured {
+            s.send_to(d, to).await.unwrap();
+        }
+    }
+    if let Some(s) = also {
+        for d in captured {
+            s.send_to(d, to).await.unwrap();
+        }
+    }
+}
+
+/// A request captured on the wire and replayed from 50 new ports, and again after the session closed, is
+/// never delivered a second time: no session is created, none is moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_from_new_ports_never_rerun_a_request() {
+    let cfg = fast().with_crypt(aes()).with_fec(10, 3);
+    let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+    let server = listener.local_addr();
+    let nat = Nat::start(server, None).await;
+    let mut c = KcpStream::connect(nat.inside, cfg).await.unwrap();
+    c.write_all(b"POST /pay 100").await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut req = [0u8; 13];
+    s.read_exact(&mut req).await.unwrap();
+    s.write_all(b"paid").await.unwrap();
+    let mut ok = [0u8; 4];
+    c.read_exact(&mut ok).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let captured = nat.captured.lock().clone();
+    assert!(!captured.is_empty());
+
+    // While the session lives.
+    replay(&captured, server, 50, None).await;
+    let st = wait_for(&listener, |s| s.stale >= 50).await;
+    assert!(st.stale >= 50, "{st:?}");
+    assert_eq!((st.created, st.roamed), (1, 0), "{st:?}");
+    let mut more = [0u8; 1];
+    let again = tokio::time::timeout(Duration::from_millis(300), s.read(&mut more)).await;
+    assert!(again.is_err(), "the request was delivered again");
+
+    // After it closed, from new ports and from the client's own (outside) address.
+    drop(s);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    replay(&captured, server, 20, None).await;
+    let r = tokio::time::timeout(Duration::from_millis(500), listener.accept()).await;
+    assert!(r.is_err(), "a replay created a session");
+    let st = listener.stats();
+    assert_eq!(st.created, 1, "{st:?}");
+}
+
+/// A thousand ports sending plausible session starts (no cipher, so anyone can forge them) while a session is
+/// live: the flood gets no more than the unverified budget, the live session keeps working, and a new real
+/// client is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_session_starts_locks_nobody_out() {
+    let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
+    let server = listener.local_addr();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&accepted);
+    let accept_loop = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        listener
+    });
+    let live = KcpStream::connect(server, fast()).await.unwrap();
+    let data = pattern(1, 100_000);
+    assert_eq!(echo_roundtrip(live, data.clone()).await, data);
+
+    // The flood: a thousand ports, each a forged session start (random conv, una 0, some data).
+    let flood = tokio::spawn(async move {
+        let mut socks = Vec::new();
+        for _ in 0..1000 {
+            socks.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        }
+        for round in 0..3u32 {
+            for (i, s) in socks.iter().enumerate() {
+                let mut seg = vec![0u8; 24 + 100];
+                let conv = (i as u32).wrapping_mul(2_654_435_761) ^ round;
+                seg[0..4].copy_from_slice(&conv.to_le_bytes());
+                seg[4] = 81;
+                seg[6] = 128;
+                seg[20] = 100;
+                let _ = s.send_to(&seg, server).await;
+            }
+        }
+        socks
+    });
+    // A real client during the flood is served within a few seconds.
+    let started = Instant::now();
+    let c = KcpStream::connect(server, fast()).await.unwrap();
+    let data = pattern(2, 50_000);
+    assert_eq!(echo_roundtrip(c, data.clone()).await, data);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let socks = flood.await.unwrap();
+    let c = KcpStream::connect(server, fast()).await.unwrap();
+    assert_eq!(echo_roundtrip(c, data.clone()).await, data);
+    drop(socks);
+    accept_loop.abort();
+    let n = accepted.load(Ordering::Relaxed);
+    // At most the per-IP cap of forged sessions got state (plus the three real ones).
+    assert!(n <= 64 + 3, "{n} sessions accepted");
+}
+
+/// Our client behind a NAT that gives it a new outside port every 200 ms: one session, every byte once and in
+/// order, and the session followed each move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_follows_its_client_through_a_rebinding_nat() {
+    let cfg = fast().with_crypt(aes());
+    let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+    let server = listener.local_addr();
+    let stats_of = {
+        let l = Arc::new(listener);
+        let l2 = Arc::clone(&l);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l2.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        l
+    };
+    let nat = Nat::start(server, Some(Duration::from_millis(200))).await;
+    let c = KcpStream::connect(nat.inside, cfg).await.unwrap();
+    let (mut r, mut w) = c.into_split();
+    // Paced, so the transfer spans many rebinds.
+    let data = pattern(3, 2_000_000);
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in sent.chunks(20_000) {
+            w.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w
+    });
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(60), r.read_exact(&mut got))
+        .await
+        .expect("the transfer stalled")
+        .unwrap();
+    let _w = writer.await.unwrap();
+    assert!(got == data, "bytes differ");
+    let rebinds = nat.rebinds.load(Ordering::Relaxed);
+    let st = stats_of.stats();
+    assert!(rebinds >= 5, "only {rebinds} rebinds");
+    assert_eq!(st.created, 1, "{st:?}");
+    assert!(
+        st.roamed >= rebinds.min(5),
+        "{st:?} after {rebinds} rebinds"
+    );
+}
