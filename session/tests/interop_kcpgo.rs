@@ -189,3 +189,78 @@ async fn interop_kcpgo_client_to_rust_echo() {
         }
     }
 }
+
+/// An unmodified kcp-go client behind a NAT that gives it a new outside port every 50 ms: the server alone makes
+/// the session follow it (roaming), one session, every byte echoed intact. Prints the throughput beside the same
+/// transfer without rebinding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
+    let crypt = Some(PacketCrypt::from_passphrase(CipherKind::Aes, KEY));
+    let mut rates = Vec::new();
+    for rebind in [None, Some(Duration::from_millis(50))] {
+        let mut cfg = config(&crypt, (10, 3), true);
+        cfg.mtu = 1350;
+        let listener = std::sync::Arc::new(KcpListener::bind("127.0.0.1:0", cfg).await.unwrap());
+        let server = listener.local_addr();
+        let l2 = std::sync::Arc::clone(&listener);
+        let srv = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = l2.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if s.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let nat = common::nat::Nat::start(server, rebind).await;
+        let bytes = 8_000_000;
+        let args = peer_args(
+            "client",
+            &nat.inside.to_string(),
+            "aes",
+            (10, 3),
+            true,
+            bytes,
+        );
+        let t0 = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(go_peer())
+                .args(&args)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "Go client failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("OK {bytes}")
+        );
+        let st = listener.stats();
+        let rebinds = nat.rebinds.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(st.created, 1, "{st:?}");
+        if rebind.is_some() {
+            assert!(rebinds >= 5, "only {rebinds} rebinds");
+            assert!(st.roamed >= 5, "{st:?} after {rebinds} rebinds");
+        }
+        let rate = 2.0 * bytes as f64 / secs / 1e6;
+        println!(
+            "kcp-go client, rebind {rebind:?}: {rebinds} rebinds, {} moves, {rate:.1} MB/s echoed",
+            st.roamed
+        );
+        rates.push(rate);
+        srv.abort();
+    }
+    println!("roaming throughput ratio: {:.2}", rates[1] / rates[0]);
+}

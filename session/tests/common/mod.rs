@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod nat;
+
 use std::time::Duration;
 
 use rkcp_session::{KcpConfig, KcpListener, KcpStream};
