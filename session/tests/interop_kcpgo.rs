@@ -227,9 +227,10 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
             true,
             bytes,
         );
+        let exe = go_peer();
         let t0 = std::time::Instant::now();
         let out = tokio::task::spawn_blocking(move || {
-            Command::new(go_peer())
+            Command::new(exe)
                 .args(&args)
                 .stderr(Stdio::inherit())
                 .output()
@@ -240,8 +241,10 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
         let secs = t0.elapsed().as_secs_f64();
         assert!(
             out.status.success(),
-            "Go client failed: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "Go client failed: {} ({:?}, {} rebinds)",
+            String::from_utf8_lossy(&out.stdout),
+            listener.stats(),
+            nat.rebinds.load(std::sync::atomic::Ordering::Relaxed)
         );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),

@@ -69,6 +69,13 @@ impl Kcp {
         self.peer_proven
     }
 
+    /// Whether `ts` is the `ts` of this engine's outstanding echo request. Any other answer to an echo
+    /// request (one a server sent without state, carrying a cookie rather than a clock reading) must be fed
+    /// with `regular = false`, or its `ts` would be taken for an RTT sample.
+    pub fn awaits_echo(&self, ts: u32) -> bool {
+        self.echo_ts == Some(ts)
+    }
+
     /// Holds at most `limit` out-of-order segments (`None`, the default: as many as the receive
     /// window). In-order segments are never refused. For a peer not yet proven, so that it cannot make
     /// the engine hold a window's worth of data; segments refused are resent by the peer.

@@ -72,9 +72,6 @@ enum Address {
     Proven,
     /// Just proved: [`Connection::take_verified`] reports it once.
     JustProven,
-    /// Proved by a stateless cookie; the datagram that carried it has a cookie for `ts`, not a clock
-    /// reading, so it must not be taken for an RTT sample.
-    ProvenByCookie,
     /// Not yet: the engine holds a small window, and an echo request goes out when due.
     Unverified { echo_at: Timestamp, rcv_wnd: u32 },
 }
@@ -150,9 +147,10 @@ impl Connection {
         };
     }
 
-    /// An accepted connection whose peer proved its address with a stateless cookie (in the first datagram).
+    /// An accepted connection whose peer proved its address with a stateless cookie (in the first datagram,
+    /// which [`Connection::handle_datagram`] keeps from being an RTT sample like any answer to a cookie).
     pub(crate) fn address_proven_by_cookie(&mut self) {
-        self.address = Address::ProvenByCookie;
+        self.address = Address::Proven;
     }
 
     /// Whether the peer proved its address since the last call (once).
@@ -248,13 +246,16 @@ impl Connection {
         let now = now.engine();
         self.counters.in_pkts += 1;
         self.counters.in_bytes += data.len() as u64;
-        // The datagram that proved the address echoes a cookie, not our clock: no RTT sample from it.
-        let regular = self.address != Address::ProvenByCookie;
-        if !regular {
-            self.address = Address::Proven;
-        }
+        // A datagram answering a stateless echo request (admission or a path check) echoes a cookie, not our
+        // clock: no RTT sample from it.
+        let conv = self.kcp.conv();
+        let kcp = &self.kcp;
+        let regular = |seg: &[u8]| {
+            rkcp_engine::find_echo_reply(seg, conv).is_none_or(|ts| kcp.awaits_echo(ts))
+        };
         let kcp_bytes = match rkcp_fec::classify(data) {
             Classified::Plain(kcp) => {
+                let regular = regular(kcp);
                 Self::note_data(&mut self.unacked, kcp);
                 if self.kcp.input(now, kcp, regular).is_err() {
                     self.counters.kcp_in_errors += 1;
@@ -269,7 +270,7 @@ impl Connection {
                 self.counters.fec_parity_shards += 1;
                 None
             }
-            Classified::Data(kcp) => Some(kcp),
+            Classified::Data(kcp) => Some((kcp, regular(kcp))),
         };
         // A peer may send FEC although we do not: decode with (1,1) and let autotune find its shape.
         if self.fec_dec.is_none() {
@@ -282,7 +283,7 @@ impl Connection {
             counters,
             ..
         } = self;
-        if let Some(bytes) = kcp_bytes {
+        if let Some((bytes, regular)) = kcp_bytes {
             Self::note_data(unacked, bytes);
             if kcp.input(now, bytes, regular).is_err() {
                 counters.kcp_in_errors += 1;

@@ -11,7 +11,9 @@
 //!   connection there if it shows progress beyond anything the connection has seen (newer data by the
 //!   peer's clock, or an acknowledgement of something we sent later, with a cumulative acknowledgement that
 //!   did not go back). A NAT that rebinds its port thus keeps the session, for unmodified kcp-go clients
-//!   too; a replayed datagram never shows new progress, so it never moves anything.
+//!   too; a replayed datagram never shows new progress, so it never moves anything. A datagram that shows
+//!   nothing newer gets a path check (a stateless echo request with a cookie, to that address); the answer
+//!   from there moves the connection. A replaying stranger cannot answer (with a cipher).
 //! - **Creating only on fresh starts.** A connection is created only by a datagram whose cumulative
 //!   acknowledgement is 0 (its peer has received nothing from us: a session start), for a conversation id
 //!   that is neither live nor remembered from the last [`Admission::replay_window`]. Replays of a live or
@@ -131,6 +133,7 @@ impl Endpoint {
         };
         let kcp = kcp.unwrap_or_default();
         let progress = Progress::of(kcp, conv);
+        let echoed = rkcp_engine::find_echo_reply(kcp, conv);
         if let Some(h) = self.routes.by_path(remote, conv) {
             self.routes.saw(h, progress);
             return deliver(h, &pkt[range]);
@@ -144,7 +147,10 @@ impl Endpoint {
                 action: Action::Deliver(h, &pkt[range]),
             };
         }
-        if self.routes.has_conv(conv) || self.convs.contains(conv, now) {
+        if self.routes.has_conv(conv) {
+            return self.check_path(now, remote, pkt, range, conv, echoed);
+        }
+        if self.convs.contains(conv, now) {
             return self.drop(DropReason::Stale);
         }
         if progress.una() != Some(0) {
@@ -159,7 +165,6 @@ impl Endpoint {
         if self.unaccepted >= self.config.accept_backlog {
             return self.drop(DropReason::BacklogFull);
         }
-        let echoed = rkcp_engine::find_echo_reply(kcp, conv);
         let address_proven = echoed.is_some_and(|ts| self.cookies.check(now, remote, conv, ts));
         let limits_reached = self.unverified.len() >= self.max_unverified
             || self.unverified.count_from(remote.ip())
@@ -209,6 +214,52 @@ impl Endpoint {
         Routed {
             moved: None,
             action: Action::Accept(handle, Box::new(conn), &pkt[range]),
+        }
+    }
+
+    /// A datagram of a live conversation from an address its connection is not at, showing nothing newer than
+    /// what the connection has seen: a replay, a late datagram from the peer's old address, or the peer itself
+    /// after its NAT rebound in the middle of a burst (nothing newer comes if it then waits for us). Such a
+    /// sender is asked to prove it receives at this address: an echo request carrying a cookie (stateless, no
+    /// larger than the datagram). The answer, a datagram echoing that cookie from the same address, moves the
+    /// connection there; a replaying stranger never sees the cookie (with a cipher).
+    fn check_path<'a>(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        pkt: &'a mut [u8],
+        range: std::ops::Range<usize>,
+        conv: u32,
+        echoed: Option<u32>,
+    ) -> Routed<'a> {
+        if let Some(ts) = echoed
+            && self.cookies.check(now, remote, conv, ts)
+            && let Some(h) = self.routes.only(conv)
+        {
+            self.routes.relocate(h, remote);
+            self.stats.roamed += 1;
+            return Routed {
+                moved: Some(h),
+                action: Action::Deliver(h, &pkt[range]),
+            };
+        }
+        self.stats.stale += 1;
+        let cookie = self.cookies.cookie(now, remote, conv);
+        // The request's window field is read by the peer: the configured window, corrected by the connection's
+        // next datagram.
+        let wnd = self.config.rcv_wnd.min(u32::from(u16::MAX)) as u16;
+        match seal_echo_request(self.crypt.as_ref(), pkt, conv, cookie, wnd) {
+            Some(n) => {
+                self.stats.address_checks += 1;
+                Routed {
+                    moved: None,
+                    action: Action::Respond(&pkt[..n]),
+                }
+            }
+            None => Routed {
+                moved: None,
+                action: Action::Drop(DropReason::Stale),
+            },
         }
     }
 
@@ -417,14 +468,24 @@ mod tests {
         });
         let t = Timestamp::from_millis(1000);
         let h = accept(&mut ep, t, addr(1), start(7));
-        // The same opening datagram from other ports: the conversation is live elsewhere.
+        // The same opening datagram from other ports: the conversation is live elsewhere. Nothing moves; each
+        // sender is only asked to prove it receives there (a stranger cannot answer).
         for port in 2..100 {
-            assert_eq!(kind(&ep.handle(t, addr(port), &mut start(7))), "drop");
+            assert_eq!(route(&mut ep, t, addr(port), start(7)), ("respond", None));
         }
-        // Later datagrams of the session from a new address, no newer than what it saw: nothing moves.
         assert_eq!(
-            kind(&ep.handle(t, addr(2), &mut seg(7, Command::Push, 1, 0, 0))),
-            "drop"
+            route(&mut ep, t, addr(2), seg(7, Command::Push, 1, 0, 0)),
+            ("respond", None)
+        );
+        // A wrong answer moves nothing either.
+        assert_eq!(
+            route(
+                &mut ep,
+                t,
+                addr(2),
+                seg(7, Command::Ack, 12345, rkcp_engine::ECHO_SN, 0)
+            ),
+            ("respond", None)
         );
         // A datagram that is not a session start (its sender had data from us) creates nothing.
         assert_eq!(
@@ -441,7 +502,8 @@ mod tests {
         assert_eq!(kind(&ep.handle(later, addr(1), &mut start(7))), "drop");
         assert_eq!(kind(&ep.handle(later, addr(4), &mut start(7))), "drop");
         let s = ep.stats();
-        assert_eq!((s.stale, s.not_a_start, s.created), (98 + 1 + 2, 2, 1));
+        assert_eq!((s.stale, s.not_a_start, s.created), (98 + 2 + 2, 2, 1));
+        assert_eq!((s.address_checks, s.roamed), (100, 0));
         // Beyond the window the record forgets (the documented limit of kcp-go-compatible mode).
         assert_eq!(
             kind(&ep.handle(t.add_millis(61_000), addr(4), &mut start(7))),
@@ -458,10 +520,10 @@ mod tests {
             kind(&ep.handle(t, addr(1), &mut seg(7, Command::Push, 50, 1, 0))),
             "deliver"
         );
-        // Replayed from elsewhere: not newer.
+        // Replayed from elsewhere: not newer; the sender must prove it receives there.
         assert_eq!(
             route(&mut ep, t, addr(2), seg(7, Command::Push, 50, 1, 0)),
-            ("drop", None)
+            ("respond", None)
         );
         // The NAT rebinds: the peer's next datagram shows newer data.
         assert_eq!(
@@ -472,10 +534,10 @@ mod tests {
             kind(&ep.handle(t, addr(2), &mut seg(7, Command::Push, 61, 3, 0))),
             "deliver"
         );
-        // A late datagram from the old address cannot pull it back.
+        // A late datagram from the old address cannot pull it back by itself.
         assert_eq!(
             route(&mut ep, t, addr(1), seg(7, Command::Push, 55, 1, 0)),
-            ("drop", None)
+            ("respond", None)
         );
         // An acknowledgement of something we sent later (our clock, not in the future) moves it too.
         assert_eq!(
@@ -494,10 +556,26 @@ mod tests {
                 addr(4),
                 seg(7, Command::Ack, t.engine() + 10, 1, 1)
             ),
-            ("drop", None),
+            ("respond", None),
             "an echo from the future is forged"
         );
-        assert_eq!(ep.stats().roamed, 2);
+        // A peer whose NAT rebound mid-burst shows nothing newer, then waits: it answers the path check from
+        // its new address, and that moves the connection.
+        let mut p = seg(7, Command::Push, 61, 3, 1);
+        let r = ep.handle(t, addr(5), &mut p);
+        let Action::Respond(req) = r.action else {
+            panic!("{:?}", r.action)
+        };
+        let req = SegmentHeader::decode(req).unwrap();
+        assert_eq!((req.sn, req.wnd), (rkcp_engine::ECHO_SN, 32));
+        let answer = seg(7, Command::Ack, req.ts, rkcp_engine::ECHO_SN, 1);
+        assert_eq!(
+            route(&mut ep, t, addr(6), answer.clone()),
+            ("respond", None),
+            "from elsewhere"
+        );
+        assert_eq!(route(&mut ep, t, addr(5), answer), ("deliver", Some(h)));
+        assert_eq!(ep.stats().roamed, 3);
     }
 
     #[test]

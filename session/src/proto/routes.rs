@@ -161,6 +161,14 @@ impl Routes {
         found
     }
 
+    /// The connection of `conv` if there is exactly one.
+    pub(crate) fn only(&self, conv: u32) -> Option<ConnHandle> {
+        match self.by_conv.get(&conv)?.as_slice() {
+            [h] => Some(*h),
+            _ => None,
+        }
+    }
+
     /// Moves `h` to `remote`; returns its old address.
     pub(crate) fn relocate(&mut self, h: ConnHandle, remote: SocketAddr) -> Option<SocketAddr> {
         let r = self.conns.get_mut(&h)?;
