@@ -628,15 +628,17 @@ impl SessionOpener {
         };
         let id = SessionId(id);
         let counter = u64::from_be_bytes(ctr);
+        if let PeerKey::Known { id: peer, .. } = &o.peer
+            && id != *peer
+        {
+            return Err(CryptError::AuthenticationFailed);
+        }
         let newest = o.window.check(counter).map_err(|stale| match stale {
             Stale::Seen | Stale::TooOld => CryptError::Replayed { counter },
         })?;
         let n = nonce(counter);
         match &o.peer {
-            PeerKey::Known { id: peer, aead } => {
-                if id != *peer {
-                    return Err(CryptError::AuthenticationFailed);
-                }
+            PeerKey::Known { aead, .. } => {
                 aead.open_aad(&n, header, body, tag)
                     .map_err(|_| CryptError::AuthenticationFailed)?;
             }

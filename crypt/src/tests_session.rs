@@ -62,6 +62,15 @@ fn derived_keys_match_the_documented_construction() {
 }
 
 #[test]
+fn halves_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<SessionCrypt>();
+    check::<SessionSealer>();
+    check::<SessionOpener>();
+    check::<crate::FreshnessRecord>();
+}
+
+#[test]
 fn layout_overhead_and_peek() {
     let c = SessionId::new(T, [1; 8]);
     let s = SessionId::new(T + 1, [2; 8]);
@@ -182,7 +191,11 @@ fn reflected_and_cross_session_datagrams_fail() {
     let mut sv = k.server_session(c, SessionId::new(T, [2; 8]));
     let mut other = k.server_session(SessionId::new(T, [4; 8]), SessionId::new(T, [5; 8]));
     let d = sealed(&mut cl, b"hi");
-    assert!(open_ok(&mut other, &d).is_err(), "another session's opener");
+    assert_eq!(
+        open_ok(&mut other, &d),
+        Err(CryptError::AuthenticationFailed),
+        "another session's opener"
+    );
     // The client's own datagram reflected back to it (as if from a server with S = C).
     assert!(open_ok(&mut cl, &d).is_err(), "reflection");
     let r = sealed(&mut sv, b"back");
