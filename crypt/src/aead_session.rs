@@ -284,7 +284,8 @@ enum PeerKey {
 ///   (HKDF and a key schedule, a few microseconds), then binds to that `S` and drops all others
 ///   before any cryptography.
 /// * Session creation: a listener accepts an unknown `C` only after its datagram authenticated
-///   **and** [`FreshnessRecord::check_and_insert`] accepted it: `C`'s time stamp within ± 120 s of
+///   **and** [`FreshnessRecord::check_and_insert`] accepted it ([`FreshnessRecord::check`]
+///   first drops stale and replayed ids before any cryptography): `C`'s time stamp within ± 120 s of
 ///   the listener's clock, not before the listener started, not seen before. Together with the
 ///   window, a replayed datagram never reaches KCP, so no replay re-executes anything, provided
 ///   the listener consults the record for *every* datagram with an unknown `C` (a session that

@@ -130,11 +130,36 @@ impl FreshnessRecord {
         now_unix_ms: u64,
     ) -> Result<(), Refusal> {
         self.now_ms = self.now_ms.max(now_unix_ms);
-        let now = self.now_ms;
+        self.check_at(key, stamp_unix_ms, self.now_ms)?;
+        if self.now_ms >= self.sweep_at_ms || self.seen.len() >= self.capacity {
+            self.sweep();
+        }
+        if self.seen.len() >= self.capacity {
+            return Err(Refusal::Full);
+        }
+        self.seen.insert(key, stamp_unix_ms);
+        Ok(())
+    }
+
+    /// What [`FreshnessRecord::check_and_insert`] would say, except [`Refusal::Full`], without
+    /// remembering anything: lets a listener drop a stale or replayed session id before spending
+    /// any cryptography on its datagram (then insert once the datagram authenticated).
+    pub fn check(&self, id: SessionId, now_unix_ms: u64) -> Result<(), Refusal> {
+        self.check_at(id.to_bytes(), id.timestamp_ms(), now_unix_ms)
+    }
+
+    /// [`FreshnessRecord::check`] for any 16-byte `key` stamped `stamp_unix_ms`.
+    pub fn check_at(
+        &self,
+        key: [u8; 16],
+        stamp_unix_ms: u64,
+        now_unix_ms: u64,
+    ) -> Result<(), Refusal> {
+        let now = self.now_ms.max(now_unix_ms);
         if stamp_unix_ms < self.not_before_ms {
             return Err(Refusal::BeforeStart);
         }
-        if self.expired(stamp_unix_ms) {
+        if stamp_unix_ms < now.saturating_sub(self.window_ms) {
             return Err(Refusal::TooOld);
         }
         if stamp_unix_ms > now.saturating_add(self.window_ms) {
@@ -143,13 +168,6 @@ impl FreshnessRecord {
         if self.seen.contains_key(&key) {
             return Err(Refusal::Replayed);
         }
-        if now >= self.sweep_at_ms || self.seen.len() >= self.capacity {
-            self.sweep();
-        }
-        if self.seen.len() >= self.capacity {
-            return Err(Refusal::Full);
-        }
-        self.seen.insert(key, stamp_unix_ms);
         Ok(())
     }
 
@@ -171,10 +189,6 @@ impl FreshnessRecord {
     /// The most keys held at once.
     pub fn capacity(&self) -> usize {
         self.capacity
-    }
-
-    fn expired(&self, stamp: u64) -> bool {
-        stamp < self.now_ms.saturating_sub(self.window_ms)
     }
 
     /// Forgets every key whose stamp left the window (amortised: runs when the record is full
@@ -249,6 +263,25 @@ mod tests {
     }
 
     #[test]
+    fn check_alone_remembers_nothing() {
+        let mut r = FreshnessRecord::with_limits(T0, 1000, 1);
+        let id = SessionId::new(T0 + 1, [1; 8]);
+        assert_eq!(r.check(id, T0 + 2), Ok(()));
+        assert_eq!(r.check(id, T0 + 2), Ok(()));
+        assert!(r.is_empty());
+        assert_eq!(
+            r.check(SessionId::new(T0 + 1, [1; 8]), T0 + 1002),
+            Err(Refusal::TooOld)
+        );
+        r.check_and_insert(id, T0 + 2).unwrap();
+        assert_eq!(r.check(id, T0 + 3), Err(Refusal::Replayed));
+        // `check` does not report Full: an insert may still.
+        let other = SessionId::new(T0 + 3, [2; 8]);
+        assert_eq!(r.check(other, T0 + 3), Ok(()));
+        assert_eq!(r.check_and_insert(other, T0 + 3), Err(Refusal::Full));
+    }
+
+    #[test]
     fn kcp_go_nonces_stamped_on_arrival() {
         let mut r = FreshnessRecord::new(T0);
         assert_eq!(r.check_and_insert_at([1; 16], T0 + 1, T0 + 1), Ok(()));
@@ -275,7 +308,11 @@ mod tests {
                 now += dt;
                 let stamp = T0 + stamp_off;
                 let id = SessionId::new(stamp, [n; 8]);
+                let checked = r.check(id, now);
                 let res = r.check_and_insert(id, now);
+                if checked.is_err() {
+                    prop_assert_eq!(checked, res);
+                }
                 if res.is_ok() {
                     prop_assert!(stamp + window >= now && stamp <= now + window);
                     prop_assert!(accepted.insert(id.to_bytes(), stamp).is_none(), "accepted twice");
