@@ -8,12 +8,18 @@
 //!   bare cipher encrypt then decrypt of 1500 bytes, counted as 3000 bytes, so its MB/s sit
 //!   beside `go test -bench` figures.
 //!
+//! * `aead_seal_open/<layout>-<cipher>`: one 1400-byte datagram sealed then opened, for the
+//!   listener-wide AEAD layout of [`PacketCrypt`] (`listener`) and the per-session one of
+//!   [`SessionCrypt`] (`session`: 24-byte header, counter nonce, replay window).
+//! * `aead_session_new/<cipher>`: [`PacketCrypt::server_session`], what a listener pays per new
+//!   session (key derivation and key schedules).
+//!
 //! Run: `cargo bench -p rkcp-crypt --bench crypt -- --warm-up-time 1 --measurement-time 3`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use rkcp_crypt::{CipherKind, PacketCrypt, derive_key, new_block_crypt};
+use rkcp_crypt::{CipherKind, PacketCrypt, SessionCrypt, SessionId, derive_key, new_block_crypt};
 
 const PACKET: usize = 1350;
 const GO_BENCH_LEN: usize = 1500;
@@ -69,10 +75,50 @@ fn kcp_go_equivalent(c: &mut Criterion) {
     g.finish();
 }
 
+const AEAD_DATAGRAM: usize = 1400;
+
+fn aead_layouts(c: &mut Criterion) {
+    let key = derive_key(b"it's a secrect");
+    let mut g = c.benchmark_group("aead_seal_open");
+    g.throughput(Throughput::Bytes(AEAD_DATAGRAM as u64));
+    for kind in CipherKind::AUTHENTICATED {
+        let pc = PacketCrypt::new(kind, &key);
+        let mut buf = payload(AEAD_DATAGRAM);
+        g.bench_function(format!("listener-{}", kind.name()), |b| {
+            b.iter(|| {
+                pc.seal(black_box(&mut buf));
+                assert!(pc.open(black_box(&mut buf)).is_ok());
+            })
+        });
+        let id = SessionId::now();
+        let mut tx: SessionCrypt = pc.client_session(id);
+        let mut rx = pc.server_session(id, SessionId::now());
+        g.bench_function(format!("session-{}", kind.name()), |b| {
+            b.iter(|| {
+                tx.seal(black_box(&mut buf));
+                assert!(rx.open(black_box(&mut buf)).is_ok());
+            })
+        });
+    }
+    g.finish();
+
+    // What a listener pays per new session: two HKDF-Expand and two AEAD key schedules.
+    let mut g = c.benchmark_group("aead_session_new");
+    for kind in CipherKind::AUTHENTICATED {
+        let pc = PacketCrypt::new(kind, &key);
+        let (client, server) = (SessionId::now(), SessionId::now());
+        g.bench_function(kind.name(), |b| {
+            b.iter(|| black_box(pc.server_session(black_box(client), server)))
+        });
+    }
+    g.finish();
+}
+
 // Hand-written `main` instead of `criterion_group!`, whose generated `pub fn` trips `missing_docs`.
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     seal_open(&mut c);
     kcp_go_equivalent(&mut c);
+    aead_layouts(&mut c);
     c.final_summary();
 }

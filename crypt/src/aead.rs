@@ -1,5 +1,11 @@
 //! The authenticated, Rust-only packet modes (AES-256-GCM and ChaCha20-Poly1305).
 //!
+//! **Superseded** by the per-session layout of `aead_session.rs` ([`crate::SessionCrypt`]); the
+//! listener-wide layout below (one key for every session and both directions, a shared nonce
+//! generator with a 32-bit random prefix, no replay window) stays only until the session layer
+//! has switched over, then `PacketCrypt`'s AEAD seal/open and `NonceGen::next_counter96` go.
+//! The `Aead` type itself (`seal_aad`/`open_aad`) is shared by both layouts.
+//!
 //! Wire layout: `nonce (12) ‖ ciphertext ‖ tag (16)`. The nonce is a counter nonce
 //! (`NonceGen::next_counter96`), sent in clear and also passed as associated data, so the whole
 //! header is authenticated. **kcp-go cannot read these packets**: there is no CRC field and the
@@ -42,10 +48,21 @@ impl Aead {
         body: &mut [u8],
         tag: &mut [u8; AEAD_TAG_LEN],
     ) {
-        let nonce = (*header).into();
+        self.seal_aad(header, header, body, tag);
+    }
+
+    /// Encrypts `body` in place under `nonce`, authenticating `aad` too; `tag` receives the tag.
+    pub(crate) fn seal_aad(
+        &self,
+        nonce: &[u8; AEAD_NONCE_LEN],
+        aad: &[u8],
+        body: &mut [u8],
+        tag: &mut [u8; AEAD_TAG_LEN],
+    ) {
+        let nonce = (*nonce).into();
         let t = match self {
-            Aead::Aes256Gcm(c) => c.encrypt_inout_detached(&nonce, header, body.into()),
-            Aead::ChaCha20Poly1305(c) => c.encrypt_inout_detached(&nonce, header, body.into()),
+            Aead::Aes256Gcm(c) => c.encrypt_inout_detached(&nonce, aad, body.into()),
+            Aead::ChaCha20Poly1305(c) => c.encrypt_inout_detached(&nonce, aad, body.into()),
         };
         match t {
             Ok(t) => tag.copy_from_slice(&t),
@@ -64,13 +81,22 @@ impl Aead {
         body: &mut [u8],
         tag: &[u8; AEAD_TAG_LEN],
     ) -> Result<(), AuthFailed> {
-        let nonce = (*header).into();
+        self.open_aad(header, header, body, tag)
+    }
+
+    /// Checks `tag` over `aad` and the ciphertext `body`, decrypting `body` in place.
+    pub(crate) fn open_aad(
+        &self,
+        nonce: &[u8; AEAD_NONCE_LEN],
+        aad: &[u8],
+        body: &mut [u8],
+        tag: &[u8; AEAD_TAG_LEN],
+    ) -> Result<(), AuthFailed> {
+        let nonce = (*nonce).into();
         let tag = (*tag).into();
         let r = match self {
-            Aead::Aes256Gcm(c) => c.decrypt_inout_detached(&nonce, header, body.into(), &tag),
-            Aead::ChaCha20Poly1305(c) => {
-                c.decrypt_inout_detached(&nonce, header, body.into(), &tag)
-            }
+            Aead::Aes256Gcm(c) => c.decrypt_inout_detached(&nonce, aad, body.into(), &tag),
+            Aead::ChaCha20Poly1305(c) => c.decrypt_inout_detached(&nonce, aad, body.into(), &tag),
         };
         r.map_err(|_| AuthFailed)
     }

@@ -14,6 +14,12 @@
 //! * [`CipherKind`] names the ciphers as kcptun's `--crypt` does; [`derive_key`] is kcptun's
 //!   `--key` to key derivation.
 //! * [`BlockCrypt`] / [`new_block_crypt`] expose the bare kcp-go ciphers.
+//! * [`SessionCrypt`] ([`PacketCrypt::client_session`], [`PacketCrypt::server_session`]) seals
+//!   and opens one session's datagrams: for the authenticated kinds with per-session,
+//!   per-direction keys, counter nonces and a replay window (the construction and its argument
+//!   are in [`SessionCrypt`]'s docs); for the kcp-go
+//!   kinds exactly as [`PacketCrypt`]. [`FreshnessRecord`] lets a listener accept a session's
+//!   creation only once and only while fresh.
 //!
 //! # Features
 //! * `legacy-ciphers` (on by default): kcptun's older block and stream ciphers, `salsa20`,
@@ -28,7 +34,10 @@
 //! there is no replay protection (docs/wire-format.md#crypt-contract). `xor` and `none` are not encryption at all. For
 //! links where both ends run this crate, [`CipherKind::Aes256Gcm`] and
 //! [`CipherKind::ChaCha20Poly1305`] authenticate every packet; **Go peers do not understand
-//! them**.
+//! them**. Use them through [`SessionCrypt`] (docs/wire-format.md#crypt-aead): the listener-wide
+//! AEAD layout of [`PacketCrypt::seal`] (one key and one nonce sequence for every session, a
+//! 32-bit random nonce prefix, no replay protection) is kept only until the session layer has
+//! switched over.
 //!
 //! ```
 //! use rkcp_crypt::{CipherKind, PacketCrypt};
@@ -45,14 +54,17 @@
 //! ```
 
 mod aead;
+mod aead_session;
 #[cfg(target_arch = "x86_64")]
 mod aesni;
 mod block;
 #[cfg(feature = "legacy-ciphers")]
 mod ciphers;
+mod fresh;
 mod kind;
 mod nonce;
 mod packet;
+mod replay;
 #[cfg(feature = "legacy-ciphers")]
 mod salsa;
 
@@ -63,9 +75,17 @@ mod tests;
 mod tests_without_legacy;
 
 pub use aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN};
+pub use aead_session::{
+    Opened, Role, SESSION_COUNTER_LEN, SESSION_HEADER_LEN, SESSION_ID_LEN, SESSION_OVERHEAD,
+    SessionCrypt, SessionId, SessionOpener, SessionSealer, peek_session_id, unix_time_ms,
+};
 pub use block::{BlockCrypt, INITIAL_VECTOR, new_block_crypt};
+pub use fresh::{
+    DEFAULT_FRESHNESS_CAPACITY, DEFAULT_FRESHNESS_WINDOW_MS, FreshnessRecord, Refusal,
+};
 pub use kind::CipherKind;
 pub use packet::PacketCrypt;
+pub use replay::REPLAY_WINDOW;
 
 /// Length of kcp-go's random nonce at the start of each datagram (docs/wire-format.md#session-headers).
 pub const NONCE_LEN: usize = 16;
@@ -119,6 +139,17 @@ pub enum CryptError {
     /// sealed with another key or cipher. Count and drop it.
     #[error("authentication tag check failed")]
     AuthenticationFailed,
+    /// An AEAD session datagram ([`SessionCrypt::open`]) whose counter was seen before, or is
+    /// [`REPLAY_WINDOW`] or more behind the newest seen: a replay (or hopelessly late). Drop it.
+    #[error("datagram counter {counter} replayed or older than the replay window")]
+    Replayed {
+        /// The datagram's counter.
+        counter: u64,
+    },
+    /// A [`SessionCrypt`] sealed 2^64 − 1 datagrams and will not reuse a counter: start a new
+    /// session.
+    #[error("session counter exhausted")]
+    CounterExhausted,
     /// [`PacketCrypt::try_seal`] got a buffer with no room for the header and trailer;
     /// reserve [`PacketCrypt::overhead`] bytes.
     #[error("buffer of {len} bytes cannot hold the {min}-byte crypto overhead")]

@@ -68,7 +68,7 @@ impl NonceGen {
 /// std's per-process random hasher keys mixed with the clock and a stack address: weaker, but a
 /// kcp-go nonce only needs to vary, and construction must not fail (the contract returns a
 /// `PacketCrypt`, not a `Result`).
-fn os_random(buf: &mut [u8]) {
+pub(crate) fn os_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_ok() {
         return;
     }

@@ -5,6 +5,7 @@ use core::ops::Range;
 use std::sync::Arc;
 
 use crate::aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN, Aead};
+use crate::aead_session::MasterKey;
 use crate::block::{BlockCrypt, new_block_crypt};
 use crate::kind::CipherKind;
 use crate::nonce::NonceGen;
@@ -57,7 +58,9 @@ struct Inner {
 
 enum Mode {
     Legacy(Box<dyn BlockCrypt>),
-    Aead(Aead),
+    /// The listener-wide AEAD layout (`aead.rs`) and the master key of the per-session one
+    /// (`aead_session.rs`).
+    Aead(Aead, MasterKey),
 }
 
 impl PacketCrypt {
@@ -79,8 +82,10 @@ impl PacketCrypt {
     /// always succeeds.
     pub fn try_new(kind: CipherKind, key: &[u8; 32]) -> Result<PacketCrypt, CryptError> {
         let mode = match kind {
-            CipherKind::Aes256Gcm => Mode::Aead(Aead::aes256gcm(key)),
-            CipherKind::ChaCha20Poly1305 => Mode::Aead(Aead::chacha20poly1305(key)),
+            CipherKind::Aes256Gcm => Mode::Aead(Aead::aes256gcm(key), MasterKey::new(kind, key)),
+            CipherKind::ChaCha20Poly1305 => {
+                Mode::Aead(Aead::chacha20poly1305(key), MasterKey::new(kind, key))
+            }
             // Every kcptun kind accepts the key prefix `#crypt-ciphers` gives it (fixed lengths, checked by
             // the `every_kcptun_kind_constructs` test), so only a kind left out of this build
             // (`legacy-ciphers` off) gives `None`.
@@ -105,6 +110,15 @@ impl PacketCrypt {
         PacketCrypt::new(kind, &derive_key(passphrase.as_bytes()))
     }
 
+    /// The master key of the per-session AEAD layout ([`PacketCrypt::client_session`]);
+    /// `None` for the kcp-go kinds.
+    pub(crate) fn aead_master(&self) -> Option<&MasterKey> {
+        match &self.inner.mode {
+            Mode::Aead(_, m) => Some(m),
+            Mode::Legacy(_) => None,
+        }
+    }
+
     /// The cipher this instance uses.
     pub fn kind(&self) -> CipherKind {
         self.inner.kind
@@ -116,7 +130,7 @@ impl PacketCrypt {
     pub fn header_len(&self) -> usize {
         match self.inner.mode {
             Mode::Legacy(_) => HEADER_LEN,
-            Mode::Aead(_) => AEAD_NONCE_LEN,
+            Mode::Aead(..) => AEAD_NONCE_LEN,
         }
     }
 
@@ -124,7 +138,7 @@ impl PacketCrypt {
     pub fn trailer_len(&self) -> usize {
         match self.inner.mode {
             Mode::Legacy(_) => 0,
-            Mode::Aead(_) => AEAD_TAG_LEN,
+            Mode::Aead(..) => AEAD_TAG_LEN,
         }
     }
 
@@ -163,7 +177,7 @@ impl PacketCrypt {
                 header[NONCE_LEN..NONCE_LEN + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
                 bc.encrypt(buf);
             }
-            Mode::Aead(aead) => {
+            Mode::Aead(aead, _) => {
                 let (header, rest) = buf.split_at_mut(AEAD_NONCE_LEN);
                 let (body, tag) = rest.split_at_mut(rest.len() - AEAD_TAG_LEN);
                 let nonce = inner.nonces.next_counter96();
@@ -202,7 +216,7 @@ impl PacketCrypt {
                 }
                 Ok(HEADER_LEN..len)
             }
-            Mode::Aead(aead) => {
+            Mode::Aead(aead, _) => {
                 let (header, rest) = buf.split_at_mut(AEAD_NONCE_LEN);
                 let (body, tag) = rest.split_at_mut(rest.len() - AEAD_TAG_LEN);
                 let (Ok(header), Ok(tag)) = (
