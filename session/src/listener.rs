@@ -37,6 +37,9 @@ pub struct ListenerStats {
     pub not_a_start: u64,
     /// A new peer while the unverified limits were reached, too small to answer with an address check.
     pub unverified_limit: u64,
+    /// AEAD kinds: a datagram whose counter its session had already seen (or too old for the replay window),
+    /// or a session start whose id was seen before or is outside the freshness window.
+    pub replayed: u64,
     /// A new peer while the accept backlog was full.
     pub backlog_full: u64,
     /// A new peer while `max_sessions` sessions were live.

@@ -14,7 +14,7 @@ use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
 use crate::config::{KcpConfig, MAX_MTU};
 use crate::error::{CloseReason, SessionError};
 use crate::proto::connection::Connection;
-use crate::proto::packet::{DropReason, open_datagram};
+use crate::proto::packet::{DropReason, open_with};
 use crate::session::{Role, Session};
 use crate::snmp::SnmpSnapshot;
 use crate::udp::{RecvBatch, UdpIo};
@@ -101,7 +101,15 @@ impl KcpStream {
         config.validate()?;
         crate::sockopt::apply(&sock, &config)?;
         let io = Arc::new(UdpIo::new(sock, false));
-        let conn = Connection::new(conv, &config)?;
+        // This session's halves of the cipher: for the AEAD kinds, keys of its own from a fresh session id.
+        let (sealer, opener) = match config.crypt.as_ref() {
+            Some(pc) => {
+                let (s, o) = pc.client_session(rkcp_crypt::SessionId::now()).split();
+                (Some(s), Some(o))
+            }
+            None => (None, None),
+        };
+        let conn = Connection::new(conv, &config, sealer)?;
         let s = Session::new(
             conn,
             remote,
@@ -111,7 +119,7 @@ impl KcpStream {
             },
         );
         let stream = KcpStream::from_session(&s);
-        let task = tokio::spawn(client_reader(Arc::clone(&s), config.crypt.clone()));
+        let task = tokio::spawn(client_reader(Arc::clone(&s), opener));
         if let Role::Client { reader } = &s.role {
             *reader.lock() = Some(task.abort_handle());
         }
@@ -384,7 +392,7 @@ impl AsyncWrite for OwnedWriteHalf {
 
 /// The client's socket reader: accepts datagrams from the dialled address only (docs/wire-format.md#session-dial), opens them
 /// and feeds the session, one batch at a time.
-async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) {
+async fn client_reader(s: Arc<Session>, mut opener: Option<rkcp_crypt::SessionOpener>) {
     let mut batch = RecvBatch::for_io(&s.io);
     let remote = s.remote();
     loop {
@@ -405,8 +413,8 @@ async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) 
                 s.count_drop(DropReason::UnknownPeer);
                 continue;
             }
-            match open_datagram(crypt.as_ref(), pkt) {
-                Ok(r) => {
+            match open_with(opener.as_mut(), pkt) {
+                Ok((r, _)) => {
                     s.input(now, &pkt[r]);
                     fed = true;
                 }

@@ -9,7 +9,7 @@
 //!
 //! Nothing here allocates per packet once the queues have grown to the session's usual burst.
 
-use rkcp_crypt::PacketCrypt;
+use rkcp_crypt::SessionSealer;
 use rkcp_engine::{Kcp, KcpError};
 use rkcp_fec::{Classified, FecDecoder, FecEncoder};
 
@@ -36,7 +36,7 @@ pub(crate) struct Connection {
     // Boxed: inline they are ~6 KB, most of an idle session's memory even with FEC off (10,000 sessions).
     fec_enc: Option<Box<FecEncoder>>,
     fec_dec: Option<Box<FecDecoder>>,
-    crypt: Option<PacketCrypt>,
+    crypt: Option<SessionSealer>,
     /// Cipher header in front (0 without a cipher; 20 for kcp-go ciphers).
     crypt_head: usize,
     /// Cipher trailer (authenticated kinds only).
@@ -87,11 +87,15 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Builds the engine and pipeline for `conv` from a config.
-    pub(crate) fn new(conv: u32, cfg: &KcpConfig) -> Result<Connection, SessionError> {
+    /// Builds the engine and pipeline for `conv` from a config, sealing with `sealer` (this session's half of
+    /// `cfg.crypt`: [`rkcp_crypt::PacketCrypt::client_session`] or `server_session`; `None` without a cipher).
+    pub(crate) fn new(
+        conv: u32,
+        cfg: &KcpConfig,
+        sealer: Option<SessionSealer>,
+    ) -> Result<Connection, SessionError> {
         cfg.validate()?;
-        let (crypt_head, crypt_tail) = cfg
-            .crypt
+        let (crypt_head, crypt_tail) = sealer
             .as_ref()
             .map_or((0, 0), |c| (c.header_len(), c.trailer_len()));
         let fec_enc = match cfg.fec {
@@ -111,13 +115,14 @@ impl Connection {
                 .map(Box::new),
             None => None,
         };
-        let kcp = Kcp::with_config(conv, &cfg.engine_config(cfg.overhead()))
+        let fec_head = if cfg.fec.is_some() { FEC_HEADER } else { 0 };
+        let kcp = Kcp::with_config(conv, &cfg.engine_config(crypt_head + crypt_tail + fec_head))
             .map_err(|e| SessionError::Config(ConfigError::Engine(e)))?;
         Ok(Connection {
             kcp,
             fec_enc,
             fec_dec,
-            crypt: cfg.crypt.clone(),
+            crypt: sealer,
             crypt_head,
             crypt_tail,
             tx: TxQueue::default(),
@@ -343,7 +348,7 @@ impl Connection {
             crypt_tail,
             ..
         } = self;
-        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_ref(), tx, *crypt_tail, buf);
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_mut(), tx, *crypt_tail, buf);
         f(kcp, &mut out)
     }
 
@@ -672,8 +677,8 @@ mod tests {
     /// sends ACKs early only once a full ACK datagram's worth has arrived.
     fn acks_after(n: usize) -> usize {
         let cfg = KcpConfig::fast3();
-        let mut tx = Connection::new(7, &cfg).unwrap();
-        let mut rx = Connection::new(7, &cfg).unwrap();
+        let mut tx = Connection::new(7, &cfg, None).unwrap();
+        let mut rx = Connection::new(7, &cfg, None).unwrap();
         tx.handle_timeout(t(0));
         rx.handle_timeout(t(0));
         // Tell the sender the receiver's window (it assumes 32 segments until it hears from the peer).

@@ -37,6 +37,7 @@ use crate::config::KcpConfig;
 use crate::listener::ListenerStats;
 use crate::proto::admission::{CookieKey, Unverified};
 use crate::proto::connection::Connection;
+use crate::proto::keyed::{Keyed, KeyedOpen};
 use crate::proto::packet::{DropReason, open_datagram, seal_echo_request};
 use crate::proto::replay::ConvRecord;
 use crate::proto::routes::{Progress, Routes};
@@ -85,6 +86,8 @@ pub(crate) struct Endpoint {
     unverified_timeout_ms: u64,
     convs: ConvRecord,
     cookies: CookieKey,
+    /// AEAD kinds: sessions by session id, with their openers (`None`: kcp-go ciphers or none).
+    keyed: Option<Keyed>,
     stats: ListenerStats,
 }
 
@@ -103,6 +106,10 @@ impl Endpoint {
             unverified_timeout_ms: a.unverified_timeout.as_millis() as u64,
             convs: ConvRecord::new(a.replay_window.as_millis() as u64, a.replay_record),
             cookies: CookieKey::new(),
+            keyed: config
+                .crypt
+                .as_ref()
+                .and_then(|c| Keyed::new(c, rkcp_crypt::unix_time_ms())),
             stats: ListenerStats::default(),
             config,
         }
@@ -115,6 +122,9 @@ impl Endpoint {
         remote: SocketAddr,
         pkt: &'a mut [u8],
     ) -> Routed<'a> {
+        if self.keyed.is_some() {
+            return self.handle_keyed(now, remote, pkt);
+        }
         let range = match open_datagram(self.crypt.as_ref(), pkt) {
             Ok(r) => r,
             Err(r) => return self.drop(r),
@@ -153,17 +163,8 @@ impl Endpoint {
         if self.convs.contains(conv, now) {
             return self.drop(DropReason::Stale);
         }
-        if progress.una() != Some(0) {
-            return self.drop(DropReason::NotAStart);
-        }
-        if !self.accepting {
-            return self.drop(DropReason::NotAccepting);
-        }
-        if self.routes.len() >= self.config.max_sessions {
-            return self.drop(DropReason::SessionCap);
-        }
-        if self.unaccepted >= self.config.accept_backlog {
-            return self.drop(DropReason::BacklogFull);
+        if let Some(r) = self.refuses_start(&progress) {
+            return self.drop(r);
         }
         let address_proven = echoed.is_some_and(|ts| self.cookies.check(now, remote, conv, ts));
         let limits_reached = self.unverified.len() >= self.max_unverified
@@ -188,7 +189,8 @@ impl Endpoint {
                 None => self.drop(DropReason::Unverified),
             };
         }
-        let conn = match Connection::new(conv, &self.config) {
+        let sealer = self.crypt.as_ref().map(kcp_go_sealer);
+        let conn = match Connection::new(conv, &self.config, sealer) {
             Ok(mut c) => {
                 if address_proven {
                     c.address_proven_by_cookie();
@@ -214,6 +216,104 @@ impl Endpoint {
         Routed {
             moved: None,
             action: Action::Accept(handle, Box::new(conn), &pkt[range]),
+        }
+    }
+
+    /// Why a datagram that would start a connection may not (`None`: it may).
+    fn refuses_start(&self, progress: &Progress) -> Option<DropReason> {
+        if progress.una() != Some(0) {
+            Some(DropReason::NotAStart)
+        } else if !self.accepting {
+            Some(DropReason::NotAccepting)
+        } else if self.routes.len() >= self.config.max_sessions {
+            Some(DropReason::SessionCap)
+        } else if self.unaccepted >= self.config.accept_backlog {
+            Some(DropReason::BacklogFull)
+        } else {
+            None
+        }
+    }
+
+    /// [`Endpoint::handle`] for the AEAD kinds (`proto::keyed`): the session id routes, the session's own
+    /// opener authenticates and refuses replays, and a fresh authenticated start is a verified connection (a
+    /// key holder's datagram; no stranger can forge one, and no replay is fresh).
+    fn handle_keyed<'a>(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        pkt: &'a mut [u8],
+    ) -> Routed<'a> {
+        let unix_ms = rkcp_crypt::unix_time_ms();
+        let Some(keyed) = self.keyed.as_mut() else {
+            return self.drop(DropReason::NotAccepting);
+        };
+        let opened = match keyed.open(pkt, unix_ms) {
+            Ok(o) => o,
+            Err(r) => return self.drop(r),
+        };
+        match opened {
+            KeyedOpen::Known(h, o) => {
+                if o.payload.len() < rkcp_engine::OVERHEAD {
+                    return self.drop(DropReason::Short);
+                }
+                // Authentic and not a replay (its window said so): delivered wherever it came from; only a
+                // datagram newer than all before moves the session (an older one is late, from an old address).
+                let mut moved = None;
+                if o.newest && self.routes.remote(h) != Some(remote) {
+                    self.routes.relocate(h, remote);
+                    self.stats.roamed += 1;
+                    moved = Some(h);
+                }
+                Routed {
+                    moved,
+                    action: Action::Deliver(h, &pkt[o.payload]),
+                }
+            }
+            KeyedOpen::New {
+                id,
+                sealer,
+                opener,
+                opened,
+            } => {
+                let range = opened.payload;
+                let kcp = match rkcp_fec::classify(pkt.get(range.clone()).unwrap_or_default()) {
+                    Classified::Plain(k) | Classified::Data(k) => k,
+                    Classified::Parity | Classified::Truncated => {
+                        return self.drop(DropReason::UnknownPeer);
+                    }
+                };
+                let Some((conv, _)) = rkcp_engine::segment::conv_and_sn(kcp) else {
+                    return self.drop(DropReason::Short);
+                };
+                let progress = Progress::of(kcp, conv);
+                if let Some(r) = self.refuses_start(&progress) {
+                    return self.drop(r);
+                }
+                let conn = match Connection::new(conv, &self.config, Some(sealer)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot create KCP session");
+                        return self.drop(DropReason::NotAccepting);
+                    }
+                };
+                let handle = ConnHandle(self.next_handle);
+                let Some(keyed) = self.keyed.as_mut() else {
+                    return self.drop(DropReason::NotAccepting);
+                };
+                if !keyed.insert(id, handle, opener, unix_ms) {
+                    return self.drop(DropReason::Replayed);
+                }
+                self.next_handle += 1;
+                self.routes.insert(handle, remote, conv, progress);
+                self.unaccepted += 1;
+                self.stats.created += 1;
+                self.stats.verified += 1;
+                let _ = now;
+                Routed {
+                    moved: None,
+                    action: Action::Accept(handle, Box::new(conn), &pkt[range]),
+                }
+            }
         }
     }
 
@@ -272,6 +372,7 @@ impl Endpoint {
             DropReason::Stale => s.stale += 1,
             DropReason::NotAStart => s.not_a_start += 1,
             DropReason::Unverified => s.unverified_limit += 1,
+            DropReason::Replayed => s.replayed += 1,
             DropReason::BacklogFull => s.backlog_full += 1,
             DropReason::SessionCap => s.session_cap += 1,
             DropReason::NotAccepting => s.not_accepting += 1,
@@ -298,6 +399,9 @@ impl Endpoint {
     /// replay window.
     pub(crate) fn forget(&mut self, handle: ConnHandle, now: Timestamp) {
         self.unverified.remove(handle);
+        if let Some(k) = self.keyed.as_mut() {
+            k.remove(handle);
+        }
         if let Some(conv) = self.routes.remove(handle) {
             self.convs.remember(conv, now);
         }
@@ -340,6 +444,12 @@ impl Endpoint {
         s.replay_record_overflow = self.convs.overflowed;
         s
     }
+}
+
+/// The sealing half for a session of a kcp-go cipher (one cipher for the whole listener; no per-session state).
+fn kcp_go_sealer(pc: &PacketCrypt) -> rkcp_crypt::SessionSealer {
+    let unused = rkcp_crypt::SessionId::from_bytes([0; 16]);
+    pc.server_session(unused, unused).split().0
 }
 
 fn deliver(h: ConnHandle, data: &[u8]) -> Routed<'_> {

@@ -18,6 +18,7 @@
 pub(crate) mod admission;
 pub(crate) mod connection;
 pub(crate) mod endpoint;
+pub(crate) mod keyed;
 pub(crate) mod packet;
 pub(crate) mod replay;
 pub(crate) mod routes;

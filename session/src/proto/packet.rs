@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use rkcp_crypt::{CryptError, PacketCrypt};
+use rkcp_crypt::{CryptError, PacketCrypt, SessionOpener, SessionSealer};
 use rkcp_fec::FecEncoder;
 
 use crate::udp::TxQueue;
@@ -26,6 +26,9 @@ pub(crate) enum DropReason {
     NotAStart,
     /// A new peer too small to answer with an address check while the unverified limits were reached.
     Unverified,
+    /// AEAD kinds: a counter already seen in its session, or a session start whose id was seen before or is
+    /// outside the freshness window.
+    Replayed,
     /// A new peer while the accept backlog was full.
     BacklogFull,
     /// A new peer while the connection cap was reached.
@@ -59,6 +62,28 @@ pub(crate) fn open_datagram(
     Ok(range)
 }
 
+/// Removes the crypt layer of a received datagram with a session's (or a listener's) opener, in place, and
+/// checks that a KCP header can follow. Returns where the opened bytes are in `pkt`, and whether the datagram
+/// is newer than any this opener opened before (always true for kcp-go ciphers, which carry no counter).
+pub(crate) fn open_with(
+    opener: Option<&mut SessionOpener>,
+    pkt: &mut [u8],
+) -> Result<(Range<usize>, bool), DropReason> {
+    let (range, newest) = match opener {
+        Some(o) => match o.open(pkt) {
+            Ok(opened) if opened.payload.end <= pkt.len() => (opened.payload, opened.newest),
+            Ok(_) | Err(CryptError::TooShort { .. }) => return Err(DropReason::Short),
+            Err(CryptError::Replayed { .. }) => return Err(DropReason::Replayed),
+            Err(_) => return Err(DropReason::Checksum),
+        },
+        None => (0..pkt.len(), true),
+    };
+    if range.len() < rkcp_engine::OVERHEAD {
+        return Err(DropReason::Short);
+    }
+    Ok((range, newest))
+}
+
 /// Writes over `pkt` a sealed datagram holding one echo request (a stateless address check) and returns its
 /// length; `None` if `pkt` is too small to hold it (the answer is never larger than what came in).
 pub(crate) fn seal_echo_request(
@@ -86,7 +111,7 @@ pub(crate) fn seal_echo_request(
 /// follow the data packet that completed their group.
 pub(crate) fn emit(
     fec_enc: &mut Option<Box<FecEncoder>>,
-    crypt: Option<&PacketCrypt>,
+    mut crypt: Option<&mut SessionSealer>,
     tx: &mut TxQueue,
     crypt_tail: usize,
     buf: &mut [u8],
@@ -100,7 +125,7 @@ pub(crate) fn emit(
         enc.encode(pkt, |parity: &mut [u8]| {
             let p = tx.push(parity.len() + crypt_tail);
             p[..parity.len()].copy_from_slice(parity);
-            if let Some(c) = crypt {
+            if let Some(c) = crypt.as_deref_mut() {
                 c.seal(p);
             }
         });

@@ -183,6 +183,11 @@ impl Routes {
         Some(old)
     }
 
+    /// Where `h`'s peer is.
+    pub(crate) fn remote(&self, h: ConnHandle) -> Option<SocketAddr> {
+        self.conns.get(&h).map(|r| r.remote)
+    }
+
     /// Removes `h`; returns its conversation id.
     pub(crate) fn remove(&mut self, h: ConnHandle) -> Option<u32> {
         let r = self.conns.remove(&h)?;
