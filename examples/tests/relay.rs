@@ -816,3 +816,45 @@ async fn unauthenticated_flood_holds_bounded_memory() {
     );
     assert!(grown < 24 * 1024, "the relay grew by {grown} KiB");
 }
+
+/// relay-backend and relay-client with a key the relay does not share stop at once with the reason.
+#[test]
+fn binaries_with_a_wrong_key_exit_with_the_reason() {
+    use std::process::{Command, Stdio};
+    let port = free_udp_port();
+    let at = format!("127.0.0.1:{port}");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["-l", &at, "-k", "right", "-q"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_line(&mut relay, "relay listening");
+    let run = |exe: &str, extra: &[&str]| {
+        let mut child = Command::new(exe)
+            .args(["-r", &at, "-i", "web", "-k", "wrong", "-q"])
+            .args(extra)
+            .env_remove("RELAY_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while child.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    };
+    let backend = run(env!("CARGO_BIN_EXE_relay-backend"), &[]);
+    let client = run(env!("CARGO_BIN_EXE_relay-client"), &["-l", "127.0.0.1:0"]);
+    let _ = relay.kill();
+    let _ = relay.wait();
+    for (name, out) in [("relay-backend", backend), ("relay-client", client)] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("failed to prove the shared key"),
+            "{name}: {} {err}",
+            out.status
+        );
+    }
+}
