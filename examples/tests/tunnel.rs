@@ -518,3 +518,44 @@ fn unresolvable_remote_fails_fast_with_one_message() {
     assert_eq!(about.len(), 1, "{lines:#?}");
     assert!(about[0].contains("cannot resolve"), "{}", about[0]);
 }
+
+/// The server side too: when the client's smux session breaks mid-transfer, the server resets its connection
+/// to the target instead of closing it as if the transfer were complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_tunnel_resets_the_target_connection() {
+    use rkcp_session::KcpStream;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let taddr = target.local_addr().unwrap();
+    let flags = ["--crypt", "none", "--nocomp", "--ds", "0", "--ps", "0"];
+    let mut sa: Vec<String> = ["-l", "127.0.0.1:0", "-t", &taddr.to_string(), "--quiet"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    sa.extend(flags.iter().map(|s| s.to_string()));
+    let scfg: ServerConfig = parse_args(args("tunnel-server", &sa)).unwrap().unwrap();
+    let kcp_cfg = scfg.params().unwrap().kcp;
+    let server = Server::bind(scfg).await.unwrap();
+    let saddr = server.local_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    // A "client" speaking smux v1 by hand: SYN and PSH("partial") on stream 3, then bytes that are no frame.
+    let mut kcp = KcpStream::connect(saddr, kcp_cfg).await.unwrap();
+    let mut frames = vec![1u8, 0, 0, 0, 3, 0, 0, 0];
+    frames.extend_from_slice(&[1, 2, 7, 0, 3, 0, 0, 0]);
+    frames.extend_from_slice(b"partial");
+    kcp.write_all(&frames).await.unwrap();
+    let (mut conn, _) = tokio::time::timeout(Duration::from_secs(10), target.accept())
+        .await
+        .expect("the server did not dial the target")
+        .unwrap();
+    let mut got = [0u8; 7];
+    conn.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"partial");
+    kcp.write_all(&[0xff; 8]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let end = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("the target connection stayed open");
+    let err = end.expect_err("a failed tunnel closed the target connection cleanly");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}
