@@ -10,6 +10,7 @@
 //!   (`relay-backend`) which authenticate with a shared key and dial out to it.
 
 pub mod cli;
+pub mod kcpwatch;
 pub mod randsvc;
 pub mod relay;
 pub mod rpc;

@@ -333,7 +333,7 @@ async fn relay_backend_and_client_take_host_names() {
     let line = wait_line(&mut backend, "registered as");
     assert!(line.contains(&at), "{line}");
     let mut client = Command::new(BINS[7].1)
-        .args(["-r", &at, "-i", "web", "-l", "127.0.0.1:0", "-q"])
+        .args(["-r", &at, "-i", "web", "-k", "k", "-l", "127.0.0.1:0", "-q"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

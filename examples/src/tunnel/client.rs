@@ -42,6 +42,9 @@ impl Client {
         if cfg.conn < 1 {
             anyhow::bail!("--conn must be at least 1, got {}", cfg.conn);
         }
+        // An address that does not resolve now fails here, once, with the reason (sessions are dialled at the
+        // first connection, and a failure then is retried with backoff).
+        crate::cli::resolve("--remoteaddr", &cfg.remoteaddr).await?;
         let listener = crate::cli::bind_tcp(&cfg.localaddr)?;
         let k = &params.kcp;
         for w in &params.warnings {
@@ -173,6 +176,8 @@ async fn futures_join<F: Future<Output = ()>>(it: impl Iterator<Item = F>) {
 /// kcptun `createConn`: resolve (IPv4 first, as Go does), dial, configure (`docs/wire-format.md#kcptun-session`)
 /// and start a smux client over the session or its [`CompStream`].
 ///
+/// Also starts [`watch_answers`] on the session.
+///
 /// # Errors
 /// The address does not resolve or the socket cannot be created.
 pub(crate) async fn create_conn(
@@ -186,6 +191,7 @@ pub(crate) async fn create_conn(
         .with_context(|| format!("dialing {remote} ({addr})"))?;
     let local = kcp.local_addr().ok();
     let peer = kcp.peer_addr();
+    let (kcp, handle) = crate::kcpwatch::watch(kcp);
     if !quiet {
         tracing::info!(
             "smux version: {} on connection: {} -> {}",
@@ -203,17 +209,87 @@ pub(crate) async fn create_conn(
     } else {
         rkcp_smux::Session::client(kcp, params.smux.clone())?
     };
-    Ok(session.with_addrs(local, Some(peer)))
+    let session = session.with_addrs(local, Some(peer));
+    tokio::spawn(watch_answers(
+        handle,
+        session.clone(),
+        format!("{remote} ({peer})"),
+    ));
+    Ok(session)
 }
 
-/// kcptun `waitConn`: retries every second until a session exists.
+/// Warn when the server has not answered for this long although we sent.
+const SILENCE_WARN: Duration = Duration::from_secs(5);
+/// At most one such warning per session per this long.
+const SILENCE_REPEAT: Duration = Duration::from_secs(30);
+
+/// Warns (at most every [`SILENCE_REPEAT`]) when a session has sent datagrams but received no authentic one for
+/// [`SILENCE_WARN`]: the server's datagrams fail authentication ("wrong key or cipher?"), or nothing comes back
+/// at all (server down, unreachable, or a different key or cipher, whose packets the server drops silently).
+/// kcptun says nothing in either case; the connections just hang.
+async fn watch_answers(
+    kcp: crate::kcpwatch::KcpHandle,
+    session: rkcp_smux::Session,
+    remote: String,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let first = kcp.snmp();
+    let (mut last_in, mut out_at_last_in) = (first.in_pkts, first.out_pkts);
+    let mut unanswered_since: Option<Instant> = None;
+    let mut last_warn: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        if session.is_closed() {
+            return;
+        }
+        let s = kcp.snmp();
+        let now = Instant::now();
+        if s.in_pkts > last_in {
+            (last_in, out_at_last_in) = (s.in_pkts, s.out_pkts);
+            unanswered_since = None;
+            continue;
+        }
+        if s.out_pkts == out_at_last_in {
+            continue;
+        }
+        let since = *unanswered_since.get_or_insert(now);
+        if now.duration_since(since) < SILENCE_WARN
+            || last_warn.is_some_and(|t| now.duration_since(t) < SILENCE_REPEAT)
+        {
+            continue;
+        }
+        last_warn = Some(now);
+        let secs = now.duration_since(since).as_secs();
+        let bad = s.in_csum_errors - first.in_csum_errors;
+        if bad > 0 {
+            tracing::warn!(
+                "datagrams from {remote} fail authentication (wrong key or cipher?): {bad} rejected, none \
+                 accepted for {secs} s"
+            );
+        } else {
+            tracing::warn!(
+                "no answer from {remote} for {secs} s: is the server running and reachable, with the same \
+                 --key and --crypt? (a server drops the packets it cannot authenticate)"
+            );
+        }
+    }
+}
+
+/// kcptun `waitConn`: retries until a session exists, waiting 1 s after the first failure and twice as long
+/// after each further one (at most 30 s), with one warning per attempt.
 async fn wait_conn(remote: &str, params: &Params, quiet: bool) -> rkcp_smux::Session {
+    let mut delay = Duration::from_secs(1);
     loop {
         match create_conn(remote, params, quiet).await {
             Ok(s) => return s,
             Err(e) => {
-                tracing::warn!("re-connecting: {}", crate::cli::report(&e));
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tracing::warn!(
+                    "cannot connect ({}); retrying in {} s",
+                    crate::cli::report(&e),
+                    delay.as_secs()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
     }

@@ -33,38 +33,70 @@ pub const COPY_BUF: usize = 4096;
 /// Read size for stream → TCP (Go's `WriteTo` hands over whole buffered chunks).
 const DOWN_BUF: usize = 64 * 1024;
 
+/// A local connection [`pipe`] can end abruptly: a TCP connection is reset (RST), so that the application sees
+/// `ECONNRESET` instead of a clean end-of-file when the tunnel failed.
+pub trait LocalConn: AsyncRead + AsyncWrite + Unpin {
+    /// Ends the connection abruptly (the default just drops it).
+    fn reset(self)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+impl LocalConn for tokio::net::TcpStream {
+    fn reset(self) {
+        // SO_LINGER 0: close() sends RST and discards unsent data.
+        let _ = socket2::SockRef::from(&self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl LocalConn for tokio::net::UnixStream {}
+
+/// How a [`pipe`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeEnd {
+    /// Bytes copied local → stream.
+    pub up: u64,
+    /// Bytes copied stream → local.
+    pub down: u64,
+    /// A direction failed (the session died, a write failed, the local side was reset); the local connection
+    /// was reset rather than closed cleanly.
+    pub failed: bool,
+}
+
 /// Runs kcptun's two copy loops between a local connection and a smux stream; when **either** direction ends
 /// (EOF or error), both are closed (`docs/wire-format.md#kcptun-tunnel`: no half-close is carried through). Data read before the end
 /// is delivered first: the stream's FIN follows the bytes already written.
 ///
-/// Returns the bytes copied (local → stream, stream → local).
-pub async fn pipe<C>(conn: C, stream: rkcp_smux::Stream) -> (u64, u64)
-where
-    C: AsyncRead + AsyncWrite,
-{
+/// A clean end (EOF from either side) closes the local connection cleanly (FIN); a failure (the smux session
+/// died, or any read or write error) **resets** it ([`LocalConn::reset`]), so that an application can tell a
+/// truncated transfer from a complete one. (The smux stream itself has no reset: kcptun's protocol only
+/// carries FIN, so a target that fails on the far side still looks like a clean end here.)
+pub async fn pipe<C: LocalConn>(conn: C, stream: rkcp_smux::Stream) -> PipeEnd {
     let (mut cr, mut cw) = tokio::io::split(conn);
     let (mut sr, mut sw) = stream.into_split();
     let mut up_n = 0u64;
     let mut down_n = 0u64;
-    let up = async {
-        let mut buf = vec![0u8; COPY_BUF];
-        let res: io::Result<()> = async {
-            loop {
-                let n = cr.read(&mut buf).await?;
-                if n == 0 {
-                    return Ok(());
+    let res = {
+        let up = async {
+            let mut buf = vec![0u8; COPY_BUF];
+            let res: io::Result<()> = async {
+                loop {
+                    let n = cr.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    sw.write_all(&buf[..n]).await?;
+                    up_n += n as u64;
                 }
-                sw.write_all(&buf[..n]).await?;
-                up_n += n as u64;
             }
-        }
-        .await;
-        let _ = sw.shutdown().await;
-        res
-    };
-    let down = async {
-        let mut buf = vec![0u8; DOWN_BUF];
-        let res: io::Result<()> = async {
+            .await;
+            let _ = sw.shutdown().await;
+            res
+        };
+        let down = async {
+            let mut buf = vec![0u8; DOWN_BUF];
             loop {
                 let n = sr.read(&mut buf).await?;
                 if n == 0 {
@@ -73,21 +105,31 @@ where
                 cw.write_all(&buf[..n]).await?;
                 down_n += n as u64;
             }
+        };
+        tokio::select! {
+            r = up => r,
+            r = down => r,
         }
-        .await;
-        let _ = cw.shutdown().await;
-        res
     };
-    let res = tokio::select! {
-        r = up => r,
-        r = down => r,
+    let mut conn = cr.unsplit(cw);
+    let failed = match res {
+        Ok(()) => {
+            let _ = conn.shutdown().await;
+            false
+        }
+        Err(e) => {
+            if e.kind() == io::ErrorKind::InvalidData {
+                tracing::warn!(error = %e, "smux protocol error");
+            }
+            conn.reset();
+            true
+        }
     };
-    if let Err(e) = res
-        && e.kind() == io::ErrorKind::InvalidData
-    {
-        tracing::warn!(error = %e, "smux protocol error");
+    PipeEnd {
+        up: up_n,
+        down: down_n,
+        failed,
     }
-    (up_n, down_n)
 }
 
 /// kcptun's `--snmplog`: every `period` seconds, append one CSV row of the process-wide KCP counters to the
