@@ -70,7 +70,8 @@ fn main() {
         println!("{:<10} {:>10.1} MB/s", kind.name(), mbs);
     }
 
-    println!("\nPacketCrypt, 1350-byte datagrams:      seal MB/s    open MB/s");
+    println!("\nPacketCrypt (SessionCrypt for the AEAD kinds), 1350-byte datagrams:");
+    println!("{:<38} {:>10}   {:>10}", "", "seal MB/s", "open MB/s");
     for kind in CipherKind::ALL.into_iter().filter(|&k| wanted(k)) {
         let pc = PacketCrypt::new(kind, &key);
         let mut buf = data[..1350].to_vec();
