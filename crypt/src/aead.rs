@@ -1,26 +1,16 @@
-//! The authenticated, Rust-only packet modes (AES-256-GCM and ChaCha20-Poly1305).
-//!
-//! **Superseded** by the per-session layout of `aead_session.rs` ([`crate::SessionCrypt`]); the
-//! listener-wide layout below (one key for every session and both directions, a shared nonce
-//! generator with a 32-bit random prefix, no replay window) stays only until the session layer
-//! has switched over, then `PacketCrypt`'s AEAD seal/open and `NonceGen::next_counter96` go.
-//! The `Aead` type itself (`seal_aad`/`open_aad`) is shared by both layouts.
-//!
-//! Wire layout: `nonce (12) ‖ ciphertext ‖ tag (16)`. The nonce is a counter nonce
-//! (`NonceGen::next_counter96`), sent in clear and also passed as associated data, so the whole
-//! header is authenticated. **kcp-go cannot read these packets**: there is no CRC field and the
-//! layout differs, so a Go peer drops every one as a checksum error.
-//!
-//! There is deliberately no replay window: an exact replay decrypts (KCP discards the duplicate
-//! segment by its sequence number, as it does for a duplicated datagram), while any modified,
-//! truncated, extended or re-spliced packet fails the tag check.
+//! The AEAD primitives of the authenticated, Rust-only kinds (AES-256-GCM and
+//! ChaCha20-Poly1305), as the per-session layout of `aead_session.rs` ([`crate::SessionCrypt`])
+//! uses them: detached tags, in-place encryption, caller-chosen nonce and associated data. The
+//! wire layout, keys and nonces are documented on [`crate::SessionCrypt`]
+//! (docs/wire-format.md#crypt-aead).
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 
-/// Length of the clear nonce in front of an authenticated packet.
-pub const AEAD_NONCE_LEN: usize = 12;
+/// Nonce length of both AEADs (96 bits). Not on the wire: the session layout derives the nonce
+/// from the datagram counter.
+pub(crate) const AEAD_NONCE_LEN: usize = 12;
 /// Length of the authentication tag at the end of an authenticated packet.
 pub const AEAD_TAG_LEN: usize = 16;
 
@@ -39,16 +29,6 @@ impl Aead {
 
     pub(crate) fn chacha20poly1305(key: &[u8; 32]) -> Self {
         Aead::ChaCha20Poly1305(Box::new(ChaCha20Poly1305::new(key.into())))
-    }
-
-    /// `header` holds the nonce (already filled), `body` the plaintext, `tag` receives the tag.
-    pub(crate) fn seal(
-        &self,
-        header: &[u8; AEAD_NONCE_LEN],
-        body: &mut [u8],
-        tag: &mut [u8; AEAD_TAG_LEN],
-    ) {
-        self.seal_aad(header, header, body, tag);
     }
 
     /// Encrypts `body` in place under `nonce`, authenticating `aad` too; `tag` receives the tag.
@@ -73,15 +53,6 @@ impl Aead {
                 tag.fill(0);
             }
         }
-    }
-
-    pub(crate) fn open(
-        &self,
-        header: &[u8; AEAD_NONCE_LEN],
-        body: &mut [u8],
-        tag: &[u8; AEAD_TAG_LEN],
-    ) -> Result<(), AuthFailed> {
-        self.open_aad(header, header, body, tag)
     }
 
     /// Checks `tag` over `aad` and the ciphertext `body`, decrypting `body` in place.

@@ -27,7 +27,8 @@ pub const SESSION_HEADER_LEN: usize = SESSION_ID_LEN + SESSION_COUNTER_LEN;
 /// Overhead of an AEAD session datagram: header and tag (40 bytes).
 pub const SESSION_OVERHEAD: usize = SESSION_HEADER_LEN + AEAD_TAG_LEN;
 
-/// HKDF-Extract salt of the master key; "v2" after the listener-wide layout of [`PacketCrypt`].
+/// HKDF-Extract salt of the master key ("v2": this crate's second AEAD layout, after a removed
+/// listener-wide one).
 const MASTER_SALT: &[u8] = b"rkcp aead v2";
 
 /// 16 bytes naming one side of one session: 8 bytes of big-endian unix time in milliseconds at
@@ -237,8 +238,7 @@ enum PeerKey {
 /// sender's session id (16) ‖ counter (8, big-endian) ‖ ciphertext ‖ tag (16)
 /// ```
 ///
-/// 40 bytes of overhead ([`SESSION_OVERHEAD`]; the listener-wide layout of
-/// [`PacketCrypt`] has 12 + 16 = 28). A session id ([`SessionId`]) is 8 bytes of big-endian unix
+/// 40 bytes of overhead ([`SESSION_OVERHEAD`]). A session id ([`SessionId`]) is 8 bytes of big-endian unix
 /// time in milliseconds at its creation, then 8 random bytes. The client draws its id `C` when it
 /// dials; the server draws its own id `S` when it accepts `C`. Client-to-server datagrams carry
 /// `C` (so the listener routes on it before any cryptography, [`peek_session_id`]),
@@ -269,9 +269,7 @@ enum PeerKey {
 /// number of clients, servers or restarts — or two server sessions for one `C` drawing the same
 /// `S`, likewise. A restarted client or server draws new ids, so it never continues an old
 /// counter under an old key; a `C` replayed to a restarted listener, or to another listener
-/// sharing the passphrase, gets a new `S` and so a new `key_s2c`. (The listener-wide
-/// [`PacketCrypt`] layout, by contrast, uses one key for every session of every listener with
-/// the passphrase and a 32-bit random prefix.)
+/// sharing the passphrase, gets a new `S` and so a new `key_s2c`.
 ///
 /// # Replays
 /// * Within a session: each direction's opener keeps an RFC 6479 sliding window
@@ -426,8 +424,8 @@ impl SessionCrypt {
         self.header_len() + self.trailer_len()
     }
 
-    /// Seals `buf` in place, as [`PacketCrypt::seal`]: `header_len()` bytes of space, the
-    /// payload, `trailer_len()` bytes of space.
+    /// Seals `buf` in place: `header_len()` bytes of space, the payload, `trailer_len()` bytes
+    /// of space (for the kcp-go kinds exactly as [`PacketCrypt::seal`]).
     ///
     /// # Panics
     /// On a buffer shorter than [`SessionCrypt::overhead`] or an exhausted counter (2^64 − 1

@@ -58,8 +58,12 @@ pub enum CipherKind {
     /// `none`: no encryption, but the nonce and CRC32 header are still sent and checked.
     None,
     /// `aes-256-gcm`: authenticated AES-256-GCM. **Rust-only**, not understood by Go peers.
+    /// Sealed and opened per session only ([`PacketCrypt::client_session`](crate::PacketCrypt::client_session),
+    /// [`SessionCrypt`](crate::SessionCrypt)); `PacketCrypt::seal`/`open` refuse it
+    /// ([`CryptError::SessionRequired`]).
     Aes256Gcm,
     /// `chacha20-poly1305`: authenticated ChaCha20-Poly1305. **Rust-only**, not understood by Go peers.
+    /// Sealed and opened per session only, as [`CipherKind::Aes256Gcm`].
     ChaCha20Poly1305,
 }
 

@@ -8,9 +8,10 @@
 //! The random nonce, being the first plaintext block, is what makes two equal payloads encrypt
 //! differently.
 //!
-//! * [`PacketCrypt`] does the whole job: [`PacketCrypt::seal`] before sending,
-//!   [`PacketCrypt::open`] on receipt, with a typed [`CryptError`] for short, corrupted or
-//!   forged input.
+//! * [`PacketCrypt`] does the whole job for the kcp-go ciphers: [`PacketCrypt::seal`] before
+//!   sending, [`PacketCrypt::open`] on receipt, with a typed [`CryptError`] for short, corrupted
+//!   or forged input. For the authenticated kinds it holds the keys [`SessionCrypt`]s are made
+//!   from.
 //! * [`CipherKind`] names the ciphers as kcptun's `--crypt` does; [`derive_key`] is kcptun's
 //!   `--key` to key derivation.
 //! * [`BlockCrypt`] / [`new_block_crypt`] expose the bare kcp-go ciphers.
@@ -34,10 +35,8 @@
 //! there is no replay protection (docs/wire-format.md#crypt-contract). `xor` and `none` are not encryption at all. For
 //! links where both ends run this crate, [`CipherKind::Aes256Gcm`] and
 //! [`CipherKind::ChaCha20Poly1305`] authenticate every packet; **Go peers do not understand
-//! them**. Use them through [`SessionCrypt`] (docs/wire-format.md#crypt-aead): the listener-wide
-//! AEAD layout of [`PacketCrypt::seal`] (one key and one nonce sequence for every session, a
-//! 32-bit random nonce prefix, no replay protection) is kept only until the session layer has
-//! switched over.
+//! them**. They seal and open only through [`SessionCrypt`] (docs/wire-format.md#crypt-aead);
+//! [`PacketCrypt::seal`] and [`PacketCrypt::open`] refuse them ([`CryptError::SessionRequired`]).
 //!
 //! ```
 //! use rkcp_crypt::{CipherKind, PacketCrypt};
@@ -74,7 +73,7 @@ mod tests;
 #[cfg(all(test, not(feature = "legacy-ciphers")))]
 mod tests_without_legacy;
 
-pub use aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN};
+pub use aead::AEAD_TAG_LEN;
 pub use aead_session::{
     Opened, Role, SESSION_COUNTER_LEN, SESSION_HEADER_LEN, SESSION_ID_LEN, SESSION_OVERHEAD,
     SessionCrypt, SessionId, SessionOpener, SessionSealer, peek_session_id, unix_time_ms,
@@ -150,6 +149,15 @@ pub enum CryptError {
     /// session.
     #[error("session counter exhausted")]
     CounterExhausted,
+    /// The authenticated kinds ([`CipherKind::Aes256Gcm`], [`CipherKind::ChaCha20Poly1305`])
+    /// given to [`PacketCrypt::try_seal`], [`PacketCrypt::seal`] (which panics with this) or
+    /// [`PacketCrypt::open`]: they seal and open only per session, through the
+    /// [`SessionCrypt`] of [`PacketCrypt::client_session`] / [`PacketCrypt::server_session`].
+    /// A caller bug, never caused by peer input.
+    #[error(
+        "the authenticated kinds seal and open per session: use PacketCrypt::client_session/server_session"
+    )]
+    SessionRequired,
     /// [`PacketCrypt::try_seal`] got a buffer with no room for the header and trailer;
     /// reserve [`PacketCrypt::overhead`] bytes.
     #[error("buffer of {len} bytes cannot hold the {min}-byte crypto overhead")]

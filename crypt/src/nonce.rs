@@ -48,20 +48,6 @@ impl NonceGen {
         self.cipher.encrypt_block(&mut b);
         b.into()
     }
-
-    /// Returns the next 12-byte AEAD nonce: the first 4 prefix bytes, then the counter
-    /// (little-endian). Unlike [`NonceGen::next`] this is a *counter* nonce, so it never repeats
-    /// within one generator (2^64 packets), which AES-GCM needs far more than unpredictability;
-    /// two generators sharing a key (both ends of a link) repeat one only if their random
-    /// prefixes match (2^-32) *and* their random 64-bit counter ranges overlap.
-    #[inline]
-    pub(crate) fn next_counter96(&self) -> [u8; 12] {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut out = [0u8; 12];
-        out[..4].copy_from_slice(&self.prefix[..4]);
-        out[4..].copy_from_slice(&n.to_le_bytes());
-        out
-    }
 }
 
 /// Fills `buf` from the OS RNG. If the OS refuses (practically never on Linux), falls back to

@@ -4,14 +4,15 @@
 use core::ops::Range;
 use std::sync::Arc;
 
-use crate::aead::{AEAD_NONCE_LEN, AEAD_TAG_LEN, Aead};
-use crate::aead_session::MasterKey;
+use crate::aead::AEAD_TAG_LEN;
+use crate::aead_session::{MasterKey, SESSION_HEADER_LEN};
 use crate::block::{BlockCrypt, new_block_crypt};
 use crate::kind::CipherKind;
 use crate::nonce::NonceGen;
 use crate::{CRC_LEN, CryptError, HEADER_LEN, NONCE_LEN, derive_key};
 
-/// Seals and opens whole datagrams for one cipher and key.
+/// Seals and opens whole datagrams for one cipher and key; holds the keys the per-session
+/// [`SessionCrypt`](crate::SessionCrypt)s are made from.
 ///
 /// **kcp-go ciphers** (the thirteen of [`CipherKind::KCPTUN`]) use kcp-go's 20-byte header:
 /// a fresh 16-byte random nonce, then the CRC32-IEEE of everything after the header,
@@ -19,17 +20,21 @@ use crate::{CRC_LEN, CryptError, HEADER_LEN, NONCE_LEN, derive_key};
 /// (docs/wire-format.md#session-output-crypt). That is confidentiality (except `xor`/`none`) plus error detection,
 /// **not** authentication: anyone can forge packets that pass the CRC.
 ///
-/// **Authenticated kinds** ([`CipherKind::Aes256Gcm`], [`CipherKind::ChaCha20Poly1305`]) use a
-/// 12-byte clear nonce header and a 16-byte tag trailer and reject every modified packet; only
-/// peers running this crate understand them.
+/// **Authenticated kinds** ([`CipherKind::Aes256Gcm`], [`CipherKind::ChaCha20Poly1305`]) seal
+/// and open **per session only**: a `PacketCrypt` of those kinds holds the master key, and
+/// [`PacketCrypt::client_session`] / [`PacketCrypt::server_session`] make the
+/// [`SessionCrypt`](crate::SessionCrypt) that seals and opens (24-byte header, 16-byte tag,
+/// per-session keys, replay window; docs/wire-format.md#crypt-aead). [`PacketCrypt::try_seal`]
+/// and [`PacketCrypt::open`] refuse them with [`CryptError::SessionRequired`] (and
+/// [`PacketCrypt::seal`] panics). Only peers running this crate understand them.
 ///
 /// Cheap to clone (an `Arc` inside); `Send + Sync`, and both `seal` and `open` take `&self`, so
 /// one instance can serve every session of a listener concurrently. All key schedules are
-/// expanded in [`PacketCrypt::new`]; a packet costs one nonce (an AES block), the CRC and the
-/// cipher itself, without allocating.
+/// expanded in [`PacketCrypt::new`]; a kcp-go packet costs one nonce (an AES block), the CRC and
+/// the cipher itself, without allocating.
 ///
 /// ```
-/// use rkcp_crypt::{CipherKind, PacketCrypt};
+/// use rkcp_crypt::{CipherKind, CryptError, PacketCrypt};
 ///
 /// let pc = PacketCrypt::from_passphrase(CipherKind::Aes, "it's a secrect");
 /// let payload = b"kcp segment bytes";
@@ -44,6 +49,11 @@ use crate::{CRC_LEN, CryptError, HEADER_LEN, NONCE_LEN, derive_key};
 /// pc.seal(&mut buf);
 /// buf[30] ^= 1;
 /// assert!(pc.open(&mut buf).is_err());
+///
+/// // The authenticated kinds seal and open only through a per-session `SessionCrypt`.
+/// let gcm = PacketCrypt::new(CipherKind::Aes256Gcm, &[7; 32]);
+/// assert_eq!(gcm.try_seal(&mut buf), Err(CryptError::SessionRequired));
+/// assert_eq!(gcm.open(&mut buf), Err(CryptError::SessionRequired));
 /// ```
 #[derive(Clone)]
 pub struct PacketCrypt {
@@ -58,9 +68,9 @@ struct Inner {
 
 enum Mode {
     Legacy(Box<dyn BlockCrypt>),
-    /// The listener-wide AEAD layout (`aead.rs`) and the master key of the per-session one
-    /// (`aead_session.rs`).
-    Aead(Aead, MasterKey),
+    /// The master key of the per-session AEAD layout (`aead_session.rs`); nothing is sealed or
+    /// opened with it directly.
+    Aead(MasterKey),
 }
 
 impl PacketCrypt {
@@ -82,9 +92,8 @@ impl PacketCrypt {
     /// always succeeds.
     pub fn try_new(kind: CipherKind, key: &[u8; 32]) -> Result<PacketCrypt, CryptError> {
         let mode = match kind {
-            CipherKind::Aes256Gcm => Mode::Aead(Aead::aes256gcm(key), MasterKey::new(kind, key)),
-            CipherKind::ChaCha20Poly1305 => {
-                Mode::Aead(Aead::chacha20poly1305(key), MasterKey::new(kind, key))
+            CipherKind::Aes256Gcm | CipherKind::ChaCha20Poly1305 => {
+                Mode::Aead(MasterKey::new(kind, key))
             }
             // Every kcptun kind accepts the key prefix `#crypt-ciphers` gives it (fixed lengths, checked by
             // the `every_kcptun_kind_constructs` test), so only a kind left out of this build
@@ -114,7 +123,7 @@ impl PacketCrypt {
     /// `None` for the kcp-go kinds.
     pub(crate) fn aead_master(&self) -> Option<&MasterKey> {
         match &self.inner.mode {
-            Mode::Aead(_, m) => Some(m),
+            Mode::Aead(m) => Some(m),
             Mode::Legacy(_) => None,
         }
     }
@@ -125,16 +134,19 @@ impl PacketCrypt {
     }
 
     /// Bytes in front of the payload: 20 (nonce 16 + CRC 4, docs/wire-format.md#session-headers) for every kcp-go
-    /// cipher, 12 (the nonce) for the authenticated kinds. The session reserves this much in
-    /// front of each datagram and gives the FEC encoder this offset.
+    /// cipher; for the authenticated kinds 24 ([`SESSION_HEADER_LEN`](crate::SESSION_HEADER_LEN):
+    /// session id and counter), the header of their [`SessionCrypt`](crate::SessionCrypt)s. The
+    /// session reserves this much in front of each datagram and gives the FEC encoder this
+    /// offset.
     pub fn header_len(&self) -> usize {
         match self.inner.mode {
             Mode::Legacy(_) => HEADER_LEN,
-            Mode::Aead(..) => AEAD_NONCE_LEN,
+            Mode::Aead(..) => SESSION_HEADER_LEN,
         }
     }
 
-    /// Bytes after the payload: 0 for kcp-go ciphers, 16 (the tag) for the authenticated kinds.
+    /// Bytes after the payload: 0 for kcp-go ciphers, 16 (the tag) for the authenticated kinds,
+    /// as their [`SessionCrypt`](crate::SessionCrypt)s.
     pub fn trailer_len(&self) -> usize {
         match self.inner.mode {
             Mode::Legacy(_) => 0,
@@ -142,94 +154,82 @@ impl PacketCrypt {
         }
     }
 
-    /// `header_len() + trailer_len()`: the size of a sealed packet with an empty payload, and
-    /// the least [`PacketCrypt::open`] accepts.
+    /// `header_len() + trailer_len()`: the size of a sealed packet with an empty payload. For the
+    /// kcp-go ciphers 20, the least [`PacketCrypt::open`] accepts; for the authenticated kinds 40
+    /// ([`SESSION_OVERHEAD`](crate::SESSION_OVERHEAD)), as their
+    /// [`SessionCrypt`](crate::SessionCrypt)s.
     pub fn overhead(&self) -> usize {
         self.header_len() + self.trailer_len()
     }
 
-    /// Seals `buf` in place: `buf` is `header_len()` bytes of space, the payload, then
-    /// `trailer_len()` bytes of space. Writes the nonce (and CRC or tag) and encrypts.
+    /// Seals `buf` in place for a kcp-go cipher: `buf` is `header_len()` bytes of space, then the
+    /// payload. Writes the nonce and CRC and encrypts.
     ///
     /// # Panics
     /// If `buf` is shorter than [`PacketCrypt::overhead`], a caller bug (the buffer is local,
-    /// never peer input). Use [`PacketCrypt::try_seal`] to get an error instead.
+    /// never peer input), or for the authenticated kinds, which seal only per session
+    /// ([`CryptError::SessionRequired`]: use [`PacketCrypt::client_session`] /
+    /// [`PacketCrypt::server_session`]). Use [`PacketCrypt::try_seal`] to get an error instead.
     pub fn seal(&self, buf: &mut [u8]) {
         if let Err(e) = self.try_seal(buf) {
             panic!("PacketCrypt::seal: {e}");
         }
     }
 
-    /// [`PacketCrypt::seal`] that reports a too-short buffer instead of panicking (and then
-    /// leaves `buf` untouched).
+    /// [`PacketCrypt::seal`] that returns errors instead of panicking, leaving `buf` untouched:
+    /// [`CryptError::SessionRequired`] for the authenticated kinds (whatever `buf`), else
+    /// [`CryptError::SealBufferTooSmall`] for a buffer shorter than [`PacketCrypt::overhead`].
     pub fn try_seal(&self, buf: &mut [u8]) -> Result<(), CryptError> {
-        let len = buf.len();
-        let min = self.overhead();
-        if len < min {
-            return Err(CryptError::SealBufferTooSmall { len, min });
-        }
         let inner = &*self.inner;
-        match &inner.mode {
-            Mode::Legacy(bc) => {
-                let (header, body) = buf.split_at_mut(HEADER_LEN);
-                header[..NONCE_LEN].copy_from_slice(&inner.nonces.next());
-                let crc = crc32fast::hash(body);
-                header[NONCE_LEN..NONCE_LEN + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
-                bc.encrypt(buf);
-            }
-            Mode::Aead(aead, _) => {
-                let (header, rest) = buf.split_at_mut(AEAD_NONCE_LEN);
-                let (body, tag) = rest.split_at_mut(rest.len() - AEAD_TAG_LEN);
-                let nonce = inner.nonces.next_counter96();
-                header.copy_from_slice(&nonce);
-                let tag: &mut [u8; AEAD_TAG_LEN] = tag
-                    .try_into()
-                    .map_err(|_| CryptError::SealBufferTooSmall { len, min })?;
-                aead.seal(&nonce, body, tag);
-            }
+        let Mode::Legacy(bc) = &inner.mode else {
+            return Err(CryptError::SessionRequired);
+        };
+        let len = buf.len();
+        if len < HEADER_LEN {
+            return Err(CryptError::SealBufferTooSmall {
+                len,
+                min: HEADER_LEN,
+            });
         }
+        let (header, body) = buf.split_at_mut(HEADER_LEN);
+        header[..NONCE_LEN].copy_from_slice(&inner.nonces.next());
+        let crc = crc32fast::hash(body);
+        header[NONCE_LEN..NONCE_LEN + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+        bc.encrypt(buf);
         Ok(())
     }
 
-    /// Opens a received datagram in place: decrypts it, verifies the CRC (kcp-go ciphers) or the
-    /// tag (authenticated kinds) and returns where the payload lies within `buf`.
+    /// Opens a received kcp-go datagram in place: decrypts it, verifies the CRC and returns where
+    /// the payload lies within `buf`.
     ///
     /// Accepts any bytes and never panics. On error the contents of `buf` are unspecified (kcp-go
     /// decrypts before checking too); the session drops the datagram and counts the error
     /// (`InCsumErrors` for [`CryptError::ChecksumMismatch`], docs/wire-format.md#session-input-crypt).
+    ///
+    /// The authenticated kinds open only per session ([`PacketCrypt::client_session`] /
+    /// [`PacketCrypt::server_session`]): for them this always returns
+    /// [`CryptError::SessionRequired`] and leaves `buf` untouched.
     pub fn open(&self, buf: &mut [u8]) -> Result<Range<usize>, CryptError> {
+        let Mode::Legacy(bc) = &self.inner.mode else {
+            return Err(CryptError::SessionRequired);
+        };
         let len = buf.len();
-        let min = self.overhead();
-        if len < min {
-            return Err(CryptError::TooShort { len, min });
+        if len < HEADER_LEN {
+            return Err(CryptError::TooShort {
+                len,
+                min: HEADER_LEN,
+            });
         }
-        match &self.inner.mode {
-            Mode::Legacy(bc) => {
-                bc.decrypt(buf);
-                let (header, body) = buf.split_at(HEADER_LEN);
-                let mut c = [0u8; CRC_LEN];
-                c.copy_from_slice(&header[NONCE_LEN..]);
-                let expected = u32::from_le_bytes(c);
-                let computed = crc32fast::hash(body);
-                if expected != computed {
-                    return Err(CryptError::ChecksumMismatch { expected, computed });
-                }
-                Ok(HEADER_LEN..len)
-            }
-            Mode::Aead(aead, _) => {
-                let (header, rest) = buf.split_at_mut(AEAD_NONCE_LEN);
-                let (body, tag) = rest.split_at_mut(rest.len() - AEAD_TAG_LEN);
-                let (Ok(header), Ok(tag)) = (
-                    <&[u8; AEAD_NONCE_LEN]>::try_from(&*header),
-                    <&[u8; AEAD_TAG_LEN]>::try_from(&*tag),
-                ) else {
-                    return Err(CryptError::TooShort { len, min });
-                };
-                aead.open(header, body, tag)
-                    .map_err(|_| CryptError::AuthenticationFailed)?;
-                Ok(AEAD_NONCE_LEN..len - AEAD_TAG_LEN)
-            }
+        bc.decrypt(buf);
+        let (header, body) = buf.split_at(HEADER_LEN);
+        let mut c = [0u8; CRC_LEN];
+        c.copy_from_slice(&header[NONCE_LEN..]);
+        let expected = u32::from_le_bytes(c);
+        let computed = crc32fast::hash(body);
+        if expected != computed {
+            return Err(CryptError::ChecksumMismatch { expected, computed });
         }
+        Ok(HEADER_LEN..len)
     }
 }
 

@@ -169,9 +169,13 @@ fn header_sizes() {
         assert_eq!((pc.header_len(), pc.trailer_len()), (20, 0), "{kind}");
         assert_eq!(pc.kind(), kind);
     }
+    // The authenticated kinds report their sessions' layout (docs/wire-format.md#crypt-aead).
     for kind in CipherKind::AUTHENTICATED {
         let pc = PacketCrypt::new(kind, &key);
-        assert_eq!((pc.header_len(), pc.trailer_len()), (12, 16), "{kind}");
+        assert_eq!((pc.header_len(), pc.trailer_len()), (24, 16), "{kind}");
+        assert_eq!(pc.overhead(), SESSION_OVERHEAD, "{kind}");
+        let sc = pc.client_session(SessionId::new(T, [1; 8]));
+        assert_eq!((sc.header_len(), sc.trailer_len()), (24, 16), "{kind}");
     }
 }
 
@@ -217,7 +221,7 @@ fn equal_payloads_encrypt_differently() {
 
 #[test]
 fn short_packets_rejected() {
-    for kind in CipherKind::ALL {
+    for kind in CipherKind::KCPTUN {
         let pc = PacketCrypt::new(kind, &[3; 32]);
         let min = pc.overhead();
         for len in 0..min {
@@ -261,7 +265,7 @@ fn crc_mismatch_rejected() {
 
 #[test]
 fn wrong_key_rejected() {
-    for kind in CipherKind::ALL {
+    for kind in CipherKind::KCPTUN {
         if kind == CipherKind::None {
             continue; // `none` has no key
         }
@@ -271,71 +275,128 @@ fn wrong_key_rejected() {
         tx.seal(&mut buf);
         assert!(rx.open(&mut buf).is_err(), "{kind}");
     }
-}
-
-#[test]
-fn aead_rejects_every_single_bitflip() {
     for kind in CipherKind::AUTHENTICATED {
-        let pc = PacketCrypt::new(kind, &[9; 32]);
-        let mut sealed = vec![0u8; 12 + 40 + 16];
-        sealed[12..52].copy_from_slice(&[0x5A; 40]);
-        pc.seal(&mut sealed);
-        for bit in 0..sealed.len() * 8 {
-            let mut buf = sealed.clone();
-            buf[bit / 8] ^= 1 << (bit % 8);
-            assert_eq!(
-                pc.open(&mut buf),
-                Err(CryptError::AuthenticationFailed),
-                "{kind} bit {bit}"
-            );
-        }
-        let mut buf = sealed.clone();
-        assert_eq!(pc.open(&mut buf), Ok(12..52));
-        assert_eq!(buf[12..52], [0x5A; 40]);
-        // An exact replay still opens (KCP drops duplicate segments); see the aead module docs.
-        let mut again = sealed.clone();
-        assert!(pc.open(&mut again).is_ok());
-    }
-}
-
-#[test]
-fn aead_rejects_truncation_and_extension() {
-    for kind in CipherKind::AUTHENTICATED {
-        let pc = PacketCrypt::new(kind, &[9; 32]);
-        let mut sealed = vec![0u8; 12 + 40 + 16];
-        pc.seal(&mut sealed);
-        for cut in 1..=40 {
-            let mut buf = sealed[..sealed.len() - cut].to_vec();
-            assert_eq!(
-                pc.open(&mut buf),
-                Err(CryptError::AuthenticationFailed),
-                "{kind}"
-            );
-            let mut buf = sealed[cut..].to_vec();
-            assert_eq!(
-                pc.open(&mut buf),
-                Err(CryptError::AuthenticationFailed),
-                "{kind}"
-            );
-        }
-        let mut buf = sealed.clone();
-        buf.push(0);
+        let (c, s) = (SessionId::new(T, [1; 8]), SessionId::new(T, [2; 8]));
+        let mut tx = PacketCrypt::new(kind, &[5; 32]).client_session(c);
+        let mut rx = PacketCrypt::new(kind, &[6; 32]).server_session(c, s);
+        let mut buf = vec![0u8; 100];
+        tx.seal(&mut buf);
         assert_eq!(
-            pc.open(&mut buf),
+            rx.open(&mut buf),
             Err(CryptError::AuthenticationFailed),
             "{kind}"
         );
     }
 }
 
+/// The authenticated kinds seal and open only per session: `PacketCrypt` refuses them with
+/// `SessionRequired` whatever the buffer, touches nothing, and `open` never panics.
 #[test]
-fn aead_nonces_are_unique_counters() {
-    let pc = PacketCrypt::new(CipherKind::ChaCha20Poly1305, &[2; 32]);
-    let mut seen = std::collections::HashSet::new();
-    for _ in 0..1000 {
-        let mut buf = [0u8; 28];
-        pc.seal(&mut buf);
-        assert!(seen.insert(buf[..12].to_vec()));
+fn packet_crypt_refuses_aead_kinds() {
+    for kind in CipherKind::AUTHENTICATED {
+        let pc = PacketCrypt::new(kind, &[3; 32]);
+        for len in [0, 1, 12, 23, 24, 39, 40, 41, 68, 100, 1500] {
+            let orig: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut buf = orig.clone();
+            assert_eq!(
+                pc.try_seal(&mut buf),
+                Err(CryptError::SessionRequired),
+                "{kind} len {len}"
+            );
+            assert_eq!(buf, orig, "{kind} len {len}");
+            assert_eq!(
+                pc.open(&mut buf),
+                Err(CryptError::SessionRequired),
+                "{kind} len {len}"
+            );
+            assert_eq!(buf, orig, "{kind} len {len}");
+        }
+        // A datagram its sessions sealed does not open through `PacketCrypt` either.
+        let mut d = vec![0u8; SESSION_OVERHEAD + 5];
+        pc.client_session(SessionId::new(T, [1; 8])).seal(&mut d);
+        assert_eq!(pc.open(&mut d), Err(CryptError::SessionRequired), "{kind}");
+    }
+    assert!(
+        CryptError::SessionRequired
+            .to_string()
+            .contains("client_session/server_session")
+    );
+}
+
+#[test]
+#[should_panic(expected = "PacketCrypt::seal: the authenticated kinds seal and open per session")]
+fn seal_panics_for_aead_kinds() {
+    PacketCrypt::new(CipherKind::ChaCha20Poly1305, &[3; 32]).seal(&mut [0u8; 100]);
+}
+
+/// A client session's datagram opened by the server session, and the reverse; every single bit
+/// flipped anywhere (id, counter, ciphertext, tag) fails without burning the counter, and an
+/// exact replay of an opened datagram is refused.
+#[test]
+fn aead_session_rejects_every_single_bitflip() {
+    for kind in CipherKind::AUTHENTICATED {
+        let (mut cl, mut sv) = session_pair(kind);
+        for to_server in [true, false] {
+            let (tx, rx) = if to_server {
+                (&mut cl, &mut sv)
+            } else {
+                (&mut sv, &mut cl)
+            };
+            let mut sealed = vec![0u8; 24 + 40 + 16];
+            sealed[24..64].copy_from_slice(&[0x5A; 40]);
+            tx.seal(&mut sealed);
+            for bit in 0..sealed.len() * 8 {
+                let mut buf = sealed.clone();
+                buf[bit / 8] ^= 1 << (bit % 8);
+                assert!(rx.open(&mut buf).is_err(), "{kind} bit {bit}");
+            }
+            let mut buf = sealed.clone();
+            assert_eq!(rx.open(&mut buf).map(|o| o.payload), Ok(24..64), "{kind}");
+            assert_eq!(buf[24..64], [0x5A; 40]);
+            let mut again = sealed.clone();
+            assert!(
+                matches!(rx.open(&mut again), Err(CryptError::Replayed { .. })),
+                "{kind}"
+            );
+        }
+    }
+}
+
+#[test]
+fn aead_session_rejects_truncation_and_extension() {
+    for kind in CipherKind::AUTHENTICATED {
+        let (mut cl, mut sv) = session_pair(kind);
+        let mut sealed = vec![0u8; 24 + 40 + 16];
+        cl.seal(&mut sealed);
+        for cut in 1..=40 {
+            let mut buf = sealed[..sealed.len() - cut].to_vec();
+            assert_eq!(
+                sv.open(&mut buf),
+                Err(CryptError::AuthenticationFailed),
+                "{kind}"
+            );
+            let mut buf = sealed[cut..].to_vec();
+            assert_eq!(
+                sv.open(&mut buf),
+                Err(CryptError::AuthenticationFailed),
+                "{kind}"
+            );
+        }
+        let mut buf = sealed[..39].to_vec();
+        assert_eq!(
+            sv.open(&mut buf),
+            Err(CryptError::TooShort { len: 39, min: 40 }),
+            "{kind}"
+        );
+        let mut buf = sealed.clone();
+        buf.push(0);
+        assert_eq!(
+            sv.open(&mut buf),
+            Err(CryptError::AuthenticationFailed),
+            "{kind}"
+        );
+        // None of that burnt counter 0.
+        assert!(sv.open(&mut sealed).is_ok(), "{kind}");
     }
 }
 
@@ -363,6 +424,23 @@ fn bare_ciphers_accept_tiny_buffers() {
     }
 }
 
+/// A client's session start time for the AEAD tests (any value works: freshness is the
+/// listener's business, not `SessionCrypt`'s).
+const T: u64 = 1_700_000_000_000;
+
+/// Both ends of one AEAD session under a fixed key, the server having heard the client first
+/// (as a listener does), so either may seal to the other.
+fn session_pair(kind: CipherKind) -> (SessionCrypt, SessionCrypt) {
+    let pc = PacketCrypt::new(kind, &[9; 32]);
+    let c = SessionId::new(T, [1; 8]);
+    let mut cl = pc.client_session(c);
+    let mut sv = pc.server_session(c, SessionId::new(T + 1, [2; 8]));
+    let mut hello = vec![0u8; SESSION_OVERHEAD];
+    cl.seal(&mut hello);
+    sv.open(&mut hello).expect("the client's first datagram");
+    (cl, sv)
+}
+
 fn any_kind() -> impl Strategy<Value = CipherKind> {
     proptest::sample::select(CipherKind::ALL.to_vec())
 }
@@ -378,40 +456,48 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
+    /// kcp-go kinds through `PacketCrypt`, the authenticated ones through a client session
+    /// sealing and a server session opening.
     #[test]
     fn prop_seal_open_round_trip(kind in any_kind(), key in any::<[u8; 32]>(), data in payload()) {
         let pc = PacketCrypt::new(kind, &key);
         let h = pc.header_len();
         let mut buf = vec![0u8; h + data.len() + pc.trailer_len()];
         buf[h..h + data.len()].copy_from_slice(&data);
-        pc.seal(&mut buf);
-        let range = pc.open(&mut buf).unwrap();
+        let range = if kind.is_authenticated() {
+            let c = SessionId::new(T, [1; 8]);
+            pc.client_session(c).seal(&mut buf);
+            let opened = pc
+                .server_session(c, SessionId::new(T, [2; 8]))
+                .open(&mut buf)
+                .unwrap();
+            prop_assert_eq!(opened.counter, Some(0));
+            opened.payload
+        } else {
+            pc.seal(&mut buf);
+            pc.open(&mut buf).unwrap()
+        };
         prop_assert_eq!(range.clone(), h..h + data.len());
         prop_assert_eq!(&buf[range], &data[..]);
     }
 
+    /// Arbitrary bytes: `PacketCrypt::open` of every kind, and both ends of an AEAD session,
+    /// never panic and give a payload range inside the buffer.
     #[test]
     fn prop_open_never_panics(kind in any_kind(), data in proptest::collection::vec(any::<u8>(), 0..200)) {
         let pc = PacketCrypt::new(kind, &[0x11; 32]);
-        let mut buf = data;
-        if let Ok(r) = pc.open(&mut buf) {
-            prop_assert!(r.start <= r.end && r.end <= buf.len());
+        let mut buf = data.clone();
+        match pc.open(&mut buf) {
+            Ok(r) => prop_assert!(r.start <= r.end && r.end <= buf.len()),
+            Err(e) if kind.is_authenticated() => prop_assert_eq!(e, CryptError::SessionRequired),
+            Err(_) => {}
         }
-    }
-
-    #[test]
-    fn prop_aead_rejects_any_modification(
-        kind in proptest::sample::select(CipherKind::AUTHENTICATED.to_vec()),
-        data in proptest::collection::vec(any::<u8>(), 0..300),
-        pos in any::<prop::sample::Index>(),
-        flip in 1u8..=255,
-    ) {
-        let pc = PacketCrypt::new(kind, &[0x22; 32]);
-        let mut buf = vec![0u8; 12 + data.len() + 16];
-        buf[12..12 + data.len()].copy_from_slice(&data);
-        pc.seal(&mut buf);
-        let i = pos.index(buf.len());
-        buf[i] ^= flip;
-        prop_assert_eq!(pc.open(&mut buf), Err(CryptError::AuthenticationFailed));
+        let c = SessionId::new(T, [1; 8]);
+        for mut sc in [pc.client_session(c), pc.server_session(c, SessionId::new(T, [2; 8]))] {
+            let mut buf = data.clone();
+            if let Ok(o) = sc.open(&mut buf) {
+                prop_assert!(o.payload.start <= o.payload.end && o.payload.end <= buf.len());
+            }
+        }
     }
 }

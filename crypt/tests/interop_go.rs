@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use rkcp_crypt::{CipherKind, PacketCrypt};
+use rkcp_crypt::{CipherKind, PacketCrypt, SessionId};
 
 const PASSPHRASE: &str = "interop passphrase";
 
@@ -126,7 +126,7 @@ fn interop_go_crypt_both_directions() {
     // A Rust-only AEAD packet is garbage to kcp-go (documented): it fails the CRC under `aes`.
     let pc = PacketCrypt::from_passphrase(CipherKind::Aes256Gcm, PASSPHRASE);
     let mut buf = vec![0u8; pc.overhead() + 40];
-    pc.seal(&mut buf);
+    pc.client_session(SessionId::now()).seal(&mut buf);
     let ans = ask_go(&peer, vec![format!("open aes {}", hex(&buf))]);
     assert_eq!(ans, ["ERR csum"]);
 }
