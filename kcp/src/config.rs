@@ -52,8 +52,11 @@ pub enum Congestion {
     /// trip), starts with ten segments and no slow-start threshold, and takes a loss for
     /// congestion only when the RTT shows a queue (smoothed RTT above the minimum by more than a
     /// quarter of it and at least `interval`): then the window shrinks to 70 % (50 % on an RTO),
-    /// at most once per round trip. Random loss on an uncongested path leaves it alone. The
-    /// window never exceeds `min(snd_wnd, rmt_wnd)`. Ignores `nc`.
+    /// at most once per round trip; slow start also ends when the RTT shows a queue. Random loss
+    /// on an uncongested path leaves it alone. The window caps the segments in flight (not the
+    /// distance from `snd_una`) and never exceeds `min(snd_wnd, rmt_wnd)`. The RTO is kept at
+    /// least twice the minimum RTT plus the interval (the queue it lets build would otherwise
+    /// fire spurious RTOs with `nodelay`'s 30 ms floor). Ignores `nc`.
     LossTolerant,
 }
 

@@ -64,6 +64,12 @@ impl Kcp {
         if acked == 0 {
             return;
         }
+        // Slow start ends when the RTT shows a queue, before the queue overflows (HyStart's
+        // delay exit): overshooting a deep buffer stretches the RTT past the RTO.
+        if self.cwnd < self.ssthresh && self.queue_seen() {
+            self.ssthresh = self.cwnd;
+        }
+        let t = &mut self.tol;
         let cap = self.snd_wnd.min(self.rmt_wnd).max(1);
         if self.cwnd < self.ssthresh {
             self.cwnd = self
@@ -81,17 +87,26 @@ impl Kcp {
         self.cwnd = self.cwnd.min(cap);
     }
 
+    /// The loss-tolerant controller's minimum RTT (`None` with another controller).
+    pub(super) fn tolerant_min_rtt(&self) -> Option<u32> {
+        self.tol.min_rtt.filter(|_| self.tol.on)
+    }
+
+    /// The smoothed RTT stands above the minimum by more than a quarter of it and at least
+    /// `interval` (the receiver's ACK delay varies by up to that much): a queue on the path.
+    fn queue_seen(&self) -> bool {
+        let Some(min) = self.tol.min_rtt else {
+            return false;
+        };
+        self.rx_srtt.max(0) as u32 > min + (min / 4).max(self.interval)
+    }
+
     /// A loss in this flush (`lost`: by RTO): a congestion signal only with a queue on the path.
     fn tolerant_after_flush(&mut self, change: u64, lost: u64) {
         if change == 0 && lost == 0 {
             return;
         }
-        let Some(min) = self.tol.min_rtt else {
-            return;
-        };
-        let srtt = self.rx_srtt.max(0) as u32;
-        let queue = srtt > min + (min / 4).max(self.interval);
-        if !queue || self.tol.recover.is_some() {
+        if !self.queue_seen() || self.tol.recover.is_some() {
             return;
         }
         self.ssthresh = if lost > 0 {

@@ -43,7 +43,14 @@ impl Kcp {
         // queueing alone can stretch the RTT to twice the minimum plus the peer's ACK delay; a
         // shorter RTO would resend in-flight data spuriously. Losses are found by duplicate ACKs
         // (fast/early retransmit, RACK) well before.
-        if let Some(min_rtt) = self.rate.as_deref().and_then(|r| r.min_rtt()) {
+        // The loss-tolerant window lets a queue build up to the point where the RTT shows it (and
+        // slow start may overshoot that by a round trip): the same floor keeps its RTO above the
+        // queueing delay.
+        let min_rtt = match self.rate.as_deref() {
+            Some(r) => r.min_rtt(),
+            None => self.tolerant_min_rtt(),
+        };
+        if let Some(min_rtt) = min_rtt {
             let floor = (2 * min_rtt).saturating_add(self.interval);
             self.rx_rto = self.rx_rto.max(floor).min(RTO_MAX);
         }
