@@ -241,7 +241,10 @@ impl BenchConfig {
                 "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
                 "none" => rkcp_session::Congestion::None,
                 "rate" => rkcp_session::Congestion::DeliveryRate,
-                other => bail!("unknown congestion controller {other:?} (kcpgo, none, rate)"),
+                "tolerant" => rkcp_session::Congestion::LossTolerant,
+                other => {
+                    bail!("unknown congestion controller {other:?} (kcpgo, none, rate, tolerant)")
+                }
             },
             stream: true,
             write_delay: false,

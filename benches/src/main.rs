@@ -205,7 +205,8 @@ struct Common {
     #[arg(long, default_value_t = 0)]
     inflight: u32,
     /// Congestion controller (rkcp rows only; rows with another than kcpgo have no kcp-go row): kcpgo
-    /// (kcp-go's window, the default), none, or rate (delivery-rate model with pacing).
+    /// (kcp-go's window, the default), none, rate (delivery-rate model with pacing), or tolerant
+    /// (kcp-go's window repaired for random loss, with RACK loss detection and tail loss probes).
     #[arg(long, default_value = "kcpgo")]
     cc: String,
     /// smux version (1 or 2).

@@ -734,6 +734,7 @@ mod tests {
                         bytes: 10_000_000,
                         secs: 1.0,
                         streams: 1,
+                        wire_bytes: None,
                     },
                 },
                 Row {

@@ -8,6 +8,9 @@
 //! - **MB = 10^6 bytes**, Mbit = 10^6 bits, KB = 10^3 bytes (decimal, like link rates and like the
 //!   figures quoted in issue 7). Throughput is payload bytes ÷ wall time, so
 //!   `Mbit/s = 8 × MB/s`.
+//! - **wire/payload** (rkcp throughput rows) is the bytes the client's KCP sessions sent on the wire
+//!   (UDP payloads: KCP headers, ACKs, retransmissions, FEC parity, crypto headers; SNMP `OutBytes`)
+//!   ÷ the payload bytes. One-way the client is the sender, so this is the sending side's overhead.
 //! - **Percentiles are nearest-rank**: over the `n` round-trip times that came back, sorted
 //!   ascending, the p-th percentile is the value at 1-based rank `⌈p/100 × n⌉` (rank 1 for p = 0).
 //!   It is always one of the measured values, never an interpolation, so "p99 = 213 ms" means that
@@ -46,6 +49,12 @@ pub fn implementation_name(implementation: Implementation) -> &'static str {
         Implementation::KcpGo => "kcp-go",
         Implementation::Tcp => "tcp",
     }
+}
+
+/// Bytes on the wire ÷ payload bytes of a throughput row (`None` without a wire count or payload).
+pub fn wire_ratio(bytes: u64, wire_bytes: Option<u64>) -> Option<f64> {
+    let w = wire_bytes?;
+    (bytes > 0).then(|| w as f64 / bytes as f64)
 }
 
 /// Throughput in MB/s (10^6 bytes per second); `None` when no time elapsed, which would
@@ -326,8 +335,16 @@ impl Grid {
     fn new(kind: Option<Kind>) -> Self {
         let (figures, numeric): (Vec<&'static str>, Vec<bool>) = match kind {
             Some(Kind::Throughput) => (
-                vec!["streams", "secs", "MB/s", "Mbit/s", "vs tcp", "vs kcp-go"],
-                vec![true; 6],
+                vec![
+                    "streams",
+                    "secs",
+                    "MB/s",
+                    "Mbit/s",
+                    "wire/payload",
+                    "vs tcp",
+                    "vs kcp-go",
+                ],
+                vec![true; 7],
             ),
             Some(Kind::Latency) => (
                 vec![
@@ -416,6 +433,7 @@ fn grid_row(all: &[Row], row: &Row) -> GridRow {
             bytes,
             secs,
             streams,
+            wire_bytes,
         } => {
             let mbs = mb_per_sec(*bytes, *secs);
             cells.extend([
@@ -423,6 +441,7 @@ fn grid_row(all: &[Row], row: &Row) -> GridRow {
                 format!("{secs:.2}"),
                 fmt_opt(mbs, 1),
                 fmt_opt(mbs.map(|v| v * 8.0), 1),
+                fmt_opt(wire_ratio(*bytes, *wire_bytes), 3),
             ]);
         }
         Measurement::Latency { rtt_us, lost } => match summary(rtt_us) {
@@ -573,7 +592,8 @@ fn render_grid_text(grid: &Grid, out: &mut String) {
 }
 
 const LEGEND: &str = "Units: MB = 10^6 bytes, KB = 10^3 bytes; RTT percentiles are nearest-rank over the \
-messages that came back; cpu % = server CPU time ÷ window, % of one core; vs tcp / vs kcp-go = \
+messages that came back; cpu % = server CPU time ÷ window, % of one core; wire/payload = bytes \
+the client's KCP sessions sent ÷ payload bytes; vs tcp / vs kcp-go = \
 MB/s ratio (>1 faster), average-RTT ratio (<1 faster), or cpu % and KB/session ratios (<1 \
 cheaper) against the tcp row of the group / the kcp-go row with the same label.";
 

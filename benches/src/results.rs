@@ -55,6 +55,12 @@ pub enum Measurement {
         secs: f64,
         /// Number of concurrent streams.
         streams: u32,
+        /// Bytes the client's KCP sessions put on the wire during the row (UDP payloads: KCP headers,
+        /// ACKs, FEC parity, crypto headers; the session SNMP `OutBytes`), for rkcp rows; `None` for TCP
+        /// and kcp-go rows. One-way, the client sends the payload, so `wire_bytes ÷ bytes` is the
+        /// sender's wire overhead (retransmissions included); for echo it is the client's half.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wire_bytes: Option<u64>,
     },
     /// Paced echo: one round-trip time per message, in microseconds, in send order.
     Latency {

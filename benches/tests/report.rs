@@ -25,6 +25,7 @@ fn tput(mb: u64, secs: f64) -> Measurement {
         bytes: mb * 1_000_000,
         secs,
         streams: 1,
+        wire_bytes: None,
     }
 }
 
@@ -513,4 +514,45 @@ fn render_merges_json_and_links_plots_relative_to_the_page() {
     let err = report::render(&[junk], None, None).unwrap_err();
     assert!(format!("{err:#}").contains("junk.json"));
     assert!(report::render(&[], None, None).is_err());
+}
+
+/// rkcp throughput rows show bytes on the wire ÷ payload; rows without a wire count show "-".
+#[test]
+fn wire_payload_ratio_is_reported() {
+    assert_eq!(report::wire_ratio(1_000, Some(1_050)), Some(1.05));
+    assert_eq!(report::wire_ratio(1_000, None), None);
+    assert_eq!(report::wire_ratio(0, Some(5)), None);
+    let mut r = Report::default();
+    r.rows.push(row(
+        T,
+        "smux/kcp fast3",
+        Implementation::Rkcp,
+        Measurement::Throughput {
+            bytes: 100_000_000,
+            secs: 1.0,
+            streams: 1,
+            wire_bytes: Some(104_500_000),
+        },
+    ));
+    r.rows
+        .push(row(T, "tcp", Implementation::Tcp, tput(100, 1.0)));
+    let t = report::table(&r);
+    println!("{t}");
+    assert!(t.contains("wire/payload"), "{t}");
+    let kcp = t.lines().find(|l| l.contains("smux/kcp")).unwrap();
+    assert!(kcp.contains("1.045"), "{kcp}");
+    let md = report::markdown(&r);
+    assert!(md.contains("wire/payload") && md.contains("1.045"), "{md}");
+    // The JSON of a row without a wire count has no such field (older reports read the same).
+    let json = serde_json::to_string(&tput(1, 1.0)).unwrap();
+    assert!(!json.contains("wire"), "{json}");
+    let back: Measurement =
+        serde_json::from_str(r#"{"kind":"throughput","bytes":1,"secs":1.0,"streams":1}"#).unwrap();
+    assert!(matches!(
+        back,
+        Measurement::Throughput {
+            wire_bytes: None,
+            ..
+        }
+    ));
 }

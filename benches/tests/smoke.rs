@@ -58,13 +58,20 @@ async fn throughput_rows_over_every_transport() {
     // (4 KCP configs × 2 KCP transports + 2 TCP transports) × 2 stream counts × 2 ops.
     assert_eq!(report.rows.len(), 10 * 2 * 2);
     for r in &report.rows {
+        let tcp = r.label.starts_with("tcp") || r.label.contains("/tcp");
         match &r.result {
             Measurement::Throughput {
                 bytes: b,
                 secs,
                 streams,
+                wire_bytes,
             } => {
                 assert_eq!(*b, bytes, "{}", r.label);
+                // KCP rows count what the client put on the wire: the payload and its headers.
+                match wire_bytes {
+                    Some(w) => assert!(!tcp && *w > bytes, "{}: {w} wire bytes", r.label),
+                    None => assert!(tcp, "{}: no wire count", r.label),
+                }
                 assert!(*secs > 0.0);
                 assert!(
                     r.group.contains(&format!("{streams} stream")),
@@ -74,7 +81,7 @@ async fn throughput_rows_over_every_transport() {
             }
             m => panic!("{} {}: {m:?}", r.group, r.label),
         }
-        let want = if r.label.starts_with("tcp") || r.label.contains("/tcp") {
+        let want = if tcp {
             Implementation::Tcp
         } else {
             Implementation::Rkcp

@@ -8,8 +8,9 @@
 //! * [`input`]: datagrams from the peer, ACK/`una` processing, the ACK list.
 //! * [`output`]: `flush`: ACKs, probes, new segments, retransmissions into datagrams.
 //! * [`timers`]: RTT/RTO estimation and the scheduling of `update` (`next_deadline`).
-//! * [`congestion`]: the congestion controller: kcp-go's window, none, or [`rate`], the
-//!   delivery-rate model and pacer.
+//! * [`congestion`]: the congestion controller: kcp-go's window, its loss-tolerant variant, none,
+//!   or [`rate`], the delivery-rate model and pacer.
+//! * [`recovery`]: loss recovery beyond kcp-go (RACK-style loss detection, tail loss probe).
 
 use std::collections::VecDeque;
 
@@ -25,9 +26,11 @@ mod knobs;
 mod output;
 mod queues;
 mod rate;
+mod recovery;
 mod timers;
 
 use rate::{DeliveryRate, TxState};
+use recovery::Recovery;
 
 const ASK_SEND: u32 = 1;
 const ASK_TELL: u32 = 2;
@@ -116,6 +119,14 @@ pub struct Kcp {
     rate: Option<Box<DeliveryRate>>,
     /// New data waits for the pacer: the next paced flush is due then.
     pace_at: Option<u32>,
+    /// RACK and TLP (beyond kcp-go, off by default).
+    rec: Recovery,
+    /// The loss-tolerant window's state (`Congestion::LossTolerant` only).
+    tol: congestion::Tolerant,
+    /// Longest time an ACK waits for a flush (beyond kcp-go; `None`: until the next interval).
+    ack_delay: Option<u32>,
+    /// Pending ACKs must go out by then (`ack_delay`).
+    ack_at: Option<u32>,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -250,6 +261,10 @@ impl Kcp {
             unacked: 0,
             rate: None,
             pace_at: None,
+            rec: Recovery::default(),
+            tol: congestion::Tolerant::default(),
+            ack_delay: cfg.ack_delay,
+            ack_at: None,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),
@@ -284,6 +299,8 @@ impl Kcp {
         if let Some(m) = cfg.min_rto {
             k.rx_minrto = m;
         }
+        k.rec.rack = cfg.rack;
+        k.rec.tlp = cfg.tlp;
         k
     }
 

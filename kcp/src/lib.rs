@@ -10,8 +10,9 @@
 //!
 //! * [`segment`]: the 24-byte header codec ([`SegmentHeader`], [`Command`]).
 //! * [`KcpConfig`]: defaults of kcp-go's `NewKCP` and the kcptun presets; [`Congestion`] picks
-//!   the congestion controller: kcp-go's window (default), none (`nc`), or a delivery-rate
-//!   (BBR-style) controller with pacing, beyond kcp-go and invisible on the wire.
+//!   the congestion controller: kcp-go's window (default), none (`nc`), a loss-tolerant variant
+//!   of kcp-go's window, or a delivery-rate (BBR-style) controller with pacing, the last two
+//!   beyond kcp-go and invisible on the wire.
 //! * [`Kcp`]: the engine. [`Kcp::next_deadline`] says when it needs [`Kcp::update`] next, and is
 //!   `None` while the conversation is idle.
 //! * [`KcpError`], [`KcpStats`].
@@ -58,6 +59,12 @@
 //! * [`Congestion::DeliveryRate`] (not the default) replaces kcp-go's congestion window by a
 //!   delivery-rate model, caps the segments in flight, paces new segments, and raises the RTO to
 //!   at least twice the minimum RTT plus the interval. Only the timing of segments changes.
+//! * [`Congestion::LossTolerant`] (not the default) is kcp-go's window counted per segment
+//!   acknowledged, cut only when the RTT shows a queue: kcp-go's own window settles near ten
+//!   segments on a path with 1 % random loss.
+//! * [`KcpConfig::rack`] and [`KcpConfig::tlp`] (off by default) add time-based loss detection
+//!   and a tail loss probe; [`KcpConfig::ack_delay`] (off by default) bounds how long an ACK
+//!   waits for the next flush. Only the timing of segments changes.
 //!
 //! # Example: two engines connected in memory
 //!

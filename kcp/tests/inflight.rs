@@ -26,11 +26,24 @@ fn config(cap: Option<u32>) -> KcpConfig {
     }
 }
 
+/// With RACK and the tail loss probe (they only resend segments already in flight).
+fn with_recovery(cap: Option<u32>) -> KcpConfig {
+    KcpConfig {
+        rack: true,
+        tlp: true,
+        ..config(cap)
+    }
+}
+
 /// Runs a one-way transfer of `total` bytes with `loss` on both directions; returns the largest number of
 /// sent-but-unacknowledged segments seen, and checks every byte arrives once and in order.
 fn transfer(cap: Option<u32>, loss: f64, seed: u64, total: usize) -> usize {
+    transfer_with(&config(cap), loss, seed, total)
+}
+
+fn transfer_with(cfg: &KcpConfig, loss: f64, seed: u64, total: usize) -> usize {
     let mut rng = Rng::new(seed);
-    let mut a = Kcp::with_config(1, &config(cap)).unwrap();
+    let mut a = Kcp::with_config(1, cfg).unwrap();
     let mut b = Kcp::with_config(1, &config(None)).unwrap();
     let data: Vec<u8> = (0..total).map(|i| (i * 7 + i / 251) as u8).collect();
     a.send(&data).unwrap();
@@ -100,6 +113,18 @@ fn cap_bounds_unacknowledged_segments_under_loss() {
             "seed {seed}: {max} segments in flight with a cap of 64"
         );
         assert!(max >= 60, "seed {seed}: the cap is reached ({max})");
+    }
+}
+
+/// RACK and TLP keep `max_inflight`'s bound: they only resend what is already in flight.
+#[test]
+fn cap_holds_with_rack_and_tail_loss_probe() {
+    for seed in 0..10 {
+        let max = transfer_with(&with_recovery(Some(64)), 0.1, seed, 500_000);
+        assert!(
+            (60..=64).contains(&max),
+            "seed {seed}: {max} segments in flight with a cap of 64"
+        );
     }
 }
 

@@ -224,6 +224,7 @@ pub fn bulk_result(v: &Value, streams: u32) -> anyhow::Result<Measurement> {
         bytes: field_u64(v, "bytes")?,
         secs: field_f64(v, "secs")?,
         streams,
+        wire_bytes: None,
     })
 }
 

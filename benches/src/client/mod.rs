@@ -273,10 +273,15 @@ pub fn summary(m: &Measurement) -> String {
             bytes,
             secs,
             streams,
+            wire_bytes,
         } => format!(
-            "{:.1} MB/s ({} MB in {secs:.2} s, {streams} streams)",
+            "{:.1} MB/s ({} MB in {secs:.2} s, {streams} streams{})",
             *bytes as f64 / secs.max(1e-9) / 1e6,
-            bytes / 1_000_000
+            bytes / 1_000_000,
+            wire_bytes.map_or_else(String::new, |w| format!(
+                ", wire/payload {:.3}",
+                w as f64 / (*bytes).max(1) as f64
+            ))
         ),
         Measurement::Latency { rtt_us, lost } => {
             // The report's definition (nearest rank), so the live line and the table agree.

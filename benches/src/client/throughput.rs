@@ -111,6 +111,9 @@ async fn rust_row(
     let opened = dialer.open(streams as usize).await?;
     let n = opened.streams.len() as u64;
     let pattern = Arc::new(Pattern::new(CHUNK));
+    // Every KCP session of this process is the dialer's (rows run one at a time).
+    let kcp = cfg.transport.is_kcp();
+    let wire_before = rkcp_session::global_snmp().out_bytes;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, s) in opened.streams.into_iter().enumerate() {
@@ -129,12 +132,14 @@ async fn rust_row(
         t.await.context("stream task panicked")??;
     }
     let secs = start.elapsed().as_secs_f64();
+    let wire_bytes = kcp.then(|| rkcp_session::global_snmp().out_bytes - wire_before);
     close_mux(opened.mux).await;
     drop(ctl);
     Ok(Measurement::Throughput {
         bytes,
         secs,
         streams,
+        wire_bytes,
     })
 }
 

@@ -64,7 +64,9 @@ macro_rules! tunnel_config {
             pub acknodelay: bool,
             /// congestion controller (rkcp only; kcptun has no such flag and peers need not agree):
             /// kcpgo (kcptun's, the default), rate (delivery-rate model with pacing, for lossy long
-            /// links; use large --sndwnd/--rcvwnd such as 4096), none
+            /// links; use large --sndwnd/--rcvwnd such as 4096), tolerant (kcptun's window repaired
+            /// for random loss, with RACK loss detection and tail loss probes: what --nc 0 should
+            /// use on a lossy link, where kcptun's own window collapses), none
             #[arg(long, default_value = "kcpgo")]
             pub cc: String,
             /// manual mode: nodelay
@@ -601,7 +603,8 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
         "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
         "rate" => rkcp_session::Congestion::DeliveryRate,
         "none" => rkcp_session::Congestion::None,
-        other => bail!("--cc {other:?} is unknown (kcpgo, rate, none)"),
+        "tolerant" => rkcp_session::Congestion::LossTolerant,
+        other => bail!("--cc {other:?} is unknown (kcpgo, rate, tolerant, none)"),
     };
     if !(0..=63).contains(&c.dscp) {
         bail!("--dscp {} is out of range (6 bits: 0..=63)", c.dscp);
@@ -794,6 +797,8 @@ mod tests {
             .params()
             .unwrap();
         assert_eq!(p.kcp.congestion, Congestion::DeliveryRate);
+        let p = client(&["--cc", "tolerant", "--nc", "0"]).params().unwrap();
+        assert_eq!(p.kcp.congestion, Congestion::LossTolerant);
         let e = client(&["--cc", "bbr"]).params().unwrap_err().to_string();
         assert!(e.contains("--cc"), "{e}");
     }

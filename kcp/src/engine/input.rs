@@ -38,7 +38,7 @@ impl Kcp {
     }
 
     fn input_inner(&mut self, now: u32, data: &[u8], regular: bool) -> Result<(), KcpError> {
-        let old_una = self.snd_una;
+        let (old_una, unacked_before) = (self.snd_una, self.unacked);
         let delivered_before = self.rate.as_ref().map_or(0, |r| r.delivered());
         if data.len() < OVERHEAD {
             return Err(KcpError::Truncated);
@@ -74,6 +74,7 @@ impl Kcp {
                     self.note_echo(h.sn, h.ts);
                     self.parse_ack(h.sn);
                     self.parse_fastack(h.sn, h.ts);
+                    self.recovery_on_ack(now, h.sn, h.ts);
                     flag = true;
                     latest = h.ts;
                 }
@@ -114,9 +115,10 @@ impl Kcp {
             }
         }
 
-        if diff(self.snd_una, old_una) > 0 {
-            self.cwnd_on_una_advance();
-        }
+        let una_moved = diff(self.snd_una, old_una) > 0;
+        self.cwnd_on_input(unacked_before - self.unacked, una_moved, rtt_sample);
+        self.recovery_after_input(now);
+        self.ack_deadline(now);
 
         // With `max_inflight`, ACKs beyond a hole free room for new segments without moving
         // `snd_una`: flush once enough room accumulated rather than waiting for the interval.

@@ -114,6 +114,18 @@ impl Kcp {
         self.ack_nodelay = on;
     }
 
+    /// Longest time, ms, an ACK waits for a flush (`None`: until the next periodic flush, as
+    /// kcp-go). See [`KcpConfig::ack_delay`](crate::KcpConfig::ack_delay). Invisible on the wire.
+    pub fn set_ack_delay(&mut self, ms: Option<u32>) {
+        self.ack_delay = ms;
+        self.ack_at = None;
+        if let Some(d) = ms
+            && !self.acklist.is_empty()
+        {
+            self.ack_at = Some(self.last_now.wrapping_add(d));
+        }
+    }
+
     /// kcp-go `SetWriteDelay`: when on, [`send`](Kcp::send) leaves the data for the next periodic
     /// flush instead of making a flush due at once (fewer, fuller datagrams for small writes).
     pub fn set_write_delay(&mut self, on: bool) {

@@ -128,6 +128,7 @@ impl Kcp {
             }
         }
         self.acklist.clear();
+        self.ack_at = None;
         (tsn, tts)
     }
 
@@ -218,6 +219,9 @@ impl Kcp {
         if let Some(rate) = self.rate.as_deref() {
             room = room.min(rate.cwnd_segments().saturating_sub(self.unacked));
         }
+        if let Some(cap) = self.tolerant_cap() {
+            room = room.min(cap.saturating_sub(self.unacked));
+        }
         let mut new_segs = 0u32;
         while diff(self.snd_nxt, self.snd_una.wrapping_add(cwnd)) < 0 {
             if room == 0 {
@@ -265,7 +269,17 @@ impl Kcp {
         // be resent nor lower `minrto`, so only the segments that just moved in are visited:
         // the same bytes and the same return value for a fraction of the work on big windows.
         let first_new = self.snd_buf.len() - new_segs as usize;
+        // RACK and TLP (beyond kcp-go, off by default): the loss-time check, and the probe.
+        let rack = self.rack_check();
+        let rack_on = self.rack();
+        let probe = if new_segs == 0 {
+            self.tlp_due(now)
+        } else {
+            None
+        };
         let skip_old = self.scan_skip_allowed
+            && rack.is_none()
+            && probe.is_none()
             && !self.hint_fastack
             && self
                 .hint_resendts
@@ -274,7 +288,7 @@ impl Kcp {
         self.hint_exact = start == 0;
         let mut min_d = NO_TIMER;
         let mut any_fastack = false;
-        for seg in self.snd_buf.range_mut(start..) {
+        for (i, seg) in self.snd_buf.range_mut(start..).enumerate() {
             if seg.acked {
                 continue;
             }
@@ -289,11 +303,28 @@ impl Kcp {
                 change += 1;
                 fast += 1;
                 true
-            } else if seg.fastack > 0 && new_segs == 0 {
+            } else if seg.fastack > 0 && new_segs == 0 && !rack_on {
                 seg.fastack = 0;
                 seg.rto = rx_rto;
                 seg.resendts = now.wrapping_add(seg.rto);
                 change += 1;
+                early += 1;
+                true
+            } else if rack
+                .and_then(|c| c.deadline(seg))
+                .is_some_and(|d| diff(now, d) >= 0)
+            {
+                // RACK: sent before a delivered segment, and overdue by more than reordering.
+                seg.fastack = 0;
+                seg.rto = rx_rto;
+                seg.resendts = now.wrapping_add(seg.rto);
+                change += 1;
+                fast += 1;
+                true
+            } else if probe == Some(start + i) {
+                // Tail loss probe: not a congestion signal.
+                seg.rto = rx_rto;
+                seg.resendts = now.wrapping_add(seg.rto);
                 early += 1;
                 true
             } else if diff(now, seg.resendts) >= 0 {
@@ -359,6 +390,7 @@ impl Kcp {
 
         // 11. Congestion control.
         self.cwnd_after_flush(cwnd, change, lost, resent);
+        self.rec.at = self.recovery_deadline();
         minrto as u32
     }
 }

@@ -43,7 +43,14 @@ impl Kcp {
         // queueing alone can stretch the RTT to twice the minimum plus the peer's ACK delay; a
         // shorter RTO would resend in-flight data spuriously. Losses are found by duplicate ACKs
         // (fast/early retransmit, RACK) well before.
-        if let Some(min_rtt) = self.rate.as_deref().and_then(|r| r.min_rtt()) {
+        // The loss-tolerant window lets a queue build up to the point where the RTT shows it (and
+        // slow start may overshoot that by a round trip): the same floor keeps its RTO above the
+        // queueing delay.
+        let min_rtt = match self.rate.as_deref() {
+            Some(r) => r.min_rtt(),
+            None => self.tolerant_min_rtt(),
+        };
+        if let Some(min_rtt) = min_rtt {
             let floor = (2 * min_rtt).saturating_add(self.interval);
             self.rx_rto = self.rx_rto.max(floor).min(RTO_MAX);
         }
@@ -73,10 +80,14 @@ impl Kcp {
         let timer_due = self.timer_at.is_some_and(|t| diff(now, t) >= 0);
         // The pacer let new data wait (delivery-rate controller only).
         let pace_due = self.pace_at.is_some_and(|t| diff(now, t) >= 0);
-        if !self.started || self.pending_full || timer_due || pace_due {
+        // A RACK loss or tail probe is due (options beyond kcp-go).
+        let rec_due = self.rec.at.is_some_and(|t| diff(now, t) >= 0);
+        // ACKs have waited `ack_delay` (option beyond kcp-go).
+        let ack_due = self.ack_at.is_some_and(|t| diff(now, t) >= 0);
+        if !self.started || self.pending_full || timer_due || pace_due || rec_due {
             let d = self.flush_full(now, out);
             self.after_flush(now, d, timer_due);
-        } else if self.pending_ack {
+        } else if self.pending_ack || ack_due {
             self.flush_acks_inner(out);
             self.pending_ack = false;
             self.arm();
@@ -235,9 +246,20 @@ impl Kcp {
         if !self.started || self.pending_full || self.pending_ack || self.skip_stale {
             return Some(self.last_now);
         }
-        match (self.timer_at, self.pace_at) {
-            (Some(t), Some(p)) => Some(if diff(p, t) < 0 { p } else { t }),
-            (t, p) => t.or(p),
+        [self.timer_at, self.pace_at, self.rec.at, self.ack_at]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| if diff(b, a) < 0 { b } else { a })
+    }
+
+    /// `input` queued ACKs: with [`KcpConfig::ack_delay`](crate::KcpConfig::ack_delay) they
+    /// leave at most that long after the first of them.
+    pub(super) fn ack_deadline(&mut self, now: u32) {
+        if let Some(d) = self.ack_delay
+            && self.ack_at.is_none()
+            && !self.acklist.is_empty()
+        {
+            self.ack_at = Some(now.wrapping_add(d));
         }
     }
 }
