@@ -2,6 +2,7 @@
 //! [`std::io::Error`] (get them back with `io::Error::get_ref` + `downcast_ref::<SessionError>()`).
 
 use std::io;
+use std::time::Duration;
 
 /// A [`KcpConfig`](crate::KcpConfig) field out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum ConfigError {
     /// The live-session cap must be at least 1.
     #[error("max_sessions must be at least 1")]
     MaxSessions,
+    /// `idle_timeout` and `close_timeout` must be at least 1 ms (use `None` to turn the idle timeout off).
+    #[error("idle_timeout and close_timeout must be at least 1 ms")]
+    ZeroTimeout,
     /// The engine refused a knob (interval outside 10..=5000, zero or oversized window, dead_link 0 …).
     #[error("engine configuration")]
     Engine(#[source] rkcp_engine::KcpError),
@@ -57,6 +61,15 @@ pub enum SessionError {
     /// The peer stopped acknowledging: a segment reached `dead_link` transmissions. The session is closed.
     #[error("KCP peer unreachable: dead link after {0} transmissions of a segment")]
     DeadLink(u32),
+    /// Nothing was received from the peer for `idle_timeout` ([`KcpConfig::idle_timeout`](crate::KcpConfig::idle_timeout)):
+    /// it is presumed gone. The session is closed.
+    #[error("KCP peer silent for {0:?}: idle timeout")]
+    IdleTimeout(std::time::Duration),
+    /// `shutdown()` did not see every byte acknowledged within
+    /// [`KcpConfig::close_timeout`](crate::KcpConfig::close_timeout). The session is closed; the peer may
+    /// not have everything.
+    #[error("KCP shutdown timed out after {0:?} with data unacknowledged")]
+    CloseTimeout(std::time::Duration),
     /// The peer's address started a new conversation (sn 0 with a new conv), which replaces this one as in
     /// kcp-go (docs/wire-format.md#session-listener). The session is closed.
     #[error("KCP session replaced by a new conversation from the same peer")]
@@ -98,7 +111,9 @@ impl SessionError {
             | SessionError::Kcp(_)
             | SessionError::MessageTooLarge { .. } => io::ErrorKind::InvalidInput,
             SessionError::Closed | SessionError::ListenerClosed => io::ErrorKind::NotConnected,
-            SessionError::DeadLink(_) => io::ErrorKind::TimedOut,
+            SessionError::DeadLink(_)
+            | SessionError::IdleTimeout(_)
+            | SessionError::CloseTimeout(_) => io::ErrorKind::TimedOut,
             SessionError::Replaced => io::ErrorKind::ConnectionReset,
             SessionError::Io(e) => e.kind(),
             SessionError::BufferTooSmall { .. }
@@ -122,6 +137,10 @@ impl From<SessionError> for io::Error {
 pub(crate) enum CloseReason {
     Local,
     DeadLink(u32),
+    /// Nothing heard from the peer for this many ms.
+    IdleTimeout(u64),
+    /// A graceful shutdown did not complete within this many ms.
+    CloseTimeout(u64),
     Replaced,
     Socket(io::ErrorKind),
 }
@@ -131,6 +150,8 @@ impl CloseReason {
         match self {
             CloseReason::Local => SessionError::Closed,
             CloseReason::DeadLink(n) => SessionError::DeadLink(n),
+            CloseReason::IdleTimeout(ms) => SessionError::IdleTimeout(Duration::from_millis(ms)),
+            CloseReason::CloseTimeout(ms) => SessionError::CloseTimeout(Duration::from_millis(ms)),
             CloseReason::Replaced => SessionError::Replaced,
             CloseReason::Socket(k) => SessionError::Io(io::Error::new(k, "UDP socket failed")),
         }

@@ -421,6 +421,10 @@ impl Session {
                 None => {}
             }
             if !st.conn.all_acked() {
+                // Bounded by close_timeout: the timer closes the session if the peer never acknowledges.
+                let now = now();
+                st.conn.begin_shutdown(now);
+                self.reschedule(&mut st, now, None);
                 st.write_waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }

@@ -56,6 +56,13 @@ pub(crate) struct Connection {
     leftover_pos: usize,
     /// This connection's kcp-go counters (engine counters are added by [`Connection::counters`]).
     counters: SnmpSnapshot,
+    /// Lifecycle bounds (ms): idle timeout (`None`: off) and the bound on a graceful shutdown.
+    idle_ms: Option<u64>,
+    close_ms: u64,
+    /// Last datagram from the peer (or the first timeout, which starts the idle clock).
+    last_rx: Option<Timestamp>,
+    /// A graceful shutdown started: it fails at this time unless everything was acknowledged.
+    shutdown_by: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -112,6 +119,10 @@ impl Connection {
             leftover: Vec::new(),
             leftover_pos: 0,
             counters: SnmpSnapshot::default(),
+            idle_ms: cfg.idle_timeout.map(|d| d.as_millis() as u64),
+            close_ms: cfg.close_timeout.as_millis() as u64,
+            last_rx: None,
+            shutdown_by: None,
         })
     }
 
@@ -169,6 +180,7 @@ impl Connection {
         if self.closed.is_some() {
             return;
         }
+        self.last_rx = Some(now);
         let now = now.engine();
         self.counters.in_pkts += 1;
         self.counters.in_bytes += data.len() as u64;
@@ -280,7 +292,8 @@ impl Connection {
         self.unacked = 0;
     }
 
-    /// When [`Connection::handle_timeout`] is next due (write delay included); `None` while idle.
+    /// When [`Connection::handle_timeout`] is next due (write delay, idle timeout and shutdown bound
+    /// included); `None` while the engine is idle and no lifecycle bound is armed.
     pub(crate) fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         if self.closed.is_some() {
             return None;
@@ -289,23 +302,49 @@ impl Connection {
             .kcp
             .next_deadline()
             .map(|d| Timestamp::from_engine(d, now));
-        match (d, self.delay_until) {
+        let d = match (d, self.delay_until) {
             (Some(d), Some(hold)) => Some(d.max(hold)),
             (d, _) => d,
-        }
+        };
+        [d, self.idle_deadline(), self.shutdown_by]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the idle timeout fires, unless the peer is heard from first.
+    fn idle_deadline(&self) -> Option<Timestamp> {
+        Some(self.last_rx?.add_millis(self.idle_ms?))
     }
 
     /// The timer's work: whatever the engine has due (periodic flush, retransmissions, probes), then the
-    /// dead-link check, which may close the connection.
+    /// dead-link check, the shutdown bound and the idle timeout, each of which may close the connection.
+    /// Calling it early is harmless.
     pub(crate) fn handle_timeout(&mut self, now: Timestamp) {
         if self.closed.is_some() {
             return;
         }
-        self.delay_until = None;
-        self.update(now);
+        self.last_rx.get_or_insert(now);
+        // Woken early (for a lifecycle bound) while write delay holds the flush: the engine waits.
+        if self.delay_until.is_none_or(|h| now >= h) {
+            self.delay_until = None;
+            self.update(now);
+        }
         if self.kcp.is_dead_link() {
             self.close(now, CloseReason::DeadLink(self.dead_link));
+        } else if self.shutdown_by.is_some_and(|t| now >= t) && !self.all_acked() {
+            self.close(now, CloseReason::CloseTimeout(self.close_ms));
+        } else if self.idle_deadline().is_some_and(|t| now >= t) {
+            self.close(now, CloseReason::IdleTimeout(self.idle_ms.unwrap_or(0)));
         }
+    }
+
+    /// A graceful shutdown starts (the first call counts): [`Connection::handle_timeout`] closes the
+    /// connection with [`CloseReason::CloseTimeout`] if everything written is not acknowledged by
+    /// `close_timeout` from now.
+    pub(crate) fn begin_shutdown(&mut self, now: Timestamp) {
+        self.shutdown_by
+            .get_or_insert(now.add_millis(self.close_ms));
     }
 
     /// Whether a reader can make progress (data, or the end).
