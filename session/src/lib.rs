@@ -8,8 +8,10 @@
 //!
 //! Packet path: the engine's datagrams get the FEC header in place, then nonce + CRC + cipher, and leave in
 //! `sendmmsg` batches; received datagrams are opened, FEC is detected per packet and rebuilt packets are fed as
-//! non-regular input (B.2, B.3). One timer thread with one heap drives every session's engine by its own next
-//! deadline, so an idle session costs nothing.
+//! non-regular input (B.2, B.3). The driver is plain tokio: one read loop per UDP socket (a listener's or a
+//! client's), one timer task per session sleeping until its connection's next deadline (an idle session
+//! with no idle timeout arms no timer), sends made outside the session's lock, and a full socket buffer
+//! waits for writability. No thread and no registry are process-wide; [`global_snmp`] is a set of atomics.
 //!
 //! Feature `legacy-ciphers` (on by default) turns on the one of `rkcp-crypt`: kcptun's older ciphers
 //! (salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4). Without it [`PacketCrypt::try_new`] returns
@@ -42,10 +44,10 @@
 //! ```
 
 mod config;
+mod driver;
 mod error;
 mod listener;
 mod proto;
-mod sched;
 mod session;
 mod snmp;
 mod sockopt;

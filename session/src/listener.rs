@@ -11,12 +11,14 @@ use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
 use parking_lot::Mutex;
 
 use crate::config::KcpConfig;
+use crate::driver::{Demux, DriverLink, drive};
 use crate::error::{CloseReason, SessionError};
 use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
 use crate::proto::packet::DropReason;
 use crate::proto::time::Timestamp;
-use crate::session::{Role, Session, registry};
-use crate::stream::{KcpStream, transient};
+use crate::session::{Role, Session};
+use crate::snmp::GLOBAL;
+use crate::stream::KcpStream;
 use crate::udp::{RecvBatch, UdpIo};
 
 /// Counters of datagrams a listener dropped before they reached a session. kcp-go counts only the checksum
@@ -50,7 +52,8 @@ struct Shared {
     endpoint: Mutex<Endpoint>,
     closed: AtomicBool,
     close_notify: Notify,
-    serve_notify: Notify,
+    /// Sessions report closes to the read loop here; a listener close wakes it too.
+    link: Arc<DriverLink>,
 }
 
 /// A KCP server: accepts sessions from any peer on one UDP socket.
@@ -61,7 +64,8 @@ struct Shared {
 /// and at most `max_sessions` are live, further new peers are dropped and counted ([`KcpListener::stats`]).
 /// Every accepted session starts with the listener's [`KcpConfig`] (kcp-go starts them with its defaults).
 ///
-/// One task reads the socket in batches and dispatches to the sessions. [`KcpListener::close`] (or drop) stops
+/// One task reads the socket in batches and dispatches to the sessions; each session's timer is its own
+/// tokio task. [`KcpListener::close`] (or drop) stops
 /// accepting; sessions already accepted keep working on the shared socket until they close, then the socket
 /// is released.
 #[derive(Debug)]
@@ -120,9 +124,20 @@ impl KcpListener {
             endpoint: Mutex::new(Endpoint::new(config)),
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
-            serve_notify: Notify::new(),
+            link: Arc::new(DriverLink::default()),
         });
-        tokio::spawn(serve(Arc::clone(&shared), accept_tx));
+        let demux = ListenerDemux {
+            shared: Arc::clone(&shared),
+            sessions: HashMap::new(),
+            accept_tx: Some(accept_tx),
+            auth_warn: RateLimited::new(AUTH_WARN_EVERY_MS),
+            touched: Vec::with_capacity(crate::udp::BATCH),
+        };
+        tokio::spawn(drive(
+            Arc::clone(&shared.io),
+            Arc::clone(&shared.link),
+            demux,
+        ));
         Ok(KcpListener {
             shared,
             accept_rx: AsyncMutex::new(accept_rx),
@@ -156,7 +171,8 @@ impl KcpListener {
                         if s.closed().is_some() {
                             continue; // replaced or dead before anyone accepted it
                         }
-                        return Ok((KcpStream::from_session(&s), s.remote));
+                        let peer = s.remote();
+                        return Ok((KcpStream::from_session(&s), peer));
                     }
                     None => return Err(SessionError::ListenerClosed),
                 },
@@ -208,7 +224,7 @@ impl KcpListener {
         }
         self.shared.endpoint.lock().stop_accepting();
         self.shared.close_notify.notify_waiters();
-        self.shared.serve_notify.notify_one();
+        self.shared.link.wake();
         if let Ok(mut rx) = self.accept_rx.try_lock() {
             rx.close();
             while let Ok(s) = rx.try_recv() {
@@ -229,94 +245,86 @@ impl Drop for KcpListener {
     }
 }
 
-/// The listener's socket task: reads batches, lets the endpoint open and route each datagram, feeds sessions,
-/// and finishes once the listener is closed and its last session is gone.
-async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session>>) {
-    let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<(SocketAddr, ConnHandle)>();
-    let mut sessions: HashMap<ConnHandle, Arc<Session>> = HashMap::new();
-    let mut batch = RecvBatch::for_io(&shared.io);
-    let mut touched: Vec<Arc<Session>> = Vec::with_capacity(crate::udp::BATCH);
-    let mut accept_tx = Some(accept_tx);
-    let mut auth_warn = RateLimited::new(AUTH_WARN_EVERY_MS);
-    let forget = |sessions: &mut HashMap<ConnHandle, Arc<Session>>, addr, h| {
-        sessions.remove(&h);
-        shared.endpoint.lock().forget(addr, h);
-    };
-    loop {
-        while let Ok((addr, h)) = closer_rx.try_recv() {
-            forget(&mut sessions, addr, h);
+/// The listener's side of its socket's read loop: lets the endpoint open and route each datagram, feeds
+/// sessions, creates accepted ones, and ends once the listener is closed and its last session is gone.
+struct ListenerDemux {
+    shared: Arc<Shared>,
+    sessions: HashMap<ConnHandle, Arc<Session>>,
+    accept_tx: Option<mpsc::UnboundedSender<Arc<Session>>>,
+    auth_warn: RateLimited,
+    touched: Vec<Arc<Session>>,
+}
+
+impl ListenerDemux {
+    /// Closes one of this listener's sessions (the endpoint's evictions and expiries come through here); its
+    /// route is forgotten when the close is reported back through the link.
+    fn close_session(&mut self, h: ConnHandle, reason: CloseReason) {
+        if let Some(s) = self.sessions.remove(&h) {
+            s.close(reason);
         }
-        if shared.closed.load(Ordering::Acquire) {
-            accept_tx = None;
-            if sessions.is_empty() {
-                return;
+    }
+}
+
+impl Demux for ListenerDemux {
+    fn maintain(&mut self) -> bool {
+        let closed = self.shared.link.take_closed();
+        if !closed.is_empty() {
+            let mut ep = self.shared.endpoint.lock();
+            for (addr, h) in closed {
+                self.sessions.remove(&h);
+                ep.forget(addr, h);
             }
         }
-        let n = tokio::select! {
-            r = shared.io.recv_batch(&mut batch) => match r {
-                Ok(n) => n,
-                Err(e) if transient(&e) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "KCP listener socket failed; closing its sessions");
-                    for (_, s) in sessions.drain() {
-                        s.close(CloseReason::Socket(e.kind()));
-                    }
-                    shared.closed.store(true, Ordering::Release);
-                    shared.endpoint.lock().stop_accepting();
-                    shared.close_notify.notify_waiters();
-                    return;
-                }
-            },
-            Some((addr, h)) = closer_rx.recv() => {
-                forget(&mut sessions, addr, h);
-                continue;
-            }
-            _ = shared.serve_notify.notified() => continue,
-        };
-        let now = crate::sched::now();
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.accept_tx = None;
+            return !self.sessions.is_empty();
+        }
+        true
+    }
+
+    fn input(&mut self, now: Timestamp, batch: &mut RecvBatch, n: usize) {
+        let shared = Arc::clone(&self.shared);
         let mut ep = shared.endpoint.lock();
         for i in 0..n {
             let (pkt, from) = batch.get_mut(i);
             let routed = ep.handle(now, from, pkt);
-            if let Some(old) = routed.replaced
-                && let Some(s) = sessions.remove(&old)
-            {
-                s.close(CloseReason::Replaced);
+            if let Some(old) = routed.replaced {
+                self.close_session(old, CloseReason::Replaced);
             }
             match routed.action {
                 Action::Deliver(h, data) => {
-                    if let Some(s) = sessions.get(&h) {
+                    if let Some(s) = self.sessions.get(&h) {
                         s.input(now, data);
-                        if !touched.last().is_some_and(|t| Arc::ptr_eq(t, s)) {
-                            touched.push(Arc::clone(s));
+                        if !self.touched.last().is_some_and(|t| Arc::ptr_eq(t, s)) {
+                            self.touched.push(Arc::clone(s));
                         }
                     }
                 }
                 Action::Accept(h, conn, data) => {
-                    let role = Role::Accepted {
-                        handle: h,
-                        closer: closer_tx.clone(),
-                    };
-                    let s = Session::new(*conn, from, Arc::clone(&shared.io), role);
+                    let s = Session::new(
+                        *conn,
+                        from,
+                        Arc::clone(&shared.io),
+                        Role::Accepted(h),
+                        Arc::clone(&shared.link),
+                    );
                     tracing::debug!(conv = s.conv, remote = %from, "KCP session created");
                     s.input(now, data);
-                    touched.push(Arc::clone(&s));
-                    sessions.insert(h, Arc::clone(&s));
-                    match accept_tx.as_ref() {
+                    self.touched.push(Arc::clone(&s));
+                    self.sessions.insert(h, Arc::clone(&s));
+                    match self.accept_tx.as_ref() {
                         Some(tx) if tx.send(Arc::clone(&s)).is_ok() => {}
                         // The listener went away between the routing and here.
                         _ => {
                             ep.accepted();
+                            self.touched.pop();
                             s.close(CloseReason::Local);
                         }
                     }
                 }
                 Action::Drop(DropReason::Checksum) => {
-                    registry()
-                        .global
-                        .in_csum_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    if let Some(n) = auth_warn.hit(now) {
+                    GLOBAL.in_csum_errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(n) = self.auth_warn.hit(now) {
                         tracing::warn!(
                             from = %from,
                             failed = n,
@@ -328,9 +336,19 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
             }
         }
         drop(ep);
-        for s in touched.drain(..) {
+        for s in self.touched.drain(..) {
             s.after_input(now);
         }
+    }
+
+    fn socket_failed(&mut self, e: std::io::Error) {
+        tracing::warn!(error = %e, "KCP listener socket failed; closing its sessions");
+        for (_, s) in self.sessions.drain() {
+            s.close(CloseReason::Socket(e.kind()));
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.endpoint.lock().stop_accepting();
+        self.shared.close_notify.notify_waiters();
     }
 }
 

@@ -7,17 +7,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
 
 use crate::config::{KcpConfig, MAX_MTU};
+use crate::driver::{ClientDemux, DriverLink, drive};
 use crate::error::{CloseReason, SessionError};
 use crate::proto::connection::Connection;
-use crate::proto::packet::{DropReason, open_datagram};
 use crate::session::{Role, Session};
 use crate::snmp::SnmpSnapshot;
-use crate::udp::{RecvBatch, UdpIo};
+use crate::udp::UdpIo;
 
 /// A KCP session over UDP, used like a `TcpStream`.
 ///
@@ -102,19 +101,20 @@ impl KcpStream {
         crate::sockopt::apply(&sock, &config)?;
         let io = Arc::new(UdpIo::new(sock, false));
         let conn = Connection::new(conv, &config)?;
+        let link = Arc::new(DriverLink::default());
         let s = Session::new(
             conn,
             remote,
-            io,
-            Role::Client {
-                reader: Mutex::new(None),
-            },
+            Arc::clone(&io),
+            Role::Client,
+            Arc::clone(&link),
         );
         let stream = KcpStream::from_session(&s);
-        let task = tokio::spawn(client_reader(Arc::clone(&s), config.crypt.clone()));
-        if let Role::Client { reader } = &s.role {
-            *reader.lock() = Some(task.abort_handle());
-        }
+        let demux = ClientDemux {
+            s,
+            crypt: config.crypt.clone(),
+        };
+        tokio::spawn(drive(io, link, demux));
         Ok(stream)
     }
 
@@ -133,7 +133,7 @@ impl KcpStream {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.s.remote
+        self.s.remote()
     }
 
     /// kcp-go `SetNoDelay` (docs/wire-format.md#kcp-knobs): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
@@ -230,8 +230,8 @@ impl KcpStream {
 
     fn own_socket(&self) -> Result<(), SessionError> {
         match self.s.role {
-            Role::Client { .. } => Ok(()),
-            Role::Accepted { .. } => Err(SessionError::InvalidOperation),
+            Role::Client => Ok(()),
+            Role::Accepted(_) => Err(SessionError::InvalidOperation),
         }
     }
 
@@ -291,6 +291,14 @@ impl KcpStream {
     /// Later reads and writes fail with [`SessionError::Closed`].
     pub fn close(&self) {
         self.s.close(CloseReason::Local);
+    }
+
+    /// Waits until the session is closed, for whatever reason, and returns why: [`SessionError::Closed`]
+    /// after a local close (`close`, `shutdown`, dropping every handle), [`SessionError::IdleTimeout`],
+    /// [`SessionError::DeadLink`], [`SessionError::CloseTimeout`], [`SessionError::Replaced`] or the socket's
+    /// error. Any number of tasks may wait; the halves of [`KcpStream::into_split`] have it too.
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
     }
 
     /// Splits into owned halves that can move to different tasks. The session closes when both are dropped.
@@ -356,6 +364,20 @@ impl Drop for OwnedWriteHalf {
     }
 }
 
+impl OwnedReadHalf {
+    /// As [`KcpStream::closed`].
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
+    }
+}
+
+impl OwnedWriteHalf {
+    /// As [`KcpStream::closed`].
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
+    }
+}
+
 impl AsyncRead for OwnedReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -380,56 +402,4 @@ impl AsyncWrite for OwnedWriteHalf {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.s.poll_shutdown(cx)
     }
-}
-
-/// The client's socket reader: accepts datagrams from the dialled address only (docs/wire-format.md#session-dial), opens them
-/// and feeds the session, one batch at a time.
-async fn client_reader(s: Arc<Session>, crypt: Option<rkcp_crypt::PacketCrypt>) {
-    let mut batch = RecvBatch::for_io(&s.io);
-    loop {
-        let n = match s.io.recv_batch(&mut batch).await {
-            Ok(n) => n,
-            Err(e) if transient(&e) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "KCP client socket failed");
-                s.close(CloseReason::Socket(e.kind()));
-                return;
-            }
-        };
-        let now = crate::sched::now();
-        let mut fed = false;
-        for i in 0..n {
-            let (pkt, from) = batch.get_mut(i);
-            if from != s.remote {
-                s.count_drop(DropReason::UnknownPeer);
-                continue;
-            }
-            match open_datagram(crypt.as_ref(), pkt) {
-                Ok(data) => {
-                    s.input(now, data);
-                    fed = true;
-                }
-                // kcp-go drops short ones without a counter; we count them as input errors.
-                Err(r) => s.count_drop(r),
-            }
-        }
-        if fed {
-            s.after_input(now);
-        }
-        if s.closed().is_some() {
-            return;
-        }
-    }
-}
-
-/// Errors a UDP socket reports for earlier traffic (ICMP feedback) rather than for itself.
-pub(crate) fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    ) || e.raw_os_error().is_some_and(
-        |c| c == 113 /* EHOSTUNREACH */ || c == 101, /* ENETUNREACH */
-    )
 }

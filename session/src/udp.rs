@@ -298,15 +298,20 @@ impl UdpIo {
         }
     }
 
-    /// Sends queued datagrams to `to` without blocking. Returns how many left; `Ok(0)` with datagrams queued
-    /// means the socket buffer is full right now.
+    /// Sends queued datagrams to `to` without blocking. Returns how many left; fewer than queued means the
+    /// socket buffer is full right now (wait for [`UdpSocket::writable`], which this then makes wait).
     pub(crate) fn send_batch(&self, to: SocketAddr, q: &TxQueue) -> io::Result<usize> {
         let mut sent = 0;
         #[cfg(target_os = "linux")]
         if self.batch_ok.load(Ordering::Relaxed) {
             while sent < q.len() {
                 let gso = self.gso.load(Ordering::Relaxed);
-                match linux::sendmmsg(&self.sock, to, q, sent, gso) {
+                // Through tokio, so that a full buffer (WouldBlock) clears the socket's write readiness
+                // and `writable()` then waits for room.
+                let r = self.sock.try_io(tokio::io::Interest::WRITABLE, || {
+                    linux::sendmmsg(&self.sock, to, q, sent, gso)
+                });
+                match r {
                     Ok(0) => return Ok(sent),
                     Ok(n) => sent += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
@@ -659,8 +664,8 @@ mod tests {
             while !q.is_empty() {
                 let sent = a.send_batch(to, &q).unwrap();
                 q.consume(sent);
-                if sent == 0 {
-                    tokio::task::yield_now().await;
+                if !q.is_empty() {
+                    a.socket().writable().await.unwrap();
                 }
             }
             let want = chunk[chunk.len() - 1] + 1;

@@ -1,4 +1,4 @@
-//! Many sessions on one listener, driven by the one shared scheduler; counters as kcptun's CSV.
+//! Many sessions on one listener, each driven by its own tokio timer task; counters as kcptun's CSV.
 
 use std::time::Duration;
 
