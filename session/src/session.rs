@@ -257,6 +257,8 @@ impl Session {
             if !q.is_empty() {
                 // Full socket buffer: keep the order, wait for room in a task.
                 drop(st);
+                #[cfg(test)]
+                tests::WRITABLE_WAITS.fetch_add(1, Ordering::Relaxed);
                 let s = Arc::clone(self);
                 self.rt.spawn(async move {
                     // An error here shows up again on the next send.
@@ -592,6 +594,49 @@ pub fn global_snmp() -> SnmpSnapshot {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::io::AsyncWriteExt;
+
+    use crate::{KcpConfig, KcpStream};
+
+    /// Times a send found the socket buffer full and handed the rest to a task waiting for writability.
+    pub(super) static WRITABLE_WAITS: AtomicU64 = AtomicU64::new(0);
+
+    /// A send that finds the socket buffer full hands the rest of its batch to a task waiting for
+    /// writability (no retry timer), and the session's datagrams still leave in order: a silent peer
+    /// records the first flight of 20 segments while every send call takes one datagram only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_socket_buffer_waits_for_writability_and_keeps_order() {
+        let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = peer.local_addr().unwrap();
+        crate::udp::tests::SHORT_SEND_TO.store(to.port(), Ordering::Relaxed);
+        let before = WRITABLE_WAITS.load(Ordering::Relaxed);
+        let cfg = KcpConfig {
+            snd_wnd: 64,
+            ..KcpConfig::fast3()
+        };
+        let mss = cfg.mss();
+        let mut c = KcpStream::connect(to, cfg).await.unwrap();
+        c.write_all(&vec![1u8; 20 * mss]).await.unwrap();
+        let mut sns = Vec::new();
+        let mut buf = [0u8; 2048];
+        while sns.len() < 20 {
+            let (n, _) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv_from(&mut buf))
+                    .await
+                    .expect("the whole flight arrives")
+                    .unwrap();
+            // Plain KCP: one segment per datagram here; cmd at 4, sn at 12..16.
+            if n >= 24 && buf[4] == 81 {
+                sns.push(u32::from_le_bytes(buf[12..16].try_into().unwrap()));
+            }
+        }
+        assert_eq!(sns, (0..20).collect::<Vec<u32>>(), "in order, each once");
+        assert!(WRITABLE_WAITS.load(Ordering::Relaxed) >= before + 10);
+        crate::udp::tests::SHORT_SEND_TO.store(0, Ordering::Relaxed);
+    }
+
     /// What every session costs before any traffic, with FEC and cipher off: 10,000 sessions must fit in a few
     /// MB (the FEC coder state used to sit inline, ~6 KB per session even with FEC off). The struct holds the
     /// 192-byte snapshot of counters already published to the process totals (no registry of sessions).

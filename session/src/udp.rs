@@ -302,6 +302,15 @@ impl UdpIo {
     /// socket buffer is full right now (wait for [`UdpSocket::writable`], which this then makes wait).
     pub(crate) fn send_batch(&self, to: SocketAddr, q: &TxQueue) -> io::Result<usize> {
         let mut sent = 0;
+        #[cfg(test)]
+        if to.port() == tests::SHORT_SEND_TO.load(Ordering::Relaxed) && !q.is_empty() {
+            // A socket buffer that is full after one datagram (loopback never fills one).
+            return match self.sock.try_send_to(q.get(0), to) {
+                Ok(_) => Ok(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) => Err(e),
+            };
+        }
         #[cfg(target_os = "linux")]
         if self.batch_ok.load(Ordering::Relaxed) {
             while sent < q.len() {
@@ -608,8 +617,13 @@ mod linux {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU16;
+
+    /// Sends to this port take one datagram per call, as if the socket buffer were then full (tests of the
+    /// full-buffer path; 0: off).
+    pub(crate) static SHORT_SEND_TO: AtomicU16 = AtomicU16::new(0);
 
     #[test]
     fn txqueue_trim_releases_a_burst_once_empty() {
