@@ -13,6 +13,13 @@
 //! with no idle timeout arms no timer), sends made outside the session's lock, and a full socket buffer
 //! waits for writability. No thread and no registry are process-wide; [`global_snmp`] is a set of atomics.
 //!
+//! Lifecycle: KCP has no handshake, no FIN and no half-close. A session ends by a local close
+//! ([`KcpStream::close`], dropping it, or `shutdown`, which first waits until everything written was
+//! acknowledged, at most [`KcpConfig::close_timeout`]), by the idle timeout ([`KcpConfig::idle_timeout`], on by
+//! default: nothing heard from the peer for 60 s), by the dead-link check (the peer stopped acknowledging), or
+//! by replacement on a listener. Reads never return end-of-stream: they fail with the typed reason
+//! ([`SessionError`]), and [`KcpStream::closed`] resolves with it. The peer is never told; see [`KcpStream`].
+//!
 //! Feature `legacy-ciphers` (on by default) turns on the one of `rkcp-crypt`: kcptun's older ciphers
 //! (salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4). Without it [`PacketCrypt::try_new`] returns
 //! an error for those. Most applications use the `rkcp` crate, which re-exports this one and adds smux.

@@ -20,16 +20,33 @@ use crate::udp::UdpIo;
 
 /// A KCP session over UDP, used like a `TcpStream`.
 ///
-/// Reads and writes follow kcp-go (docs/wire-format.md#session-read-write). A write queues up to one send window of bytes in MSS-sized
-/// segments while the window has room and flushes at once (unless write delay is on), otherwise it waits. A read
-/// returns what has arrived in order, or waits. **KCP has no FIN**: a read never returns end-of-stream; after a
-/// local close it fails with [`SessionError::Closed`], after the peer stopped answering with
-/// [`SessionError::DeadLink`] (wrapped in `io::Error`; kinds `NotConnected` and `TimedOut`). Protocols on top
-/// (smux, or your own framing) decide where data ends.
+/// Reads and writes follow kcp-go (docs/wire-format.md#session-read-write). A write queues up to one send
+/// window of bytes in MSS-sized segments while the window has room and flushes at once (unless write delay is
+/// on), otherwise it waits. A read returns what has arrived in order, or waits.
 ///
-/// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) waits until the peer has acknowledged every
-/// byte written, then closes. Dropping the stream (or calling [`KcpStream::close`]) closes at once, sending only
-/// what the window allows, as kcp-go's `Close` does (docs/wire-format.md#session-close).
+/// # End of stream, half-close and closing
+///
+/// **KCP has no FIN and no half-close.** Nothing on the wire says "no more data" or "closed", so:
+///
+/// - A read **never returns end-of-stream** (`Ok(0)` only for an empty buffer). It waits for data until the
+///   session ends, then fails with why (an [`SessionError`] inside the `io::Error`): [`SessionError::Closed`]
+///   after a local close (kind `NotConnected`), [`SessionError::IdleTimeout`] when nothing came from the
+///   peer for [`KcpConfig::idle_timeout`] (60 s by default; kind `TimedOut`), [`SessionError::DeadLink`]
+///   when the peer stopped acknowledging what we sent (`TimedOut`), [`SessionError::Replaced`] on a listener
+///   when the peer's address started a new conversation, or the socket's error. Protocols on top (smux, or
+///   your own framing) say where data ends.
+/// - [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) is **not** a half-close: it waits until
+///   the peer has acknowledged every byte written (the only way to know it has them), then closes the whole
+///   session locally; later reads fail with [`SessionError::Closed`]. It is bounded by
+///   [`KcpConfig::close_timeout`] (30 s by default): past it the session closes and `shutdown` fails with
+///   [`SessionError::CloseTimeout`].
+/// - Dropping every handle, or [`KcpStream::close`], closes at once, sending only what the window allows
+///   (kcp-go's `Close`, docs/wire-format.md#session-close).
+/// - **The peer is not told** about any of these. A peer that only reads learns it from its idle timeout; a
+///   peer that writes, from its dead-link check (or, towards a listener, its datagrams start a new
+///   session there, as with kcp-go).
+///
+/// [`KcpStream::closed`] resolves once the session ended, with the reason, from any handle.
 ///
 /// `split` comes from [`tokio::io::split`]; [`KcpStream::into_split`] gives owned halves without a lock.
 #[derive(Debug)]
