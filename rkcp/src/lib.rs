@@ -127,8 +127,8 @@
 
 pub use rkcp_session::{
     CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
-    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, SessionError, SnmpSnapshot,
-    global_snmp,
+    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, ReuniteError, SessionError,
+    SnmpSnapshot, global_snmp,
 };
 
 /// The sans-IO KCP ARQ engine (crate `rkcp-engine`): segments, retransmission, windows, and a

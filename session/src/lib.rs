@@ -68,7 +68,7 @@ pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
-pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};
+pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 
 #[cfg(fuzzing)]
 pub mod fuzzing;

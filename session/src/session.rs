@@ -487,6 +487,11 @@ impl Session {
         Poll::Ready(Ok(n))
     }
 
+    /// Message mode: the size of the next whole message, if one is ready.
+    pub(crate) fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        self.state.lock().conn.peek_msg_size()
+    }
+
     /// `poll_flush`: a full flush of whatever is queued (only matters with write delay).
     pub(crate) fn poll_flush(self: &Arc<Self>) -> Poll<io::Result<()>> {
         let (wakes, out) = {

@@ -304,6 +304,41 @@ impl KcpStream {
         poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
     }
 
+    /// Message mode, poll form of [`KcpStream::send_msg`]: `Ready(Ok(()))` once `msg` is queued as one
+    /// message; `Pending` (the waker is kept) while the send window is full.
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub fn poll_send_msg(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &[u8],
+    ) -> Poll<Result<(), SessionError>> {
+        self.s.poll_send_msg(cx, msg)
+    }
+
+    /// Message mode, poll form of [`KcpStream::recv_msg`]: `Ready(Ok(n))` with the next whole message in
+    /// `buf[..n]`; `Pending` (the waker is kept) while none has arrived.
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub fn poll_recv_msg(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, SessionError>> {
+        self.s.poll_recv_msg(cx, buf)
+    }
+
+    /// Message mode: the size of the next whole message if one has arrived (`Ok(None)`: none yet), so a
+    /// buffer can be sized before [`KcpStream::recv_msg`]. Does not wait or consume anything.
+    ///
+    /// # Errors
+    /// [`SessionError::NotMessageMode`], or why the session ended once nothing is left to read.
+    pub fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        self.s.peek_msg_size()
+    }
+
     /// Closes at once (kcp-go `Close`): one last flush of what the window allows, then everything is released.
     /// Later reads and writes fail with [`SessionError::Closed`].
     pub fn close(&self) {
@@ -386,6 +421,46 @@ impl OwnedReadHalf {
     pub async fn closed(&self) -> SessionError {
         self.s.wait_closed().await
     }
+
+    /// Puts the halves back together (as tokio's `OwnedReadHalf::reunite`).
+    ///
+    /// # Errors
+    /// [`ReuniteError`], giving both halves back, if they come from different streams.
+    pub fn reunite(self, other: OwnedWriteHalf) -> Result<KcpStream, ReuniteError> {
+        if !Arc::ptr_eq(&self.s, &other.s) {
+            return Err(ReuniteError(self, other));
+        }
+        // The new handle is counted before the halves' go, so the session never sees zero handles.
+        Ok(KcpStream::from_session(&self.s))
+    }
+
+    /// Message mode: receives the next whole message, as [`KcpStream::recv_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub async fn recv_msg(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
+    }
+
+    /// As [`KcpStream::poll_recv_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub fn poll_recv_msg(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, SessionError>> {
+        self.s.poll_recv_msg(cx, buf)
+    }
+
+    /// As [`KcpStream::peek_msg_size`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::peek_msg_size`].
+    pub fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        self.s.peek_msg_size()
+    }
 }
 
 impl OwnedWriteHalf {
@@ -393,7 +468,47 @@ impl OwnedWriteHalf {
     pub async fn closed(&self) -> SessionError {
         self.s.wait_closed().await
     }
+
+    /// Puts the halves back together; see [`OwnedReadHalf::reunite`].
+    ///
+    /// # Errors
+    /// [`ReuniteError`] if they come from different streams.
+    pub fn reunite(self, other: OwnedReadHalf) -> Result<KcpStream, ReuniteError> {
+        other.reunite(self)
+    }
+
+    /// Message mode: sends `msg` as one message, as [`KcpStream::send_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub async fn send_msg(&self, msg: &[u8]) -> Result<(), SessionError> {
+        poll_fn(|cx| self.s.poll_send_msg(cx, msg)).await
+    }
+
+    /// As [`KcpStream::poll_send_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub fn poll_send_msg(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &[u8],
+    ) -> Poll<Result<(), SessionError>> {
+        self.s.poll_send_msg(cx, msg)
+    }
 }
+
+/// The halves given to [`OwnedReadHalf::reunite`] came from different streams; both are given back.
+#[derive(Debug)]
+pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
+
+impl std::fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tried to reunite halves of different KCP streams")
+    }
+}
+
+impl std::error::Error for ReuniteError {}
 
 impl AsyncRead for OwnedReadHalf {
     fn poll_read(

@@ -521,6 +521,24 @@ impl Connection {
         }
     }
 
+    /// Message mode: the size of the next whole message, if one is ready (`Ok(None)`: none yet).
+    pub(crate) fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        if self.closed == Some(CloseReason::Local) {
+            return Err(SessionError::Closed);
+        }
+        if self.stream {
+            return Err(SessionError::NotMessageMode);
+        }
+        if self.leftover_pos < self.leftover.len() {
+            return Ok(Some(self.leftover.len() - self.leftover_pos));
+        }
+        match (self.kcp.peek_size(), self.closed) {
+            (Some(n), _) => Ok(Some(n)),
+            (None, Some(r)) => Err(r.to_error()),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// kcp-go's post-write flush rule: flush now unless write delay is on and the window is not full.
     fn flush_after_write(&mut self, now: Timestamp) {
         if !self.write_delay || !self.writable() {
