@@ -255,6 +255,9 @@ struct ListenerDemux {
     touched: Vec<Arc<Session>>,
 }
 
+// The endpoint's own timer plugs into `Demux::poll_timeout`/`handle_timeout` (defaults: none): the read loop
+// sleeps until `poll_timeout` alongside the socket and calls `handle_timeout(now)` between batches, where the
+// endpoint's expiries/evictions go to `close_session(handle, reason)`.
 impl ListenerDemux {
     /// Closes one of this listener's sessions (the endpoint's evictions and expiries come through here); its
     /// route is forgotten when the close is reported back through the link.

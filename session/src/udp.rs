@@ -315,12 +315,8 @@ impl UdpIo {
         if self.batch_ok.load(Ordering::Relaxed) {
             while sent < q.len() {
                 let gso = self.gso.load(Ordering::Relaxed);
-                // Through tokio, so that a full buffer (WouldBlock) clears the socket's write readiness
-                // and `writable()` then waits for room.
-                let r = self.sock.try_io(tokio::io::Interest::WRITABLE, || {
-                    linux::sendmmsg(&self.sock, to, q, sent, gso)
-                });
-                match r {
+                let send = || linux::sendmmsg(&self.sock, to, q, sent, gso);
+                match self.direct_first(send) {
                     Ok(0) => return Ok(sent),
                     Ok(n) => sent += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
@@ -340,14 +336,29 @@ impl UdpIo {
                 return Ok(sent);
             }
         }
+        let sock = socket2::SockRef::from(&self.sock);
         while sent < q.len() {
-            match self.sock.try_send_to(q.get(sent), to) {
+            let to = socket2::SockAddr::from(to);
+            match self.direct_first(|| sock.send_to(q.get(sent), &to)) {
                 Ok(_) => sent += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
                 Err(e) => return if sent > 0 { Ok(sent) } else { Err(e) },
             }
         }
         Ok(sent)
+    }
+
+    /// Runs a non-blocking send straight away (a fresh socket's write readiness is only known once the
+    /// reactor has seen its first event: waiting for it would hold every first datagram back); only when the
+    /// kernel says the buffer is full does it go again through tokio's readiness, so that the `WouldBlock`
+    /// clears the write readiness in order and [`UdpSocket::writable`] then waits for room.
+    fn direct_first<R>(&self, mut send: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        match send() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.sock.try_io(tokio::io::Interest::WRITABLE, send)
+            }
+            r => r,
+        }
     }
 
     /// Whether sends still use GSO (for tests).
