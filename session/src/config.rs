@@ -38,7 +38,9 @@ impl FecConfig {
 ///
 /// `Default` keeps kcp-go's library defaults (docs/wire-format.md#session-options) for every engine knob, with one exception:
 /// `stream` is on, because [`KcpStream`](crate::KcpStream) is a byte stream (`AsyncRead`/`AsyncWrite`) and every
-/// real user of kcp-go (kcptun) turns it on. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
+/// real user of kcp-go (kcptun) turns it on. Beyond kcp-go, and invisible on the wire, every session has an idle
+/// timeout ([`KcpConfig::idle_timeout`], 60 s) and a bounded graceful shutdown ([`KcpConfig::close_timeout`],
+/// 30 s); kcp-go has neither. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
 /// kcptun's per-session setup (docs/wire-format.md#kcptun-modes, #kcptun-session): its mode tuple, stream mode, mtu 1350, windows 1024/1024
 /// and 4 MiB socket buffers. Cipher and FEC stay off in every preset: set [`KcpConfig::crypt`] and
 /// [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even `none`; docs/wire-format.md#layering).
