@@ -48,7 +48,8 @@ async fn a_reader_learns_its_peer_is_gone_within_the_idle_timeout() {
         "{e:?}"
     );
     assert!(took >= Duration::from_millis(250), "{took:?}");
-    assert!(took < idle + Duration::from_millis(1500), "{took:?}");
+    // Generous: the bound is what matters, and CI machines are busy.
+    assert!(took < idle + Duration::from_secs(3), "{took:?}");
     assert!(matches!(s.closed().await, SessionError::IdleTimeout(_)));
     // The route is gone: the same peer starts a new session.
     c.write_all(b"again").await.unwrap();
@@ -63,12 +64,12 @@ async fn a_reader_learns_its_peer_is_gone_within_the_idle_timeout() {
 /// Steady traffic keeps a short idle timeout from firing on both ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traffic_keeps_the_idle_timeout_away() {
-    let cfg = fast().with_idle_timeout(Some(Duration::from_millis(300)));
+    let cfg = fast().with_idle_timeout(Some(Duration::from_millis(500)));
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let addr = listener.local_addr();
     let _srv = spawn_echo(listener);
     let mut c = KcpStream::connect(addr, cfg).await.unwrap();
-    for i in 0..15u8 {
+    for i in 0..20u8 {
         c.write_all(&[i; 100]).await.unwrap();
         let mut b = [0u8; 100];
         c.read_exact(&mut b).await.unwrap();
@@ -104,7 +105,7 @@ async fn shutdown_returns_within_close_timeout_when_the_peer_is_gone() {
         "{e:?}"
     );
     assert!(took >= Duration::from_millis(250), "{took:?}");
-    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
     assert!(matches!(c.closed().await, SessionError::CloseTimeout(_)));
 }
 
