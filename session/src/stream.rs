@@ -218,6 +218,36 @@ impl KcpStream {
         });
     }
 
+    /// Changes this session's idle timeout (see [`KcpConfig::idle_timeout`]), counted from the last datagram
+    /// heard from the peer; `None` turns it off. Takes effect at once.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for a zero timeout.
+    pub fn set_idle_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), SessionError> {
+        let ms = timeout.map(|d| d.as_millis() as u64);
+        if ms == Some(0) {
+            return Err(crate::ConfigError::ZeroTimeout.into());
+        }
+        self.s.with_conn(|c| c.set_idle_timeout(ms));
+        Ok(())
+    }
+
+    /// Changes the bound on a later graceful `shutdown` (see [`KcpConfig::close_timeout`]).
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for a zero timeout.
+    pub fn set_close_timeout(&self, timeout: std::time::Duration) -> Result<(), SessionError> {
+        let ms = timeout.as_millis() as u64;
+        if ms == 0 {
+            return Err(crate::ConfigError::ZeroTimeout.into());
+        }
+        self.s.with_conn(|c| c.set_close_timeout(ms));
+        Ok(())
+    }
+
     /// DSCP for this client's socket (kcp-go `SetDSCP`).
     ///
     /// # Errors

@@ -190,3 +190,35 @@ fn closed_sessions_leave_no_task_behind() {
         assert_eq!(metrics.num_alive_tasks(), base);
     });
 }
+
+/// The idle timeout can be changed per session at run time: an accepted session of a listener with the
+/// timeout off gets one and ends; a zero timeout is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_timeout_can_be_set_per_session() {
+    let listener = KcpListener::bind("127.0.0.1:0", fast().with_idle_timeout(None))
+        .await
+        .unwrap();
+    let mut c = KcpStream::connect(listener.local_addr(), fast().with_idle_timeout(None))
+        .await
+        .unwrap();
+    c.write_all(b"hi").await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).await.unwrap();
+    assert!(s.set_idle_timeout(Some(Duration::ZERO)).is_err());
+    assert!(s.set_close_timeout(Duration::ZERO).is_err());
+    s.set_close_timeout(Duration::from_secs(1)).unwrap();
+    s.set_idle_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let why = tokio::time::timeout(Duration::from_secs(5), s.closed())
+        .await
+        .expect("the new timeout applies");
+    assert!(matches!(why, SessionError::IdleTimeout(d) if d == Duration::from_millis(200)));
+    // The client, with none, is still open.
+    c.set_idle_timeout(None).unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), c.closed())
+            .await
+            .is_err()
+    );
+}

@@ -624,6 +624,16 @@ impl Connection {
         }
     }
 
+    /// Idle timeout in ms (`None`: off), counted from the last datagram heard.
+    pub(crate) fn set_idle_timeout(&mut self, ms: Option<u64>) {
+        self.idle_ms = ms;
+    }
+
+    /// Bound on a graceful shutdown in ms (one already under way keeps its deadline).
+    pub(crate) fn set_close_timeout(&mut self, ms: u64) {
+        self.close_ms = ms;
+    }
+
     /// Retransmissions of one segment after which the link counts as dead.
     pub(crate) fn set_dead_link(&mut self, xmit: u32) {
         self.kcp.set_dead_link(xmit);
