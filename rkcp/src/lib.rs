@@ -11,9 +11,11 @@
 //!   `AsyncRead + AsyncWrite`), as kcptun does. Prefer smux v2 (`Version::V2`) where a reader
 //!   can be slow: in v1 one stream nobody reads stalls every stream of the session.
 //!
-//! A raw `KcpStream` has no end-of-stream (KCP has no FIN): a read never returns 0 bytes, and
-//! `shutdown` waits until the peer acknowledged everything written, then closes. Put smux (or
-//! your own framing) on top to mark where data ends.
+//! A raw `KcpStream` has no end-of-stream (KCP has no FIN): a read never returns 0 bytes but
+//! fails with why the session ended (closed, idle timeout, dead link, ...), and `shutdown` waits
+//! (at most `close_timeout`) until the peer acknowledged everything written, then closes. Every
+//! session has an idle timeout (60 s by default). Put smux (or your own framing) on top to mark
+//! where data ends.
 //!
 //! # Quick start
 //!
@@ -127,8 +129,8 @@
 
 pub use rkcp_session::{
     CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
-    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, SessionError, SnmpSnapshot,
-    global_snmp,
+    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, ReuniteError, SessionError,
+    SnmpSnapshot, global_snmp,
 };
 
 /// The sans-IO KCP ARQ engine (crate `rkcp-engine`): segments, retransmission, windows, and a

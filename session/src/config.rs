@@ -1,4 +1,7 @@
-//! Session-level configuration: the engine's knobs, the packet pipeline (cipher, FEC) and the socket.
+//! Session-level configuration: the engine's knobs, the packet pipeline (cipher, FEC), the socket and the
+//! session's lifecycle bounds (idle timeout, close timeout).
+
+use std::time::Duration;
 
 use rkcp_crypt::PacketCrypt;
 use rkcp_engine::Congestion;
@@ -36,7 +39,9 @@ impl FecConfig {
 ///
 /// `Default` keeps kcp-go's library defaults (docs/wire-format.md#session-options) for every engine knob, with one exception:
 /// `stream` is on, because [`KcpStream`](crate::KcpStream) is a byte stream (`AsyncRead`/`AsyncWrite`) and every
-/// real user of kcp-go (kcptun) turns it on. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
+/// real user of kcp-go (kcptun) turns it on. Beyond kcp-go, and invisible on the wire, every session has an idle
+/// timeout ([`KcpConfig::idle_timeout`], 60 s) and a bounded graceful shutdown ([`KcpConfig::close_timeout`],
+/// 30 s); kcp-go has neither. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
 /// kcptun's per-session setup (docs/wire-format.md#kcptun-modes, #kcptun-session): its mode tuple, stream mode, mtu 1350, windows 1024/1024
 /// and 4 MiB socket buffers. Cipher and FEC stay off in every preset: set [`KcpConfig::crypt`] and
 /// [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even `none`; docs/wire-format.md#layering).
@@ -97,6 +102,23 @@ pub struct KcpConfig {
     /// Listener only: the limits for peers that have not proved their address yet, and the replay record
     /// (see [`Admission`]; defaults keep a listener safe on the open internet).
     pub admission: Admission,
+    /// Closes the session with [`SessionError::IdleTimeout`](crate::SessionError::IdleTimeout) once nothing
+    /// has been received from the peer for this long (any datagram that passes the cipher check counts: data,
+    /// ACKs, probes). `None` disables it. Default [`KcpConfig::DEFAULT_IDLE_TIMEOUT`] (60 s); kcp-go has none.
+    ///
+    /// This is how a side that only reads learns that its peer is gone (a writer also learns it from
+    /// `dead_link`), and how a [`KcpListener`](crate::KcpListener) forgets peers that vanished. Trade-off:
+    /// KCP itself sends nothing while idle, so a healthy session whose peer stays silent longer than this is
+    /// closed too. kcptun never is: its smux keepalive (at most every 30 s, every 10 s by default) resets
+    /// the timer. A bare [`KcpStream`](crate::KcpStream) that may stay silent must send something now and
+    /// then, or use a longer timeout, or `None` (dead peers are then kept until a write fails).
+    pub idle_timeout: Option<Duration>,
+    /// Bound on a graceful `shutdown()` (which waits until the peer acknowledged everything written): when it
+    /// has not completed after this long the session closes and `shutdown()` fails with
+    /// [`SessionError::CloseTimeout`](crate::SessionError::CloseTimeout). Default
+    /// [`KcpConfig::DEFAULT_CLOSE_TIMEOUT`] (30 s). Trade-off: it counts from the start of `shutdown()`, so
+    /// it must cover sending what is still queued (up to about two send windows) on the slowest path.
+    pub close_timeout: Duration,
 }
 
 impl Default for KcpConfig {
@@ -125,11 +147,31 @@ impl Default for KcpConfig {
             accept_backlog: 128,
             max_sessions: 65536,
             admission: Admission::default(),
+            idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
+            close_timeout: Self::DEFAULT_CLOSE_TIMEOUT,
         }
     }
 }
 
 impl KcpConfig {
+    /// Default [`KcpConfig::idle_timeout`]: 60 s, twice the longest keepalive interval kcptun allows (30 s).
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Default [`KcpConfig::close_timeout`]: 30 s.
+    pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Sets [`KcpConfig::idle_timeout`] (builder style); `None` disables it.
+    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`KcpConfig::close_timeout`] (builder style).
+    pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
     /// kcptun's session setup around one of the engine's presets (which own the mode tuples, docs/wire-format.md#kcptun-modes).
     fn kcptun(mode: rkcp_engine::KcpConfig) -> Self {
         KcpConfig {
@@ -225,6 +267,11 @@ impl KcpConfig {
         }
         if self.max_sessions == 0 {
             return Err(ConfigError::MaxSessions);
+        }
+        if self.idle_timeout.is_some_and(|t| t.as_millis() == 0)
+            || self.close_timeout.as_millis() == 0
+        {
+            return Err(ConfigError::ZeroTimeout);
         }
         self.engine_config(0)
             .validate()
@@ -337,6 +384,17 @@ mod tests {
         ));
         assert!(matches!(bad(|c| c.interval = 5), ConfigError::Engine(_)));
         assert!(matches!(bad(|c| c.rcv_wnd = 0), ConfigError::Engine(_)));
+        assert!(matches!(
+            bad(|c| c.idle_timeout = Some(Duration::ZERO)),
+            ConfigError::ZeroTimeout
+        ));
+        assert!(matches!(
+            bad(|c| c.close_timeout = Duration::from_micros(10)),
+            ConfigError::ZeroTimeout
+        ));
         assert!(KcpConfig::default().with_fec(0, 3).fec.is_none());
+        let c = KcpConfig::fast3().with_idle_timeout(None);
+        assert_eq!(c.idle_timeout, None);
+        c.validate().unwrap();
     }
 }

@@ -2,6 +2,7 @@
 //! [`std::io::Error`] (get them back with `io::Error::get_ref` + `downcast_ref::<SessionError>()`).
 
 use std::io;
+use std::time::Duration;
 
 /// A [`KcpConfig`](crate::KcpConfig) field out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +35,9 @@ pub enum ConfigError {
     /// The live-session cap must be at least 1.
     #[error("max_sessions must be at least 1")]
     MaxSessions,
+    /// `idle_timeout` and `close_timeout` must be at least 1 ms (use `None` to turn the idle timeout off).
+    #[error("idle_timeout and close_timeout must be at least 1 ms")]
+    ZeroTimeout,
     /// The engine refused a knob (interval outside 10..=5000, zero or oversized window, dead_link 0 …).
     #[error("engine configuration")]
     Engine(#[source] rkcp_engine::KcpError),
@@ -62,6 +66,15 @@ pub enum SessionError {
     /// anything the server sent). The session is closed.
     #[error("KCP peer did not prove its address in time")]
     Unverified,
+    /// Nothing was received from the peer for `idle_timeout` ([`KcpConfig::idle_timeout`](crate::KcpConfig::idle_timeout)):
+    /// it is presumed gone. The session is closed.
+    #[error("KCP peer silent for {0:?}: idle timeout")]
+    IdleTimeout(std::time::Duration),
+    /// `shutdown()` did not see every byte acknowledged within
+    /// [`KcpConfig::close_timeout`](crate::KcpConfig::close_timeout). The session is closed; the peer may
+    /// not have everything.
+    #[error("KCP shutdown timed out after {0:?} with data unacknowledged")]
+    CloseTimeout(std::time::Duration),
     /// The listener was closed: no more sessions can be accepted.
     #[error("KCP listener closed")]
     ListenerClosed,
@@ -99,7 +112,9 @@ impl SessionError {
             | SessionError::Kcp(_)
             | SessionError::MessageTooLarge { .. } => io::ErrorKind::InvalidInput,
             SessionError::Closed | SessionError::ListenerClosed => io::ErrorKind::NotConnected,
-            SessionError::DeadLink(_) => io::ErrorKind::TimedOut,
+            SessionError::DeadLink(_)
+            | SessionError::IdleTimeout(_)
+            | SessionError::CloseTimeout(_) => io::ErrorKind::TimedOut,
             SessionError::Unverified => io::ErrorKind::ConnectionRefused,
             SessionError::Io(e) => e.kind(),
             SessionError::BufferTooSmall { .. }
@@ -125,6 +140,10 @@ pub(crate) enum CloseReason {
     DeadLink(u32),
     /// The peer did not prove its address in time (listener admission).
     Unverified,
+    /// Nothing heard from the peer for this many ms.
+    IdleTimeout(u64),
+    /// A graceful shutdown did not complete within this many ms.
+    CloseTimeout(u64),
     Socket(io::ErrorKind),
 }
 
@@ -134,6 +153,8 @@ impl CloseReason {
             CloseReason::Local => SessionError::Closed,
             CloseReason::DeadLink(n) => SessionError::DeadLink(n),
             CloseReason::Unverified => SessionError::Unverified,
+            CloseReason::IdleTimeout(ms) => SessionError::IdleTimeout(Duration::from_millis(ms)),
+            CloseReason::CloseTimeout(ms) => SessionError::CloseTimeout(Duration::from_millis(ms)),
             CloseReason::Socket(k) => SessionError::Io(io::Error::new(k, "UDP socket failed")),
         }
     }

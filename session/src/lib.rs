@@ -8,8 +8,17 @@
 //!
 //! Packet path: the engine's datagrams get the FEC header in place, then nonce + CRC + cipher, and leave in
 //! `sendmmsg` batches; received datagrams are opened, FEC is detected per packet and rebuilt packets are fed as
-//! non-regular input (B.2, B.3). One timer thread with one heap drives every session's engine by its own next
-//! deadline, so an idle session costs nothing.
+//! non-regular input (B.2, B.3). The driver is plain tokio: one read loop per UDP socket (a listener's or a
+//! client's), one timer task per session sleeping until its connection's next deadline (an idle session
+//! with no idle timeout arms no timer), sends made outside the session's lock, and a full socket buffer
+//! waits for writability. No thread and no registry are process-wide; [`global_snmp`] is a set of atomics.
+//!
+//! Lifecycle: KCP has no handshake, no FIN and no half-close. A session ends by a local close
+//! ([`KcpStream::close`], dropping it, or `shutdown`, which first waits until everything written was
+//! acknowledged, at most [`KcpConfig::close_timeout`]), by the idle timeout ([`KcpConfig::idle_timeout`], on by
+//! default: nothing heard from the peer for 60 s), by the dead-link check (the peer stopped acknowledging), or
+//! by replacement on a listener. Reads never return end-of-stream: they fail with the typed reason
+//! ([`SessionError`]), and [`KcpStream::closed`] resolves with it. The peer is never told; see [`KcpStream`].
 //!
 //! Feature `legacy-ciphers` (on by default) turns on the one of `rkcp-crypt`: kcptun's older ciphers
 //! (salsa20, blowfish, twofish, cast5, 3des, tea, xtea, sm4). Without it [`PacketCrypt::try_new`] returns
@@ -72,10 +81,10 @@
 //! ```
 
 mod config;
+mod driver;
 mod error;
 mod listener;
 mod proto;
-mod sched;
 mod session;
 mod snmp;
 mod sockopt;
@@ -90,7 +99,7 @@ pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
-pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf};
+pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 
 #[cfg(fuzzing)]
 pub mod fuzzing;

@@ -11,12 +11,14 @@ use tokio::sync::{Mutex as AsyncMutex, Notify, mpsc};
 use parking_lot::Mutex;
 
 use crate::config::KcpConfig;
+use crate::driver::{Demux, DriverLink, drive};
 use crate::error::{CloseReason, SessionError};
 use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
 use crate::proto::packet::DropReason;
 use crate::proto::time::Timestamp;
-use crate::session::{Role, Session, registry};
-use crate::stream::{KcpStream, transient};
+use crate::session::{Role, Session};
+use crate::snmp::GLOBAL;
+use crate::stream::KcpStream;
 use crate::udp::{RecvBatch, UdpIo};
 
 /// Counters of a listener: datagrams dropped before they reached a session, by reason, and what happened to
@@ -68,7 +70,8 @@ struct Shared {
     endpoint: Mutex<Endpoint>,
     closed: AtomicBool,
     close_notify: Notify,
-    serve_notify: Notify,
+    /// Sessions report closes to the read loop here; a listener close wakes it too.
+    link: Arc<DriverLink>,
 }
 
 /// A KCP server: accepts sessions from any peer on one UDP socket.
@@ -79,7 +82,8 @@ struct Shared {
 /// and at most `max_sessions` are live, further new peers are dropped and counted ([`KcpListener::stats`]).
 /// Every accepted session starts with the listener's [`KcpConfig`] (kcp-go starts them with its defaults).
 ///
-/// One task reads the socket in batches and dispatches to the sessions. [`KcpListener::close`] (or drop) stops
+/// One task reads the socket in batches and dispatches to the sessions; each session's timer is its own
+/// tokio task. [`KcpListener::close`] (or drop) stops
 /// accepting; sessions already accepted keep working on the shared socket until they close, then the socket
 /// is released.
 #[derive(Debug)]
@@ -138,9 +142,21 @@ impl KcpListener {
             endpoint: Mutex::new(Endpoint::new(config)),
             closed: AtomicBool::new(false),
             close_notify: Notify::new(),
-            serve_notify: Notify::new(),
+            link: Arc::new(DriverLink::default()),
         });
-        tokio::spawn(serve(Arc::clone(&shared), accept_tx));
+        let demux = ListenerDemux {
+            shared: Arc::clone(&shared),
+            sessions: HashMap::new(),
+            accept_tx: Some(accept_tx),
+            auth_warn: RateLimited::new(AUTH_WARN_EVERY_MS),
+            touched: Vec::with_capacity(crate::udp::BATCH),
+            expired: Vec::new(),
+        };
+        tokio::spawn(drive(
+            Arc::clone(&shared.io),
+            Arc::clone(&shared.link),
+            demux,
+        ));
         Ok(KcpListener {
             shared,
             accept_rx: AsyncMutex::new(accept_rx),
@@ -174,7 +190,8 @@ impl KcpListener {
                         if s.closed().is_some() {
                             continue; // replaced or dead before anyone accepted it
                         }
-                        return Ok((KcpStream::from_session(&s), s.remote()));
+                        let peer = s.remote();
+                        return Ok((KcpStream::from_session(&s), peer));
                     }
                     None => return Err(SessionError::ListenerClosed),
                 },
@@ -226,7 +243,7 @@ impl KcpListener {
         }
         self.shared.endpoint.lock().stop_accepting();
         self.shared.close_notify.notify_waiters();
-        self.shared.serve_notify.notify_one();
+        self.shared.link.wake();
         if let Ok(mut rx) = self.accept_rx.try_lock() {
             rx.close();
             while let Ok(s) = rx.try_recv() {
@@ -247,109 +264,84 @@ impl Drop for KcpListener {
     }
 }
 
-/// The listener's socket task: reads batches, lets the endpoint open and route each datagram, feeds sessions,
-/// and finishes once the listener is closed and its last session is gone.
-async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session>>) {
-    let (closer_tx, mut closer_rx) = mpsc::unbounded_channel::<ConnHandle>();
-    let mut sessions: HashMap<ConnHandle, Arc<Session>> = HashMap::new();
-    let mut batch = RecvBatch::for_io(&shared.io);
-    let mut touched: Vec<(ConnHandle, Arc<Session>)> = Vec::with_capacity(crate::udp::BATCH);
-    let mut expired: Vec<ConnHandle> = Vec::new();
-    let mut accept_tx = Some(accept_tx);
-    let mut auth_warn = RateLimited::new(AUTH_WARN_EVERY_MS);
-    let forget = |sessions: &mut HashMap<ConnHandle, Arc<Session>>, h| {
-        sessions.remove(&h);
-        shared.endpoint.lock().forget(h, crate::sched::now());
-    };
-    loop {
-        while let Ok(h) = closer_rx.try_recv() {
-            forget(&mut sessions, h);
+/// The listener's side of its socket's read loop: lets the endpoint open and route each datagram, feeds
+/// sessions, creates accepted ones, and ends once the listener is closed and its last session is gone.
+struct ListenerDemux {
+    shared: Arc<Shared>,
+    sessions: HashMap<ConnHandle, Arc<Session>>,
+    accept_tx: Option<mpsc::UnboundedSender<Arc<Session>>>,
+    auth_warn: RateLimited,
+    touched: Vec<(ConnHandle, Arc<Session>)>,
+    expired: Vec<ConnHandle>,
+}
+
+impl ListenerDemux {
+    /// Closes one of this listener's sessions (the endpoint's evictions and expiries come through here); its
+    /// route is forgotten when the close is reported back through the link.
+    fn close_session(&mut self, h: ConnHandle, reason: CloseReason) {
+        if let Some(s) = self.sessions.remove(&h) {
+            s.close(reason);
         }
-        if shared.closed.load(Ordering::Acquire) {
-            accept_tx = None;
-            if sessions.is_empty() {
-                return;
+    }
+}
+
+impl Demux for ListenerDemux {
+    fn maintain(&mut self) -> bool {
+        let closed = self.shared.link.take_closed();
+        if !closed.is_empty() {
+            let mut ep = self.shared.endpoint.lock();
+            let now = crate::driver::now();
+            for (_, h) in closed {
+                self.sessions.remove(&h);
+                ep.forget(h, now);
             }
         }
-        // The endpoint's own deadline: unverified sessions that did not prove their address in time.
-        let deadline = shared.endpoint.lock().poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(d) => {
-                    let wait = d
-                        .as_millis()
-                        .saturating_sub(crate::sched::now().as_millis());
-                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let n = tokio::select! {
-            r = shared.io.recv_batch(&mut batch) => match r {
-                Ok(n) => n,
-                Err(e) if transient(&e) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "KCP listener socket failed; closing its sessions");
-                    for (_, s) in sessions.drain() {
-                        s.close(CloseReason::Socket(e.kind()));
-                    }
-                    shared.closed.store(true, Ordering::Release);
-                    shared.endpoint.lock().stop_accepting();
-                    shared.close_notify.notify_waiters();
-                    return;
-                }
-            },
-            Some(h) = closer_rx.recv() => {
-                forget(&mut sessions, h);
-                continue;
-            }
-            _ = shared.serve_notify.notified() => continue,
-            () = timer => {
-                shared.endpoint.lock().handle_timeout(crate::sched::now(), &mut expired);
-                for h in expired.drain(..) {
-                    // Closing sends the handle back through `closer`, which forgets it.
-                    if let Some(s) = sessions.get(&h) {
-                        s.close(CloseReason::Unverified);
-                    }
-                }
-                continue;
-            }
-        };
-        let now = crate::sched::now();
+        if self.shared.closed.load(Ordering::Acquire) {
+            self.accept_tx = None;
+            return !self.sessions.is_empty();
+        }
+        true
+    }
+
+    fn input(&mut self, now: Timestamp, batch: &mut RecvBatch, n: usize) {
+        let shared = Arc::clone(&self.shared);
         let mut ep = shared.endpoint.lock();
         for i in 0..n {
             let (pkt, from) = batch.get_mut(i);
             let routed = ep.handle(now, from, pkt);
             if let Some(h) = routed.moved
-                && let Some(s) = sessions.get(&h)
+                && let Some(s) = self.sessions.get(&h)
             {
                 tracing::debug!(conv = s.conv, to = %from, "KCP session followed its peer to a new address");
                 s.set_remote(from);
             }
             match routed.action {
                 Action::Deliver(h, data) => {
-                    if let Some(s) = sessions.get(&h) {
+                    if let Some(s) = self.sessions.get(&h) {
                         s.input(now, data);
-                        if touched.last().is_none_or(|(t, _)| *t != h) {
-                            touched.push((h, Arc::clone(s)));
+                        if self.touched.last().is_none_or(|(t, _)| *t != h) {
+                            self.touched.push((h, Arc::clone(s)));
                         }
                     }
                 }
                 Action::Accept(h, conn, data) => {
-                    let role = Role::Accepted {
-                        handle: h,
-                        closer: closer_tx.clone(),
-                    };
-                    let s = Session::new(*conn, from, Arc::clone(&shared.io), role);
+                    let s = Session::new(
+                        *conn,
+                        from,
+                        Arc::clone(&shared.io),
+                        Role::Accepted(h),
+                        Arc::clone(&shared.link),
+                    );
                     tracing::debug!(conv = s.conv, remote = %from, "KCP session created");
                     s.input(now, data);
-                    touched.push((h, Arc::clone(&s)));
-                    sessions.insert(h, Arc::clone(&s));
-                    match accept_tx.as_ref() {
+                    self.touched.push((h, Arc::clone(&s)));
+                    self.sessions.insert(h, Arc::clone(&s));
+                    match self.accept_tx.as_ref() {
                         Some(tx) if tx.send(Arc::clone(&s)).is_ok() => {}
                         // The listener went away between the routing and here.
                         _ => {
                             ep.accepted();
+                            self.touched.pop();
                             s.close(CloseReason::Local);
                         }
                     }
@@ -359,11 +351,8 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
                     let _ = shared.io.socket().try_send_to(reply, from);
                 }
                 Action::Drop(DropReason::Checksum) => {
-                    registry()
-                        .global
-                        .in_csum_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    if let Some(n) = auth_warn.hit(now) {
+                    GLOBAL.in_csum_errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(n) = self.auth_warn.hit(now) {
                         tracing::warn!(
                             from = %from,
                             failed = n,
@@ -375,12 +364,40 @@ async fn serve(shared: Arc<Shared>, accept_tx: mpsc::UnboundedSender<Arc<Session
             }
         }
         drop(ep);
-        for (h, s) in touched.drain(..) {
+        for (h, s) in self.touched.drain(..) {
             s.after_input(now);
             if s.take_verified() {
                 shared.endpoint.lock().verified(h);
             }
         }
+    }
+
+    /// The endpoint's deadline: unverified sessions that did not prove their address in time.
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.shared.endpoint.lock().poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.shared
+            .endpoint
+            .lock()
+            .handle_timeout(now, &mut expired);
+        for h in expired.drain(..) {
+            // Its route is forgotten when the close comes back through the link.
+            self.close_session(h, CloseReason::Unverified);
+        }
+        self.expired = expired;
+    }
+
+    fn socket_failed(&mut self, e: std::io::Error) {
+        tracing::warn!(error = %e, "KCP listener socket failed; closing its sessions");
+        for (_, s) in self.sessions.drain() {
+            s.close(CloseReason::Socket(e.kind()));
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.endpoint.lock().stop_accepting();
+        self.shared.close_notify.notify_waiters();
     }
 }
 

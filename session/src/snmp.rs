@@ -1,9 +1,10 @@
 //! The 24 kcp-go SNMP counters (docs/wire-format.md#session-snmp), per session and summed for the process.
 //!
-//! Every session owns a [`Snmp`] of atomics that only its own packet path touches, so the hot path never
-//! shares a cache line between sessions. The process-wide view ([`global_snmp`]) is computed on demand:
-//! the totals of sessions that already ended, plus the live sessions' counters, plus the events that belong
-//! to no session (a listener dropping a datagram before it found a session, opens and closes).
+//! Every session keeps its counters as plain integers in its connection. The process-wide view
+//! ([`global_snmp`](crate::global_snmp)) is [`GLOBAL`], one set of atomics: each session adds what its
+//! counters gained since it last did so whenever it does work (only the fields that changed), and the
+//! events that belong to no session (a listener dropping a datagram before it found a session, opens and
+//! closes) are counted there directly. Nothing keeps a list of sessions.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,21 @@ macro_rules! snmp_fields {
         }
 
         impl Snmp {
+            /// All zero.
+            pub(crate) const fn new() -> Snmp {
+                Snmp { $($field: AtomicU64::new(0),)* }
+            }
+
+            /// Adds `new - old`, field by field (counters only grow), touching only the fields that changed.
+            pub(crate) fn add_delta(&self, old: &SnmpSnapshot, new: &SnmpSnapshot) {
+                $(
+                    let d = new.$field.wrapping_sub(old.$field);
+                    if d != 0 {
+                        self.$field.fetch_add(d, Ordering::Relaxed);
+                    }
+                )*
+            }
+
             /// Reads every counter.
             pub(crate) fn snapshot(&self) -> SnmpSnapshot {
                 SnmpSnapshot { $($field: self.$field.load(Ordering::Relaxed),)* }
@@ -48,6 +64,9 @@ macro_rules! snmp_fields {
         }
     };
 }
+
+/// The process-wide counters behind [`global_snmp`](crate::global_snmp).
+pub(crate) static GLOBAL: Snmp = Snmp::new();
 
 snmp_fields! {
     /// User bytes accepted by writes.
@@ -177,5 +196,22 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(a.in_pkts, 7);
+    }
+
+    #[test]
+    fn deltas_add_up_to_the_latest_snapshot() {
+        let g = Snmp::new();
+        let mut published = SnmpSnapshot::default();
+        for step in 1..=3u64 {
+            let cur = SnmpSnapshot {
+                in_pkts: step * 10,
+                out_bytes: step * 1000,
+                ..Default::default()
+            };
+            g.add_delta(&published, &cur);
+            published = cur;
+        }
+        let s = g.snapshot();
+        assert_eq!((s.in_pkts, s.out_bytes, s.bytes_sent), (30, 3000, 0));
     }
 }

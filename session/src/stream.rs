@@ -7,30 +7,46 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{ToSocketAddrs, UdpSocket, lookup_host};
 
 use crate::config::{KcpConfig, MAX_MTU};
+use crate::driver::{ClientDemux, DriverLink, drive};
 use crate::error::{CloseReason, SessionError};
 use crate::proto::connection::Connection;
-use crate::proto::packet::{DropReason, open_with};
 use crate::session::{Role, Session};
 use crate::snmp::SnmpSnapshot;
-use crate::udp::{RecvBatch, UdpIo};
+use crate::udp::UdpIo;
 
 /// A KCP session over UDP, used like a `TcpStream`.
 ///
-/// Reads and writes follow kcp-go (docs/wire-format.md#session-read-write). A write queues up to one send window of bytes in MSS-sized
-/// segments while the window has room and flushes at once (unless write delay is on), otherwise it waits. A read
-/// returns what has arrived in order, or waits. **KCP has no FIN**: a read never returns end-of-stream; after a
-/// local close it fails with [`SessionError::Closed`], after the peer stopped answering with
-/// [`SessionError::DeadLink`] (wrapped in `io::Error`; kinds `NotConnected` and `TimedOut`). Protocols on top
-/// (smux, or your own framing) decide where data ends.
+/// Reads and writes follow kcp-go (docs/wire-format.md#session-read-write). A write queues up to one send
+/// window of bytes in MSS-sized segments while the window has room and flushes at once (unless write delay is
+/// on), otherwise it waits. A read returns what has arrived in order, or waits.
 ///
-/// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) waits until the peer has acknowledged every
-/// byte written, then closes. Dropping the stream (or calling [`KcpStream::close`]) closes at once, sending only
-/// what the window allows, as kcp-go's `Close` does (docs/wire-format.md#session-close).
+/// # End of stream, half-close and closing
+///
+/// **KCP has no FIN and no half-close.** Nothing on the wire says "no more data" or "closed", so:
+///
+/// - A read **never returns end-of-stream** (`Ok(0)` only for an empty buffer). It waits for data until the
+///   session ends, then fails with why (an [`SessionError`] inside the `io::Error`): [`SessionError::Closed`]
+///   after a local close (kind `NotConnected`), [`SessionError::IdleTimeout`] when nothing came from the
+///   peer for [`KcpConfig::idle_timeout`] (60 s by default; kind `TimedOut`), [`SessionError::DeadLink`]
+///   when the peer stopped acknowledging what we sent (`TimedOut`), [`SessionError::Replaced`] on a listener
+///   when the peer's address started a new conversation, or the socket's error. Protocols on top (smux, or
+///   your own framing) say where data ends.
+/// - [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) is **not** a half-close: it waits until
+///   the peer has acknowledged every byte written (the only way to know it has them), then closes the whole
+///   session locally; later reads fail with [`SessionError::Closed`]. It is bounded by
+///   [`KcpConfig::close_timeout`] (30 s by default): past it the session closes and `shutdown` fails with
+///   [`SessionError::CloseTimeout`].
+/// - Dropping every handle, or [`KcpStream::close`], closes at once, sending only what the window allows
+///   (kcp-go's `Close`, docs/wire-format.md#session-close).
+/// - **The peer is not told** about any of these. A peer that only reads learns it from its idle timeout; a
+///   peer that writes, from its dead-link check (or, towards a listener, its datagrams start a new
+///   session there, as with kcp-go).
+///
+/// [`KcpStream::closed`] resolves once the session ended, with the reason, from any handle.
 ///
 /// `split` comes from [`tokio::io::split`]; [`KcpStream::into_split`] gives owned halves without a lock.
 #[derive(Debug)]
@@ -110,19 +126,17 @@ impl KcpStream {
             None => (None, None),
         };
         let conn = Connection::new(conv, &config, sealer)?;
+        let link = Arc::new(DriverLink::default());
         let s = Session::new(
             conn,
             remote,
-            io,
-            Role::Client {
-                reader: Mutex::new(None),
-            },
+            Arc::clone(&io),
+            Role::Client,
+            Arc::clone(&link),
         );
         let stream = KcpStream::from_session(&s);
-        let task = tokio::spawn(client_reader(Arc::clone(&s), opener));
-        if let Role::Client { reader } = &s.role {
-            *reader.lock() = Some(task.abort_handle());
-        }
+        let demux = ClientDemux { s, opener };
+        tokio::spawn(drive(io, link, demux));
         Ok(stream)
     }
 
@@ -209,6 +223,36 @@ impl KcpStream {
         });
     }
 
+    /// Changes this session's idle timeout (see [`KcpConfig::idle_timeout`]), counted from the last datagram
+    /// heard from the peer; `None` turns it off. Takes effect at once.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for a zero timeout.
+    pub fn set_idle_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), SessionError> {
+        let ms = timeout.map(|d| d.as_millis() as u64);
+        if ms == Some(0) {
+            return Err(crate::ConfigError::ZeroTimeout.into());
+        }
+        self.s.with_conn(|c| c.set_idle_timeout(ms));
+        Ok(())
+    }
+
+    /// Changes the bound on a later graceful `shutdown` (see [`KcpConfig::close_timeout`]).
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for a zero timeout.
+    pub fn set_close_timeout(&self, timeout: std::time::Duration) -> Result<(), SessionError> {
+        let ms = timeout.as_millis() as u64;
+        if ms == 0 {
+            return Err(crate::ConfigError::ZeroTimeout.into());
+        }
+        self.s.with_conn(|c| c.set_close_timeout(ms));
+        Ok(())
+    }
+
     /// DSCP for this client's socket (kcp-go `SetDSCP`).
     ///
     /// # Errors
@@ -238,8 +282,8 @@ impl KcpStream {
 
     fn own_socket(&self) -> Result<(), SessionError> {
         match self.s.role {
-            Role::Client { .. } => Ok(()),
-            Role::Accepted { .. } => Err(SessionError::InvalidOperation),
+            Role::Client => Ok(()),
+            Role::Accepted(_) => Err(SessionError::InvalidOperation),
         }
     }
 
@@ -295,10 +339,53 @@ impl KcpStream {
         poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
     }
 
+    /// Message mode, poll form of [`KcpStream::send_msg`]: `Ready(Ok(()))` once `msg` is queued as one
+    /// message; `Pending` (the waker is kept) while the send window is full.
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub fn poll_send_msg(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &[u8],
+    ) -> Poll<Result<(), SessionError>> {
+        self.s.poll_send_msg(cx, msg)
+    }
+
+    /// Message mode, poll form of [`KcpStream::recv_msg`]: `Ready(Ok(n))` with the next whole message in
+    /// `buf[..n]`; `Pending` (the waker is kept) while none has arrived.
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub fn poll_recv_msg(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, SessionError>> {
+        self.s.poll_recv_msg(cx, buf)
+    }
+
+    /// Message mode: the size of the next whole message if one has arrived (`Ok(None)`: none yet), so a
+    /// buffer can be sized before [`KcpStream::recv_msg`]. Does not wait or consume anything.
+    ///
+    /// # Errors
+    /// [`SessionError::NotMessageMode`], or why the session ended once nothing is left to read.
+    pub fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        self.s.peek_msg_size()
+    }
+
     /// Closes at once (kcp-go `Close`): one last flush of what the window allows, then everything is released.
     /// Later reads and writes fail with [`SessionError::Closed`].
     pub fn close(&self) {
         self.s.close(CloseReason::Local);
+    }
+
+    /// Waits until the session is closed, for whatever reason, and returns why: [`SessionError::Closed`]
+    /// after a local close (`close`, `shutdown`, dropping every handle), [`SessionError::IdleTimeout`],
+    /// [`SessionError::DeadLink`], [`SessionError::CloseTimeout`], [`SessionError::Replaced`] or the socket's
+    /// error. Any number of tasks may wait; the halves of [`KcpStream::into_split`] have it too.
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
     }
 
     /// Splits into owned halves that can move to different tasks. The session closes when both are dropped.
@@ -364,6 +451,100 @@ impl Drop for OwnedWriteHalf {
     }
 }
 
+impl OwnedReadHalf {
+    /// As [`KcpStream::closed`].
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
+    }
+
+    /// Puts the halves back together (as tokio's `OwnedReadHalf::reunite`).
+    ///
+    /// # Errors
+    /// [`ReuniteError`], giving both halves back, if they come from different streams.
+    pub fn reunite(self, other: OwnedWriteHalf) -> Result<KcpStream, ReuniteError> {
+        if !Arc::ptr_eq(&self.s, &other.s) {
+            return Err(ReuniteError(self, other));
+        }
+        // The new handle is counted before the halves' go, so the session never sees zero handles.
+        Ok(KcpStream::from_session(&self.s))
+    }
+
+    /// Message mode: receives the next whole message, as [`KcpStream::recv_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub async fn recv_msg(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
+    }
+
+    /// As [`KcpStream::poll_recv_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub fn poll_recv_msg(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, SessionError>> {
+        self.s.poll_recv_msg(cx, buf)
+    }
+
+    /// As [`KcpStream::peek_msg_size`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::peek_msg_size`].
+    pub fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        self.s.peek_msg_size()
+    }
+}
+
+impl OwnedWriteHalf {
+    /// As [`KcpStream::closed`].
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
+    }
+
+    /// Puts the halves back together; see [`OwnedReadHalf::reunite`].
+    ///
+    /// # Errors
+    /// [`ReuniteError`] if they come from different streams.
+    pub fn reunite(self, other: OwnedReadHalf) -> Result<KcpStream, ReuniteError> {
+        other.reunite(self)
+    }
+
+    /// Message mode: sends `msg` as one message, as [`KcpStream::send_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub async fn send_msg(&self, msg: &[u8]) -> Result<(), SessionError> {
+        poll_fn(|cx| self.s.poll_send_msg(cx, msg)).await
+    }
+
+    /// As [`KcpStream::poll_send_msg`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub fn poll_send_msg(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &[u8],
+    ) -> Poll<Result<(), SessionError>> {
+        self.s.poll_send_msg(cx, msg)
+    }
+}
+
+/// The halves given to [`OwnedReadHalf::reunite`] came from different streams; both are given back.
+#[derive(Debug)]
+pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
+
+impl std::fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tried to reunite halves of different KCP streams")
+    }
+}
+
+impl std::error::Error for ReuniteError {}
+
 impl AsyncRead for OwnedReadHalf {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -388,57 +569,4 @@ impl AsyncWrite for OwnedWriteHalf {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.s.poll_shutdown(cx)
     }
-}
-
-/// The client's socket reader: accepts datagrams from the dialled address only (docs/wire-format.md#session-dial), opens them
-/// and feeds the session, one batch at a time.
-async fn client_reader(s: Arc<Session>, mut opener: Option<rkcp_crypt::SessionOpener>) {
-    let mut batch = RecvBatch::for_io(&s.io);
-    let remote = s.remote();
-    loop {
-        let n = match s.io.recv_batch(&mut batch).await {
-            Ok(n) => n,
-            Err(e) if transient(&e) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "KCP client socket failed");
-                s.close(CloseReason::Socket(e.kind()));
-                return;
-            }
-        };
-        let now = crate::sched::now();
-        let mut fed = false;
-        for i in 0..n {
-            let (pkt, from) = batch.get_mut(i);
-            if from != remote {
-                s.count_drop(DropReason::UnknownPeer);
-                continue;
-            }
-            match open_with(opener.as_mut(), pkt) {
-                Ok((r, _)) => {
-                    s.input(now, &pkt[r]);
-                    fed = true;
-                }
-                // kcp-go drops short ones without a counter; we count them as input errors.
-                Err(r) => s.count_drop(r),
-            }
-        }
-        if fed {
-            s.after_input(now);
-        }
-        if s.closed().is_some() {
-            return;
-        }
-    }
-}
-
-/// Errors a UDP socket reports for earlier traffic (ICMP feedback) rather than for itself.
-pub(crate) fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    ) || e.raw_os_error().is_some_and(
-        |c| c == 113 /* EHOSTUNREACH */ || c == 101, /* ENETUNREACH */
-    )
 }

@@ -298,15 +298,25 @@ impl UdpIo {
         }
     }
 
-    /// Sends queued datagrams to `to` without blocking. Returns how many left; `Ok(0)` with datagrams queued
-    /// means the socket buffer is full right now.
+    /// Sends queued datagrams to `to` without blocking. Returns how many left; fewer than queued means the
+    /// socket buffer is full right now (wait for [`UdpSocket::writable`], which this then makes wait).
     pub(crate) fn send_batch(&self, to: SocketAddr, q: &TxQueue) -> io::Result<usize> {
         let mut sent = 0;
+        #[cfg(test)]
+        if to.port() == tests::SHORT_SEND_TO.load(Ordering::Relaxed) && !q.is_empty() {
+            // A socket buffer that is full after one datagram (loopback never fills one).
+            return match self.sock.try_send_to(q.get(0), to) {
+                Ok(_) => Ok(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+                Err(e) => Err(e),
+            };
+        }
         #[cfg(target_os = "linux")]
         if self.batch_ok.load(Ordering::Relaxed) {
             while sent < q.len() {
                 let gso = self.gso.load(Ordering::Relaxed);
-                match linux::sendmmsg(&self.sock, to, q, sent, gso) {
+                let send = || linux::sendmmsg(&self.sock, to, q, sent, gso);
+                match self.direct_first(send) {
                     Ok(0) => return Ok(sent),
                     Ok(n) => sent += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
@@ -326,14 +336,29 @@ impl UdpIo {
                 return Ok(sent);
             }
         }
+        let sock = socket2::SockRef::from(&self.sock);
         while sent < q.len() {
-            match self.sock.try_send_to(q.get(sent), to) {
+            let to = socket2::SockAddr::from(to);
+            match self.direct_first(|| sock.send_to(q.get(sent), &to)) {
                 Ok(_) => sent += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(sent),
                 Err(e) => return if sent > 0 { Ok(sent) } else { Err(e) },
             }
         }
         Ok(sent)
+    }
+
+    /// Runs a non-blocking send straight away (a fresh socket's write readiness is only known once the
+    /// reactor has seen its first event: waiting for it would hold every first datagram back); only when the
+    /// kernel says the buffer is full does it go again through tokio's readiness, so that the `WouldBlock`
+    /// clears the write readiness in order and [`UdpSocket::writable`] then waits for room.
+    fn direct_first<R>(&self, mut send: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        match send() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.sock.try_io(tokio::io::Interest::WRITABLE, send)
+            }
+            r => r,
+        }
     }
 
     /// Whether sends still use GSO (for tests).
@@ -603,8 +628,13 @@ mod linux {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU16;
+
+    /// Sends to this port take one datagram per call, as if the socket buffer were then full (tests of the
+    /// full-buffer path; 0: off).
+    pub(crate) static SHORT_SEND_TO: AtomicU16 = AtomicU16::new(0);
 
     #[test]
     fn txqueue_trim_releases_a_burst_once_empty() {
@@ -659,8 +689,8 @@ mod tests {
             while !q.is_empty() {
                 let sent = a.send_batch(to, &q).unwrap();
                 q.consume(sent);
-                if sent == 0 {
-                    tokio::task::yield_now().await;
+                if !q.is_empty() {
+                    a.socket().writable().await.unwrap();
                 }
             }
             let want = chunk[chunk.len() - 1] + 1;

@@ -36,7 +36,8 @@ pub(crate) struct Connection {
     // Boxed: inline they are ~6 KB, most of an idle session's memory even with FEC off (10,000 sessions).
     fec_enc: Option<Box<FecEncoder>>,
     fec_dec: Option<Box<FecDecoder>>,
-    crypt: Option<SessionSealer>,
+    /// Boxed: inline the AEAD sealer is 48 bytes of every idle session.
+    crypt: Option<Box<SessionSealer>>,
     /// Cipher header in front (0 without a cipher; 20 for kcp-go ciphers).
     crypt_head: usize,
     /// Cipher trailer (authenticated kinds only).
@@ -56,6 +57,13 @@ pub(crate) struct Connection {
     leftover_pos: usize,
     /// This connection's kcp-go counters (engine counters are added by [`Connection::counters`]).
     counters: SnmpSnapshot,
+    /// Lifecycle bounds (ms): idle timeout (`None`: off) and the bound on a graceful shutdown.
+    idle_ms: Option<u64>,
+    close_ms: u64,
+    /// Last datagram from the peer (or the first timeout, which starts the idle clock).
+    last_rx: Option<Timestamp>,
+    /// A graceful shutdown started: it fails at this time unless everything was acknowledged.
+    shutdown_by: Option<Timestamp>,
     /// Whether the peer has proved its address (listener admission; a client's peer always counts as proved).
     address: Address,
 }
@@ -133,7 +141,7 @@ impl Connection {
             kcp,
             fec_enc,
             fec_dec,
-            crypt: sealer,
+            crypt: sealer.map(Box::new),
             crypt_head,
             crypt_tail,
             tx: TxQueue::default(),
@@ -147,6 +155,10 @@ impl Connection {
             leftover_pos: 0,
             counters: SnmpSnapshot::default(),
             address: Address::Proven,
+            idle_ms: cfg.idle_timeout.map(|d| d.as_millis() as u64),
+            close_ms: cfg.close_timeout.as_millis() as u64,
+            last_rx: None,
+            shutdown_by: None,
         })
     }
 
@@ -231,7 +243,20 @@ impl Connection {
         &mut self.tx
     }
 
+    /// Swaps the queue of datagrams waiting to be sent with `other` (the driver sends them without holding
+    /// the connection, then reports with [`Connection::note_sent`]).
+    pub(crate) fn swap_transmits(&mut self, other: &mut TxQueue) {
+        std::mem::swap(&mut self.tx, other);
+    }
+
+    /// Counts `pkts` datagrams of `bytes` bytes in all that the driver sent from a swapped-out queue.
+    pub(crate) fn note_sent(&mut self, pkts: usize, bytes: usize) {
+        self.counters.out_pkts += pkts as u64;
+        self.counters.out_bytes += bytes as u64;
+    }
+
     /// The driver handed `n` queued datagrams (of `bytes` bytes in all) to the socket.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn transmitted(&mut self, n: usize) {
         let bytes: usize = (0..n).map(|i| self.tx.get(i).len()).sum();
         self.counters.out_pkts += n as u64;
@@ -259,6 +284,7 @@ impl Connection {
         if self.closed.is_some() {
             return;
         }
+        self.last_rx = Some(now);
         let now = now.engine();
         self.counters.in_pkts += 1;
         self.counters.in_bytes += data.len() as u64;
@@ -359,7 +385,7 @@ impl Connection {
             crypt_tail,
             ..
         } = self;
-        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_mut(), tx, *crypt_tail, buf);
+        let mut out = |buf: &mut [u8]| emit(fec_enc, crypt.as_deref_mut(), tx, *crypt_tail, buf);
         f(kcp, &mut out)
     }
 
@@ -379,7 +405,8 @@ impl Connection {
         self.unacked = 0;
     }
 
-    /// When [`Connection::handle_timeout`] is next due (write delay included); `None` while idle.
+    /// When [`Connection::handle_timeout`] is next due (write delay, idle timeout and shutdown bound
+    /// included); `None` while the engine is idle and no lifecycle bound is armed.
     pub(crate) fn poll_timeout(&self, now: Timestamp) -> Option<Timestamp> {
         if self.closed.is_some() {
             return None;
@@ -392,24 +419,50 @@ impl Connection {
             (Some(d), Some(hold)) => Some(d.max(hold)),
             (d, _) => d,
         };
-        match self.address {
-            Address::Unverified { echo_at, .. } => Some(d.map_or(echo_at, |d| d.min(echo_at))),
-            _ => d,
-        }
+        let echo = match self.address {
+            Address::Unverified { echo_at, .. } => Some(echo_at),
+            _ => None,
+        };
+        [d, self.idle_deadline(), self.shutdown_by, echo]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the idle timeout fires, unless the peer is heard from first.
+    fn idle_deadline(&self) -> Option<Timestamp> {
+        Some(self.last_rx?.add_millis(self.idle_ms?))
     }
 
     /// The timer's work: whatever the engine has due (periodic flush, retransmissions, probes), then the
-    /// dead-link check, which may close the connection.
+    /// dead-link check, the shutdown bound and the idle timeout, each of which may close the connection.
+    /// Calling it early is harmless.
     pub(crate) fn handle_timeout(&mut self, now: Timestamp) {
         if self.closed.is_some() {
             return;
         }
-        self.delay_until = None;
+        self.last_rx.get_or_insert(now);
         self.check_address(now);
-        self.update(now);
+        // Woken early (for a lifecycle bound) while write delay holds the flush: the engine waits.
+        if self.delay_until.is_none_or(|h| now >= h) {
+            self.delay_until = None;
+            self.update(now);
+        }
         if self.kcp.is_dead_link() {
             self.close(now, CloseReason::DeadLink(self.dead_link));
+        } else if self.shutdown_by.is_some_and(|t| now >= t) && !self.all_acked() {
+            self.close(now, CloseReason::CloseTimeout(self.close_ms));
+        } else if self.idle_deadline().is_some_and(|t| now >= t) {
+            self.close(now, CloseReason::IdleTimeout(self.idle_ms.unwrap_or(0)));
         }
+    }
+
+    /// A graceful shutdown starts (the first call counts): [`Connection::handle_timeout`] closes the
+    /// connection with [`CloseReason::CloseTimeout`] if everything written is not acknowledged by
+    /// `close_timeout` from now.
+    pub(crate) fn begin_shutdown(&mut self, now: Timestamp) {
+        self.shutdown_by
+            .get_or_insert(now.add_millis(self.close_ms));
     }
 
     /// Whether a reader can make progress (data, or the end).
@@ -573,6 +626,24 @@ impl Connection {
         }
     }
 
+    /// Message mode: the size of the next whole message, if one is ready (`Ok(None)`: none yet).
+    pub(crate) fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        if self.closed == Some(CloseReason::Local) {
+            return Err(SessionError::Closed);
+        }
+        if self.stream {
+            return Err(SessionError::NotMessageMode);
+        }
+        if self.leftover_pos < self.leftover.len() {
+            return Ok(Some(self.leftover.len() - self.leftover_pos));
+        }
+        match (self.kcp.peek_size(), self.closed) {
+            (Some(n), _) => Ok(Some(n)),
+            (None, Some(r)) => Err(r.to_error()),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// kcp-go's post-write flush rule: flush now unless write delay is on and the window is not full.
     fn flush_after_write(&mut self, now: Timestamp) {
         if !self.write_delay || !self.writable() {
@@ -656,6 +727,16 @@ impl Connection {
         if !on {
             self.delay_until = None;
         }
+    }
+
+    /// Idle timeout in ms (`None`: off), counted from the last datagram heard.
+    pub(crate) fn set_idle_timeout(&mut self, ms: Option<u64>) {
+        self.idle_ms = ms;
+    }
+
+    /// Bound on a graceful shutdown in ms (one already under way keeps its deadline).
+    pub(crate) fn set_close_timeout(&mut self, ms: u64) {
+        self.close_ms = ms;
     }
 
     /// Retransmissions of one segment after which the link counts as dead.

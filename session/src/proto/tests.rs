@@ -13,6 +13,7 @@ use super::endpoint::{Action, ConnHandle, Endpoint};
 use super::packet::DropReason;
 use super::time::Timestamp;
 use crate::config::KcpConfig;
+use crate::error::{CloseReason, SessionError};
 
 /// One direction of the simulated path.
 struct Link {
@@ -369,4 +370,144 @@ fn strangers_are_dropped_and_counted() {
     let s = ep.stats();
     assert_eq!(s.short + s.checksum, 5000);
     assert_eq!(ep.len(), 0);
+}
+
+/// Hands everything `from` has queued to `to` at once, over a perfect link.
+fn deliver(from: &mut Connection, to: &mut Connection, now: Timestamp) {
+    let q = from.transmits();
+    for i in 0..q.len() {
+        let d = q.get(i).to_vec();
+        to.handle_datagram(now, &d);
+    }
+    let n = from.transmits().len();
+    from.transmitted(n);
+    to.finish_input(now);
+}
+
+/// Runs `conn`'s timers alone in virtual time (its datagrams go nowhere) until it closes or `limit` ms pass;
+/// returns when it closed.
+fn run_timers_alone(conn: &mut Connection, from: u64, limit: u64) -> Option<u64> {
+    let mut now = Timestamp::from_millis(from);
+    while now.as_millis() <= limit {
+        conn.handle_timeout(now);
+        let n = conn.transmits().len();
+        conn.transmitted(n);
+        if conn.closed().is_some() {
+            return Some(now.as_millis());
+        }
+        now = conn.poll_timeout(now)?.max(now.add_millis(1));
+    }
+    None
+}
+
+/// Idle timeout: a session that hears nothing for `idle_timeout` closes with a typed reason that a pure
+/// reader sees; anything from the peer moves the deadline; `None` leaves an idle session without any timer.
+#[test]
+fn idle_timeout_closes_a_silent_session_and_traffic_resets_it() {
+    use std::time::Duration;
+    let cfg = KcpConfig::fast3().with_idle_timeout(Some(Duration::from_millis(1000)));
+    let mut a = Connection::new(9, &cfg, None).unwrap();
+    let mut b = Connection::new(9, &cfg, None).unwrap();
+    let t = Timestamp::from_millis;
+    a.handle_timeout(t(0));
+    b.handle_timeout(t(0));
+    let n = a.transmits().len();
+    a.transmitted(n);
+    assert_eq!(
+        a.poll_timeout(t(0)),
+        Some(t(1000)),
+        "an idle engine: only the idle deadline"
+    );
+    // The peer says something at 800: the deadline moves to 1800.
+    b.write(t(800), b"hello").unwrap();
+    deliver(&mut b, &mut a, t(800));
+    let mut buf = [0u8; 16];
+    assert_eq!(a.read(t(800), &mut buf).unwrap(), Some(5));
+    let closed = run_timers_alone(&mut a, 800, 10_000).expect("idle timeout fired");
+    assert_eq!(closed, 1800);
+    assert_eq!(a.closed(), Some(CloseReason::IdleTimeout(1000)));
+    // A side that only reads gets the typed error, not a hang and not "closed locally".
+    assert!(matches!(
+        a.read(t(1801), &mut buf),
+        Err(SessionError::IdleTimeout(d)) if d == Duration::from_millis(1000)
+    ));
+    assert!(matches!(
+        a.write(t(1801), b"x"),
+        Err(SessionError::IdleTimeout(_))
+    ));
+    assert_eq!(a.poll_timeout(t(1801)), None);
+
+    // Disabled: an idle session has no timer at all (10,000 idle sessions cost nothing).
+    let mut c = Connection::new(9, &cfg.clone().with_idle_timeout(None), None).unwrap();
+    c.handle_timeout(t(0));
+    let n = c.transmits().len();
+    c.transmitted(n);
+    assert_eq!(c.poll_timeout(t(0)), None);
+    assert_eq!(run_timers_alone(&mut c, 0, 1_000_000), None);
+}
+
+/// A healthy session with steady traffic both ways never idles out, even with a short idle timeout and a
+/// lossy link (the 2,000-seed suite runs the default 60 s timeout).
+#[test]
+fn traffic_keeps_a_short_idle_timeout_from_firing() {
+    use std::time::Duration;
+    for seed in 0..50u64 {
+        let case = Case {
+            seed,
+            link: LinkConfig::default().loss(0.05).delay(20, 60),
+            cfg: KcpConfig::fast3().with_idle_timeout(Some(Duration::from_millis(2000))),
+            bytes: 200_000,
+            rebind_every: None,
+        };
+        run(&case);
+    }
+}
+
+/// Close bound: `shutdown` against a frozen peer ends at `close_timeout` with its own reason (before the
+/// dead-link check would); against a live peer it completes once everything is acknowledged.
+#[test]
+fn shutdown_is_bounded_when_the_peer_is_frozen() {
+    use std::time::Duration;
+    let cfg = KcpConfig {
+        dead_link: 1000,
+        ..KcpConfig::fast3()
+    }
+    .with_close_timeout(Duration::from_millis(1500))
+    .with_idle_timeout(None);
+    let t = Timestamp::from_millis;
+    let mut a = Connection::new(5, &cfg, None).unwrap();
+    a.handle_timeout(t(0));
+    a.write(t(10), &[1u8; 5000]).unwrap();
+    a.begin_shutdown(t(10));
+    a.begin_shutdown(t(500)); // only the first call counts
+    assert!(!a.all_acked());
+    let closed = run_timers_alone(&mut a, 10, 100_000).expect("bounded");
+    assert_eq!(closed, 1510);
+    assert_eq!(a.closed(), Some(CloseReason::CloseTimeout(1500)));
+    assert!(matches!(
+        a.flush(t(1511)),
+        Err(SessionError::CloseTimeout(d)) if d == Duration::from_millis(1500)
+    ));
+
+    // A live peer acknowledges: the bound never fires.
+    let mut a = Connection::new(5, &cfg, None).unwrap();
+    let mut b = Connection::new(5, &cfg, None).unwrap();
+    a.handle_timeout(t(0));
+    b.handle_timeout(t(0));
+    a.write(t(10), &[1u8; 5000]).unwrap();
+    a.begin_shutdown(t(10));
+    let mut now = 10;
+    while !a.all_acked() && now < 1500 {
+        let tt = t(now);
+        deliver(&mut a, &mut b, tt);
+        deliver(&mut b, &mut a, tt);
+        let mut buf = [0u8; 8192];
+        while b.read(tt, &mut buf).unwrap().is_some() {}
+        a.handle_timeout(tt);
+        b.handle_timeout(tt);
+        now += 5;
+    }
+    assert!(a.all_acked(), "acknowledged within the bound");
+    assert_eq!(run_timers_alone(&mut a, now, 1600).map(|_| ()), None);
+    assert!(a.closed().is_none());
 }
