@@ -128,7 +128,7 @@
 //! `rkcp-session` (UDP sessions on tokio: the listener and stream above) and `rkcp-smux` (smux).
 
 pub use rkcp_session::{
-    CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
+    Admission, CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
     ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, ReuniteError, SessionError,
     SnmpSnapshot, global_snmp,
 };

@@ -1,7 +1,8 @@
 //! KCP over UDP on tokio, wire-compatible with kcp-go 5.6.1 (docs/wire-format.md#session).
 //!
 //! - [`KcpStream`]: one conversation as an `AsyncRead + AsyncWrite` byte stream (or messages in message mode).
-//! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address as kcp-go does.
+//! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address and conversation,
+//!   safe to expose to the internet (see the threat model below).
 //! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults, kcptun's presets, the cipher and FEC.
 //! - [`SnmpSnapshot`]: kcp-go's 24 counters, per session ([`KcpStream::snmp`]) and per process ([`global_snmp`]),
 //!   printable as kcptun's `--snmplog` CSV.
@@ -16,8 +17,8 @@
 //! Lifecycle: KCP has no handshake, no FIN and no half-close. A session ends by a local close
 //! ([`KcpStream::close`], dropping it, or `shutdown`, which first waits until everything written was
 //! acknowledged, at most [`KcpConfig::close_timeout`]), by the idle timeout ([`KcpConfig::idle_timeout`], on by
-//! default: nothing heard from the peer for 60 s), by the dead-link check (the peer stopped acknowledging), or
-//! by replacement on a listener. Reads never return end-of-stream: they fail with the typed reason
+//! default: nothing heard from the peer for 60 s), by the dead-link check (the peer stopped acknowledging), or,
+//! on a listener, when its peer never proved its address. Reads never return end-of-stream: they fail with the typed reason
 //! ([`SessionError`]), and [`KcpStream::closed`] resolves with it. The peer is never told; see [`KcpStream`].
 //!
 //! Feature `legacy-ciphers` (on by default) turns on the one of `rkcp-crypt`: kcptun's older ciphers
@@ -51,8 +52,12 @@
 //!   the attacker's address until the real peer's next datagram moves it back. With `--crypt none` nothing is
 //!   authenticated: anyone who can guess a conversation id can inject into or move a session, and forged session
 //!   starts are bounded only by the budgets above.
-//! - **The AEAD kinds** (`aes-256-gcm`, `chacha20-poly1305`; Rust peers only) add per-session, per-direction keys
-//!   and a replay window ([`rkcp_crypt`] docs).
+//! - **The AEAD kinds** (`aes-256-gcm`, `chacha20-poly1305`; Rust peers only) close the gaps above: every
+//!   datagram names its session, keys are per session and direction, each direction has a replay window, and a
+//!   session start is accepted only if its id is fresh (created within the freshness window, not before the
+//!   listener started, never seen). No replay creates, moves or feeds anything, forever. Client clocks must be
+//!   within 2 minutes of the server's; a second listener sharing the passphrase does not share the record
+//!   (`rkcp_crypt` docs, `docs/wire-format.md#crypt-aead`).
 //!
 //! ```no_run
 //! use rkcp_session::{KcpConfig, KcpListener, KcpStream};

@@ -76,11 +76,15 @@ struct Shared {
 
 /// A KCP server: accepts sessions from any peer on one UDP socket.
 ///
-/// Sessions are keyed by the peer's address, as in kcp-go (docs/wire-format.md#session-listener): a datagram with a conversation id
-/// from a new address creates a session (any packet type, an ACK included); a new conversation (sn 0) from a
-/// known address replaces the old session; at most `accept_backlog` sessions wait for [`KcpListener::accept`]
-/// and at most `max_sessions` are live, further new peers are dropped and counted ([`KcpListener::stats`]).
-/// Every accepted session starts with the listener's [`KcpConfig`] (kcp-go starts them with its defaults).
+/// Wire-compatible with kcp-go clients, with the server-side rules of a listener on the open internet
+/// (docs/wire-format.md#session-listener; the threat model is in the crate docs): sessions are keyed by the
+/// peer's address and conversation id; a session start (a datagram whose peer has received nothing from us)
+/// of a conversation neither live nor recently closed creates a session; a session follows its peer to a new
+/// address on newer traffic (a rebinding NAT); peers that have not yet proved their address are budgeted
+/// ([`KcpConfig::admission`]). At most `accept_backlog` sessions wait for [`KcpListener::accept`] and at most
+/// `max_sessions` are live; every datagram that reaches no session is counted by reason
+/// ([`KcpListener::stats`]). Every accepted session starts with the listener's [`KcpConfig`] (kcp-go starts
+/// them with its defaults).
 ///
 /// One task reads the socket in batches and dispatches to the sessions; each session's timer is its own
 /// tokio task. [`KcpListener::close`] (or drop) stops

@@ -32,8 +32,8 @@ use crate::udp::UdpIo;
 ///   session ends, then fails with why (an [`SessionError`] inside the `io::Error`): [`SessionError::Closed`]
 ///   after a local close (kind `NotConnected`), [`SessionError::IdleTimeout`] when nothing came from the
 ///   peer for [`KcpConfig::idle_timeout`] (60 s by default; kind `TimedOut`), [`SessionError::DeadLink`]
-///   when the peer stopped acknowledging what we sent (`TimedOut`), [`SessionError::Replaced`] on a listener
-///   when the peer's address started a new conversation, or the socket's error. Protocols on top (smux, or
+///   when the peer stopped acknowledging what we sent (`TimedOut`), [`SessionError::Unverified`] on a listener
+///   when the peer never proved its address, or the socket's error. Protocols on top (smux, or
 ///   your own framing) say where data ends.
 /// - [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) is **not** a half-close: it waits until
 ///   the peer has acknowledged every byte written (the only way to know it has them), then closes the whole
@@ -382,7 +382,7 @@ impl KcpStream {
 
     /// Waits until the session is closed, for whatever reason, and returns why: [`SessionError::Closed`]
     /// after a local close (`close`, `shutdown`, dropping every handle), [`SessionError::IdleTimeout`],
-    /// [`SessionError::DeadLink`], [`SessionError::CloseTimeout`], [`SessionError::Replaced`] or the socket's
+    /// [`SessionError::DeadLink`], [`SessionError::CloseTimeout`], [`SessionError::Unverified`] or the socket's
     /// error. Any number of tasks may wait; the halves of [`KcpStream::into_split`] have it too.
     pub async fn closed(&self) -> SessionError {
         self.s.wait_closed().await
