@@ -6,20 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rkcp_session::{CipherKind, KcpListener, KcpStream, ListenerStats, PacketCrypt};
+use rkcp_session::{CipherKind, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
-
-async fn wait_for(listener: &KcpListener, f: impl Fn(&ListenerStats) -> bool) -> ListenerStats {
-    let start = Instant::now();
-    loop {
-        let s = listener.stats();
-        if f(&s) || start.elapsed() > Duration::from_secs(10) {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_listener_counts_and_drops_garbage() {

@@ -11,20 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::nat::Nat;
 use common::*;
-use rkcp_session::{CipherKind, KcpListener, KcpStream, ListenerStats, PacketCrypt};
+use rkcp_session::{CipherKind, KcpListener, KcpStream, PacketCrypt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
-
-async fn wait_for(listener: &KcpListener, f: impl Fn(&ListenerStats) -> bool) -> ListenerStats {
-    let start = Instant::now();
-    loop {
-        let s = listener.stats();
-        if f(&s) || start.elapsed() > Duration::from_secs(10) {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 fn aes() -> PacketCrypt {
     PacketCrypt::from_passphrase(CipherKind::Aes, "hostile")
@@ -174,23 +163,8 @@ async fn follow_through_nat(crypt: PacketCrypt) {
     let cfg = fast().with_crypt(crypt);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let server = listener.local_addr();
-    let stats_of = {
-        let l = Arc::new(listener);
-        let l2 = Arc::clone(&l);
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l2.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16384];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        l
-    };
+    let stats_of = Arc::new(listener);
+    let _srv = spawn_echo_shared(Arc::clone(&stats_of));
     let nat = Nat::start(server, Some(Duration::from_millis(200))).await;
     let c = KcpStream::connect(nat.inside, cfg).await.unwrap();
     let (mut r, mut w) = c.into_split();

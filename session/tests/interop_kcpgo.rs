@@ -203,20 +203,7 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
         cfg.mtu = 1350;
         let listener = std::sync::Arc::new(KcpListener::bind("127.0.0.1:0", cfg).await.unwrap());
         let server = listener.local_addr();
-        let l2 = std::sync::Arc::clone(&listener);
-        let srv = tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut s, _)) = l2.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16384];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
+        let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
         let nat = common::nat::Nat::start(server, rebind).await;
         let bytes = 8_000_000;
         let args = peer_args(

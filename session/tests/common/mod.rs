@@ -42,6 +42,11 @@ pub fn fast() -> KcpConfig {
 
 /// Echo server: accepts sessions and echoes every byte back.
 pub fn spawn_echo(listener: KcpListener) -> tokio::task::JoinHandle<()> {
+    spawn_echo_shared(std::sync::Arc::new(listener))
+}
+
+/// [`spawn_echo`] on a listener the caller keeps (for its stats).
+pub fn spawn_echo_shared(listener: std::sync::Arc<KcpListener>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -54,6 +59,21 @@ pub fn spawn_echo(listener: KcpListener) -> tokio::task::JoinHandle<()> {
             });
         }
     })
+}
+
+/// Polls the listener's counters until `f` holds (at most 10 s); returns the last reading.
+pub async fn wait_for(
+    listener: &KcpListener,
+    f: impl Fn(&rkcp_session::ListenerStats) -> bool,
+) -> rkcp_session::ListenerStats {
+    let start = std::time::Instant::now();
+    loop {
+        let s = listener.stats();
+        if f(&s) || start.elapsed() > Duration::from_secs(10) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Writes `data` from one task and reads the echo in another; returns the echoed bytes.
