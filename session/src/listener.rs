@@ -40,8 +40,11 @@ pub struct ListenerStats {
     /// A new peer while the unverified limits were reached, too small to answer with an address check.
     pub unverified_limit: u64,
     /// AEAD kinds: a datagram whose counter its session had already seen (or too old for the replay window),
-    /// or a session start whose id was seen before or is outside the freshness window.
+    /// or a session start whose id was seen before.
     pub replayed: u64,
+    /// AEAD kinds: a session start whose id is outside the freshness window or from before the listener
+    /// started (an old replay, a client clock off by minutes, or garbage).
+    pub not_fresh: u64,
     /// A new peer while the accept backlog was full.
     pub backlog_full: u64,
     /// A new peer while `max_sessions` sessions were live.
@@ -56,7 +59,8 @@ pub struct ListenerStats {
     pub verified: u64,
     /// Sessions closed because their peer did not prove its address in time.
     pub unverified_expired: u64,
-    /// Sessions unverified now (a gauge).
+    /// Sessions unverified now (a gauge; slots of unverified sessions that already closed are not counted,
+    /// although they keep their slot until their deadline).
     pub unverified: u64,
     /// Sessions that followed their peer to a new address.
     pub roamed: u64,

@@ -41,6 +41,10 @@ pub struct Admission {
     /// unverified peer can make the server hold; a real peer gets the configured window one round trip
     /// later.
     pub unverified_window: u32,
+    /// Stateless address checks (echo requests with a cookie) the listener sends per second at most (default
+    /// 10,000). Each answers a datagram and is never larger, but under a flood of forged starts they are most
+    /// of the listener's work; beyond the rate the datagrams are dropped (a real peer sends its start again).
+    pub max_address_checks_per_sec: u64,
     /// How long the conversation ids of live and closed connections are remembered to refuse replays
     /// (default 10 minutes; see the endpoint's docs for what remains possible beyond it).
     pub replay_window: Duration,
@@ -56,6 +60,7 @@ impl Default for Admission {
             max_unverified_per_ip: 64,
             unverified_timeout: Duration::from_secs(10),
             unverified_window: 16,
+            max_address_checks_per_sec: 10_000,
             replay_window: Duration::from_secs(600),
             replay_record: 65_536,
         }
@@ -76,16 +81,30 @@ impl Admission {
 }
 
 /// The unverified connections of an endpoint: oldest first, and counted per source IP.
+///
+/// A connection that closes before its peer proved its address keeps its slot until it would have expired
+/// (a *ghost*): otherwise an application that drops bad sessions at once (the tunnel does, for a start that
+/// is not a smux frame) would free the slot for the next forged start, and the limits would bound how many
+/// unverified sessions exist at a time but not how many are created. With ghosts they bound the creation
+/// rate too: at most the budget's count per `unverified_timeout`, and the per-IP cap per source IP.
 #[derive(Debug, Default)]
 pub(crate) struct Unverified {
     by_age: BTreeSet<(Timestamp, ConnHandle)>,
     since: HashMap<ConnHandle, (Timestamp, IpAddr)>,
     per_ip: HashMap<IpAddr, usize>,
+    /// Slots of connections that closed unverified (no connection behind them any more).
+    ghosts: std::collections::HashSet<ConnHandle>,
 }
 
 impl Unverified {
+    /// Slots taken (live unverified connections and ghosts).
     pub(crate) fn len(&self) -> usize {
         self.since.len()
+    }
+
+    /// Live unverified connections (ghosts left out).
+    pub(crate) fn live(&self) -> usize {
+        self.since.len() - self.ghosts.len()
     }
 
     pub(crate) fn count_from(&self, ip: IpAddr) -> usize {
@@ -98,8 +117,18 @@ impl Unverified {
         *self.per_ip.entry(ip).or_default() += 1;
     }
 
-    /// Forgets `h` (verified or gone); true if it was unverified.
+    /// `h` closed before it was verified: its slot stays taken until its deadline. True if it was unverified.
+    pub(crate) fn close(&mut self, h: ConnHandle) -> bool {
+        if self.since.contains_key(&h) {
+            self.ghosts.insert(h);
+            return true;
+        }
+        false
+    }
+
+    /// Forgets `h` (verified, or its slot expired); true if it was unverified.
     pub(crate) fn remove(&mut self, h: ConnHandle) -> bool {
+        self.ghosts.remove(&h);
         let Some((t, ip)) = self.since.remove(&h) else {
             return false;
         };
@@ -118,14 +147,52 @@ impl Unverified {
         self.by_age.first().map(|&(t, _)| t)
     }
 
-    /// Takes the ones created at or before `cutoff`.
+    /// Takes the ones created at or before `cutoff`: their slots free up, and the live ones (not ghosts) go
+    /// to `out` to be closed.
     pub(crate) fn take_older(&mut self, cutoff: Timestamp, out: &mut Vec<ConnHandle>) {
         while let Some(&(t, h)) = self.by_age.first()
             && t <= cutoff
         {
+            let ghost = self.ghosts.contains(&h);
             self.remove(h);
-            out.push(h);
+            if !ghost {
+                out.push(h);
+            }
         }
+    }
+}
+
+/// A token bucket: at most `rate` events per second, bursts of up to one second's worth.
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    rate: u64,
+    tokens: u64,
+    at: Option<Timestamp>,
+}
+
+impl Bucket {
+    pub(crate) fn new(rate: u64) -> Bucket {
+        Bucket {
+            rate,
+            tokens: rate,
+            at: None,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn take(&mut self, now: Timestamp) -> bool {
+        let last = *self.at.get_or_insert(now);
+        let elapsed = now.as_millis().saturating_sub(last.as_millis());
+        let refill = elapsed * self.rate / 1000;
+        if refill > 0 {
+            self.tokens = (self.tokens + refill).min(self.rate);
+            self.at = Some(now);
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
     }
 }
 
@@ -189,6 +256,39 @@ mod tests {
         assert!(!u.remove(ConnHandle(3)));
         assert_eq!(u.len(), 0);
         assert!(u.per_ip.is_empty());
+    }
+
+    #[test]
+    fn closed_unverified_sessions_keep_their_slot_until_their_deadline() {
+        let mut u = Unverified::default();
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        let t = Timestamp::from_millis;
+        u.insert(ConnHandle(1), t(0), ip);
+        u.insert(ConnHandle(2), t(1), ip);
+        assert!(u.close(ConnHandle(1)));
+        assert!(!u.close(ConnHandle(9)));
+        assert_eq!((u.len(), u.count_from(ip)), (2, 2), "a ghost still counts");
+        let mut gone = Vec::new();
+        u.take_older(t(5), &mut gone);
+        assert_eq!(
+            gone,
+            vec![ConnHandle(2)],
+            "only the live one is to be closed"
+        );
+        assert_eq!((u.len(), u.count_from(ip)), (0, 0));
+        assert!(u.ghosts.is_empty());
+    }
+
+    #[test]
+    fn the_bucket_allows_its_rate_and_refills() {
+        let t = Timestamp::from_millis;
+        let mut b = Bucket::new(100);
+        let n = (0..1000).filter(|_| b.take(t(0))).count();
+        assert_eq!(n, 100);
+        assert!(!b.take(t(5)));
+        assert!(b.take(t(10)));
+        let n = (0..1000).filter(|_| b.take(t(2000))).count();
+        assert_eq!(n, 100);
     }
 
     #[test]

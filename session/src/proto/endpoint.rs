@@ -35,7 +35,7 @@ use rkcp_fec::Classified;
 
 use crate::config::KcpConfig;
 use crate::listener::ListenerStats;
-use crate::proto::admission::{CookieKey, Unverified};
+use crate::proto::admission::{Bucket, CookieKey, Unverified};
 use crate::proto::connection::Connection;
 use crate::proto::keyed::{Keyed, KeyedOpen};
 use crate::proto::packet::{DropReason, open_datagram, seal_echo_request};
@@ -86,6 +86,8 @@ pub(crate) struct Endpoint {
     unverified_timeout_ms: u64,
     convs: ConvRecord,
     cookies: CookieKey,
+    /// Rate limit of stateless replies (address and path checks).
+    checks: Bucket,
     /// AEAD kinds: sessions by session id, with their openers (`None`: kcp-go ciphers or none).
     keyed: Option<Keyed>,
     stats: ListenerStats,
@@ -106,6 +108,7 @@ impl Endpoint {
             unverified_timeout_ms: a.unverified_timeout.as_millis() as u64,
             convs: ConvRecord::new(a.replay_window.as_millis() as u64, a.replay_record),
             cookies: CookieKey::new(),
+            checks: Bucket::new(a.max_address_checks_per_sec),
             keyed: config
                 .crypt
                 .as_ref()
@@ -344,6 +347,12 @@ impl Endpoint {
             };
         }
         self.stats.stale += 1;
+        if !self.checks.take(now) {
+            return Routed {
+                moved: None,
+                action: Action::Drop(DropReason::Stale),
+            };
+        }
         let cookie = self.cookies.cookie(now, remote, conv);
         // The request's window field is read by the peer: the configured window, corrected by the connection's
         // next datagram.
@@ -373,6 +382,7 @@ impl Endpoint {
             DropReason::NotAStart => s.not_a_start += 1,
             DropReason::Unverified => s.unverified_limit += 1,
             DropReason::Replayed => s.replayed += 1,
+            DropReason::NotFresh => s.not_fresh += 1,
             DropReason::BacklogFull => s.backlog_full += 1,
             DropReason::SessionCap => s.session_cap += 1,
             DropReason::NotAccepting => s.not_accepting += 1,
@@ -398,7 +408,8 @@ impl Endpoint {
     /// A connection closed: nothing routes to it any more, and its conversation id is remembered for the
     /// replay window.
     pub(crate) fn forget(&mut self, handle: ConnHandle, now: Timestamp) {
-        self.unverified.remove(handle);
+        // An unverified connection's slot stays taken until its deadline (see `Unverified`).
+        self.unverified.close(handle);
         if let Some(k) = self.keyed.as_mut() {
             k.remove(handle);
         }
@@ -440,7 +451,7 @@ impl Endpoint {
     /// Drops counted by reason, connections created, verified, moved.
     pub(crate) fn stats(&self) -> ListenerStats {
         let mut s = self.stats;
-        s.unverified = self.unverified.len() as u64;
+        s.unverified = self.unverified.live() as u64;
         s.replay_record_overflow = self.convs.overflowed;
         s
     }

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use rkcp_crypt::{
-    CryptError, FreshnessRecord, Opened, PacketCrypt, SessionId, SessionOpener, SessionSealer,
-    peek_session_id,
+    CryptError, FreshnessRecord, Opened, PacketCrypt, Refusal, SessionId, SessionOpener,
+    SessionSealer, peek_session_id,
 };
 
 use crate::proto::endpoint::ConnHandle;
@@ -73,9 +73,12 @@ impl Keyed {
             };
         }
         // Cheap refusals first: an id outside the window or already seen costs no cryptography.
-        self.fresh
-            .check(id, now_unix_ms)
-            .map_err(|_| DropReason::Replayed)?;
+        self.fresh.check(id, now_unix_ms).map_err(|r| match r {
+            Refusal::Replayed => DropReason::Replayed,
+            // Outside the window, before this listener started, or the record is full: random garbage lands
+            // here too (its "id" carries a random time).
+            _ => DropReason::NotFresh,
+        })?;
         let (sealer, mut opener) = self.crypt.server_session(id, SessionId::now()).split();
         let opened = opener.open(pkt).map_err(|e| reason(&e))?;
         Ok(KeyedOpen::New {

@@ -26,9 +26,11 @@ pub(crate) enum DropReason {
     NotAStart,
     /// A new peer too small to answer with an address check while the unverified limits were reached.
     Unverified,
-    /// AEAD kinds: a counter already seen in its session, or a session start whose id was seen before or is
-    /// outside the freshness window.
+    /// AEAD kinds: a counter already seen in its session, or a session start whose id was seen before.
     Replayed,
+    /// AEAD kinds: a session start whose id is outside the freshness window (or from before the listener
+    /// started): an old replay, a client clock far off, or garbage.
+    NotFresh,
     /// A new peer while the accept backlog was full.
     BacklogFull,
     /// A new peer while the connection cap was reached.
