@@ -8,16 +8,21 @@
 
   hostile.py push --connect 127.0.0.1:7301 --bytes 67108864
       One bulk transfer through the tunnel client; prints "PUSH <bytes> <secs> <MB/s>" (time from connect to
-      the target's "OK").
+      the target's "OK"). With --secs S: transfers one after the other for S seconds, then
+      "PUSHES <count> <bytes> <secs> <MB/s>".
 
   hostile.py get --connect 127.0.0.1:7301 [--timeout 30]
       One request through the tunnel client; prints "GET <secs> <answer line>" (time from connect to answer).
 """
 import argparse
+import os
 import socket
 import sys
 import threading
 import time
+
+
+RANDOM = os.urandom(1 << 22)
 
 
 def addr(s):
@@ -74,14 +79,27 @@ def target(args):
 
 
 def push(args):
+    if args.secs:
+        t0, total, n = time.monotonic(), 0, 0
+        while time.monotonic() - t0 < args.secs:
+            push_once(args)
+            total += args.bytes
+            n += 1
+        dt = time.monotonic() - t0
+        print(f"PUSHES {n} {total} {dt:.3f} {total / dt / 1e6:.2f}", flush=True)
+    else:
+        push_once(args)
+
+
+def push_once(args):
     t0 = time.monotonic()
     c = socket.create_connection(addr(args.connect), timeout=args.timeout)
     c.sendall(args.bytes.to_bytes(8, "big"))
-    chunk = b"\x5a" * (1 << 16)
-    left = args.bytes
+    left, off = args.bytes, 0
     while left > 0:
-        n = min(left, len(chunk))
-        c.sendall(chunk[:n])
+        n = min(left, 1 << 16)
+        c.sendall(RANDOM[off:off + n])  # random bytes: the tunnel compresses by default
+        off = (off + n) % (len(RANDOM) - (1 << 16))
         left -= n
     ans = c.recv(2)
     dt = time.monotonic() - t0
@@ -116,6 +134,7 @@ def main():
     u.add_argument("--connect", required=True)
     u.add_argument("--bytes", type=int, default=64 << 20)
     u.add_argument("--timeout", type=float, default=120)
+    u.add_argument("--secs", type=float, default=0, help="repeat transfers for this long; prints the total too")
     g = sub.add_parser("get")
     g.add_argument("--connect", required=True)
     g.add_argument("--timeout", type=float, default=30)

@@ -203,6 +203,15 @@ pub fn flood(
     let mut rng = Rng::new(plan.seed);
     let mut fec_seq = rng.next() as u32;
     let mut buf = Vec::with_capacity(1600);
+    let mut pool = vec![
+        0u8;
+        if plan.kind == FloodKind::Garbage {
+            1 << 16
+        } else {
+            0
+        }
+    ];
+    rng.fill(&mut pool);
     let start = Instant::now();
     let mut next_report = Duration::from_secs(1);
     let (mut sent, mut errors, mut bytes) = (0u64, 0u64, 0u64);
@@ -218,10 +227,15 @@ pub fn flood(
         }
         let (sock, data): (&UdpSocket, &[u8]) = match plan.kind {
             FloodKind::Garbage => {
+                // A random slice of a random pool, with fresh random bytes in front (where headers are read).
                 let len = rng.range(24, 1400);
-                buf.resize(len, 0);
-                rng.fill(&mut buf);
-                (&socks[i as usize % socks.len()], &buf)
+                let at = rng.range(0, pool.len() - len);
+                pool[at..at + 24].copy_from_slice(&{
+                    let mut h = [0u8; 24];
+                    rng.fill(&mut h);
+                    h
+                });
+                (&socks[i as usize % socks.len()], &pool[at..at + len])
             }
             FloodKind::Starts => {
                 session_start(plan, &mut rng, &mut fec_seq, &mut buf);
