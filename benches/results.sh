@@ -138,5 +138,7 @@ for f in loopback lossy bulk bulk-inflight sessions; do [ -f "$out/$f.json" ] &&
   echo
   # The rendered report: its image links are relative to benches/results/.
   sed -e 's#](plots/#](results/plots/#g' -e 's/^# kcpbench results/## End-to-end (kcpbench)/' "$out/report.md"
+  # Measured by hand with benches/hostile.sh (not rerun here): kept across regenerations.
+  [ -f benches/results-hostile.md ] && echo && cat benches/results-hostile.md
 } > benches/RESULTS.md
 echo "wrote benches/RESULTS.md" >&2

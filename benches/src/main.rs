@@ -149,6 +149,117 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
     },
+    /// Hostile traffic: N datagrams at a target rate from M source ports (garbage, session starts, replays).
+    #[command(long_about = FLOOD_ABOUT)]
+    Flood(FloodArgs),
+    /// UDP relay that records the client's datagrams (input of `flood --kind replay`).
+    #[command(long_about = RELAY_ABOUT)]
+    Relay {
+        /// Address to listen on (UDP); point the client here.
+        #[arg(long)]
+        listen: String,
+        /// The server's address.
+        #[arg(long)]
+        to: String,
+        /// Append every client-to-server datagram to this file (u32 little-endian length, then the bytes).
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// A bare KcpListener that prints its ListenerStats and RSS every second (the target of a flood).
+    #[command(long_about = LISTEN_ABOUT)]
+    Listen {
+        /// Address to listen on (UDP).
+        #[arg(long, default_value = "127.0.0.1:7900")]
+        listen: String,
+        /// kcp-go cipher (none keeps kcp-go's nonce + CRC header; plain: no packet layer).
+        #[arg(long, default_value = "none")]
+        crypt: String,
+        /// kcptun --key.
+        #[arg(long, default_value = "it's a secrect")]
+        key: String,
+        /// Stop after this many seconds (default: run until killed).
+        #[arg(long)]
+        secs: Option<f64>,
+    },
+}
+
+const FLOOD_ABOUT: &str = "\
+Sends --count datagrams at --rate per second from --ports UDP sockets (source ports) to --target, and prints \
+what was sent and the rate achieved (the machine may not reach the rate asked: read the last line).
+
+KINDS
+  garbage  random bytes, random lengths 24..=1400 (fails the cipher check, or is not KCP)
+  starts   plausible KCP session starts: random conv, PUSH, sn 0, una 0, --payload random bytes, in an FEC
+           data header unless --no-fec (kcptun's default is --datashard 10), sealed with --crypt/--key
+           (kcp-go ciphers: 20-byte nonce + CRC header; `none` has the header without encryption, `plain` sends
+           bare KCP) so that they pass the cipher check as a real client's would
+  replay   the datagrams of --file (written by `kcpbench relay --record`), in order, cycling until --count;
+           each pass over the file comes from the next socket, i.e. from a new source port
+
+SOURCES
+  The sockets are bound on 127.0.0.1 (a listener caps unverified sessions per source IP: --src-ips N spreads them
+  over 127.0.0.1..=127.0.0.N, Linux routes all of 127/8 to lo). Raise `ulimit -n` above --ports.
+
+EXAMPLES
+  kcpbench flood --target 127.0.0.1:29900 --kind starts --crypt aes --key secret --count 1000000 --rate 100000 --ports 1000
+  kcpbench flood --target 127.0.0.1:29900 --kind garbage --count 1000000 --rate 100000 --ports 1000
+  kcpbench relay --listen 127.0.0.1:29901 --to 127.0.0.1:29900 --record session.rec   # client -> :29901
+  kcpbench flood --target 127.0.0.1:29900 --kind replay --file session.rec --count 1000 --ports 100";
+
+const RELAY_ABOUT: &str = "\
+A UDP relay: datagrams from any client to --listen are forwarded to --to from a socket of their own (one per \
+client address) and the answers go back. With --record FILE every client-to-server datagram is appended to FILE \
+as a u32 little-endian length followed by the bytes: the input of `kcpbench flood --kind replay --file FILE`. \
+Runs until killed; prints `READY <addr>` once bound.";
+
+const LISTEN_ABOUT: &str = "\
+A bare KcpListener (fast3, --crypt/--key) that accepts and drains every session and prints, every second, its \
+ListenerStats (created, verified, unverified gauge, expired, address checks, drops by reason), the process' \
+resident memory and its growth since start, and growth / unverified (bytes per unverified session). The \
+target of `kcpbench flood` when the figures are about the listener itself rather than a tunnel.";
+
+/// `kcpbench flood` flags.
+#[derive(Args, Debug)]
+struct FloodArgs {
+    /// Address to flood (UDP).
+    #[arg(long)]
+    target: String,
+    /// garbage, starts or replay.
+    #[arg(long, default_value = "starts")]
+    kind: kcpbench::flood::FloodKind,
+    /// Datagrams in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    /// Datagrams per second (0: as fast as possible).
+    #[arg(long, default_value_t = 100_000.0)]
+    rate: f64,
+    /// Source sockets (ports).
+    #[arg(long, default_value_t = 1000)]
+    ports: usize,
+    /// Spread the sockets over 127.0.0.1 ..= 127.0.0.N (loopback targets).
+    #[arg(long, default_value_t = 1)]
+    src_ips: u32,
+    /// starts: kcp-go cipher (none = header without encryption, plain = bare KCP).
+    #[arg(long, default_value = "none")]
+    crypt: String,
+    /// starts: kcptun --key.
+    #[arg(long, default_value = "it's a secrect")]
+    key: String,
+    /// starts: no FEC data header (for a server with --datashard 0).
+    #[arg(long)]
+    no_fec: bool,
+    /// starts: payload bytes per session start.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// replay: the recording (`kcpbench relay --record`).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// PRNG seed (0: from the clock).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Flags every client subcommand takes (names follow kcptun's).
@@ -390,6 +501,25 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Flood(a) => run_flood(a),
+        Cmd::Relay { listen, to, record } => {
+            let to = resolve(&to)?;
+            kcpbench::flood::relay(&listen, to, record.as_deref(), |a| {
+                println!("READY {a}");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+            })
+        }
+        Cmd::Listen {
+            listen,
+            crypt,
+            key,
+            secs,
+        } => runtime()?.block_on(kcpbench::flood::listen(&kcpbench::flood::ListenPlan {
+            listen,
+            crypt,
+            key,
+            secs,
+        })),
         Cmd::Serve {
             listen,
             stdin_lifetime,
@@ -470,6 +600,76 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             c.finish(&common)
         }
     }
+}
+
+fn resolve(addr: &str) -> anyhow::Result<std::net::SocketAddr> {
+    std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))
+}
+
+fn run_flood(a: FloodArgs) -> anyhow::Result<()> {
+    use kcpbench::flood::{FloodKind, FloodPlan, flood, read_records};
+    let _ = procstat::raise_nofile(a.ports as u64 + 64);
+    let crypt = match a.crypt.as_str() {
+        "plain" => None,
+        name => {
+            let kind: rkcp_session::CipherKind = name
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--crypt {name:?}: {e}"))?;
+            let c = rkcp_session::PacketCrypt::from_passphrase(kind, &a.key);
+            if a.kind == FloodKind::Starts && c.try_seal(&mut [0u8; 64]).is_err() {
+                bail!(
+                    "--crypt {name}: the AEAD kinds seal per session; flood them with --kind garbage or replay"
+                );
+            }
+            Some(c)
+        }
+    };
+    let replay = match (&a.file, a.kind) {
+        (Some(f), FloodKind::Replay) => read_records(f)?,
+        (None, FloodKind::Replay) => {
+            bail!("--kind replay needs --file (a `kcpbench relay --record` file)")
+        }
+        _ => Vec::new(),
+    };
+    let plan = FloodPlan {
+        target: resolve(&a.target)?,
+        kind: a.kind,
+        count: a.count,
+        rate: a.rate,
+        ports: a.ports,
+        src_ips: a.src_ips,
+        crypt,
+        fec: !a.no_fec,
+        payload: a.payload,
+        replay,
+        seed: a.seed,
+    };
+    let quiet = a.quiet;
+    let r = flood(&plan, |sent, el| {
+        if !quiet {
+            eprintln!("{:.0}s: {sent} sent", el.as_secs_f64());
+        }
+    })?;
+    println!(
+        "flood {:?} to {}: sent {} datagrams ({} bytes, {} send errors) from {} ports in {:.2}s: {:.0} datagrams/s (asked {})",
+        a.kind,
+        plan.target,
+        r.sent,
+        r.bytes,
+        r.errors,
+        plan.ports,
+        r.elapsed.as_secs_f64(),
+        r.rate(),
+        if a.rate > 0.0 {
+            format!("{:.0}", a.rate)
+        } else {
+            "unlimited".into()
+        },
+    );
+    Ok(())
 }
 
 fn run_serve(listen: &str, stdin_lifetime: bool) -> anyhow::Result<()> {
