@@ -43,6 +43,8 @@ fn epoch() -> Instant {
 #[derive(Debug, Default)]
 pub(crate) struct DriverLink {
     closed: Mutex<Vec<(SocketAddr, ConnHandle)>>,
+    /// A client session moved to this socket: the loop reads it from now on.
+    rebind: Mutex<Option<Arc<UdpIo>>>,
     notify: Notify,
 }
 
@@ -52,6 +54,12 @@ impl DriverLink {
         if let Role::Accepted(h) = role {
             self.closed.lock().push((remote, h));
         }
+        self.notify.notify_one();
+    }
+
+    /// A client session moved to `io`: the loop switches to it (and lets the old socket go).
+    pub(crate) fn rebind(&self, io: Arc<UdpIo>) {
+        *self.rebind.lock() = Some(io);
         self.notify.notify_one();
     }
 
@@ -83,11 +91,15 @@ pub(crate) trait Demux: Send + 'static {
 }
 
 /// The one read loop of a socket.
-pub(crate) async fn drive<D: Demux>(io: Arc<UdpIo>, link: Arc<DriverLink>, mut demux: D) {
+pub(crate) async fn drive<D: Demux>(mut io: Arc<UdpIo>, link: Arc<DriverLink>, mut demux: D) {
     let mut batch = RecvBatch::for_io(&io);
     loop {
         if !demux.maintain() {
             return;
+        }
+        if let Some(new) = link.rebind.lock().take() {
+            io = new;
+            batch = RecvBatch::for_io(&io);
         }
         let timeout = demux.poll_timeout();
         let n = tokio::select! {

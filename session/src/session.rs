@@ -18,7 +18,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
@@ -64,6 +64,17 @@ pub(crate) struct State {
     published: SnmpSnapshot,
 }
 
+/// Send errors after which a client's socket is replaced: its local address is no longer usable (the
+/// interface went down or changed address), which a new socket bound to the unspecified address may fix.
+fn socket_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            99 /* EADDRNOTAVAIL */ | 100 /* ENETDOWN */ | 101 /* ENETUNREACH */ | 22 /* EINVAL */
+        )
+    ) || e.kind() == io::ErrorKind::AddrNotAvailable
+}
+
 /// Wakers to wake once the lock is released.
 #[derive(Default)]
 struct Wakes(Option<Waker>, Option<Waker>);
@@ -85,7 +96,8 @@ struct Outgoing(TxQueue, SocketAddr);
 /// A KCP session (shared by the stream handles, the read loop that feeds it and its timer task).
 pub(crate) struct Session {
     pub(crate) conv: u32,
-    pub(crate) io: Arc<UdpIo>,
+    /// The socket; a client's can be replaced while it runs ([`Session::move_to`]).
+    io: Mutex<Arc<UdpIo>>,
     pub(crate) role: Role,
     /// The socket's read loop: told when this session closes.
     link: Arc<DriverLink>,
@@ -95,6 +107,8 @@ pub(crate) struct Session {
     timer: Notify,
     /// Woken (all waiters) when the session closes.
     closed_notify: Notify,
+    /// When a client last replaced a failed socket (ms on the driver's clock; 0: never).
+    last_rebind: AtomicU64,
     pub(crate) state: Mutex<State>,
 }
 
@@ -119,12 +133,13 @@ impl Session {
     ) -> Arc<Session> {
         let s = Arc::new(Session {
             conv: conn.conv(),
-            io,
+            io: Mutex::new(io),
             role,
             link,
             handles: AtomicUsize::new(0),
             timer: Notify::new(),
             closed_notify: Notify::new(),
+            last_rebind: AtomicU64::new(0),
             state: Mutex::new(State {
                 conn,
                 remote,
@@ -170,6 +185,59 @@ impl Session {
     /// The peer's address.
     pub(crate) fn remote(&self) -> SocketAddr {
         self.state.lock().remote
+    }
+
+    /// The socket the session sends on now.
+    pub(crate) fn io(&self) -> Arc<UdpIo> {
+        Arc::clone(&self.io.lock())
+    }
+
+    /// A client session moves to another local socket (a network change): it sends from `io` from now on,
+    /// and its read loop reads `io` instead of the old socket. The server follows (its roaming rule) on the
+    /// first datagram from the new address; a flush goes out now so that it need not wait for traffic.
+    pub(crate) fn move_to(self: &Arc<Self>, io: Arc<UdpIo>) {
+        *self.io.lock() = Arc::clone(&io);
+        self.link.rebind(io);
+        self.with_conn(|c| {
+            let _ = c.flush(crate::driver::now());
+        });
+    }
+
+    /// The client's socket failed in a way a new one may not (the address it was bound to went away): bind a
+    /// fresh one of the same family on an ephemeral port and move to it, at most once a second.
+    fn replace_failed_socket(self: &Arc<Self>, failed: &Arc<UdpIo>) {
+        let now = crate::driver::now();
+        // 0: never (the clock starts at the first reading, so a real reading of 0 only delays the first move).
+        let last = self.last_rebind.load(Ordering::Relaxed);
+        if last != 0 && now.as_millis() < last + 1000 {
+            return;
+        }
+        self.last_rebind
+            .store(now.as_millis().max(1), Ordering::Relaxed);
+        let Ok(local) = failed.socket().local_addr() else {
+            return;
+        };
+        let any: SocketAddr = if local.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let s = Arc::clone(self);
+        rt.spawn(async move {
+            match tokio::net::UdpSocket::bind(any).await {
+                Ok(sock) => {
+                    tracing::info!(
+                        conv = s.conv,
+                        "KCP client socket failed; moving the session to a new socket"
+                    );
+                    s.move_to(Arc::new(UdpIo::new(sock, false)));
+                }
+                Err(e) => tracing::debug!(error = %e, "KCP client: no new socket"),
+            }
+        });
     }
 
     /// The peer moved (roaming, decided by the listener's endpoint): send to `to` from now on.
@@ -244,7 +312,8 @@ impl Session {
             return;
         };
         loop {
-            let (pkts, bytes) = match self.io.send_batch(to, &q) {
+            let io = self.io();
+            let (pkts, bytes) = match io.send_batch(to, &q) {
                 Ok(n) => {
                     let bytes: usize = (0..n).map(|i| q.get(i).len()).sum();
                     q.consume(n);
@@ -255,6 +324,9 @@ impl Session {
                     // on a bad link.
                     tracing::debug!(remote = %to, error = %e, "UDP send failed; dropping queued datagrams");
                     q.clear();
+                    if matches!(self.role, Role::Client) && socket_gone(&e) {
+                        self.replace_failed_socket(&io);
+                    }
                     (0, 0)
                 }
             };
@@ -274,7 +346,7 @@ impl Session {
                 let s = Arc::clone(self);
                 rt.spawn(async move {
                     // An error here shows up again on the next send.
-                    let _ = s.io.socket().writable().await;
+                    let _ = s.io().socket().writable().await;
                     s.send(Some(Outgoing(q, to)));
                 });
                 return;
@@ -652,6 +724,39 @@ mod tests {
         assert_eq!(sns, (0..20).collect::<Vec<u32>>(), "in order, each once");
         assert!(WRITABLE_WAITS.load(Ordering::Relaxed) >= before + 10);
         crate::udp::tests::SHORT_SEND_TO.store(0, Ordering::Relaxed);
+    }
+
+    /// A client whose socket's local address goes away (sends fail with EADDRNOTAVAIL) moves the session to a
+    /// fresh socket by itself; the listener follows it there (roaming) and the transfer completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_whose_socket_fails_moves_to_a_new_one() {
+        use tokio::io::AsyncReadExt;
+        let listener = crate::KcpListener::bind("127.0.0.1:0", KcpConfig::fast3())
+            .await
+            .unwrap();
+        let mut c = KcpStream::connect(listener.local_addr(), KcpConfig::fast3())
+            .await
+            .unwrap();
+        c.write_all(b"one").await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut b = [0u8; 3];
+        s.read_exact(&mut b).await.unwrap();
+        let old = c.local_addr().unwrap();
+        crate::udp::tests::FAIL_SENDS_FROM.store(old.port(), Ordering::Relaxed);
+        c.write_all(b"two").await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.read_exact(&mut b))
+            .await
+            .expect("the data arrives from the new socket")
+            .unwrap();
+        assert_eq!(&b, b"two");
+        crate::udp::tests::FAIL_SENDS_FROM.store(0, Ordering::Relaxed);
+        assert_ne!(c.local_addr().unwrap().port(), old.port());
+        assert_eq!(listener.stats().created, 1);
+        assert!(listener.stats().roamed >= 1);
+        // And back: the server's answers reach the new socket.
+        s.write_all(b"ack").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ack");
     }
 
     /// What every session costs before any traffic, with FEC and cipher off: 10,000 sessions must fit in a few

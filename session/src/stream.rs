@@ -150,7 +150,26 @@ impl KcpStream {
     /// # Errors
     /// The socket's error, if it has none.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.s.io.socket().local_addr()
+        self.s.io().socket().local_addr()
+    }
+
+    /// Moves this (dialled) session to another local socket, for a network change: datagrams go out of
+    /// `sock` from now on and are read from it; the old socket is let go. The session itself (conversation,
+    /// cipher keys, everything in flight) goes on; an rkcp listener follows it to the new address on its first
+    /// datagram from there (its roaming rule), and a flush goes out at once so that this does not wait for
+    /// traffic. A kcp-go server does not follow (it keys sessions by address). The session also does this by
+    /// itself, to a fresh socket on an ephemeral port, when sends fail because its local address went away.
+    /// Socket options (DSCP, buffer sizes) are the new socket's own: set them on it first, or with
+    /// [`KcpStream::set_dscp`] and friends afterwards.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidOperation`] on an accepted session (it shares the listener's socket).
+    pub fn move_to_socket(&self, sock: UdpSocket) -> Result<(), SessionError> {
+        if !matches!(self.s.role, Role::Client) {
+            return Err(SessionError::InvalidOperation);
+        }
+        self.s.move_to(Arc::new(UdpIo::new(sock, false)));
+        Ok(())
     }
 
     /// The peer's address.
@@ -259,7 +278,7 @@ impl KcpStream {
     /// [`SessionError::InvalidOperation`] on a listener's session (set it on the listener), or the socket error.
     pub fn set_dscp(&self, dscp: u32) -> Result<(), SessionError> {
         self.own_socket()?;
-        crate::sockopt::set_dscp(self.s.io.socket(), dscp)
+        crate::sockopt::set_dscp(self.s.io().socket(), dscp)
     }
 
     /// `SO_RCVBUF` of this client's socket.
@@ -268,7 +287,7 @@ impl KcpStream {
     /// As [`KcpStream::set_dscp`].
     pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), SessionError> {
         self.own_socket()?;
-        Ok(socket2::SockRef::from(self.s.io.socket()).set_recv_buffer_size(bytes)?)
+        Ok(socket2::SockRef::from(self.s.io().socket()).set_recv_buffer_size(bytes)?)
     }
 
     /// `SO_SNDBUF` of this client's socket.
@@ -277,7 +296,7 @@ impl KcpStream {
     /// As [`KcpStream::set_dscp`].
     pub fn set_send_buffer(&self, bytes: usize) -> Result<(), SessionError> {
         self.own_socket()?;
-        Ok(socket2::SockRef::from(self.s.io.socket()).set_send_buffer_size(bytes)?)
+        Ok(socket2::SockRef::from(self.s.io().socket()).set_send_buffer_size(bytes)?)
     }
 
     fn own_socket(&self) -> Result<(), SessionError> {

@@ -303,6 +303,15 @@ impl UdpIo {
     pub(crate) fn send_batch(&self, to: SocketAddr, q: &TxQueue) -> io::Result<usize> {
         let mut sent = 0;
         #[cfg(test)]
+        if self
+            .sock
+            .local_addr()
+            .is_ok_and(|a| a.port() == tests::FAIL_SENDS_FROM.load(Ordering::Relaxed))
+        {
+            // A socket whose local address went away (the interface changed address).
+            return Err(io::Error::from_raw_os_error(99 /* EADDRNOTAVAIL */));
+        }
+        #[cfg(test)]
         if to.port() == tests::SHORT_SEND_TO.load(Ordering::Relaxed) && !q.is_empty() {
             // A socket buffer that is full after one datagram (loopback never fills one).
             return match self.sock.try_send_to(q.get(0), to) {
@@ -635,6 +644,9 @@ pub(crate) mod tests {
     /// Sends to this port take one datagram per call, as if the socket buffer were then full (tests of the
     /// full-buffer path; 0: off).
     pub(crate) static SHORT_SEND_TO: AtomicU16 = AtomicU16::new(0);
+
+    /// Sends from a socket bound to this port fail with EADDRNOTAVAIL (0: off).
+    pub(crate) static FAIL_SENDS_FROM: AtomicU16 = AtomicU16::new(0);
 
     #[test]
     fn txqueue_trim_releases_a_burst_once_empty() {

@@ -194,3 +194,50 @@ async fn follow_through_nat(crypt: PacketCrypt) {
         "{st:?} after {rebinds} rebinds"
     );
 }
+
+/// Our client moves its session to new local sockets three times in the middle of an echo transfer (a network
+/// change, `KcpStream::move_to_socket`): one session, every byte back intact, the listener followed each move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_moves_to_new_sockets_mid_transfer() {
+    for crypt in [
+        aes(),
+        PacketCrypt::from_passphrase(CipherKind::Aes256Gcm, "move"),
+    ] {
+        let cfg = fast().with_crypt(crypt);
+        let listener = Arc::new(KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap());
+        let _srv = spawn_echo_shared(Arc::clone(&listener));
+        let mut c = KcpStream::connect(listener.local_addr(), cfg)
+            .await
+            .unwrap();
+        let first = c.local_addr().unwrap();
+        let data = pattern(9, 600_000);
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for (i, chunk) in data.chunks(200_000).enumerate() {
+            if i > 0 {
+                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                c.move_to_socket(sock).unwrap();
+            }
+            let (mut r, mut w) = c.into_split();
+            let write = async {
+                w.write_all(chunk).await.unwrap();
+            };
+            let read = async {
+                let want = got.len() + chunk.len();
+                while got.len() < want {
+                    let n = r.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(write, read) })
+                .await
+                .expect("the echo finishes after the move");
+            c = r.reunite(w).unwrap();
+        }
+        assert!(got == data, "bytes differ");
+        assert_ne!(c.local_addr().unwrap(), first);
+        let st = listener.stats();
+        assert_eq!(st.created, 1, "{st:?}");
+        assert!(st.roamed >= 2, "{st:?}");
+    }
+}
