@@ -161,16 +161,16 @@ Next, the programs in examples/ (each has --help):
     kcptun-server -l :29900 -t 127.0.0.1:8080 --key secret                 # or target/release/tunnel-server
     target/release/tunnel-client -l :12948 -r SERVER:29900 --key secret    # or kcptun-client
   random numbers behind an HTTP gateway:
-    cargo run --release -p rkcp-examples --bin rand-service -- --listen 127.0.0.1:29900
-    cargo run --release -p rkcp-examples --bin api-gateway -- --target 127.0.0.1:29900 --listen 127.0.0.1:8080
+    cargo run --release -p rkcp-examples --bin rand-service -- --listen 127.0.0.1:29910
+    cargo run --release -p rkcp-examples --bin api-gateway -- --target 127.0.0.1:29910 --listen 127.0.0.1:8080
     curl http://127.0.0.1:8080/rand
   two-way RPC behind NAT:
-    cargo run --release -p rkcp-examples --bin rpc-demo -- public --listen 127.0.0.1:29950
-    cargo run --release -p rkcp-examples --bin rpc-demo -- nat --server 127.0.0.1:29950
+    cargo run --release -p rkcp-examples --bin rpc-demo -- public --listen 127.0.0.1:29920
+    cargo run --release -p rkcp-examples --bin rpc-demo -- nat --server 127.0.0.1:29920
   relay gateway:
-    cargo run --release -p rkcp-examples --bin relay -- -l 127.0.0.1:29960 -k KEY
-    cargo run --release -p rkcp-examples --bin relay-backend -- -r 127.0.0.1:29960 -i web -k KEY
-    cargo run --release -p rkcp-examples --bin relay-client -- -r 127.0.0.1:29960 -i web -l 127.0.0.1:8080";
+    cargo run --release -p rkcp-examples --bin relay -- -l 127.0.0.1:29950 -k KEY
+    cargo run --release -p rkcp-examples --bin relay-backend -- -r 127.0.0.1:29950 -i web -k KEY
+    cargo run --release -p rkcp-examples --bin relay-client -- -r 127.0.0.1:29950 -i web -k KEY -l 127.0.0.1:8080";
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
