@@ -56,11 +56,12 @@ impl Kcp {
         }
         let at = self.reserved;
         let wnd = self.wnd_unused();
-        let mut buf = vec![0u8; at + OVERHEAD];
+        // The flush's scratch datagram (at least `mtu` bytes, which exceed `reserved + OVERHEAD`).
+        let buf = &mut self.buffer[..at + OVERHEAD];
         encode_echo_request(&mut buf[at..], self.conv, now, wnd, self.rcv_nxt);
         self.echo_ts = Some(now);
         self.stats.out_segs += 1;
-        out(&mut buf);
+        out(buf);
     }
 
     /// Whether the peer has acknowledged something this engine sent: data, or an echo request. A

@@ -175,20 +175,13 @@ impl Endpoint {
                 >= self.config.admission.max_unverified_per_ip;
         if limits_reached && !address_proven {
             // No state for this peer: ask it to prove its address (stateless, no amplification).
-            let cookie = self.cookies.cookie(now, remote, conv);
             let wnd = self
                 .config
                 .admission
                 .unverified_window
                 .min(u32::from(u16::MAX)) as u16;
-            return match seal_echo_request(self.crypt.as_ref(), pkt, conv, cookie, wnd) {
-                Some(n) => {
-                    self.stats.address_checks += 1;
-                    Routed {
-                        moved: None,
-                        action: Action::Respond(&pkt[..n]),
-                    }
-                }
+            return match self.ask_to_prove(now, remote, pkt, conv, wnd) {
+                Some(r) => r,
                 None => self.drop(DropReason::Unverified),
             };
         }
@@ -347,29 +340,36 @@ impl Endpoint {
             };
         }
         self.stats.stale += 1;
-        if !self.checks.take(now) {
-            return Routed {
-                moved: None,
-                action: Action::Drop(DropReason::Stale),
-            };
-        }
-        let cookie = self.cookies.cookie(now, remote, conv);
         // The request's window field is read by the peer: the configured window, corrected by the connection's
         // next datagram.
         let wnd = self.config.rcv_wnd.min(u32::from(u16::MAX)) as u16;
-        match seal_echo_request(self.crypt.as_ref(), pkt, conv, cookie, wnd) {
-            Some(n) => {
-                self.stats.address_checks += 1;
-                Routed {
-                    moved: None,
-                    action: Action::Respond(&pkt[..n]),
-                }
-            }
-            None => Routed {
+        self.ask_to_prove(now, remote, pkt, conv, wnd)
+            .unwrap_or(Routed {
                 moved: None,
                 action: Action::Drop(DropReason::Stale),
-            },
+            })
+    }
+
+    /// A stateless echo request carrying the cookie of `remote`/`conv`, written over `pkt` (never larger), while
+    /// the rate of such replies allows ([`Admission::max_address_checks_per_sec`]); `None`: no reply.
+    fn ask_to_prove<'a>(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        pkt: &'a mut [u8],
+        conv: u32,
+        wnd: u16,
+    ) -> Option<Routed<'a>> {
+        if !self.checks.take(now) {
+            return None;
         }
+        let cookie = self.cookies.cookie(now, remote, conv);
+        let n = seal_echo_request(self.crypt.as_ref(), pkt, conv, cookie, wnd)?;
+        self.stats.address_checks += 1;
+        Some(Routed {
+            moved: None,
+            action: Action::Respond(&pkt[..n]),
+        })
     }
 
     fn drop<'a>(&mut self, reason: DropReason) -> Routed<'a> {
@@ -697,6 +697,33 @@ mod tests {
         );
         assert_eq!(route(&mut ep, t, addr(5), answer), ("deliver", Some(h)));
         assert_eq!(ep.stats().roamed, 3);
+    }
+
+    #[test]
+    fn address_checks_are_rate_limited_on_both_paths() {
+        let mut ep = Endpoint::new(KcpConfig {
+            admission: Admission {
+                max_unverified_per_ip: 1,
+                max_address_checks_per_sec: 3,
+                ..Admission::default()
+            },
+            ..KcpConfig::default()
+        });
+        let t = Timestamp::from_millis(1000);
+        accept(&mut ep, t, addr(1), start(1));
+        // New peers beyond the per-IP cap, then the live conversation from elsewhere (a path check).
+        assert_eq!(route(&mut ep, t, addr(2), start(2)), ("respond", None));
+        assert_eq!(route(&mut ep, t, addr(3), start(3)), ("respond", None));
+        assert_eq!(route(&mut ep, t, addr(4), start(1)), ("respond", None));
+        assert_eq!(route(&mut ep, t, addr(5), start(5)), ("drop", None));
+        assert_eq!(route(&mut ep, t, addr(6), start(1)), ("drop", None));
+        let s = ep.stats();
+        assert_eq!((s.address_checks, s.unverified_limit, s.stale), (3, 1, 2));
+        // A second later the bucket has refilled.
+        assert_eq!(
+            route(&mut ep, t.add_millis(1000), addr(5), start(5)),
+            ("respond", None)
+        );
     }
 
     #[test]
