@@ -38,7 +38,7 @@ use crate::listener::ListenerStats;
 use crate::proto::admission::{Bucket, CookieKey, Unverified};
 use crate::proto::connection::Connection;
 use crate::proto::keyed::{Keyed, KeyedOpen};
-use crate::proto::packet::{DropReason, open_datagram, seal_echo_request};
+use crate::proto::packet::{DropReason, kcp_go_halves, open_with, seal_echo_request};
 use crate::proto::replay::ConvRecord;
 use crate::proto::routes::{Progress, Routes};
 use crate::proto::time::Timestamp;
@@ -76,6 +76,8 @@ pub(crate) struct Routed<'a> {
 pub(crate) struct Endpoint {
     config: KcpConfig,
     crypt: Option<PacketCrypt>,
+    /// Opens every datagram of a kcp-go cipher (the AEAD kinds open per session, in `keyed`).
+    opener: Option<rkcp_crypt::SessionOpener>,
     routes: Routes,
     next_handle: u64,
     /// Connections created and not yet taken by the application.
@@ -99,6 +101,11 @@ impl Endpoint {
         let a = &config.admission;
         Endpoint {
             crypt: config.crypt.clone(),
+            opener: config
+                .crypt
+                .as_ref()
+                .filter(|c| !c.kind().is_authenticated())
+                .map(|c| kcp_go_halves(c).1),
             routes: Routes::default(),
             next_handle: 1,
             unaccepted: 0,
@@ -128,8 +135,8 @@ impl Endpoint {
         if self.keyed.is_some() {
             return self.handle_keyed(now, remote, pkt);
         }
-        let range = match open_datagram(self.crypt.as_ref(), pkt) {
-            Ok(r) => r,
+        let range = match open_with(self.opener.as_mut(), pkt) {
+            Ok((r, _)) => r,
             Err(r) => return self.drop(r),
         };
         let data: &[u8] = &pkt[range.clone()];
@@ -185,7 +192,7 @@ impl Endpoint {
                 None => self.drop(DropReason::Unverified),
             };
         }
-        let sealer = self.crypt.as_ref().map(kcp_go_sealer);
+        let sealer = self.crypt.as_ref().map(|c| kcp_go_halves(c).0);
         let conn = match Connection::new(conv, &self.config, sealer) {
             Ok(mut c) => {
                 if address_proven {
@@ -455,12 +462,6 @@ impl Endpoint {
         s.replay_record_overflow = self.convs.overflowed;
         s
     }
-}
-
-/// The sealing half for a session of a kcp-go cipher (one cipher for the whole listener; no per-session state).
-fn kcp_go_sealer(pc: &PacketCrypt) -> rkcp_crypt::SessionSealer {
-    let unused = rkcp_crypt::SessionId::from_bytes([0; 16]);
-    pc.server_session(unused, unused).split().0
 }
 
 fn deliver(h: ConnHandle, data: &[u8]) -> Routed<'_> {
