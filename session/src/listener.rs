@@ -445,6 +445,19 @@ impl KcpListener {
         self.shards.len()
     }
 
+    /// Each shard's own counters, in shard order ([`KcpListener::stats`] is their sum): how the kernel
+    /// spread peers over the shards, and which shard forwarded what.
+    pub fn shard_stats(&self) -> Vec<ListenerStats> {
+        self.shards
+            .iter()
+            .map(|sh| {
+                let mut s = sh.endpoint.lock().stats();
+                s.forward_full += sh.forward_full.load(Ordering::Relaxed);
+                s
+            })
+            .collect()
+    }
+
     /// DSCP of the shared socket(s) (kcp-go `Listener.SetDSCP`).
     ///
     /// # Errors
