@@ -158,6 +158,7 @@ async fn a_rebinding_nat_keeps_one_session_across_shards() {
     }
     let rebinds = nat.rebinds.load(Ordering::Relaxed);
     let st = listener.stats();
+    eprintln!("{rebinds} rebinds: {st:?}");
     assert!(rebinds >= 6, "only {rebinds} rebinds");
     assert_eq!(st.created, 1, "{st:?}");
     assert!(st.forwarded > 0, "{st:?}");
@@ -168,6 +169,9 @@ async fn a_rebinding_nat_keeps_one_session_across_shards() {
         "{st:?} after {rebinds} rebinds"
     );
     assert_eq!(st.forward_full, 0, "{st:?}");
+    // FEC parity (no conversation id) from a moved peer is handed over by address: only the few that race
+    // ahead of the datagram that moves the session are dropped (about a third were, before).
+    assert!(st.unknown_peer * 10 <= st.forwarded + 100, "{st:?}");
 }
 
 /// A request captured on the wire and replayed from 64 new ports (which the kernel spreads over both shards),

@@ -168,6 +168,29 @@ impl Endpoint {
         }
     }
 
+    /// A connection's peer moved to `remote`: route there from now on (and, sharded, let the other shards
+    /// know, for parity).
+    fn relocate(&mut self, h: ConnHandle, remote: SocketAddr) {
+        let old = self.routes.relocate(h, remote);
+        self.stats.roamed += 1;
+        if let Some(sh) = &self.shard {
+            let old = old.filter(|&o| self.routes.by_addr(o).is_none());
+            sh.owners.moved(old, remote, sh.index);
+        }
+    }
+
+    /// FEC parity (no conversation id) from an address with no connection here: another shard's, if a
+    /// connection of that shard moved there; dropped otherwise.
+    fn parity_elsewhere<'a>(&mut self, remote: SocketAddr, may_forward: bool) -> Routed<'a> {
+        if may_forward
+            && let Some(sh) = &self.shard
+            && let Some(owner) = sh.owners.moved_to_besides(remote, sh.index)
+        {
+            return self.forward(owner, true);
+        }
+        self.drop(DropReason::UnknownPeer)
+    }
+
     /// [`Endpoint::handle`] for a datagram another shard forwarded (never forwarded again).
     pub(crate) fn handle_forwarded<'a>(
         &mut self,
@@ -208,10 +231,11 @@ impl Endpoint {
             Classified::Parity | Classified::Truncated => None,
         };
         let Some((conv, _)) = kcp.and_then(rkcp_engine::segment::conv_and_sn) else {
-            // No conversation id: parity goes to the connection its address created or moved last.
+            // No conversation id: parity goes to the connection its address created or moved last (on
+            // whichever shard that is).
             return match self.routes.by_addr(remote) {
                 Some(h) => deliver(h, &pkt[range]),
-                None => self.drop(DropReason::UnknownPeer),
+                None => self.parity_elsewhere(remote, may_forward),
             };
         };
         let kcp = kcp.unwrap_or_default();
@@ -222,9 +246,8 @@ impl Endpoint {
             return deliver(h, &pkt[range]);
         }
         if let Some(h) = self.routes.moved_peer(conv, &progress, now.engine()) {
-            self.routes.relocate(h, remote);
+            self.relocate(h, remote);
             self.routes.saw(h, progress);
-            self.stats.roamed += 1;
             return Routed {
                 moved: Some(h),
                 action: Action::Deliver(h, &pkt[range]),
@@ -333,8 +356,7 @@ impl Endpoint {
                 // datagram newer than all before moves the session (an older one is late, from an old address).
                 let mut moved = None;
                 if o.newest && self.routes.remote(h) != Some(remote) {
-                    self.routes.relocate(h, remote);
-                    self.stats.roamed += 1;
+                    self.relocate(h, remote);
                     moved = Some(h);
                 }
                 Routed {
@@ -352,7 +374,7 @@ impl Endpoint {
                 let kcp = match rkcp_fec::classify(pkt.get(range.clone()).unwrap_or_default()) {
                     Classified::Plain(k) | Classified::Data(k) => k,
                     Classified::Parity | Classified::Truncated => {
-                        return self.drop(DropReason::UnknownPeer);
+                        return self.parity_elsewhere(remote, may_forward);
                     }
                 };
                 let Some((conv, _)) = rkcp_engine::segment::conv_and_sn(kcp) else {
@@ -416,8 +438,7 @@ impl Endpoint {
             && self.cookies.check(now, remote, conv, ts)
             && let Some(h) = self.routes.only(conv)
         {
-            self.routes.relocate(h, remote);
-            self.stats.roamed += 1;
+            self.relocate(h, remote);
             return Routed {
                 moved: Some(h),
                 action: Action::Deliver(h, &pkt[range]),
@@ -497,12 +518,18 @@ impl Endpoint {
         if let Some(k) = self.keyed.as_mut() {
             k.remove(handle);
         }
+        let at = self.routes.remote(handle);
         if let Some(conv) = self.routes.remove(handle) {
             self.convs.remember(conv, now);
-            if let Some(sh) = &self.shard
-                && !self.routes.has_conv(conv)
-            {
-                sh.owners.release(conv, sh.index, now);
+            if let Some(sh) = &self.shard {
+                if !self.routes.has_conv(conv) {
+                    sh.owners.release(conv, sh.index, now);
+                }
+                if let Some(at) = at
+                    && self.routes.by_addr(at).is_none()
+                {
+                    sh.owners.left(at, sh.index);
+                }
             }
         }
     }
@@ -829,6 +856,18 @@ mod tests {
             kind(&a.handle(t, addr(3), &mut seg(7, Command::Push, 61, 3, 0))),
             "deliver"
         );
+        // FEC parity (no conversation id) from the new address at b goes to a too, by address.
+        let mut parity = vec![0u8; 30];
+        parity[4] = 0xF2;
+        assert_eq!(route(&mut b, t, addr(3), parity.clone()), ("forward", None));
+        assert!(
+            matches!(a.handle_forwarded(t, addr(3), &mut parity.clone()).action, Action::Deliver(x, _) if x == h)
+        );
+        assert_eq!(
+            route(&mut b, t, addr(1), parity.clone()),
+            ("drop", None),
+            "a left its old address"
+        );
         // A forwarded datagram is never forwarded again: one b owns is dropped at a.
         let hb = accept(&mut b, t, addr(9), start(8));
         assert_eq!(route_fwd(&mut a, t, addr(4), start(8)), ("drop", None));
@@ -856,7 +895,7 @@ mod tests {
         );
         let (sa, sb) = (a.stats(), b.stats());
         assert_eq!((sa.created, sb.created), (1, 2));
-        assert_eq!((sa.roamed, sa.forwarded, sb.forwarded), (1, 1, 4));
+        assert_eq!((sa.roamed, sa.forwarded, sb.forwarded), (1, 1, 5));
         let _ = hb;
     }
 

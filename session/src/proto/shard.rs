@@ -16,6 +16,7 @@
 //! creation and close, and per datagram only for conversations the receiving shard does not know).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use parking_lot::Mutex;
 
@@ -37,6 +38,9 @@ struct Entry {
 #[derive(Debug)]
 pub(crate) struct Owners {
     stripes: Vec<Mutex<HashMap<u32, Entry>>>,
+    /// Where connections that moved are now → their shard: FEC parity carries no conversation id, so a
+    /// moved peer's parity that reaches another shard is handed over by its address.
+    moved: Vec<Mutex<HashMap<SocketAddr, u16>>>,
     window_ms: u64,
     /// Entries per stripe beyond which closed ones are forgotten early.
     stripe_cap: usize,
@@ -48,6 +52,7 @@ impl Owners {
     pub(crate) fn new(window_ms: u64, cap: usize) -> Owners {
         Owners {
             stripes: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
+            moved: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
             window_ms,
             stripe_cap: cap.div_ceil(STRIPES).max(16),
         }
@@ -55,6 +60,37 @@ impl Owners {
 
     fn stripe(&self, conv: u32) -> &Mutex<HashMap<u32, Entry>> {
         &self.stripes[(conv.wrapping_mul(0x9E37_79B9) >> 26) as usize % STRIPES]
+    }
+
+    fn moved_stripe(&self, a: SocketAddr) -> &Mutex<HashMap<SocketAddr, u16>> {
+        let ip = match a.ip() {
+            std::net::IpAddr::V4(v) => u32::from(v),
+            std::net::IpAddr::V6(v) => (u128::from(v) as u32) ^ ((u128::from(v) >> 64) as u32),
+        };
+        let h = (ip ^ u32::from(a.port()).rotate_left(16)).wrapping_mul(0x9E37_79B9);
+        &self.moved[(h >> 26) as usize % STRIPES]
+    }
+
+    /// A connection of shard `me` moved from `old` to `new`.
+    pub(crate) fn moved(&self, old: Option<SocketAddr>, new: SocketAddr, me: usize) {
+        if let Some(old) = old {
+            self.left(old, me);
+        }
+        self.moved_stripe(new).lock().insert(new, me as u16);
+    }
+
+    /// Shard `me` has no connection at `a` any more.
+    pub(crate) fn left(&self, a: SocketAddr, me: usize) {
+        let mut s = self.moved_stripe(a).lock();
+        if s.get(&a) == Some(&(me as u16)) {
+            s.remove(&a);
+        }
+    }
+
+    /// The shard other than `me` that a connection moved to `a` belongs to.
+    pub(crate) fn moved_to_besides(&self, a: SocketAddr, me: usize) -> Option<usize> {
+        let s = self.moved_stripe(a).lock();
+        s.get(&a).map(|&i| usize::from(i)).filter(|&i| i != me)
     }
 
     fn current(&self, e: &Entry, now: Timestamp) -> bool {
@@ -140,6 +176,23 @@ mod tests {
         assert_eq!(o.owner_besides(7, 1, t(1010)), None, "expired");
         assert_eq!(o.claim(7, 1, t(1010)), Ok(()));
         assert_eq!(o.owner_besides(7, 0, t(1010)), Some(1));
+    }
+
+    #[test]
+    fn moved_addresses_point_to_their_shard() {
+        let o = Owners::new(1000, 1 << 16);
+        let a: SocketAddr = ([10, 0, 0, 1], 1).into();
+        let b: SocketAddr = ([10, 0, 0, 1], 2).into();
+        o.moved(None, a, 0);
+        assert_eq!(o.moved_to_besides(a, 1), Some(0));
+        assert_eq!(o.moved_to_besides(a, 0), None);
+        o.moved(Some(a), b, 0);
+        assert_eq!(o.moved_to_besides(a, 1), None);
+        assert_eq!(o.moved_to_besides(b, 1), Some(0));
+        o.left(b, 1);
+        assert_eq!(o.moved_to_besides(b, 1), Some(0), "only the owner leaves");
+        o.left(b, 0);
+        assert_eq!(o.moved_to_besides(b, 1), None);
     }
 
     #[test]
