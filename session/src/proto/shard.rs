@@ -178,6 +178,39 @@ mod tests {
         assert_eq!(o.owner_besides(7, 0, t(1010)), Some(1));
     }
 
+    /// Shards racing to create the same conversations (threads, as the read loops run on runtime
+    /// workers): exactly one claim per conversation wins.
+    #[test]
+    fn racing_claims_have_one_winner() {
+        let o = std::sync::Arc::new(Owners::new(1000, 1 << 16));
+        let go = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let wins: Vec<Vec<u32>> = (0..4)
+            .map(|me| {
+                let (o, go) = (std::sync::Arc::clone(&o), std::sync::Arc::clone(&go));
+                std::thread::spawn(move || {
+                    go.wait();
+                    (0..20_000u32)
+                        .filter(|&c| o.claim(c, me, Timestamp::from_millis(1)).is_ok())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let mut all: Vec<u32> = wins.concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+        for (me, w) in wins.iter().enumerate() {
+            for &c in w.iter().take(100) {
+                assert_eq!(
+                    o.owner_besides(c, (me + 1) % 4, Timestamp::from_millis(2)),
+                    Some(me)
+                );
+            }
+        }
+    }
+
     #[test]
     fn moved_addresses_point_to_their_shard() {
         let o = Owners::new(1000, 1 << 16);
