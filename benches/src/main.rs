@@ -88,6 +88,10 @@ enum Cmd {
         /// Exit when stdin closes (used when kcpbench starts its own server).
         #[arg(long)]
         stdin_lifetime: bool,
+        /// Shard each KCP data listener over N SO_REUSEPORT sockets, one read loop and endpoint each
+        /// (`KcpListener::bind_sharded`; 1 = one socket).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
     },
     /// Bulk transfer, one-way and echo, over N streams.
     Throughput {
@@ -523,7 +527,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve {
             listen,
             stdin_lifetime,
-        } => run_serve(&listen, stdin_lifetime),
+            shards,
+        } => run_serve(&listen, stdin_lifetime, shards),
         Cmd::Render {
             json,
             markdown,
@@ -672,7 +677,7 @@ fn run_flood(a: FloodArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_serve(listen: &str, stdin_lifetime: bool) -> anyhow::Result<()> {
+fn run_serve(listen: &str, stdin_lifetime: bool, shards: usize) -> anyhow::Result<()> {
     // Ten thousand TCP sessions need as many descriptors; KCP needs one socket per listener.
     let _ = procstat::raise_nofile(1 << 20);
     if stdin_lifetime {
@@ -683,7 +688,7 @@ fn run_serve(listen: &str, stdin_lifetime: bool) -> anyhow::Result<()> {
         });
     }
     runtime()?.block_on(async {
-        let server = serve::Server::bind(listen).await?;
+        let server = serve::Server::bind(listen).await?.with_shards(shards);
         println!("READY {}", server.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
         server.run().await

@@ -29,6 +29,8 @@ pub const MAX_BUF: usize = 256 * 1024;
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// Sockets per KCP data listener (`KcpListener::bind_sharded`; 1: `KcpListener::bind`).
+    shards: usize,
 }
 
 impl Server {
@@ -40,7 +42,17 @@ impl Server {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the control address {addr}"))?;
-        Ok(Server { listener })
+        Ok(Server {
+            listener,
+            shards: 1,
+        })
+    }
+
+    /// Shards every KCP data listener over `n` `SO_REUSEPORT` sockets (`kcpbench serve --shards N`).
+    #[must_use]
+    pub fn with_shards(mut self, n: usize) -> Server {
+        self.shards = n.max(1);
+        self
     }
 
     /// The control address (what `READY` announces).
@@ -58,8 +70,9 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         loop {
             let (sock, _) = self.listener.accept().await.context("accepting control")?;
+            let shards = self.shards;
             tokio::spawn(async move {
-                if let Err(e) = control(sock).await {
+                if let Err(e) = control(sock, shards).await {
                     eprintln!("kcpbench serve: control connection: {e:#}");
                 }
             });
@@ -68,7 +81,7 @@ impl Server {
 }
 
 /// One control connection: its requests, then the teardown of everything it started.
-async fn control(sock: TcpStream) -> anyhow::Result<()> {
+async fn control(sock: TcpStream, shards: usize) -> anyhow::Result<()> {
     sock.set_nodelay(true)?;
     let ip = sock.local_addr()?.ip();
     let (rd, mut wr) = sock.into_split();
@@ -88,7 +101,7 @@ async fn control(sock: TcpStream) -> anyhow::Result<()> {
         }
         let reply = match serde_json::from_str::<Request>(line.trim_end()) {
             Ok(Request::Listen { config }) => {
-                match start_listener(&config, ip, &cancel, &conns).await {
+                match start_listener(&config, ip, shards, &cancel, &conns).await {
                     Ok(port) => json!({"ok": true, "port": port}),
                     Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
                 }
@@ -127,6 +140,7 @@ impl Drop for ConnGuard {
 async fn start_listener(
     config: &BenchConfig,
     ip: IpAddr,
+    shards: usize,
     cancel: &CancellationToken,
     conns: &Arc<AtomicU64>,
 ) -> anyhow::Result<u16> {
@@ -139,7 +153,8 @@ async fn start_listener(
     let cancel = cancel.clone();
     let conns = Arc::clone(conns);
     if config.transport.is_kcp() {
-        let l = KcpListener::bind(SocketAddr::new(ip, 0), config.kcp_config()?).await?;
+        let l =
+            KcpListener::bind_sharded(SocketAddr::new(ip, 0), config.kcp_config()?, shards).await?;
         let port = l.local_addr().port();
         tokio::spawn(async move {
             loop {

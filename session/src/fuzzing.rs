@@ -53,7 +53,7 @@ pub fn listener_packet_input(input: &[u8]) {
         }
         let routed = ep.handle(now, peer, &mut pkt);
         let h = match routed.action {
-            Action::Drop(_) | Action::Respond(_) => continue,
+            Action::Drop(_) | Action::Respond(_) | Action::Forward(_) => continue,
             Action::Deliver(h, data) => {
                 if let Some(c) = conns.get_mut(&h) {
                     c.handle_datagram(now, data);

@@ -2,7 +2,8 @@
 //!
 //! - [`KcpStream`]: one conversation as an `AsyncRead + AsyncWrite` byte stream (or messages in message mode).
 //! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address and conversation,
-//!   safe to expose to the internet (see the threat model below).
+//!   safe to expose to the internet (see the threat model below); or sharded over several `SO_REUSEPORT`
+//!   sockets, one read loop each, to spread a port over runtime workers ([`KcpListener::bind_sharded`]).
 //! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults, kcptun's presets, the cipher and FEC.
 //! - [`SnmpSnapshot`]: kcp-go's 24 counters, per session ([`KcpStream::snmp`]) and per process ([`global_snmp`]),
 //!   printable as kcptun's `--snmplog` CSV.
@@ -58,6 +59,11 @@
 //!   listener started, never seen). No replay creates, moves or feeds anything, forever. Client clocks must be
 //!   within 2 minutes of the server's; a second listener sharing the passphrase does not share the record
 //!   (`rkcp_crypt` docs, `docs/wire-format.md#crypt-aead`).
+//! - **Sharded listeners** ([`KcpListener::bind_sharded`]) keep every rule above across shards: a datagram of a
+//!   conversation that another shard owns (live, or closed within the replay window) is handed to that shard
+//!   and judged there, and a conversation is created on one shard only. Joining the `SO_REUSEPORT` group takes
+//!   the same user id on Linux; a second process of that user bound with `SO_REUSEPORT` to the same port
+//!   would share its traffic.
 //!
 //! ```no_run
 //! use rkcp_session::{KcpConfig, KcpListener, KcpStream};

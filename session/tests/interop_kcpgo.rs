@@ -254,3 +254,91 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
     }
     println!("roaming throughput ratio: {:.2}", rates[1] / rates[0]);
 }
+
+/// Unmodified kcp-go clients against a sharded listener (2 and 4 `SO_REUSEPORT` shards): 16 Go client
+/// processes at once, each its own session and source port (so the kernel spreads them over the shards), all
+/// echoed intact; then one kcp-go client behind a NAT rebinding its port every 50 ms, whose packets reach other
+/// shards after the rebinds: still one session, every byte intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+#[cfg(unix)]
+async fn interop_kcpgo_clients_against_a_sharded_listener() {
+    let crypt = Some(PacketCrypt::from_passphrase(CipherKind::Aes, KEY));
+    let exe = go_peer();
+    for shards in [2, 4] {
+        let mut cfg = config(&crypt, (10, 3), true);
+        cfg.mtu = 1350;
+        let listener = std::sync::Arc::new(
+            KcpListener::bind_sharded("127.0.0.1:0", cfg, shards)
+                .await
+                .unwrap(),
+        );
+        let addr = listener.local_addr().to_string();
+        let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            let args = peer_args("client", &addr, "aes", (10, 3), true, 200_000);
+            let exe = exe.clone();
+            clients.push(tokio::task::spawn_blocking(move || {
+                Command::new(exe)
+                    .args(&args)
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .unwrap()
+            }));
+        }
+        for c in clients {
+            let out = c.await.unwrap();
+            assert!(out.status.success(), "{shards} shards: Go client failed");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK 200000");
+        }
+        let per: Vec<u64> = listener.shard_stats().iter().map(|s| s.created).collect();
+        assert_eq!(per.iter().sum::<u64>(), 16, "{per:?}");
+        assert!(per.iter().filter(|&&c| c > 0).count() > 1, "{per:?}");
+        srv.abort();
+    }
+
+    let mut cfg = config(&crypt, (10, 3), true);
+    cfg.mtu = 1350;
+    let listener = std::sync::Arc::new(
+        KcpListener::bind_sharded("127.0.0.1:0", cfg, 4)
+            .await
+            .unwrap(),
+    );
+    let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
+    let nat = common::nat::Nat::start(listener.local_addr(), Some(Duration::from_millis(50))).await;
+    let bytes = 8_000_000;
+    let args = peer_args(
+        "client",
+        &nat.inside.to_string(),
+        "aes",
+        (10, 3),
+        true,
+        bytes,
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(exe)
+            .args(&args)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let st = listener.stats();
+    let rebinds = nat.rebinds.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        out.status.success(),
+        "Go client failed: {st:?}, {rebinds} rebinds"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("OK {bytes}")
+    );
+    println!("kcp-go client, 4 shards, rebinding NAT: {rebinds} rebinds, {st:?}");
+    assert!(rebinds >= 5, "only {rebinds} rebinds");
+    assert_eq!(st.created, 1, "{st:?}");
+    assert!(st.roamed >= 5, "{st:?}");
+    assert!(st.forwarded > 0, "{st:?}");
+    srv.abort();
+}

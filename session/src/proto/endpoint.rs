@@ -21,6 +21,11 @@
 //! - **Admission.** See [`admission`](crate::proto::admission): unverified connections are budgeted, capped
 //!   per source IP and expire; beyond the limits new peers must pass a stateless address check first.
 //!
+//! - **Shards.** In a sharded listener ([`Endpoint::with_shard`]) a conversation belongs to one shard's
+//!   endpoint ([`shard`](crate::proto::shard)): a datagram of a conversation this endpoint does not know
+//!   but another shard owns is handed over ([`Action::Forward`]) and judged there by the rules above; a
+//!   connection is created only after its conversation is claimed, so never on two shards.
+//!
 //! Every datagram that reaches no connection is counted by reason ([`ListenerStats`]).
 //!
 //! The driver owns the [`Connection`]s the endpoint creates. It tells the endpoint when the application took
@@ -41,6 +46,7 @@ use crate::proto::keyed::{Keyed, KeyedOpen};
 use crate::proto::packet::{DropReason, kcp_go_halves, open_with, seal_echo_request};
 use crate::proto::replay::ConvRecord;
 use crate::proto::routes::{Progress, Routes};
+use crate::proto::shard::ShardLink;
 use crate::proto::time::Timestamp;
 
 #[cfg(doc)]
@@ -61,6 +67,9 @@ pub(crate) enum Action<'a> {
     Respond(&'a [u8]),
     /// Dropped (and counted).
     Drop(DropReason),
+    /// Sharded listener: the conversation belongs to this other shard; hand it the datagram as received
+    /// (unopened), to be routed there with [`Endpoint::handle_forwarded`].
+    Forward(usize),
 }
 
 /// The outcome of [`Endpoint::handle`].
@@ -92,6 +101,8 @@ pub(crate) struct Endpoint {
     checks: Bucket,
     /// AEAD kinds: sessions by session id, with their openers (`None`: kcp-go ciphers or none).
     keyed: Option<Keyed>,
+    /// Sharded listener: this endpoint's shard and the shared conversation owners (`None`: not sharded).
+    shard: Option<ShardLink>,
     stats: ListenerStats,
 }
 
@@ -120,9 +131,74 @@ impl Endpoint {
                 .crypt
                 .as_ref()
                 .and_then(|c| Keyed::new(c, rkcp_crypt::unix_time_ms())),
+            shard: None,
             stats: ListenerStats::default(),
             config,
         }
+    }
+
+    /// Makes this endpoint one shard of a sharded listener.
+    pub(crate) fn with_shard(mut self, link: ShardLink) -> Endpoint {
+        self.shard = Some(link);
+        self
+    }
+
+    /// The other shard that owns `conv`, if this endpoint is a shard and may forward.
+    fn owner_elsewhere(&self, conv: u32, now: Timestamp, may_forward: bool) -> Option<usize> {
+        let sh = self.shard.as_ref().filter(|_| may_forward)?;
+        sh.owners.owner_besides(conv, sh.index, now)
+    }
+
+    /// Claims `conv` before creating a connection of it: `Some(routed)` if another shard owns it.
+    fn claim<'a>(&mut self, conv: u32, now: Timestamp, may_forward: bool) -> Option<Routed<'a>> {
+        let sh = self.shard.as_ref()?;
+        let owner = sh.owners.claim(conv, sh.index, now).err()?;
+        Some(self.forward(owner, may_forward))
+    }
+
+    fn forward<'a>(&mut self, owner: usize, may_forward: bool) -> Routed<'a> {
+        if !may_forward {
+            // Forwarded to us, yet another shard owns it (it moved meanwhile): no second hop.
+            return self.drop(DropReason::Stale);
+        }
+        self.stats.forwarded += 1;
+        Routed {
+            moved: None,
+            action: Action::Forward(owner),
+        }
+    }
+
+    /// A connection's peer moved to `remote`: route there from now on (and, sharded, let the other shards
+    /// know, for parity).
+    fn relocate(&mut self, h: ConnHandle, remote: SocketAddr) {
+        let old = self.routes.relocate(h, remote);
+        self.stats.roamed += 1;
+        if let Some(sh) = &self.shard {
+            let old = old.filter(|&o| self.routes.by_addr(o).is_none());
+            sh.owners.moved(old, remote, sh.index);
+        }
+    }
+
+    /// FEC parity (no conversation id) from an address with no connection here: another shard's, if a
+    /// connection of that shard moved there; dropped otherwise.
+    fn parity_elsewhere<'a>(&mut self, remote: SocketAddr, may_forward: bool) -> Routed<'a> {
+        if may_forward
+            && let Some(sh) = &self.shard
+            && let Some(owner) = sh.owners.moved_to_besides(remote, sh.index)
+        {
+            return self.forward(owner, true);
+        }
+        self.drop(DropReason::UnknownPeer)
+    }
+
+    /// [`Endpoint::handle`] for a datagram another shard forwarded (never forwarded again).
+    pub(crate) fn handle_forwarded<'a>(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        pkt: &'a mut [u8],
+    ) -> Routed<'a> {
+        self.route(now, remote, pkt, false)
     }
 
     /// Opens and routes one received datagram (decrypting it in place; a stateless reply is written over it).
@@ -132,8 +208,18 @@ impl Endpoint {
         remote: SocketAddr,
         pkt: &'a mut [u8],
     ) -> Routed<'a> {
+        self.route(now, remote, pkt, true)
+    }
+
+    fn route<'a>(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        pkt: &'a mut [u8],
+        may_forward: bool,
+    ) -> Routed<'a> {
         if self.keyed.is_some() {
-            return self.handle_keyed(now, remote, pkt);
+            return self.handle_keyed(now, remote, pkt, may_forward);
         }
         let range = match open_with(self.opener.as_mut(), pkt) {
             Ok((r, _)) => r,
@@ -145,10 +231,11 @@ impl Endpoint {
             Classified::Parity | Classified::Truncated => None,
         };
         let Some((conv, _)) = kcp.and_then(rkcp_engine::segment::conv_and_sn) else {
-            // No conversation id: parity goes to the connection its address created or moved last.
+            // No conversation id: parity goes to the connection its address created or moved last (on
+            // whichever shard that is).
             return match self.routes.by_addr(remote) {
                 Some(h) => deliver(h, &pkt[range]),
-                None => self.drop(DropReason::UnknownPeer),
+                None => self.parity_elsewhere(remote, may_forward),
             };
         };
         let kcp = kcp.unwrap_or_default();
@@ -159,9 +246,8 @@ impl Endpoint {
             return deliver(h, &pkt[range]);
         }
         if let Some(h) = self.routes.moved_peer(conv, &progress, now.engine()) {
-            self.routes.relocate(h, remote);
+            self.relocate(h, remote);
             self.routes.saw(h, progress);
-            self.stats.roamed += 1;
             return Routed {
                 moved: Some(h),
                 action: Action::Deliver(h, &pkt[range]),
@@ -172,6 +258,9 @@ impl Endpoint {
         }
         if self.convs.contains(conv, now) {
             return self.drop(DropReason::Stale);
+        }
+        if let Some(owner) = self.owner_elsewhere(conv, now, may_forward) {
+            return self.forward(owner, may_forward);
         }
         if let Some(r) = self.refuses_start(&progress) {
             return self.drop(r);
@@ -191,6 +280,9 @@ impl Endpoint {
                 Some(r) => r,
                 None => self.drop(DropReason::Unverified),
             };
+        }
+        if let Some(r) = self.claim(conv, now, may_forward) {
+            return r;
         }
         let sealer = self.crypt.as_ref().map(|c| kcp_go_halves(c).0);
         let conn = match Connection::new(conv, &self.config, sealer) {
@@ -245,6 +337,7 @@ impl Endpoint {
         now: Timestamp,
         remote: SocketAddr,
         pkt: &'a mut [u8],
+        may_forward: bool,
     ) -> Routed<'a> {
         let unix_ms = rkcp_crypt::unix_time_ms();
         let Some(keyed) = self.keyed.as_mut() else {
@@ -263,8 +356,7 @@ impl Endpoint {
                 // datagram newer than all before moves the session (an older one is late, from an old address).
                 let mut moved = None;
                 if o.newest && self.routes.remote(h) != Some(remote) {
-                    self.routes.relocate(h, remote);
-                    self.stats.roamed += 1;
+                    self.relocate(h, remote);
                     moved = Some(h);
                 }
                 Routed {
@@ -282,15 +374,23 @@ impl Endpoint {
                 let kcp = match rkcp_fec::classify(pkt.get(range.clone()).unwrap_or_default()) {
                     Classified::Plain(k) | Classified::Data(k) => k,
                     Classified::Parity | Classified::Truncated => {
-                        return self.drop(DropReason::UnknownPeer);
+                        return self.parity_elsewhere(remote, may_forward);
                     }
                 };
                 let Some((conv, _)) = rkcp_engine::segment::conv_and_sn(kcp) else {
                     return self.drop(DropReason::Short);
                 };
                 let progress = Progress::of(kcp, conv);
+                // A live session of another shard whose peer moved here (its id is unknown to this
+                // shard), or a replay of one: its owner judges it.
+                if let Some(owner) = self.owner_elsewhere(conv, now, may_forward) {
+                    return self.forward(owner, may_forward);
+                }
                 if let Some(r) = self.refuses_start(&progress) {
                     return self.drop(r);
+                }
+                if let Some(r) = self.claim(conv, now, may_forward) {
+                    return r;
                 }
                 let conn = match Connection::new(conv, &self.config, Some(sealer)) {
                     Ok(c) => c,
@@ -311,7 +411,6 @@ impl Endpoint {
                 self.unaccepted += 1;
                 self.stats.created += 1;
                 self.stats.verified += 1;
-                let _ = now;
                 Routed {
                     moved: None,
                     action: Action::Accept(handle, Box::new(conn), &pkt[range]),
@@ -339,8 +438,7 @@ impl Endpoint {
             && self.cookies.check(now, remote, conv, ts)
             && let Some(h) = self.routes.only(conv)
         {
-            self.routes.relocate(h, remote);
-            self.stats.roamed += 1;
+            self.relocate(h, remote);
             return Routed {
                 moved: Some(h),
                 action: Action::Deliver(h, &pkt[range]),
@@ -420,8 +518,19 @@ impl Endpoint {
         if let Some(k) = self.keyed.as_mut() {
             k.remove(handle);
         }
+        let at = self.routes.remote(handle);
         if let Some(conv) = self.routes.remove(handle) {
             self.convs.remember(conv, now);
+            if let Some(sh) = &self.shard {
+                if !self.routes.has_conv(conv) {
+                    sh.owners.release(conv, sh.index, now);
+                }
+                if let Some(at) = at
+                    && self.routes.by_addr(at).is_none()
+                {
+                    sh.owners.left(at, sh.index);
+                }
+            }
         }
     }
 
@@ -509,6 +618,7 @@ mod tests {
             Action::Accept(..) => "accept",
             Action::Respond(..) => "respond",
             Action::Drop(_) => "drop",
+            Action::Forward(_) => "forward",
         }
     }
 
@@ -520,6 +630,17 @@ mod tests {
         mut p: Vec<u8>,
     ) -> (&'static str, Option<ConnHandle>) {
         let r = ep.handle(t, from, &mut p);
+        (kind(&r), r.moved)
+    }
+
+    /// [`route`] for a datagram another shard forwarded.
+    fn route_fwd(
+        ep: &mut Endpoint,
+        t: Timestamp,
+        from: SocketAddr,
+        mut p: Vec<u8>,
+    ) -> (&'static str, Option<ConnHandle>) {
+        let r = ep.handle_forwarded(t, from, &mut p);
         (kind(&r), r.moved)
     }
 
@@ -698,6 +819,84 @@ mod tests {
         );
         assert_eq!(route(&mut ep, t, addr(5), answer), ("deliver", Some(h)));
         assert_eq!(ep.stats().roamed, 3);
+    }
+
+    /// Two shards sharing one owners map (a sharded listener): the kernel sends a moved peer to the other
+    /// shard, which hands its datagrams to the owner; the owner's rules decide.
+    #[test]
+    fn shards_forward_what_another_shard_owns_and_never_create_twice() {
+        use crate::proto::shard::{Owners, ShardLink};
+        let owners = std::sync::Arc::new(Owners::new(60_000, 1 << 16));
+        let shard = |index| {
+            Endpoint::new(KcpConfig::default()).with_shard(ShardLink {
+                index,
+                owners: std::sync::Arc::clone(&owners),
+            })
+        };
+        let (mut a, mut b) = (shard(0), shard(1));
+        let t = Timestamp::from_millis(5000);
+        let h = accept(&mut a, t, addr(1), start(7));
+        let old = seg(7, Command::Push, 50, 1, 0);
+        assert_eq!(kind(&a.handle(t, addr(1), &mut old.clone())), "deliver");
+
+        // A replay of the start, and of a later datagram, from a new port that the kernel gives to shard b:
+        // handed to a, which neither creates nor moves anything (it asks for a path check).
+        for p in [start(7), old.clone()] {
+            assert_eq!(route(&mut b, t, addr(2), p.clone()), ("forward", None));
+            assert_eq!(route_fwd(&mut a, t, addr(2), p), ("respond", None));
+        }
+        // The NAT rebinds: newer data, at shard b, reaches a and moves the connection.
+        let newer = seg(7, Command::Push, 60, 2, 0);
+        assert!(matches!(
+            b.handle(t, addr(3), &mut newer.clone()).action,
+            Action::Forward(0)
+        ));
+        assert_eq!(route_fwd(&mut a, t, addr(3), newer), ("deliver", Some(h)));
+        assert_eq!(
+            kind(&a.handle(t, addr(3), &mut seg(7, Command::Push, 61, 3, 0))),
+            "deliver"
+        );
+        // FEC parity (no conversation id) from the new address at b goes to a too, by address.
+        let mut parity = vec![0u8; 30];
+        parity[4] = 0xF2;
+        assert_eq!(route(&mut b, t, addr(3), parity.clone()), ("forward", None));
+        assert!(
+            matches!(a.handle_forwarded(t, addr(3), &mut parity.clone()).action, Action::Deliver(x, _) if x == h)
+        );
+        assert_eq!(
+            route(&mut b, t, addr(1), parity.clone()),
+            ("drop", None),
+            "a left its old address"
+        );
+        // A forwarded datagram is never forwarded again: one b owns is dropped at a.
+        let hb = accept(&mut b, t, addr(9), start(8));
+        assert_eq!(route_fwd(&mut a, t, addr(4), start(8)), ("drop", None));
+        // b's conversation from a's side: forwarded, before any check of a's own.
+        assert!(matches!(
+            a.handle(t, addr(4), &mut start(8)).action,
+            Action::Forward(1)
+        ));
+        // After a closes its connection, its conversation stays a's for the replay window: a replayed start
+        // at b still goes to a, which refuses it.
+        a.forget(h, t);
+        assert!(matches!(
+            b.handle(t.add_millis(59_000), addr(5), &mut start(7))
+                .action,
+            Action::Forward(0)
+        ));
+        assert_eq!(
+            route_fwd(&mut a, t.add_millis(59_000), addr(5), start(7)),
+            ("drop", None)
+        );
+        // Beyond it, any shard may start the conversation again.
+        assert_eq!(
+            kind(&b.handle(t.add_millis(61_000), addr(5), &mut start(7))),
+            "accept"
+        );
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!((sa.created, sb.created), (1, 2));
+        assert_eq!((sa.roamed, sa.forwarded, sb.forwarded), (1, 1, 5));
+        let _ = hb;
     }
 
     #[test]

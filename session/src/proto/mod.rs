@@ -11,6 +11,8 @@
 //! - `admission`, `replay`, `routes`: the endpoint's rules for strangers (unverified limits and the stateless
 //!   address check; the record of conversation ids against replays; routing by path and following a peer
 //!   that moved).
+//! - `shard`: which shard of a sharded listener (`SO_REUSEPORT`) owns a conversation, so that a datagram
+//!   that reaches another shard after its peer moved is handed to its connection's endpoint.
 //!
 //! The tokio driver (listener, stream, socket IO, timers) sits on top and only moves datagrams, time and
 //! wake-ups; every rule lives here and is tested in virtual time.
@@ -22,6 +24,7 @@ pub(crate) mod keyed;
 pub(crate) mod packet;
 pub(crate) mod replay;
 pub(crate) mod routes;
+pub(crate) mod shard;
 pub(crate) mod time;
 
 #[cfg(test)]

@@ -213,6 +213,7 @@ fn run(case: &Case) -> Outcome {
                 // connection.
                 Action::Respond(reply) if case.rebind_every.is_some() => down.send(now, reply),
                 Action::Respond(_) => panic!("seed {}: an address check", case.seed),
+                Action::Forward(_) => panic!("seed {}: forwarded, not sharded", case.seed),
             }
             fed = true;
         }
