@@ -1459,11 +1459,7 @@ impl ReconnectingClient {
 /// KCP settings the relay binaries use: kcp-go's fast2 mode with 256-segment windows, optionally encrypted
 /// with AES from a passphrase (all three programs must agree).
 pub fn kcp_config(kcp_key: Option<&str>) -> KcpConfig {
-    let cfg = KcpConfig {
-        snd_wnd: 256,
-        rcv_wnd: 256,
-        ..KcpConfig::fast2()
-    };
+    let cfg = KcpConfig::fast2().with_window(256, 256);
     match kcp_key {
         Some(k) => cfg.with_crypt(rkcp_session::PacketCrypt::from_passphrase(
             rkcp_session::CipherKind::Aes,

@@ -4,9 +4,11 @@
 //! - [`KcpStream`]: one KCP conversation over UDP, an `AsyncRead + AsyncWrite` byte stream (or
 //!   messages in message mode), like a `TcpStream`.
 //! - [`KcpListener`]: many conversations on one UDP socket, accepted like a `TcpListener`.
-//! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults and kcptun's presets
-//!   ([`KcpConfig::fast3`], …), plus the packet cipher ([`KcpConfig::with_crypt`]) and
-//!   Reed–Solomon FEC ([`KcpConfig::with_fec`]).
+//! - [`KcpConfig`]: a session's configuration: the engine's own [`EngineConfig`] (kcp-go's
+//!   defaults) in [`KcpConfig::kcp`], kcptun's presets ([`KcpConfig::fast3`], …), the packet
+//!   cipher ([`KcpConfig::with_crypt`]), Reed–Solomon FEC ([`KcpConfig::with_fec`]), socket
+//!   options ([`SocketConfig`]), a listener's limits ([`ListenerConfig`]) and the idle and close
+//!   timeouts.
 //! - `rkcp::smux` (feature `smux`, on by default): many streams over one `KcpStream` (or any
 //!   `AsyncRead + AsyncWrite`), as kcptun does. Prefer smux v2 (`Version::V2`) where a reader
 //!   can be slow: in v1 one stream nobody reads stalls every stream of the session.
@@ -128,9 +130,9 @@
 //! `rkcp-session` (UDP sessions on tokio: the listener and stream above) and `rkcp-smux` (smux).
 
 pub use rkcp_session::{
-    Admission, CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
-    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, ReuniteError, SessionError,
-    SnmpSnapshot, global_snmp,
+    Admission, CipherKind, ConfigError, Congestion, EngineConfig, FecConfig, KcpConfig,
+    KcpListener, KcpStream, ListenerConfig, ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf,
+    PacketCrypt, ReuniteError, SessionError, SnmpSnapshot, SocketConfig, global_snmp,
 };
 
 /// The sans-IO KCP ARQ engine (crate `rkcp-engine`): segments, retransmission, windows, and a

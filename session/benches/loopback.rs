@@ -16,12 +16,7 @@ use tokio::runtime::Runtime;
 const CHUNK: usize = 32 << 20;
 
 fn config(crypt_fec: bool) -> KcpConfig {
-    let cfg = KcpConfig {
-        snd_wnd: 4096,
-        rcv_wnd: 4096,
-        mtu: 1400,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_window(4096, 4096).with_mtu(1400);
     if crypt_fec {
         cfg.with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "bench"))
             .with_fec(10, 3)

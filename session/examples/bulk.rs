@@ -15,13 +15,8 @@ fn config(crypt_fec: bool) -> KcpConfig {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let ack_nodelay = std::env::var_os("BULK_ACKNODELAY").is_some();
-    let cfg = KcpConfig {
-        snd_wnd: wnd,
-        rcv_wnd: wnd,
-        mtu: 1400,
-        ack_nodelay,
-        ..KcpConfig::fast3()
-    };
+    let mut cfg = KcpConfig::fast3().with_window(wnd, wnd).with_mtu(1400);
+    cfg.kcp.ack_nodelay = ack_nodelay;
     if crypt_fec {
         cfg.with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "bench"))
             .with_fec(10, 3)

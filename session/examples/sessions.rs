@@ -89,10 +89,9 @@ fn config(mode: &str, sessions: usize) -> anyhow::Result<KcpConfig> {
         "fast3" => KcpConfig::fast3(),
         m => bail!("unknown mode {m}"),
     };
-    Ok(KcpConfig {
-        accept_backlog: sessions.clamp(128, 4096),
-        ..base
-    })
+    let mut cfg = base;
+    cfg.listener.accept_backlog = sessions.clamp(128, 4096);
+    Ok(cfg)
 }
 
 /// Voluntary context switches (a thread went to sleep, so it had to be woken) summed over a process's threads.

@@ -55,12 +55,7 @@ fn args() -> anyhow::Result<Args> {
 }
 
 fn kcp_config(a: &Args) -> KcpConfig {
-    let cfg = KcpConfig {
-        mtu: a.mtu,
-        snd_wnd: a.wnd,
-        rcv_wnd: a.wnd,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_mtu(a.mtu).with_window(a.wnd, a.wnd);
     if a.cf {
         cfg.with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "bench"))
             .with_fec(10, 3)

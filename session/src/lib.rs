@@ -3,7 +3,8 @@
 //! - [`KcpStream`]: one conversation as an `AsyncRead + AsyncWrite` byte stream (or messages in message mode).
 //! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address and conversation,
 //!   safe to expose to the internet (see the threat model below).
-//! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults, kcptun's presets, the cipher and FEC.
+//! - [`KcpConfig`]: the engine's [`EngineConfig`] (kcp-go's defaults) plus the cipher, FEC, socket
+//!   ([`SocketConfig`]), listener ([`ListenerConfig`]) and lifecycle options; kcptun's presets.
 //! - [`SnmpSnapshot`]: kcp-go's 24 counters, per session ([`KcpStream::snmp`]) and per process ([`global_snmp`]),
 //!   printable as kcptun's `--snmplog` CSV.
 //!
@@ -96,12 +97,14 @@ mod sockopt;
 mod stream;
 mod udp;
 
-pub use config::{FecConfig, KcpConfig, MAX_MTU};
+pub use config::{FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
 pub use proto::admission::Admission;
 pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
+/// The engine's configuration, held by [`KcpConfig::kcp`] (the engine crate's `KcpConfig`).
+pub use rkcp_engine::KcpConfig as EngineConfig;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
 pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};

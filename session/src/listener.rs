@@ -85,7 +85,7 @@ struct Shared {
 /// peer's address and conversation id; a session start (a datagram whose peer has received nothing from us)
 /// of a conversation neither live nor recently closed creates a session; a session follows its peer to a new
 /// address on newer traffic (a rebinding NAT); peers that have not yet proved their address are budgeted
-/// ([`KcpConfig::admission`]). At most `accept_backlog` sessions wait for [`KcpListener::accept`] and at most
+/// ([`ListenerConfig::admission`](crate::ListenerConfig::admission)). At most [`KcpConfig::listener`]'s `accept_backlog` sessions wait for [`KcpListener::accept`] and at most
 /// `max_sessions` are live; every datagram that reaches no session is counted by reason
 /// ([`KcpListener::stats`]). Every accepted session starts with the listener's [`KcpConfig`] (kcp-go starts
 /// them with its defaults).

@@ -701,10 +701,8 @@ mod tests {
         let to = peer.local_addr().unwrap();
         crate::udp::tests::SHORT_SEND_TO.store(to.port(), Ordering::Relaxed);
         let before = WRITABLE_WAITS.load(Ordering::Relaxed);
-        let cfg = KcpConfig {
-            snd_wnd: 64,
-            ..KcpConfig::fast3()
-        };
+        let mut cfg = KcpConfig::fast3();
+        cfg.kcp.snd_wnd = 64;
         let mss = cfg.mss();
         let mut c = KcpStream::connect(to, cfg).await.unwrap();
         c.write_all(&vec![1u8; 20 * mss]).await.unwrap();

@@ -219,13 +219,13 @@ impl KcpStream {
     }
 
     /// Caps the segments sent but not yet acknowledged (`None`: no cap, as kcp-go); see
-    /// [`KcpConfig::max_inflight`](crate::KcpConfig::max_inflight).
+    /// [`EngineConfig::max_inflight`](crate::EngineConfig::max_inflight).
     pub fn set_max_inflight(&self, max: Option<u32>) {
         self.s.with_conn(|c| c.kcp.set_max_inflight(max));
     }
 
     /// Switches the congestion controller at run time; see
-    /// [`KcpConfig::congestion`](crate::KcpConfig::congestion).
+    /// [`EngineConfig::congestion`](crate::EngineConfig::congestion).
     pub fn set_congestion(&self, cc: rkcp_engine::Congestion) {
         self.s.with_conn(|c| c.kcp.set_congestion(cc));
     }

@@ -129,11 +129,9 @@ async fn foreign_conv_and_bad_segments_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_and_session_cap_drop_new_peers() {
-    let cfg = rkcp_session::KcpConfig {
-        accept_backlog: 2,
-        max_sessions: 3,
-        ..fast()
-    };
+    let mut cfg = fast();
+    cfg.listener.accept_backlog = 2;
+    cfg.listener.max_sessions = 3;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let addr = listener.local_addr();
     let mut clients = Vec::new();

@@ -63,10 +63,8 @@ async fn shutdown_waits_until_everything_is_acknowledged() {
 async fn dead_link_ends_the_stream_with_an_error() {
     // A peer that never answers.
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cfg = KcpConfig {
-        dead_link: 3,
-        ..KcpConfig::fast3()
-    };
+    let mut cfg = KcpConfig::fast3();
+    cfg.kcp.dead_link = 3;
     let mut c = KcpStream::connect(silent.local_addr().unwrap(), cfg)
         .await
         .unwrap();

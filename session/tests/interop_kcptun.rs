@@ -64,12 +64,10 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
 
 fn kcp_config(kind: CipherKind, fec: (usize, usize)) -> KcpConfig {
     // kcptun's session setup (F.3): stream mode, mtu 1350, fast3 here, windows as kcptun's server defaults.
-    KcpConfig {
-        mtu: 1350,
-        ..KcpConfig::fast3()
-    }
-    .with_crypt(PacketCrypt::from_passphrase(kind, KEY))
-    .with_fec(fec.0, fec.1)
+    KcpConfig::fast3()
+        .with_mtu(1350)
+        .with_crypt(PacketCrypt::from_passphrase(kind, KEY))
+        .with_fec(fec.0, fec.1)
 }
 
 fn smux_config(version: u8) -> rkcp_smux::Config {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
+use rkcp_session::{KcpListener, KcpStream, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
@@ -82,12 +82,11 @@ async fn traffic_keeps_the_idle_timeout_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_within_close_timeout_when_the_peer_is_gone() {
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cfg = KcpConfig {
-        dead_link: 10_000,
-        ..fast()
-    }
-    .with_idle_timeout(None)
-    .with_close_timeout(Duration::from_millis(300));
+    let mut cfg = fast();
+    cfg.kcp.dead_link = 10_000;
+    let cfg = cfg
+        .with_idle_timeout(None)
+        .with_close_timeout(Duration::from_millis(300));
     let mut c = KcpStream::connect(silent.local_addr().unwrap(), cfg)
         .await
         .unwrap();
@@ -137,10 +136,8 @@ async fn closed_resolves_with_the_reason_everywhere() {
     }
 
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cfg = KcpConfig {
-        dead_link: 3,
-        ..fast()
-    };
+    let mut cfg = fast();
+    cfg.kcp.dead_link = 3;
     let c = KcpStream::connect(silent.local_addr().unwrap(), cfg)
         .await
         .unwrap();

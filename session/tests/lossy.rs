@@ -88,11 +88,7 @@ async fn lossy_link_with_fec_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_link_without_fec_retransmits() {
-    let cfg = KcpConfig {
-        snd_wnd: 128,
-        rcv_wnd: 128,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_window(128, 128);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let (relay, dropped) = spawn_relay(listener.local_addr(), 15, 42).await;
     let _srv = spawn_echo(listener);

@@ -10,12 +10,7 @@ fn pattern(i: usize) -> u8 {
 }
 
 async fn echo(version: rkcp_smux::Version, total: usize) {
-    let cfg = KcpConfig {
-        snd_wnd: 1024,
-        rcv_wnd: 1024,
-        mtu: 1350,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_window(1024, 1024).with_mtu(1350);
     let mut sc = rkcp_smux::Config::default();
     sc.version = version;
     sc.max_stream_buffer = 2 << 20;

@@ -10,10 +10,7 @@ use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn msg_mode() -> KcpConfig {
-    KcpConfig {
-        stream: false,
-        ..fast()
-    }
+    fast().with_stream(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

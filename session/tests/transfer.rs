@@ -33,6 +33,36 @@ async fn default_config_small_echo() {
     assert_eq!(got, data);
 }
 
+/// The default config is the engine's (kcp-go's) message mode: a byte-stream reader with a buffer smaller
+/// than a message still gets every byte in order (the rest of a message waits for the next read).
+#[tokio::test]
+async fn default_message_mode_keeps_the_rest_of_a_partly_read_message() {
+    use tokio::io::AsyncReadExt;
+    assert!(!KcpConfig::default().kcp.stream);
+    let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let mut c = KcpStream::connect(addr, KcpConfig::default())
+        .await
+        .unwrap();
+    // One 3,000-byte message (three segments), then bytes through AsyncWrite (cut into MSS-sized messages).
+    let msg = pattern(11, 3000);
+    let bytes = pattern(12, 5000);
+    c.send_msg(&msg).await.unwrap();
+    c.write_all(&bytes).await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 100];
+    while got.len() < msg.len() + bytes.len() {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0 && n <= 100);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got[..msg.len()], &msg[..]);
+    assert_eq!(&got[msg.len()..], &bytes[..]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cipher_with_and_without_fec() {
     for kind in CipherKind::ALL {
@@ -56,7 +86,7 @@ async fn message_mode_keeps_boundaries() {
     let mut cfg = fast()
         .with_fec(10, 3)
         .with_crypt(PacketCrypt::from_passphrase(CipherKind::Salsa20, "k"));
-    cfg.stream = false;
+    cfg.kcp.stream = false;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let addr = listener.local_addr();
     let srv = tokio::spawn(async move {
@@ -121,7 +151,7 @@ async fn message_mode_keeps_boundaries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_mode_through_async_read_write() {
     let mut cfg = fast();
-    cfg.stream = false;
+    cfg.kcp.stream = false;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
     let addr = listener.local_addr();
     let _srv = spawn_echo(listener);

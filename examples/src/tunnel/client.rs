@@ -46,7 +46,7 @@ impl Client {
         // first connection, and a failure then is retried with backoff).
         crate::cli::resolve("--remoteaddr", &cfg.remoteaddr).await?;
         let listener = crate::cli::bind_tcp(&cfg.localaddr)?;
-        let k = &params.kcp;
+        let k = &params.kcp.kcp;
         for w in &params.warnings {
             tracing::warn!("{w}");
         }

@@ -39,7 +39,7 @@ impl Server {
             Some(metrics::bind(&cfg.metrics).await?)
         };
         let target = Target::parse(&cfg.target);
-        let k = &params.kcp;
+        let k = &params.kcp.kcp;
         for w in &params.warnings {
             tracing::warn!("{w}");
         }

@@ -124,17 +124,11 @@ impl Connection {
             None => None,
         };
         let fec_head = if cfg.fec.is_some() { FEC_HEADER } else { 0 };
-        let mut engine = cfg.engine_config(crypt_head + crypt_tail + fec_head);
-        // Beyond kcp-go, invisible on the wire. ACKs wait at most a quarter interval (not up to a
-        // whole one): a sender whose window is full moves one window per ACK wait, which capped
-        // kcptun's 128-segment client window near 6 MB/s on any path (`finish_input` only sends
-        // full ACK datagrams early, and the window's tail waited for the interval).
-        engine.ack_delay = Some((cfg.interval / 4).max(1));
-        // The loss-tolerant controller comes with time-based loss recovery.
-        if cfg.congestion == rkcp_engine::Congestion::LossTolerant {
-            engine.rack = true;
-            engine.tlp = true;
-        }
+        // With the session's fill-ins (see `KcpConfig::engine_config`): ACKs wait at most a quarter
+        // interval unless `ack_delay` says otherwise (a sender whose window is full moves one window per
+        // ACK wait, which capped kcptun's 128-segment client window near 6 MB/s on any path), and the
+        // loss-tolerant controller comes with time-based loss recovery.
+        let engine = cfg.engine_config_reserving(crypt_head + crypt_tail + fec_head);
         let kcp = Kcp::with_config(conv, &engine)
             .map_err(|e| SessionError::Config(ConfigError::Engine(e)))?;
         Ok(Connection {
@@ -146,10 +140,10 @@ impl Connection {
             crypt_tail,
             tx: TxQueue::default(),
             unacked: 0,
-            stream: cfg.stream,
-            write_delay: cfg.write_delay,
+            stream: cfg.kcp.stream,
+            write_delay: cfg.kcp.write_delay,
             delay_until: None,
-            dead_link: cfg.dead_link,
+            dead_link: cfg.kcp.dead_link,
             closed: None,
             leftover: Vec::new(),
             leftover_pos: 0,
@@ -802,7 +796,7 @@ mod tests {
     #[test]
     fn acks_leave_early_only_in_full_datagrams_worth() {
         let cfg = KcpConfig::fast3();
-        let per_datagram = (cfg.mtu - cfg.overhead()) / rkcp_engine::OVERHEAD;
+        let per_datagram = (cfg.kcp.mtu - cfg.overhead()) / rkcp_engine::OVERHEAD;
         assert_eq!(acks_after(per_datagram - 1), 0);
         // In-order ACKs are filtered down to the last one, so one small datagram answers them all.
         assert_eq!(acks_after(per_datagram), 1);
