@@ -140,7 +140,7 @@ async fn start_listener(
     let conns = Arc::clone(conns);
     if config.transport.is_kcp() {
         let l = KcpListener::bind(SocketAddr::new(ip, 0), config.kcp_config()?).await?;
-        let port = l.local_addr().port();
+        let port = l.local_addr().unwrap().port();
         tokio::spawn(async move {
             loop {
                 let s = tokio::select! {

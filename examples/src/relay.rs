@@ -553,7 +553,10 @@ impl Relay {
     }
 
     /// The bound UDP address.
-    pub fn local_addr(&self) -> SocketAddr {
+    ///
+    /// # Errors
+    /// As [`rkcp_session::KcpListener::local_addr`].
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
@@ -654,7 +657,7 @@ async fn serve_session(
     cfg: Arc<RelayConfig>,
     state: Arc<State>,
 ) -> Result<(), RelayError> {
-    let peer = kcp.peer_addr();
+    let peer = kcp.peer_addr()?;
     if state.unauthenticated.fetch_add(1, Ordering::Relaxed) >= cfg.max_unauthenticated {
         state.unauthenticated.fetch_sub(1, Ordering::Relaxed);
         state.refused.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,8 @@
 //! - [`KcpStream`]: one KCP conversation over UDP, an `AsyncRead + AsyncWrite` byte stream (or
 //!   messages in message mode), like a `TcpStream`.
 //! - [`KcpListener`]: many conversations on one UDP socket, accepted like a `TcpListener`.
+//! - [`KcpControl`]: a cloneable handle on a live session's engine knobs (kcp-go's `SetNoDelay`
+//!   is [`KcpControl::set_mode`]) and statistics, usable after smux took the stream.
 //! - [`KcpConfig`]: a session's configuration: the engine's own [`EngineConfig`] (kcp-go's
 //!   defaults) in [`KcpConfig::kcp`], kcptun's presets ([`KcpConfig::fast3`], …), the packet
 //!   cipher ([`KcpConfig::with_crypt`]), Reed–Solomon FEC ([`KcpConfig::with_fec`]), socket
@@ -31,7 +33,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //!     // Server: bind a UDP port, echo every session.
 //!     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::fast3()).await?;
-//!     let addr = listener.local_addr();
+//!     let addr = listener.local_addr()?;
 //!     tokio::spawn(async move {
 //!         while let Ok((mut stream, _peer)) = listener.accept().await {
 //!             tokio::spawn(async move {
@@ -77,7 +79,7 @@
 //!
 //!     // Server: one smux session per KCP session, echo every smux stream.
 //!     let listener = KcpListener::bind("127.0.0.1:0", config.clone()).await?;
-//!     let addr = listener.local_addr();
+//!     let addr = listener.local_addr()?;
 //!     tokio::spawn(async move {
 //!         while let Ok((kcp, _peer)) = listener.accept().await {
 //!             let Ok(mux) = smux::Session::server(kcp, smux::Config::default()) else { continue };
@@ -130,7 +132,7 @@
 //! `rkcp-session` (UDP sessions on tokio: the listener and stream above) and `rkcp-smux` (smux).
 
 pub use rkcp_session::{
-    Admission, CipherKind, ConfigError, Congestion, EngineConfig, FecConfig, KcpConfig,
+    Admission, CipherKind, ConfigError, Congestion, EngineConfig, FecConfig, KcpConfig, KcpControl,
     KcpListener, KcpStream, ListenerConfig, ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf,
     PacketCrypt, ReuniteError, SessionError, SnmpSnapshot, SocketConfig, global_snmp,
 };

@@ -28,7 +28,7 @@ fn config(crypt_fec: bool) -> KcpConfig {
 /// A connected pair: the client stream and the accepted server stream.
 async fn pair(cfg: KcpConfig) -> (KcpStream, KcpStream) {
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let mut c = KcpStream::connect(listener.local_addr(), cfg)
+    let mut c = KcpStream::connect(listener.local_addr().unwrap(), cfg)
         .await
         .unwrap();
     c.write_all(b"hi").await.unwrap();

@@ -152,7 +152,7 @@ fn page_size() -> u64 {
 
 async fn serve(addr: &str, cfg: KcpConfig, stdin_lifetime: bool) -> anyhow::Result<()> {
     let listener = KcpListener::bind(addr, cfg).await?;
-    println!("READY {}", listener.local_addr());
+    println!("READY {}", listener.local_addr().unwrap());
     let live = Arc::new(AtomicU64::new(0));
     {
         let live = Arc::clone(&live);

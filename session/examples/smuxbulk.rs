@@ -76,7 +76,7 @@ fn smux_config() -> rkcp_smux::Config {
 /// Sink: accepts sessions forever; each stream is read to the end of `mib` MiB and answered with the count.
 async fn serve(a: &Args, addr: &str) -> anyhow::Result<()> {
     let listener = KcpListener::bind(addr, kcp_config(a)).await?;
-    println!("READY {}", listener.local_addr());
+    println!("READY {}", listener.local_addr().unwrap());
     let total = a.mib << 20;
     loop {
         let (kcp, _) = listener.accept().await?;

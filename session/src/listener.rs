@@ -208,9 +208,13 @@ impl KcpListener {
         }
     }
 
-    /// The socket's local address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    /// The socket's local address (as `TcpListener::local_addr`; kcp-go `Listener.Addr`).
+    ///
+    /// # Errors
+    /// None today (the address is read once at bind); `io::Result` keeps the shape of tokio's
+    /// `TcpListener::local_addr` and of [`KcpStream::local_addr`](crate::KcpStream::local_addr).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
     }
 
     /// Datagrams dropped before reaching a session, and sessions created/replaced.

@@ -732,7 +732,7 @@ mod tests {
         let listener = crate::KcpListener::bind("127.0.0.1:0", KcpConfig::fast3())
             .await
             .unwrap();
-        let mut c = KcpStream::connect(listener.local_addr(), KcpConfig::fast3())
+        let mut c = KcpStream::connect(listener.local_addr().unwrap(), KcpConfig::fast3())
             .await
             .unwrap();
         c.write_all(b"one").await.unwrap();

@@ -49,9 +49,26 @@ use crate::udp::UdpIo;
 /// [`KcpStream::closed`] resolves once the session ended, with the reason, from any handle.
 ///
 /// `split` comes from [`tokio::io::split`]; [`KcpStream::into_split`] gives owned halves without a lock.
+///
+/// The engine's knobs (kcp-go's `SetNoDelay` is [`KcpControl::set_mode`], windows, MTU, …) and statistics are
+/// methods of [`KcpControl`], which the stream dereferences to; [`KcpStream::control`] (or a half's
+/// `control`) gives a cloneable handle that stays usable once the stream was moved, e.g. into an smux
+/// session. Addresses follow tokio's `TcpStream`: [`KcpStream::local_addr`] and [`KcpStream::peer_addr`]
+/// return `io::Result<SocketAddr>`, on the halves too.
 #[derive(Debug)]
 pub struct KcpStream {
     s: Arc<Session>,
+    /// The same session, for the knobs (no handle count: it does not keep the session open).
+    ctl: KcpControl,
+}
+
+impl std::ops::Deref for KcpStream {
+    type Target = KcpControl;
+
+    /// The stream's [`KcpControl`]: the engine knobs and statistics are methods of the stream too.
+    fn deref(&self) -> &KcpControl {
+        &self.ctl
+    }
 }
 
 impl Drop for KcpStream {
@@ -62,7 +79,16 @@ impl Drop for KcpStream {
 
 impl KcpStream {
     pub(crate) fn from_session(s: &Arc<Session>) -> KcpStream {
-        KcpStream { s: s.acquire() }
+        KcpStream {
+            s: s.acquire(),
+            ctl: KcpControl { s: Arc::clone(s) },
+        }
+    }
+
+    /// A cloneable handle on this session's knobs and statistics that stays usable after the stream was
+    /// moved (e.g. into an smux session); see [`KcpControl`].
+    pub fn control(&self) -> KcpControl {
+        self.ctl.clone()
     }
 
     /// Dials `addr` from a fresh UDP socket bound to an ephemeral port of the same address family
@@ -140,11 +166,6 @@ impl KcpStream {
         Ok(stream)
     }
 
-    /// The conversation id.
-    pub fn conv(&self) -> u32 {
-        self.s.conv
-    }
-
     /// The local socket address.
     ///
     /// # Errors
@@ -160,7 +181,7 @@ impl KcpStream {
     /// traffic. A kcp-go server does not follow (it keys sessions by address). The session also does this by
     /// itself, to a fresh socket on an ephemeral port, when sends fail because its local address went away.
     /// Socket options (DSCP, buffer sizes) are the new socket's own: set them on it first, or with
-    /// [`KcpStream::set_dscp`] and friends afterwards.
+    /// [`KcpControl::set_dscp`] and friends afterwards.
     ///
     /// # Errors
     /// [`SessionError::InvalidOperation`] on an accepted session (it shares the listener's socket).
@@ -172,14 +193,147 @@ impl KcpStream {
         Ok(())
     }
 
-    /// The peer's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.s.remote()
+    /// The peer's address (as `TcpStream::peer_addr`; kcp-go `RemoteAddr`). For a client it is the dialled
+    /// address; for an accepted session it follows the peer when it roams.
+    ///
+    /// Every address accessor of this crate has this shape: `local_addr()` and `peer_addr()` returning
+    /// `io::Result<SocketAddr>`, on [`KcpStream`], its halves, and (`local_addr`) [`KcpListener`](crate::KcpListener).
+    ///
+    /// # Errors
+    /// None today; `io::Result` keeps the shape of tokio's `TcpStream::peer_addr`.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.s.remote())
     }
 
-    /// kcp-go `SetNoDelay` (docs/wire-format.md#kcp-knobs): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
-    /// and congestion control off (`nc`). Takes effect at once.
-    pub fn set_nodelay(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
+    /// Message mode: sends `msg` as one message (at most 255 segments), waiting for window room.
+    ///
+    /// Cancel safe: the message is queued entirely or not at all.
+    ///
+    /// # Errors
+    /// [`SessionError::NotMessageMode`], [`SessionError::MessageTooLarge`], or why the session ended.
+    pub async fn send_msg(&self, msg: &[u8]) -> Result<(), SessionError> {
+        poll_fn(|cx| self.s.poll_send_msg(cx, msg)).await
+    }
+
+    /// Message mode: receives the next whole message into `buf`.
+    ///
+    /// Cancel safe: a message is consumed only when returned.
+    ///
+    /// # Errors
+    /// [`SessionError::BufferTooSmall`] (nothing consumed), [`SessionError::NotMessageMode`], or why the
+    /// session ended.
+    pub async fn recv_msg(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
+    }
+
+    /// Message mode, poll form of [`KcpStream::send_msg`]: `Ready(Ok(()))` once `msg` is queued as one
+    /// message; `Pending` (the waker is kept) while the send window is full.
+    ///
+    /// # Errors
+    /// As [`KcpStream::send_msg`].
+    pub fn poll_send_msg(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &[u8],
+    ) -> Poll<Result<(), SessionError>> {
+        self.s.poll_send_msg(cx, msg)
+    }
+
+    /// Message mode, poll form of [`KcpStream::recv_msg`]: `Ready(Ok(n))` with the next whole message in
+    /// `buf[..n]`; `Pending` (the waker is kept) while none has arrived.
+    ///
+    /// # Errors
+    /// As [`KcpStream::recv_msg`].
+    pub fn poll_recv_msg(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, SessionError>> {
+        self.s.poll_recv_msg(cx, buf)
+    }
+
+    /// Message mode: the size of the next whole message if one has arrived (`Ok(None)`: none yet), so a
+    /// buffer can be sized before [`KcpStream::recv_msg`]. Does not wait or consume anything.
+    ///
+    /// # Errors
+    /// [`SessionError::NotMessageMode`], or why the session ended once nothing is left to read.
+    pub fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
+        self.s.peek_msg_size()
+    }
+
+    /// Closes at once (kcp-go `Close`): one last flush of what the window allows, then everything is released.
+    /// Later reads and writes fail with [`SessionError::Closed`].
+    pub fn close(&self) {
+        self.s.close(CloseReason::Local);
+    }
+
+    /// Waits until the session is closed, for whatever reason, and returns why: [`SessionError::Closed`]
+    /// after a local close (`close`, `shutdown`, dropping every handle), [`SessionError::IdleTimeout`],
+    /// [`SessionError::DeadLink`], [`SessionError::CloseTimeout`], [`SessionError::Unverified`] or the socket's
+    /// error. Any number of tasks may wait; the halves of [`KcpStream::into_split`] have it too.
+    pub async fn closed(&self) -> SessionError {
+        self.s.wait_closed().await
+    }
+
+    /// Splits into owned halves that can move to different tasks. The session closes when both are dropped.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let r = OwnedReadHalf {
+            s: self.s.acquire(),
+        };
+        let w = OwnedWriteHalf {
+            s: self.s.acquire(),
+        };
+        (r, w)
+    }
+}
+
+/// A cloneable handle on a live session's engine knobs and statistics, from [`KcpStream::control`] (or
+/// either half's `control`).
+///
+/// It stays usable after the stream was moved elsewhere, typically into an smux session (which owns its
+/// transport): keep a `KcpControl` to retune the mode, windows or MTU, or to read RTT and counters, while
+/// smux streams run on top. It does not keep the session open: once every [`KcpStream`] handle is gone the
+/// session closes as usual, and the knobs then have no effect. `KcpStream` dereferences to its control, so
+/// every method here is also a method of the stream.
+///
+/// ```
+/// use rkcp_session::{KcpConfig, KcpListener, KcpStream};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::fast3()).await?;
+/// let stream = KcpStream::connect(listener.local_addr()?, KcpConfig::fast3()).await?;
+/// let control = stream.control();
+/// // ... move `stream` into an smux session (or any task) here ...
+/// control.set_mode(true, 20, 2, true); // kcp-go SetNoDelay(1, 20, 2, 1)
+/// assert_eq!(control.interval(), 20);
+/// control.set_window(512, 512);
+/// assert_eq!(control.windows(), (512, 512));
+/// # drop(stream);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KcpControl {
+    s: Arc<Session>,
+}
+
+impl std::fmt::Debug for KcpControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KcpControl")
+            .field("conv", &self.s.conv)
+            .finish()
+    }
+}
+
+impl KcpControl {
+    /// The KCP mode tuple, kcp-go's `SetNoDelay` (and ikcp's `ikcp_nodelay`; docs/wire-format.md#kcp-knobs):
+    /// `nodelay` (30 ms RTO floor and gentler backoff), flush `interval` (clamped to 10..=5000 ms), fast-resend
+    /// threshold `resend` (0: off) and `nc` (congestion window off). Takes effect at once.
+    ///
+    /// Named `set_mode`, not `set_nodelay`, because it has nothing to do with `TcpStream::set_nodelay`
+    /// (Nagle's algorithm): KCP never holds small writes back (see [`KcpControl::set_write_delay`] for the
+    /// nearest thing).
+    pub fn set_mode(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
         self.s
             .with_conn(|c| c.kcp.set_nodelay(nodelay, interval, resend, nc));
     }
@@ -284,7 +438,7 @@ impl KcpStream {
     /// `SO_RCVBUF` of this client's socket.
     ///
     /// # Errors
-    /// As [`KcpStream::set_dscp`].
+    /// As [`KcpControl::set_dscp`].
     pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), SessionError> {
         self.own_socket()?;
         Ok(socket2::SockRef::from(self.s.io().socket()).set_recv_buffer_size(bytes)?)
@@ -293,7 +447,7 @@ impl KcpStream {
     /// `SO_SNDBUF` of this client's socket.
     ///
     /// # Errors
-    /// As [`KcpStream::set_dscp`].
+    /// As [`KcpControl::set_dscp`].
     pub fn set_send_buffer(&self, bytes: usize) -> Result<(), SessionError> {
         self.own_socket()?;
         Ok(socket2::SockRef::from(self.s.io().socket()).set_send_buffer_size(bytes)?)
@@ -337,85 +491,31 @@ impl KcpStream {
         self.s.snapshot()
     }
 
-    /// Message mode: sends `msg` as one message (at most 255 segments), waiting for window room.
-    ///
-    /// Cancel safe: the message is queued entirely or not at all.
-    ///
-    /// # Errors
-    /// [`SessionError::NotMessageMode`], [`SessionError::MessageTooLarge`], or why the session ended.
-    pub async fn send_msg(&self, msg: &[u8]) -> Result<(), SessionError> {
-        poll_fn(|cx| self.s.poll_send_msg(cx, msg)).await
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.s.conv
     }
 
-    /// Message mode: receives the next whole message into `buf`.
-    ///
-    /// Cancel safe: a message is consumed only when returned.
-    ///
-    /// # Errors
-    /// [`SessionError::BufferTooSmall`] (nothing consumed), [`SessionError::NotMessageMode`], or why the
-    /// session ended.
-    pub async fn recv_msg(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
-        poll_fn(|cx| self.s.poll_recv_msg(cx, buf)).await
+    /// The engine's current flush interval in ms (as set by the config or [`KcpControl::set_mode`]).
+    pub fn interval(&self) -> u32 {
+        self.s.state.lock().conn.kcp.interval()
     }
 
-    /// Message mode, poll form of [`KcpStream::send_msg`]: `Ready(Ok(()))` once `msg` is queued as one
-    /// message; `Pending` (the waker is kept) while the send window is full.
-    ///
-    /// # Errors
-    /// As [`KcpStream::send_msg`].
-    pub fn poll_send_msg(
-        &self,
-        cx: &mut Context<'_>,
-        msg: &[u8],
-    ) -> Poll<Result<(), SessionError>> {
-        self.s.poll_send_msg(cx, msg)
+    /// The engine's current send and receive windows in segments (as set by the config or
+    /// [`KcpControl::set_window`]).
+    pub fn windows(&self) -> (u32, u32) {
+        let st = self.s.state.lock();
+        (st.conn.kcp.snd_wnd(), st.conn.kcp.rcv_wnd())
     }
 
-    /// Message mode, poll form of [`KcpStream::recv_msg`]: `Ready(Ok(n))` with the next whole message in
-    /// `buf[..n]`; `Pending` (the waker is kept) while none has arrived.
-    ///
-    /// # Errors
-    /// As [`KcpStream::recv_msg`].
-    pub fn poll_recv_msg(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<Result<usize, SessionError>> {
-        self.s.poll_recv_msg(cx, buf)
+    /// The engine's counters (segments, retransmissions, …) of this session.
+    pub fn stats(&self) -> rkcp_engine::KcpStats {
+        *self.s.state.lock().conn.kcp.stats()
     }
 
-    /// Message mode: the size of the next whole message if one has arrived (`Ok(None)`: none yet), so a
-    /// buffer can be sized before [`KcpStream::recv_msg`]. Does not wait or consume anything.
-    ///
-    /// # Errors
-    /// [`SessionError::NotMessageMode`], or why the session ended once nothing is left to read.
-    pub fn peek_msg_size(&self) -> Result<Option<usize>, SessionError> {
-        self.s.peek_msg_size()
-    }
-
-    /// Closes at once (kcp-go `Close`): one last flush of what the window allows, then everything is released.
-    /// Later reads and writes fail with [`SessionError::Closed`].
-    pub fn close(&self) {
-        self.s.close(CloseReason::Local);
-    }
-
-    /// Waits until the session is closed, for whatever reason, and returns why: [`SessionError::Closed`]
-    /// after a local close (`close`, `shutdown`, dropping every handle), [`SessionError::IdleTimeout`],
-    /// [`SessionError::DeadLink`], [`SessionError::CloseTimeout`], [`SessionError::Unverified`] or the socket's
-    /// error. Any number of tasks may wait; the halves of [`KcpStream::into_split`] have it too.
-    pub async fn closed(&self) -> SessionError {
-        self.s.wait_closed().await
-    }
-
-    /// Splits into owned halves that can move to different tasks. The session closes when both are dropped.
-    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let r = OwnedReadHalf {
-            s: self.s.acquire(),
-        };
-        let w = OwnedWriteHalf {
-            s: self.s.acquire(),
-        };
-        (r, w)
+    /// Whether the session has ended (for whatever reason); [`KcpStream::closed`] says why.
+    pub fn is_closed(&self) -> bool {
+        self.s.state.lock().conn.closed().is_some()
     }
 }
 
@@ -476,6 +576,29 @@ impl OwnedReadHalf {
         self.s.wait_closed().await
     }
 
+    /// The local socket address, as [`KcpStream::local_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.s.io().socket().local_addr()
+    }
+
+    /// The peer's address, as [`KcpStream::peer_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.s.remote())
+    }
+
+    /// This session's [`KcpControl`], as [`KcpStream::control`].
+    pub fn control(&self) -> KcpControl {
+        KcpControl {
+            s: Arc::clone(&self.s),
+        }
+    }
+
     /// Puts the halves back together (as tokio's `OwnedReadHalf::reunite`).
     ///
     /// # Errors
@@ -521,6 +644,29 @@ impl OwnedWriteHalf {
     /// As [`KcpStream::closed`].
     pub async fn closed(&self) -> SessionError {
         self.s.wait_closed().await
+    }
+
+    /// The local socket address, as [`KcpStream::local_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.s.io().socket().local_addr()
+    }
+
+    /// The peer's address, as [`KcpStream::peer_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.s.remote())
+    }
+
+    /// This session's [`KcpControl`], as [`KcpStream::control`].
+    pub fn control(&self) -> KcpControl {
+        KcpControl {
+            s: Arc::clone(&self.s),
+        }
     }
 
     /// Puts the halves back together; see [`OwnedReadHalf::reunite`].

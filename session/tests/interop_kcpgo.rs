@@ -160,7 +160,7 @@ async fn interop_kcpgo_client_to_rust_echo() {
                 let mut cfg = config(&crypt, fec, stream);
                 cfg.kcp.mtu = 1350;
                 let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
-                let addr = listener.local_addr().to_string();
+                let addr = listener.local_addr().unwrap().to_string();
                 let srv = spawn_echo(listener);
                 let args = peer_args("client", &addr, name, fec, stream, 300_000);
                 let out = tokio::task::spawn_blocking(move || {
@@ -201,7 +201,7 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
         let mut cfg = config(&crypt, (10, 3), true);
         cfg.kcp.mtu = 1350;
         let listener = std::sync::Arc::new(KcpListener::bind("127.0.0.1:0", cfg).await.unwrap());
-        let server = listener.local_addr();
+        let server = listener.local_addr().unwrap();
         let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
         let nat = common::nat::Nat::start(server, rebind).await;
         let bytes = 8_000_000;

@@ -177,7 +177,7 @@ async fn interop_kcptun_client_into_rust_listener() {
                 let listener = KcpListener::bind("127.0.0.1:0", kcp_config(kind, fec))
                     .await
                     .unwrap();
-                let kaddr = listener.local_addr();
+                let kaddr = listener.local_addr().unwrap();
                 let server = tokio::spawn(async move {
                     let Ok((kcp, _)) = listener.accept().await else {
                         return;

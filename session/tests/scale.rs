@@ -11,7 +11,7 @@ async fn open_sessions(n: usize) -> (Vec<KcpStream>, Vec<KcpStream>) {
     let mut cfg = KcpConfig::fast().with_idle_timeout(Some(Duration::from_secs(600)));
     cfg.listener.accept_backlog = n;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let mut clients = Vec::with_capacity(n);
     let mut servers = Vec::with_capacity(n);
     for i in 0..n {

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_echo_plain() {
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let stream = KcpStream::connect(addr, fast()).await.unwrap();
     let data = pattern(1, 2 << 20);
@@ -23,7 +23,7 @@ async fn default_config_small_echo() {
     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let stream = KcpStream::connect(addr, KcpConfig::default())
         .await
@@ -42,7 +42,7 @@ async fn default_message_mode_keeps_the_rest_of_a_partly_read_message() {
     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let mut c = KcpStream::connect(addr, KcpConfig::default())
         .await
         .unwrap();
@@ -70,7 +70,7 @@ async fn every_cipher_with_and_without_fec() {
         for fec in [(0, 0), (10, 3)] {
             let cfg = fast().with_crypt(crypt.clone()).with_fec(fec.0, fec.1);
             let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-            let addr = listener.local_addr();
+            let addr = listener.local_addr().unwrap();
             let srv = spawn_echo(listener);
             let stream = KcpStream::connect(addr, cfg).await.unwrap();
             let data = pattern(kind as u64 + 7, 200_000);
@@ -88,7 +88,7 @@ async fn message_mode_keeps_boundaries() {
         .with_crypt(PacketCrypt::from_passphrase(CipherKind::Salsa20, "k"));
     cfg.kcp.stream = false;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let srv = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
         let mut buf = vec![0u8; 300_000];
@@ -153,7 +153,7 @@ async fn message_mode_through_async_read_write() {
     let mut cfg = fast();
     cfg.kcp.stream = false;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let stream = KcpStream::connect(addr, cfg).await.unwrap();
     let data = pattern(5, 500_000);
@@ -167,7 +167,7 @@ async fn many_concurrent_sessions() {
         .with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "x"))
         .with_fec(10, 3);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let mut tasks = Vec::new();
     for i in 0..64u64 {
@@ -190,10 +190,10 @@ async fn runtime_retuning_mid_transfer() {
     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let srv = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
-        s.set_nodelay(true, 10, 2, true);
+        s.set_mode(true, 10, 2, true);
         s.set_window(512, 512);
         let (mut r, mut w) = tokio::io::split(s);
         tokio::io::copy(&mut r, &mut w).await
@@ -210,7 +210,7 @@ async fn runtime_retuning_mid_transfer() {
         (true, 10, 2, true, 1024, 1500, false, false),
     ];
     for (i, &(nd, iv, rs, nc, wnd, mtu, ackn, wdelay)) in tunings.iter().enumerate() {
-        c.set_nodelay(nd, iv, rs, nc);
+        c.set_mode(nd, iv, rs, nc);
         c.set_window(wnd, wnd);
         c.set_mtu(mtu).unwrap();
         assert_eq!(c.mss(), mtu - 24);

@@ -190,7 +190,7 @@ pub(crate) async fn create_conn(
         .await
         .with_context(|| format!("dialing {remote} ({addr})"))?;
     let local = kcp.local_addr().ok();
-    let peer = kcp.peer_addr();
+    let peer = kcp.peer_addr()?;
     let (kcp, handle) = crate::kcpwatch::watch(kcp);
     if !quiet {
         tracing::info!(

@@ -10,7 +10,7 @@
 //! Nothing here allocates per packet once the queues have grown to the session's usual burst.
 
 use rkcp_crypt::SessionSealer;
-use rkcp_engine::{Kcp, KcpError};
+use rkcp_engine::{Freshness, Kcp, KcpError};
 use rkcp_fec::{Classified, FecDecoder, FecEncoder};
 
 use crate::config::KcpConfig;
@@ -286,14 +286,18 @@ impl Connection {
         // clock: no RTT sample from it.
         let conv = self.kcp.conv();
         let kcp = &self.kcp;
-        let regular = |seg: &[u8]| {
-            rkcp_engine::find_echo_reply(seg, conv).is_none_or(|ts| kcp.awaits_echo(ts))
+        let freshness = |seg: &[u8]| {
+            if rkcp_engine::find_echo_reply(seg, conv).is_none_or(|ts| kcp.awaits_echo(ts)) {
+                Freshness::Fresh
+            } else {
+                Freshness::Stale
+            }
         };
         let kcp_bytes = match rkcp_fec::classify(data) {
             Classified::Plain(kcp) => {
-                let regular = regular(kcp);
+                let freshness = freshness(kcp);
                 Self::note_data(&mut self.unacked, kcp);
-                if self.kcp.input(now, kcp, regular).is_err() {
+                if self.kcp.input(now, kcp, freshness).is_err() {
                     self.counters.kcp_in_errors += 1;
                 }
                 return;
@@ -306,7 +310,7 @@ impl Connection {
                 self.counters.fec_parity_shards += 1;
                 None
             }
-            Classified::Data(kcp) => Some((kcp, regular(kcp))),
+            Classified::Data(kcp) => Some((kcp, freshness(kcp))),
         };
         // A peer may send FEC although we do not: decode with (1,1) and let autotune find its shape.
         if self.fec_dec.is_none() {
@@ -319,16 +323,16 @@ impl Connection {
             counters,
             ..
         } = self;
-        if let Some((bytes, regular)) = kcp_bytes {
+        if let Some((bytes, freshness)) = kcp_bytes {
             Self::note_data(unacked, bytes);
-            if kcp.input(now, bytes, regular).is_err() {
+            if kcp.input(now, bytes, freshness).is_err() {
                 counters.kcp_in_errors += 1;
             }
         }
         if let Some(dec) = fec_dec.as_mut() {
             let outcome = dec.decode(now, data, |rebuilt: &[u8]| {
                 Self::note_data(unacked, rebuilt);
-                if kcp.input(now, rebuilt, false).is_ok() {
+                if kcp.input(now, rebuilt, Freshness::Stale).is_ok() {
                     counters.fec_recovered += 1;
                 } else {
                     counters.kcp_in_errors += 1;
