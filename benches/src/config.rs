@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rkcp_session::{CipherKind, KcpConfig, PacketCrypt};
+use rkcp_session::{CipherKind, EngineConfig, KcpConfig, PacketCrypt, SocketConfig};
 use serde::{Deserialize, Serialize};
 
 /// What carries a benchmark stream.
@@ -223,33 +223,40 @@ impl BenchConfig {
             Mode::Fast => KcpConfig::fast(),
             Mode::Fast2 => KcpConfig::fast2(),
             Mode::Fast3 => KcpConfig::fast3(),
-            Mode::Manual => KcpConfig {
-                nodelay: self.nodelay != 0,
-                interval: self.interval.clamp(10, 5000) as u32,
-                resend: self.resend.max(0) as u32,
-                nc: self.nc != 0,
-                ..KcpConfig::fast3()
-            },
+            Mode::Manual => KcpConfig::fast3().with_mode(
+                self.nodelay != 0,
+                self.interval.clamp(10, 5000) as u32,
+                self.resend.max(0) as u32,
+                self.nc != 0,
+            ),
         };
         let cfg = KcpConfig {
-            snd_wnd: self.sndwnd,
-            rcv_wnd: self.rcvwnd.min(65535),
-            mtu: self.mtu,
-            ack_nodelay: self.acknodelay,
-            max_inflight: (self.inflight > 0).then_some(self.inflight),
-            congestion: match self.cc.as_str() {
-                "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
-                "none" => rkcp_session::Congestion::None,
-                "rate" => rkcp_session::Congestion::DeliveryRate,
-                "tolerant" => rkcp_session::Congestion::LossTolerant,
-                other => {
-                    bail!("unknown congestion controller {other:?} (kcpgo, none, rate, tolerant)")
-                }
+            kcp: EngineConfig {
+                snd_wnd: self.sndwnd,
+                rcv_wnd: self.rcvwnd.min(65535),
+                mtu: self.mtu,
+                ack_nodelay: self.acknodelay,
+                max_inflight: (self.inflight > 0).then_some(self.inflight),
+                congestion: match self.cc.as_str() {
+                    "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
+                    "none" => rkcp_session::Congestion::None,
+                    "rate" => rkcp_session::Congestion::DeliveryRate,
+                    "tolerant" => rkcp_session::Congestion::LossTolerant,
+                    other => {
+                        bail!(
+                            "unknown congestion controller {other:?} (kcpgo, none, rate, tolerant)"
+                        )
+                    }
+                },
+                stream: true,
+                write_delay: false,
+                ..base.kcp
             },
-            stream: true,
-            write_delay: false,
-            recv_buffer: Some(self.sockbuf),
-            send_buffer: Some(self.sockbuf),
+            socket: SocketConfig {
+                recv_buffer: Some(self.sockbuf),
+                send_buffer: Some(self.sockbuf),
+                ..base.socket
+            },
             ..base
         }
         .with_fec(self.datashard, self.parityshard);
@@ -383,7 +390,7 @@ mod tests {
         };
         let k = c.kcp_config().unwrap();
         assert_eq!(
-            (k.nodelay, k.interval, k.resend, k.nc),
+            (k.kcp.nodelay, k.kcp.interval, k.kcp.resend, k.kcp.nc),
             (false, 30, 2, true)
         );
         assert_eq!(k.crypt.as_ref().unwrap().kind(), CipherKind::Aes);

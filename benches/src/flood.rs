@@ -397,7 +397,7 @@ pub async fn listen(plan: &ListenPlan) -> anyhow::Result<()> {
     }
     let listener = Arc::new(KcpListener::bind(plan.listen.as_str(), cfg).await?);
     let _ = listener.set_recv_buffer(4 << 20);
-    println!("READY {}", listener.local_addr());
+    println!("READY {}", listener.local_addr().unwrap());
     let l2 = Arc::clone(&listener);
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l2.accept().await {

@@ -155,7 +155,7 @@ async fn start_listener(
     if config.transport.is_kcp() {
         let l =
             KcpListener::bind_sharded(SocketAddr::new(ip, 0), config.kcp_config()?, shards).await?;
-        let port = l.local_addr().port();
+        let port = l.local_addr()?.port();
         tokio::spawn(async move {
             loop {
                 let s = tokio::select! {

@@ -32,7 +32,7 @@ async fn flood_kinds_reach_the_listener_and_are_counted() {
     let crypt = PacketCrypt::from_passphrase(CipherKind::Aes, "flood-smoke");
     let cfg = KcpConfig::fast3().with_crypt(crypt.clone());
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let target = listener.local_addr();
+    let target = listener.local_addr().unwrap();
 
     // Garbage fails the cipher check (or is too short).
     let p = plan(target, FloodKind::Garbage, None);

@@ -28,7 +28,9 @@ pub struct KcpHandle {
 
 /// Wraps `kcp`; the handle stays valid (and can close the session) whoever owns the stream.
 pub fn watch(kcp: KcpStream) -> (Watched, KcpHandle) {
-    let peer = kcp.peer_addr();
+    let peer = kcp
+        .peer_addr()
+        .expect("a KCP session always has its peer's address");
     let inner = Arc::new(Mutex::new(kcp));
     (Watched(inner.clone()), KcpHandle { inner, peer })
 }

@@ -553,7 +553,10 @@ impl Relay {
     }
 
     /// The bound UDP address.
-    pub fn local_addr(&self) -> SocketAddr {
+    ///
+    /// # Errors
+    /// As [`rkcp_session::KcpListener::local_addr`].
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
@@ -654,7 +657,7 @@ async fn serve_session(
     cfg: Arc<RelayConfig>,
     state: Arc<State>,
 ) -> Result<(), RelayError> {
-    let peer = kcp.peer_addr();
+    let peer = kcp.peer_addr()?;
     if state.unauthenticated.fetch_add(1, Ordering::Relaxed) >= cfg.max_unauthenticated {
         state.unauthenticated.fetch_sub(1, Ordering::Relaxed);
         state.refused.fetch_add(1, Ordering::Relaxed);
@@ -1459,11 +1462,7 @@ impl ReconnectingClient {
 /// KCP settings the relay binaries use: kcp-go's fast2 mode with 256-segment windows, optionally encrypted
 /// with AES from a passphrase (all three programs must agree).
 pub fn kcp_config(kcp_key: Option<&str>) -> KcpConfig {
-    let cfg = KcpConfig {
-        snd_wnd: 256,
-        rcv_wnd: 256,
-        ..KcpConfig::fast2()
-    };
+    let cfg = KcpConfig::fast2().with_window(256, 256);
     match kcp_key {
         Some(k) => cfg.with_crypt(rkcp_session::PacketCrypt::from_passphrase(
             rkcp_session::CipherKind::Aes,

@@ -195,7 +195,7 @@ async fn colon_port_tunnel_server_serves_ipv4_and_ipv6_clients() {
     .unwrap()
     .unwrap();
     let server = Server::bind(scfg).await.unwrap();
-    let local = server.local_addr();
+    let local = server.local_addr().unwrap();
     assert!(local.ip().is_unspecified(), "{local}");
     let port = local.port();
     tokio::spawn(server.run(std::future::pending()));
@@ -245,7 +245,7 @@ async fn metrics_endpoint_serves_the_counters_for_prometheus() {
     .unwrap();
     let server = Server::bind(scfg).await.unwrap();
     let metrics = server.metrics_addr().expect("metrics endpoint");
-    let saddr = server.local_addr().to_string();
+    let saddr = server.local_addr().unwrap().to_string();
     tokio::spawn(server.run(std::future::pending()));
     // Move some bytes so the counters are not all zero.
     let ccfg: ClientConfig = parse_args(args(
@@ -322,7 +322,7 @@ async fn relay_backend_and_client_take_host_names() {
     let relay = Relay::bind("127.0.0.1:0", kcp_config(None), RelayConfig::new("k"))
         .await
         .unwrap();
-    let port = relay.local_addr().port();
+    let port = relay.local_addr().unwrap().port();
     tokio::spawn(relay.run(std::future::pending()));
     let at = format!("localhost:{port}");
     let mut backend = Command::new(BINS[6].1)

@@ -139,7 +139,7 @@ async fn go_client_our_server(case: Case, conns: usize, bytes: usize) {
     sa.extend(case.flags(&key));
     let scfg: ServerConfig = parse_args(argv("tunnel-server", sa)).unwrap().unwrap();
     let server = Server::bind(scfg).await.unwrap();
-    let saddr = server.local_addr();
+    let saddr = server.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = stopped.await;

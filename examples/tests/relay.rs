@@ -56,7 +56,7 @@ async fn start_relay_with(
             Err(e) => panic!("bind {at}: {e}"),
         }
     };
-    let addr = relay.local_addr();
+    let addr = relay.local_addr().unwrap();
     let registry = relay.registry();
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(relay.run(async {
@@ -429,7 +429,7 @@ async fn a_fake_relay_gets_no_proof_from_a_backend() {
     let fake = KcpListener::bind("127.0.0.1:0", kcp_config(None))
         .await
         .unwrap();
-    let addr = fake.local_addr();
+    let addr = fake.local_addr().unwrap();
     let backend = tokio::spawn(async move {
         let mut cfg = backend_cfg("web", KEY, None);
         cfg.handshake_timeout = Duration::from_secs(3);

@@ -12,7 +12,7 @@ async fn pair(notify: tokio::sync::mpsc::UnboundedSender<Vec<u8>>) -> (Peer, Pee
     let listener = KcpListener::bind("127.0.0.1:0", kcp_config())
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let nat_routes = Routes::new()
         .route(
             "upper",

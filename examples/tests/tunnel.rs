@@ -33,7 +33,7 @@ async fn tunnel(
     sa.extend(common.iter().cloned());
     let scfg: ServerConfig = parse_args(args("tunnel-server", &sa)).unwrap().unwrap();
     let server = Server::bind(scfg).await.unwrap();
-    let saddr = server.local_addr();
+    let saddr = server.local_addr().unwrap();
     let (stx, srx) = oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = srx.await;
@@ -139,7 +139,7 @@ async fn mismatched_key_carries_nothing() {
     .unwrap()
     .unwrap();
     let server = Server::bind(scfg).await.unwrap();
-    let saddr = server.local_addr();
+    let saddr = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
     let ccfg: ClientConfig = parse_args(args(
         "tunnel-client",
@@ -193,7 +193,7 @@ async fn unix_socket_target() {
     .unwrap()
     .unwrap();
     let server = Server::bind(scfg).await.unwrap();
-    let saddr = server.local_addr();
+    let saddr = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
     let ccfg: ClientConfig = parse_args(args(
         "tunnel-client",
@@ -297,7 +297,7 @@ async fn failed_tunnel_resets_the_local_connection() {
     let fake = KcpListener::bind("127.0.0.1:0", scfg.params().unwrap().kcp)
         .await
         .unwrap();
-    let remote = fake.local_addr().to_string();
+    let remote = fake.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         let (mut kcp, _) = fake.accept().await.unwrap();
         // smux v1 header: ver, cmd, len (LE u16), stream id (LE u32); the client's first frame is the SYN.
@@ -375,7 +375,7 @@ async fn clean_end_closes_the_local_connection_cleanly() {
     let server = Server::bind(parse_args(args("tunnel-server", &sa)).unwrap().unwrap())
         .await
         .unwrap();
-    let saddr = server.local_addr();
+    let saddr = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
     let client = Client::bind(client_cfg(&saddr.to_string(), &flags))
         .await
@@ -536,7 +536,7 @@ async fn failed_tunnel_resets_the_target_connection() {
     let scfg: ServerConfig = parse_args(args("tunnel-server", &sa)).unwrap().unwrap();
     let kcp_cfg = scfg.params().unwrap().kcp;
     let server = Server::bind(scfg).await.unwrap();
-    let saddr = server.local_addr();
+    let saddr = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
     // A "client" speaking smux v1 by hand: SYN and PSH("partial") on stream 3, then bytes that are no frame.
     let mut kcp = KcpStream::connect(saddr, kcp_cfg).await.unwrap();

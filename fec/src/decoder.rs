@@ -153,7 +153,7 @@ impl FecDecoder {
     /// `pkt` starts at the FEC header (crypt header already removed); `now` is the caller's
     /// clock in ms (wrapping), used for the 60 s expiry. `recovered` is called with the KCP
     /// bytes of each rebuilt data packet (`r[2..size]`, the size field validated); feed them to
-    /// KCP with `regular = false`. The data packet itself is not handed back: the session gives
+    /// KCP as `Freshness::Stale` (kcp-go `regular = false`). The data packet itself is not handed back: the session gives
     /// `pkt[8..]` to KCP at once, as kcp-go does, whatever this returns.
     ///
     /// Errors reject the packet before it touches any state: shorter than 8 bytes, longer

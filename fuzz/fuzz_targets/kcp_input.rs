@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rkcp_engine::{Kcp, KcpConfig, OVERHEAD};
+use rkcp_engine::{Freshness, Kcp, KcpConfig, OVERHEAD};
 
 const CONV: u32 = 0x0102_0304;
 
@@ -49,7 +49,12 @@ fuzz_target!(|data: &[u8]| {
                 if op % 6 == 0 && d.len() >= 4 {
                     d[..4].copy_from_slice(&CONV.to_le_bytes());
                 }
-                let _ = k.input(now, &d, op & 0x80 == 0);
+                let fresh = if op & 0x80 == 0 {
+                    Freshness::Fresh
+                } else {
+                    Freshness::Stale
+                };
+                let _ = k.input(now, &d, fresh);
             }
             // Application data.
             2 => {

@@ -12,6 +12,7 @@
 #![allow(missing_docs)]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rkcp_engine::Freshness;
 use rkcp_engine::{Command, Kcp, KcpConfig, OVERHEAD, SegmentHeader};
 use std::hint::black_box;
 
@@ -33,7 +34,7 @@ impl Wire {
     fn drain_into(&mut self, now: u32, k: &mut Kcp) {
         let mut start = 0;
         for &end in &self.ends {
-            k.input(now, &self.bytes[start..end], true)
+            k.input(now, &self.bytes[start..end], Freshness::Fresh)
                 .expect("valid datagram");
             start = end;
         }
@@ -122,7 +123,7 @@ fn loaded_engine(segs: usize) -> Kcp {
         len: 0,
     }
     .encode(&mut wins);
-    k.input(0, &wins, true).expect("wins");
+    k.input(0, &wins, Freshness::Fresh).expect("wins");
     let payload = vec![0xA5u8; k.mss()];
     for _ in 0..segs {
         k.send(&payload).expect("send");
@@ -179,7 +180,8 @@ fn bench_input_acks(c: &mut Criterion) {
         bch.iter_batched(
             sent,
             |mut k| {
-                k.input(5, black_box(&dgram), true).expect("acks");
+                k.input(5, black_box(&dgram), Freshness::Fresh)
+                    .expect("acks");
                 k
             },
             BatchSize::SmallInput,

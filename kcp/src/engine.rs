@@ -22,6 +22,7 @@ use timers::{RTO_DEF, RTO_MIN};
 mod congestion;
 pub(crate) mod echo;
 mod input;
+pub use input::Freshness;
 mod knobs;
 mod output;
 mod queues;

@@ -84,11 +84,11 @@
 //!     let mut b_to_a = Vec::new();
 //!     a.update(now, &mut |d: &mut [u8]| a_to_b.push(d.to_vec()));
 //!     for d in &a_to_b {
-//!         b.input(now, d, true).unwrap();
+//!         b.input(now, d, rkcp_engine::Freshness::Fresh).unwrap();
 //!     }
 //!     b.update(now, &mut |d: &mut [u8]| b_to_a.push(d.to_vec()));
 //!     for d in &b_to_a {
-//!         a.input(now, d, true).unwrap();
+//!         a.input(now, d, rkcp_engine::Freshness::Fresh).unwrap();
 //!     }
 //!     let n = b.recv(&mut buf).unwrap();
 //!     if n > 0 {
@@ -109,8 +109,8 @@ pub mod sim;
 mod stats;
 
 pub use config::{Congestion, KcpConfig};
-pub use engine::Kcp;
 pub use engine::echo::{ECHO_SN, encode_echo_request, find_echo_reply};
+pub use engine::{Freshness, Kcp};
 pub use error::KcpError;
 pub use segment::{Command, OVERHEAD, SegmentHeader};
 pub use stats::KcpStats;

@@ -773,7 +773,10 @@ impl Network {
                 };
                 let to = 1 - from;
                 self.links[from].stats.delivered += 1;
-                if self.ends[to].input(now, &pkt.data, true).is_err() {
+                if self.ends[to]
+                    .input(now, &pkt.data, crate::Freshness::Fresh)
+                    .is_err()
+                {
                     self.end_stats[to].input_errors += 1;
                 }
                 self.pool.push(pkt.data);

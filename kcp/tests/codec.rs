@@ -1,6 +1,7 @@
 //! Property tests of the segment codec and of the engine's input path.
 
 use proptest::prelude::*;
+use rkcp_engine::Freshness;
 use rkcp_engine::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 
 fn command() -> impl Strategy<Value = Command> {
@@ -99,7 +100,12 @@ proptest! {
         let mut now = now0;
         let mut buf = vec![0u8; 4096];
         for d in raw.iter().chain(crafted.iter()) {
-            let _ = k.input(now, d, now % 3 != 0);
+            let fresh = if now % 3 != 0 {
+                Freshness::Fresh
+            } else {
+                Freshness::Stale
+            };
+            let _ = k.input(now, d, fresh);
             k.update(now, &mut |out: &mut [u8]| assert!(out.len() <= 200 && out.len() >= OVERHEAD));
             // After an update nothing is due at the same instant: a driver never spins.
             if let Some(t) = k.next_deadline() {

@@ -3,6 +3,7 @@
 //! bandwidth-delay products (100 kB), random loss. Bulk transfers with the send queue always
 //! full; the first two seconds (startup) are not measured. Seeded and deterministic.
 
+use rkcp_engine::Freshness;
 use std::collections::VecDeque;
 
 use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Side};
@@ -201,11 +202,15 @@ fn two_flows_share_the_bottleneck() {
         // Arrivals.
         while fwd.front().is_some_and(|p| p.at <= t) {
             let p = fwd.pop_front().unwrap();
-            receivers[p.flow].input(now, &p.data, true).unwrap();
+            receivers[p.flow]
+                .input(now, &p.data, Freshness::Fresh)
+                .unwrap();
         }
         while back.front().is_some_and(|p| p.at <= t) {
             let p = back.pop_front().unwrap();
-            senders[p.flow].input(now, &p.data, true).unwrap();
+            senders[p.flow]
+                .input(now, &p.data, Freshness::Fresh)
+                .unwrap();
         }
         for f in 0..2 {
             if t < start[f] {

@@ -1,5 +1,6 @@
 //! `max_inflight`: the cap on sent, unacknowledged segments (beyond kcp-go, invisible on the wire).
 
+use rkcp_engine::Freshness;
 use std::collections::{BTreeSet, VecDeque};
 
 use rkcp_engine::sim::Rng;
@@ -58,7 +59,7 @@ fn transfer_with(cfg: &KcpConfig, loss: f64, seed: u64, total: usize) -> usize {
     for now in 0..60_000u32 {
         while to_b.front().is_some_and(|(t, _)| *t <= now) {
             let (_, d) = to_b.pop_front().unwrap();
-            b.input(now, &d, true).unwrap();
+            b.input(now, &d, Freshness::Fresh).unwrap();
         }
         while to_a.front().is_some_and(|(t, _)| *t <= now) {
             let (_, d) = to_a.pop_front().unwrap();
@@ -69,7 +70,7 @@ fn transfer_with(cfg: &KcpConfig, loss: f64, seed: u64, total: usize) -> usize {
                 }
             }
             unacked.retain(|&sn| sn >= una);
-            a.input(now, &d, true).unwrap();
+            a.input(now, &d, Freshness::Fresh).unwrap();
         }
         a.update(now, &mut |d: &mut [u8]| {
             for h in headers(d) {
@@ -154,12 +155,12 @@ fn acks_beyond_a_hole_clock_out_new_segments() {
     );
     // sn 0 is lost; 1..=7 arrive and are acknowledged (una stays 0).
     for d in &first[1..] {
-        b.input(5, d, true).unwrap();
+        b.input(5, d, Freshness::Fresh).unwrap();
     }
     let mut acks = Vec::new();
     b.update(10, &mut |d: &mut [u8]| acks.push(d.to_vec()));
     for d in &acks {
-        a.input(15, d, true).unwrap();
+        a.input(15, d, Freshness::Fresh).unwrap();
     }
     let mut second = Vec::new();
     a.update(20, &mut |d: &mut [u8]| second.push(d.to_vec()));

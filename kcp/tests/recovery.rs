@@ -2,6 +2,7 @@
 //! detection, the tail loss probe, the ACK delay bound, and the loss-tolerant congestion window.
 //! Each test compares against the engine without the option, which the assertions reject.
 
+use rkcp_engine::Freshness;
 use std::collections::{BTreeMap, VecDeque};
 
 use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Rng, Side};
@@ -64,11 +65,11 @@ fn run(
                     trace.arrived.entry(h.sn).or_insert(now);
                 }
             }
-            b.input(now, &d, true).unwrap();
+            b.input(now, &d, Freshness::Fresh).unwrap();
         }
         while to_a.front().is_some_and(|(t, _)| *t <= now) {
             let (_, d) = to_a.pop_front().unwrap();
-            a.input(now, &d, true).unwrap();
+            a.input(now, &d, Freshness::Fresh).unwrap();
         }
         write(now, a);
         a.update(now, &mut |d: &mut [u8]| {

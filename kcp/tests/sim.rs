@@ -7,6 +7,7 @@
 //! bound. Plus the slow/stopped reader (zero window and probing), dead-link detection, timestamp
 //! wrap-around and a shortened run of the classic latency scenario (`examples/latency_table.rs`).
 
+use rkcp_engine::Freshness;
 use rkcp_engine::sim::{LinkConfig, LinkStats, Network, NetworkConfig, Rng, Side};
 use rkcp_engine::{Command, Kcp, KcpConfig, KcpError, OVERHEAD, SegmentHeader};
 use std::sync::{Arc, Mutex};
@@ -805,7 +806,8 @@ fn window_held_by_acked_segments_is_probed() {
     };
     tick(&mut a, now, &mut sent);
     // The peer's window is 1 segment.
-    a.input(now, &hdr(Command::Wins, 0, 0, 1), true).unwrap();
+    a.input(now, &hdr(Command::Wins, 0, 0, 1), Freshness::Fresh)
+        .unwrap();
     a.send(b"first").unwrap();
     a.send(b"second").unwrap();
     tick(&mut a, now, &mut sent);
@@ -815,7 +817,8 @@ fn window_held_by_acked_segments_is_probed() {
     );
     // ACK of sn 0 with a stale una 0 (the peer's queue was full); the WINS with una 1 is lost.
     now += 50;
-    a.input(now, &hdr(Command::Ack, 0, 0, 1), true).unwrap();
+    a.input(now, &hdr(Command::Ack, 0, 0, 1), Freshness::Fresh)
+        .unwrap();
     sent.clear();
     while now < 1_000 + 60_000 {
         now = a.next_deadline().map_or(now + 1_000, |d| d.max(now + 1));
@@ -825,7 +828,8 @@ fn window_held_by_acked_segments_is_probed() {
     assert!(wask.is_some(), "sender stalled silently: {sent:?}");
     // The peer answers with its real una; the second message goes out at once.
     sent.clear();
-    a.input(now, &hdr(Command::Wins, 0, 1, 1), true).unwrap();
+    a.input(now, &hdr(Command::Wins, 0, 1, 1), Freshness::Fresh)
+        .unwrap();
     tick(&mut a, now, &mut sent);
     assert!(
         sent.iter()

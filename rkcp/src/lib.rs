@@ -4,9 +4,13 @@
 //! - [`KcpStream`]: one KCP conversation over UDP, an `AsyncRead + AsyncWrite` byte stream (or
 //!   messages in message mode), like a `TcpStream`.
 //! - [`KcpListener`]: many conversations on one UDP socket, accepted like a `TcpListener`.
-//! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults and kcptun's presets
-//!   ([`KcpConfig::fast3`], …), plus the packet cipher ([`KcpConfig::with_crypt`]) and
-//!   Reed–Solomon FEC ([`KcpConfig::with_fec`]).
+//! - [`KcpControl`]: a cloneable handle on a live session's engine knobs (kcp-go's `SetNoDelay`
+//!   is [`KcpControl::set_mode`]) and statistics, usable after smux took the stream.
+//! - [`KcpConfig`]: a session's configuration: the engine's own [`EngineConfig`] (kcp-go's
+//!   defaults) in [`KcpConfig::kcp`], kcptun's presets ([`KcpConfig::fast3`], …), the packet
+//!   cipher ([`KcpConfig::with_crypt`]), Reed–Solomon FEC ([`KcpConfig::with_fec`]), socket
+//!   options ([`SocketConfig`]), a listener's limits ([`ListenerConfig`]) and the idle and close
+//!   timeouts.
 //! - `rkcp::smux` (feature `smux`, on by default): many streams over one `KcpStream` (or any
 //!   `AsyncRead + AsyncWrite`), as kcptun does. Prefer smux v2 (`Version::V2`) where a reader
 //!   can be slow: in v1 one stream nobody reads stalls every stream of the session.
@@ -29,7 +33,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //!     // Server: bind a UDP port, echo every session.
 //!     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::fast3()).await?;
-//!     let addr = listener.local_addr();
+//!     let addr = listener.local_addr()?;
 //!     tokio::spawn(async move {
 //!         while let Ok((mut stream, _peer)) = listener.accept().await {
 //!             tokio::spawn(async move {
@@ -75,7 +79,7 @@
 //!
 //!     // Server: one smux session per KCP session, echo every smux stream.
 //!     let listener = KcpListener::bind("127.0.0.1:0", config.clone()).await?;
-//!     let addr = listener.local_addr();
+//!     let addr = listener.local_addr()?;
 //!     tokio::spawn(async move {
 //!         while let Ok((kcp, _peer)) = listener.accept().await {
 //!             let Ok(mux) = smux::Session::server(kcp, smux::Config::default()) else { continue };
@@ -128,9 +132,9 @@
 //! `rkcp-session` (UDP sessions on tokio: the listener and stream above) and `rkcp-smux` (smux).
 
 pub use rkcp_session::{
-    Admission, CipherKind, ConfigError, Congestion, FecConfig, KcpConfig, KcpListener, KcpStream,
-    ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, ReuniteError, SessionError,
-    SnmpSnapshot, global_snmp,
+    Admission, CipherKind, ConfigError, Congestion, EngineConfig, FecConfig, KcpConfig, KcpControl,
+    KcpListener, KcpStream, ListenerConfig, ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf,
+    PacketCrypt, ReuniteError, SessionError, SnmpSnapshot, SocketConfig, global_snmp,
 };
 
 /// The sans-IO KCP ARQ engine (crate `rkcp-engine`): segments, retransmission, windows, and a

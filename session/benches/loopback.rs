@@ -16,12 +16,7 @@ use tokio::runtime::Runtime;
 const CHUNK: usize = 32 << 20;
 
 fn config(crypt_fec: bool) -> KcpConfig {
-    let cfg = KcpConfig {
-        snd_wnd: 4096,
-        rcv_wnd: 4096,
-        mtu: 1400,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_window(4096, 4096).with_mtu(1400);
     if crypt_fec {
         cfg.with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "bench"))
             .with_fec(10, 3)
@@ -33,7 +28,7 @@ fn config(crypt_fec: bool) -> KcpConfig {
 /// A connected pair: the client stream and the accepted server stream.
 async fn pair(cfg: KcpConfig) -> (KcpStream, KcpStream) {
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let mut c = KcpStream::connect(listener.local_addr(), cfg)
+    let mut c = KcpStream::connect(listener.local_addr().unwrap(), cfg)
         .await
         .unwrap();
     c.write_all(b"hi").await.unwrap();

@@ -15,13 +15,8 @@ fn config(crypt_fec: bool) -> KcpConfig {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let ack_nodelay = std::env::var_os("BULK_ACKNODELAY").is_some();
-    let cfg = KcpConfig {
-        snd_wnd: wnd,
-        rcv_wnd: wnd,
-        mtu: 1400,
-        ack_nodelay,
-        ..KcpConfig::fast3()
-    };
+    let mut cfg = KcpConfig::fast3().with_window(wnd, wnd).with_mtu(1400);
+    cfg.kcp.ack_nodelay = ack_nodelay;
     if crypt_fec {
         cfg.with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "bench"))
             .with_fec(10, 3)
@@ -32,7 +27,7 @@ fn config(crypt_fec: bool) -> KcpConfig {
 
 async fn rust_bulk(cfg: KcpConfig, total: usize) -> anyhow::Result<f64> {
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await?;
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let sink = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await?;
         let mut buf = vec![0u8; 1 << 16];
@@ -72,7 +67,7 @@ async fn smux_bulk(cfg: KcpConfig, total: usize) -> anyhow::Result<f64> {
     let mut smux_cfg = rkcp_smux::Config::default();
     smux_cfg.max_receive_buffer = 4 << 20;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await?;
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let scfg = smux_cfg.clone();
     let sink = tokio::spawn(async move {
         let (kcp, _) = listener.accept().await?;

@@ -87,16 +87,11 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let cfg = KcpConfig {
-        snd_wnd: wnd,
-        rcv_wnd: wnd,
-        ack_nodelay: std::env::var_os("DEMO_NO_ACKNODELAY").is_none(),
-        ..KcpConfig::fast3()
-    }
-    .with_crypt(crypt)
-    .with_fec(10, 3);
+    let mut cfg = KcpConfig::fast3().with_window(wnd, wnd);
+    cfg.kcp.ack_nodelay = std::env::var_os("DEMO_NO_ACKNODELAY").is_none();
+    let cfg = cfg.with_crypt(crypt).with_fec(10, 3);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await?;
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let len = data.len();
     // Server: accept a KCP session, run an smux server on it, receive one stream.
     let server = tokio::spawn(async move {

@@ -89,10 +89,9 @@ fn config(mode: &str, sessions: usize) -> anyhow::Result<KcpConfig> {
         "fast3" => KcpConfig::fast3(),
         m => bail!("unknown mode {m}"),
     };
-    Ok(KcpConfig {
-        accept_backlog: sessions.clamp(128, 4096),
-        ..base
-    })
+    let mut cfg = base;
+    cfg.listener.accept_backlog = sessions.clamp(128, 4096);
+    Ok(cfg)
 }
 
 /// Voluntary context switches (a thread went to sleep, so it had to be woken) summed over a process's threads.
@@ -153,7 +152,7 @@ fn page_size() -> u64 {
 
 async fn serve(addr: &str, cfg: KcpConfig, stdin_lifetime: bool) -> anyhow::Result<()> {
     let listener = KcpListener::bind(addr, cfg).await?;
-    println!("READY {}", listener.local_addr());
+    println!("READY {}", listener.local_addr().unwrap());
     let live = Arc::new(AtomicU64::new(0));
     {
         let live = Arc::clone(&live);

@@ -55,12 +55,7 @@ fn args() -> anyhow::Result<Args> {
 }
 
 fn kcp_config(a: &Args) -> KcpConfig {
-    let cfg = KcpConfig {
-        mtu: a.mtu,
-        snd_wnd: a.wnd,
-        rcv_wnd: a.wnd,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_mtu(a.mtu).with_window(a.wnd, a.wnd);
     if a.cf {
         cfg.with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "bench"))
             .with_fec(10, 3)
@@ -81,7 +76,7 @@ fn smux_config() -> rkcp_smux::Config {
 /// Sink: accepts sessions forever; each stream is read to the end of `mib` MiB and answered with the count.
 async fn serve(a: &Args, addr: &str) -> anyhow::Result<()> {
     let listener = KcpListener::bind(addr, kcp_config(a)).await?;
-    println!("READY {}", listener.local_addr());
+    println!("READY {}", listener.local_addr().unwrap());
     let total = a.mib << 20;
     loop {
         let (kcp, _) = listener.accept().await?;

@@ -1,10 +1,11 @@
-//! Session-level configuration: the engine's knobs, the packet pipeline (cipher, FEC), the socket and the
-//! session's lifecycle bounds (idle timeout, close timeout).
+//! Session-level configuration by composition: the engine's own [`EngineConfig`] (every KCP knob, with the
+//! engine's defaults), the packet pipeline (cipher, FEC), the socket ([`SocketConfig`]), the listener
+//! ([`ListenerConfig`]) and the session's lifecycle bounds (idle timeout, close timeout).
 
 use std::time::Duration;
 
 use rkcp_crypt::PacketCrypt;
-use rkcp_engine::Congestion;
+use rkcp_engine::KcpConfig as EngineConfig;
 
 use crate::error::ConfigError;
 use crate::proto::admission::Admission;
@@ -34,74 +35,116 @@ impl FecConfig {
     };
 }
 
+/// Options of the UDP socket a session or listener creates ([`KcpConfig::socket`]). All default to `None`:
+/// the socket keeps the operating system's settings. A session accepted by a [`KcpListener`](crate::KcpListener)
+/// shares the listener's socket, so only the listener's config applies to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketConfig {
+    /// DSCP code point for outgoing datagrams (IPv4 `IP_TOS = dscp << 2`, IPv6 traffic class `dscp`, as
+    /// kcp-go `SetDSCP`), 0..=63. Default `None` (leave the socket alone). Trade-off: routers may honour it
+    /// (lower queueing delay for e.g. `EF` = 46) or bleach or police it.
+    pub dscp: Option<u32>,
+    /// `SO_RCVBUF` request in bytes (the kernel may cap it, e.g. at `net.core.rmem_max`). Default `None` (OS
+    /// default, often ~200 KiB). Trade-off: a larger buffer absorbs bursts of a fast sender instead of
+    /// dropping them (KCP would retransmit), at the cost of kernel memory; kcptun asks for 4 MiB.
+    pub recv_buffer: Option<usize>,
+    /// `SO_SNDBUF` request in bytes (the kernel may cap it). Default `None` (OS default). Trade-off as
+    /// `recv_buffer`: a small buffer makes sends wait for the socket more often.
+    pub send_buffer: Option<usize>,
+}
+
+/// The limits of a [`KcpListener`](crate::KcpListener) ([`KcpConfig::listener`]); a client
+/// [`KcpStream`](crate::KcpStream) ignores them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Sessions created but not yet accepted, beyond which new peers are dropped. Default 128 (kcp-go
+    /// `acceptBacklog`). Trade-off: a larger backlog rides out bursts of new peers when `accept` runs late,
+    /// but holds more unaccepted sessions' memory.
+    pub accept_backlog: usize,
+    /// Live sessions at most; datagrams from further new peers are dropped and counted in
+    /// [`ListenerStats`](crate::ListenerStats). Default 65536. Trade-off: the bound on the listener's memory
+    /// (a few KB per idle session) against the number of peers it serves.
+    pub max_sessions: usize,
+    /// The limits for peers that have not proved their address yet, and the replay record (see
+    /// [`Admission`]; the defaults keep a listener safe on the open internet).
+    pub admission: Admission,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            accept_backlog: 128,
+            max_sessions: 65536,
+            admission: Admission::default(),
+        }
+    }
+}
+
 /// Configuration of a [`KcpStream`](crate::KcpStream) or of every session a [`KcpListener`](crate::KcpListener)
 /// accepts.
 ///
-/// `Default` keeps kcp-go's library defaults (docs/wire-format.md#session-options) for every engine knob, with one exception:
-/// `stream` is on, because [`KcpStream`](crate::KcpStream) is a byte stream (`AsyncRead`/`AsyncWrite`) and every
-/// real user of kcp-go (kcptun) turns it on. Beyond kcp-go, and invisible on the wire, every session has an idle
-/// timeout ([`KcpConfig::idle_timeout`], 60 s) and a bounded graceful shutdown ([`KcpConfig::close_timeout`],
-/// 30 s); kcp-go has neither. The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are
-/// kcptun's per-session setup (docs/wire-format.md#kcptun-modes, #kcptun-session): its mode tuple, stream mode, mtu 1350, windows 1024/1024
-/// and 4 MiB socket buffers. Cipher and FEC stay off in every preset: set [`KcpConfig::crypt`] and
-/// [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even `none`; docs/wire-format.md#layering).
+/// It holds the engine's configuration ([`KcpConfig::kcp`], an [`EngineConfig`]: nodelay, interval, resend,
+/// nc, windows, MTU, stream mode, RTO floor, congestion control, RACK, TLP, ACK delay …) unchanged, and adds
+/// only what the session owns: the packet cipher ([`KcpConfig::crypt`]), FEC ([`KcpConfig::fec`]), the
+/// socket ([`KcpConfig::socket`]), the listener's limits ([`KcpConfig::listener`]) and the lifecycle
+/// ([`KcpConfig::idle_timeout`], [`KcpConfig::close_timeout`]).
+///
+/// `Default` is kcp-go's library default (docs/wire-format.md#session-options): `kcp` is exactly
+/// [`EngineConfig::default()`], so in particular **message mode** (`stream: false`), as kcp-go's
+/// `NewConn`/`Listen`. [`KcpStream`](crate::KcpStream)'s `AsyncRead`/`AsyncWrite` work in both modes: in
+/// message mode each write is cut into MSS-sized messages and a read that gets only part of a message keeps
+/// the rest for the next read, so the bytes arrive in order either way. Stream mode packs small writes into
+/// full segments (fewer, fuller datagrams): the presets turn it on, as kcptun does, and so should a byte-stream
+/// user who does not need to talk to a message-mode application.
+///
+/// The presets ([`KcpConfig::normal`] … [`KcpConfig::fast3`]) are kcptun's per-session setup
+/// (docs/wire-format.md#kcptun-modes, #kcptun-session): the engine preset's mode tuple, stream mode, mtu
+/// 1350, windows 1024/1024, and 4 MiB socket buffers. Cipher and FEC stay off in every preset: set
+/// [`KcpConfig::crypt`] and [`KcpConfig::fec`] to talk to a kcptun peer (which always has a cipher, even
+/// `none`; docs/wire-format.md#layering).
+///
+/// How the session uses the engine's fields, beyond handing them over:
+/// - `reserved` is set by the session to the cipher and FEC header size ([`KcpConfig::overhead`]); a value
+///   here is ignored.
+/// - `mtu` is at most [`MAX_MTU`] (1500, as kcp-go) and must leave room for the headers.
+/// - `write_delay` is the session's rule (kcp-go `SetWriteDelay`): a write is not flushed until the window
+///   fills or an interval passed.
+/// - `ack_delay`: `None` lets the session bound the ACK delay at a quarter interval (beyond kcp-go, invisible
+///   on the wire: a sender whose window is full moves one window per ACK wait, and a whole interval capped
+///   kcptun's 128-segment window near 6 MB/s); `Some(ms)` is used as is (`Some(interval)` is kcp-go's wait).
+/// - [`Congestion::LossTolerant`](rkcp_engine::Congestion::LossTolerant) turns `rack` and `tlp` on (it comes
+///   with time-based loss recovery).
+///
+/// ```
+/// use rkcp_session::{EngineConfig, KcpConfig};
+///
+/// // kcptun fast3 with a smaller receive window and RACK loss detection.
+/// let cfg = KcpConfig {
+///     kcp: EngineConfig { rcv_wnd: 256, rack: true, ..KcpConfig::fast3().kcp },
+///     ..KcpConfig::fast3()
+/// };
+/// cfg.validate().unwrap();
+/// assert!(cfg.kcp.stream);
+/// // The default keeps the engine's defaults (kcp-go), message mode included.
+/// assert_eq!(KcpConfig::default().kcp, EngineConfig::default());
+/// ```
 #[derive(Debug, Clone)]
 pub struct KcpConfig {
-    /// Lower minimum RTO (30 ms instead of 100) and gentler RTO backoff. Default `false` (kcp-go).
-    pub nodelay: bool,
-    /// Internal flush interval in ms, 10..=5000. Default 100 (kcp-go). Also bounds the ACK delay.
-    pub interval: u32,
-    /// Fast-retransmit threshold in duplicate ACKs; 0 disables fast retransmit. Default 0 (kcp-go).
-    pub resend: u32,
-    /// Disable congestion control (window = min(snd_wnd, peer's window)). Default `false` (kcp-go).
-    pub nc: bool,
-    /// Send window in segments. Default 32 (kcp-go).
-    pub snd_wnd: u32,
-    /// Receive window in segments, 1..=65535. Default 32 (kcp-go).
-    pub rcv_wnd: u32,
-    /// Largest UDP payload sent, headers included, 50..=1500. Default 1400 (kcp-go). The KCP payload per
-    /// segment is `mtu - 24 - header` where header is the cipher's 20 bytes plus 8 with FEC (B.1).
-    pub mtu: usize,
-    /// Stream mode (no message boundaries; segments are filled to the MSS). Default `true`, see above.
-    pub stream: bool,
-    /// Send ACKs right after each input instead of at the next flush. Default `false` (kcp-go).
-    pub ack_nodelay: bool,
-    /// Do not flush after each write; wait until the window fills or the next interval tick. Default `false`.
-    pub write_delay: bool,
-    /// Transmissions of one segment after which the peer counts as gone and the stream fails with
-    /// [`SessionError::DeadLink`](crate::SessionError::DeadLink). Default 20 (kcp-go `IKCP_DEADLINK`).
-    pub dead_link: u32,
-    /// Cap on segments sent but not yet acknowledged, beyond kcp-go and invisible on the wire; see
-    /// [`rkcp_engine::Kcp::set_max_inflight`]. Default `None` (no cap, as kcp-go). For a long lossy path, set the
-    /// windows well above the path's capacity (e.g. 4096) and this near its bandwidth-delay product plus
-    /// its bottleneck queue, in segments: holes then no longer stall the sender.
-    pub max_inflight: Option<u32>,
-    /// Congestion controller, invisible on the wire; see [`Congestion`]. Default [`Congestion::KcpGo`]
-    /// (kcp-go's window, byte for byte). [`Congestion::DeliveryRate`] paces new segments at the measured
-    /// bottleneck rate and keeps about two bandwidth-delay products in flight without taking random loss for
-    /// congestion: for lossy long links, with windows well above the path's capacity (e.g. 4096).
-    pub congestion: Congestion,
+    /// The engine's knobs, each documented on [`EngineConfig`]. Default [`EngineConfig::default()`]
+    /// (kcp-go's `NewKCP`); see the type's docs for how the session treats `reserved`, `write_delay` and
+    /// `ack_delay`.
+    pub kcp: EngineConfig,
     /// Packet cipher (kcp-go's nonce + CRC + cipher, or an authenticated Rust-only kind). Default `None`
-    /// (plain KCP, no header). Both ends must agree.
+    /// (plain KCP, no header). Both ends must agree. Trade-off: confidentiality and a checksum (kcp-go kinds)
+    /// or authentication (AEAD kinds) for 20 to 28 bytes per datagram and some CPU.
     pub crypt: Option<PacketCrypt>,
-    /// Reed–Solomon FEC for what we send. Default `None`.
+    /// Reed–Solomon FEC for what we send. Default `None`. Trade-off: `parity / data` more bandwidth (3/10 for
+    /// kcptun's 10/3) and 8 header bytes per datagram, for recovering lost datagrams without a round trip.
     pub fec: Option<FecConfig>,
-    /// DSCP code point for outgoing datagrams (IPv4 `IP_TOS = dscp << 2`, IPv6 traffic class `dscp`, as kcp-go).
-    /// Default `None` (leave the socket alone).
-    pub dscp: Option<u32>,
-    /// `SO_RCVBUF` request in bytes (the kernel may cap it). Default `None` (OS default).
-    pub recv_buffer: Option<usize>,
-    /// `SO_SNDBUF` request in bytes (the kernel may cap it). Default `None` (OS default).
-    pub send_buffer: Option<usize>,
-    /// Listener only: sessions created but not yet accepted, beyond which new peers are dropped. Default 128
-    /// (kcp-go `acceptBacklog`).
-    pub accept_backlog: usize,
-    /// Listener only: live sessions at most; datagrams from further new peers are dropped and counted in
-    /// [`ListenerStats`](crate::ListenerStats). Default 65536.
-    pub max_sessions: usize,
-    /// Listener only: the limits for peers that have not proved their address yet, and the replay record
-    /// (see [`Admission`]; defaults keep a listener safe on the open internet).
-    pub admission: Admission,
+    /// Options of the UDP socket; default: the OS's.
+    pub socket: SocketConfig,
+    /// A listener's limits (backlog, session count, admission of unproved peers).
+    pub listener: ListenerConfig,
     /// Closes the session with [`SessionError::IdleTimeout`](crate::SessionError::IdleTimeout) once nothing
     /// has been received from the peer for this long (any datagram that passes the cipher check counts: data,
     /// ACKs, probes). `None` disables it. Default [`KcpConfig::DEFAULT_IDLE_TIMEOUT`] (60 s); kcp-go has none.
@@ -123,30 +166,12 @@ pub struct KcpConfig {
 
 impl Default for KcpConfig {
     fn default() -> Self {
-        // The engine's knobs start at the engine's own (kcp-go) defaults; only stream mode differs.
-        let e = rkcp_engine::KcpConfig::default();
         KcpConfig {
-            nodelay: e.nodelay,
-            interval: e.interval,
-            resend: e.resend,
-            nc: e.nc,
-            snd_wnd: e.snd_wnd,
-            rcv_wnd: e.rcv_wnd,
-            mtu: e.mtu,
-            stream: true,
-            ack_nodelay: e.ack_nodelay,
-            write_delay: e.write_delay,
-            dead_link: e.dead_link,
-            max_inflight: e.max_inflight,
-            congestion: e.congestion,
+            kcp: EngineConfig::default(),
             crypt: None,
             fec: None,
-            dscp: None,
-            recv_buffer: None,
-            send_buffer: None,
-            accept_backlog: 128,
-            max_sessions: 65536,
-            admission: Admission::default(),
+            socket: SocketConfig::default(),
+            listener: ListenerConfig::default(),
             idle_timeout: Some(Self::DEFAULT_IDLE_TIMEOUT),
             close_timeout: Self::DEFAULT_CLOSE_TIMEOUT,
         }
@@ -160,6 +185,118 @@ impl KcpConfig {
     /// Default [`KcpConfig::close_timeout`]: 30 s.
     pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+    /// kcptun's session setup around one of the engine's presets (which own the mode tuples,
+    /// docs/wire-format.md#kcptun-modes).
+    fn kcptun(mode: EngineConfig) -> Self {
+        KcpConfig {
+            kcp: EngineConfig {
+                mtu: 1350,
+                snd_wnd: 1024,
+                rcv_wnd: 1024,
+                stream: true,
+                ..mode
+            },
+            socket: SocketConfig {
+                recv_buffer: Some(4 << 20),
+                send_buffer: Some(4 << 20),
+                ..SocketConfig::default()
+            },
+            ..KcpConfig::default()
+        }
+    }
+
+    /// kcptun `normal`: nodelay 0, interval 40, resend 2, nc 1 (plus the kcptun session setup: stream mode,
+    /// mtu 1350, windows 1024/1024, 4 MiB socket buffers).
+    pub fn normal() -> Self {
+        Self::kcptun(EngineConfig::normal())
+    }
+
+    /// kcptun `fast` (its default mode): nodelay 0, interval 30, resend 2, nc 1 (plus the kcptun session setup).
+    pub fn fast() -> Self {
+        Self::kcptun(EngineConfig::fast())
+    }
+
+    /// kcptun `fast2`: nodelay 1, interval 20, resend 2, nc 1 (plus the kcptun session setup).
+    pub fn fast2() -> Self {
+        Self::kcptun(EngineConfig::fast2())
+    }
+
+    /// kcptun `fast3`: nodelay 1, interval 10, resend 2, nc 1 (plus the kcptun session setup).
+    pub fn fast3() -> Self {
+        Self::kcptun(EngineConfig::fast3())
+    }
+
+    /// Replaces the engine's configuration (builder style); see [`KcpConfig::kcp`].
+    pub fn with_kcp(mut self, kcp: EngineConfig) -> Self {
+        self.kcp = kcp;
+        self
+    }
+
+    /// kcp-go `SetNoDelay` (builder style): `nodelay` (30 ms RTO floor and gentler backoff instead of 100 ms),
+    /// flush `interval` in ms (10..=5000; shorter reacts faster and costs more wake-ups and ACK datagrams),
+    /// fast-retransmit threshold `resend` (0: off) and `nc` (no congestion window). Default
+    /// `(false, 100, 0, false)` (kcp-go); the presets set kcptun's tuples.
+    pub fn with_mode(mut self, nodelay: bool, interval: u32, resend: u32, nc: bool) -> Self {
+        self.kcp.nodelay = nodelay;
+        self.kcp.interval = interval;
+        self.kcp.resend = resend;
+        self.kcp.nc = nc;
+        self
+    }
+
+    /// Send and receive windows in segments (kcp-go `SetWindowSize`; builder style). Default 32/32 (kcp-go),
+    /// 1024/1024 in the presets. Trade-off: a transfer moves at most `window × mss` per round trip, and a
+    /// window holds that much memory per session.
+    pub fn with_window(mut self, snd_wnd: u32, rcv_wnd: u32) -> Self {
+        self.kcp.snd_wnd = snd_wnd;
+        self.kcp.rcv_wnd = rcv_wnd;
+        self
+    }
+
+    /// Largest UDP payload sent, headers included, at most [`MAX_MTU`] (kcp-go `SetMtu`; builder style).
+    /// Default 1400 (kcp-go), 1350 in the presets. Trade-off: larger segments carry more per datagram but
+    /// risk IP fragmentation (and its loss) on paths with a smaller MTU (tunnels, PPPoE).
+    pub fn with_mtu(mut self, mtu: usize) -> Self {
+        self.kcp.mtu = mtu;
+        self
+    }
+
+    /// Stream mode (kcp-go `SetStreamMode`; builder style): `true` packs writes into full segments with no
+    /// message boundaries, `false` keeps each write (or `send_msg`) a message. Default `false` (kcp-go), on in
+    /// the presets (kcptun).
+    pub fn with_stream(mut self, on: bool) -> Self {
+        self.kcp.stream = on;
+        self
+    }
+
+    /// Sets the cipher (builder style); see [`KcpConfig::crypt`].
+    pub fn with_crypt(mut self, crypt: PacketCrypt) -> Self {
+        self.crypt = Some(crypt);
+        self
+    }
+
+    /// Sets FEC shard counts (builder style); `(0, _)` or `(_, 0)` turns FEC off, as in kcp-go. See
+    /// [`KcpConfig::fec`].
+    pub fn with_fec(mut self, data_shards: usize, parity_shards: usize) -> Self {
+        self.fec = (data_shards > 0 && parity_shards > 0).then_some(FecConfig {
+            data_shards,
+            parity_shards,
+        });
+        self
+    }
+
+    /// Sets the socket options (builder style); see [`SocketConfig`].
+    pub fn with_socket(mut self, socket: SocketConfig) -> Self {
+        self.socket = socket;
+        self
+    }
+
+    /// Sets the listener's limits (builder style); see [`ListenerConfig`].
+    pub fn with_listener(mut self, listener: ListenerConfig) -> Self {
+        self.listener = listener;
+        self
+    }
+
     /// Sets [`KcpConfig::idle_timeout`] (builder style); `None` disables it.
     pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
@@ -169,57 +306,6 @@ impl KcpConfig {
     /// Sets [`KcpConfig::close_timeout`] (builder style).
     pub fn with_close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
-        self
-    }
-
-    /// kcptun's session setup around one of the engine's presets (which own the mode tuples, docs/wire-format.md#kcptun-modes).
-    fn kcptun(mode: rkcp_engine::KcpConfig) -> Self {
-        KcpConfig {
-            nodelay: mode.nodelay,
-            interval: mode.interval,
-            resend: mode.resend,
-            nc: mode.nc,
-            mtu: 1350,
-            snd_wnd: 1024,
-            rcv_wnd: 1024,
-            recv_buffer: Some(4 << 20),
-            send_buffer: Some(4 << 20),
-            ..KcpConfig::default()
-        }
-    }
-
-    /// kcptun `normal`: nodelay 0, interval 40, resend 2, nc 1 (plus the kcptun session setup, see above).
-    pub fn normal() -> Self {
-        Self::kcptun(rkcp_engine::KcpConfig::normal())
-    }
-
-    /// kcptun `fast` (its default mode): nodelay 0, interval 30, resend 2, nc 1.
-    pub fn fast() -> Self {
-        Self::kcptun(rkcp_engine::KcpConfig::fast())
-    }
-
-    /// kcptun `fast2`: nodelay 1, interval 20, resend 2, nc 1.
-    pub fn fast2() -> Self {
-        Self::kcptun(rkcp_engine::KcpConfig::fast2())
-    }
-
-    /// kcptun `fast3`: nodelay 1, interval 10, resend 2, nc 1.
-    pub fn fast3() -> Self {
-        Self::kcptun(rkcp_engine::KcpConfig::fast3())
-    }
-
-    /// Sets the cipher (builder style).
-    pub fn with_crypt(mut self, crypt: PacketCrypt) -> Self {
-        self.crypt = Some(crypt);
-        self
-    }
-
-    /// Sets FEC shard counts (builder style); `(0, _)` or `(_, 0)` turns FEC off, as in kcp-go.
-    pub fn with_fec(mut self, data_shards: usize, parity_shards: usize) -> Self {
-        self.fec = (data_shards > 0 && parity_shards > 0).then_some(FecConfig {
-            data_shards,
-            parity_shards,
-        });
         self
     }
 
@@ -234,18 +320,21 @@ impl KcpConfig {
 
     /// KCP payload bytes per segment: `mtu - 24 - overhead` (docs/wire-format.md#session-headers).
     pub fn mss(&self) -> usize {
-        self.mtu
+        self.kcp
+            .mtu
             .saturating_sub(rkcp_engine::OVERHEAD + self.overhead())
     }
 
-    /// Checks every field.
+    /// Checks every field: the session's own here, the engine's by [`EngineConfig::validate`] (on the config
+    /// the engine will get, see [`KcpConfig::engine_config`]).
     ///
     /// # Errors
     /// The first offending field, as a [`ConfigError`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.mtu > MAX_MTU || self.mtu < rkcp_engine::OVERHEAD + self.overhead() + 1 {
+        let mtu = self.kcp.mtu;
+        if mtu > MAX_MTU || mtu < rkcp_engine::OVERHEAD + self.overhead() + 1 {
             return Err(ConfigError::Mtu {
-                mtu: self.mtu,
+                mtu,
                 overhead: self.overhead(),
             });
         }
@@ -257,15 +346,15 @@ impl KcpConfig {
                 parity: f.parity_shards,
             });
         }
-        if let Some(d) = self.dscp
+        if let Some(d) = self.socket.dscp
             && d > 63
         {
             return Err(ConfigError::Dscp(d));
         }
-        if self.accept_backlog == 0 {
+        if self.listener.accept_backlog == 0 {
             return Err(ConfigError::AcceptBacklog);
         }
-        if self.max_sessions == 0 {
+        if self.listener.max_sessions == 0 {
             return Err(ConfigError::MaxSessions);
         }
         if self.idle_timeout.is_some_and(|t| t.as_millis() == 0)
@@ -273,28 +362,28 @@ impl KcpConfig {
         {
             return Err(ConfigError::ZeroTimeout);
         }
-        self.engine_config(0)
-            .validate()
-            .map_err(ConfigError::Engine)
+        self.engine_config().validate().map_err(ConfigError::Engine)
     }
 
-    /// The engine configuration for this session config, with `reserved` bytes in front of each datagram.
-    pub(crate) fn engine_config(&self, reserved: usize) -> rkcp_engine::KcpConfig {
-        rkcp_engine::KcpConfig {
-            nodelay: self.nodelay,
-            interval: self.interval,
-            resend: self.resend,
-            nc: self.nc,
-            snd_wnd: self.snd_wnd,
-            rcv_wnd: self.rcv_wnd,
-            mtu: self.mtu,
-            stream: self.stream,
+    /// The configuration the engine of a session gets: [`KcpConfig::kcp`] with the cipher and FEC headers
+    /// reserved in front of each datagram ([`KcpConfig::overhead`]), the ACK delay bound and the
+    /// loss-tolerant controller's recovery filled in, and write delay left to the session (see the type's
+    /// docs).
+    pub fn engine_config(&self) -> EngineConfig {
+        self.engine_config_reserving(self.overhead())
+    }
+
+    /// [`KcpConfig::engine_config`] with `reserved` bytes in front of each datagram.
+    pub(crate) fn engine_config_reserving(&self, reserved: usize) -> EngineConfig {
+        let k = &self.kcp;
+        let loss_tolerant = k.congestion == rkcp_engine::Congestion::LossTolerant;
+        EngineConfig {
             reserved,
-            ack_nodelay: self.ack_nodelay,
-            dead_link: self.dead_link,
-            max_inflight: self.max_inflight,
-            congestion: self.congestion,
-            ..rkcp_engine::KcpConfig::default()
+            write_delay: false,
+            ack_delay: Some(k.ack_delay.unwrap_or((k.interval / 4).max(1))),
+            rack: k.rack || loss_tolerant,
+            tlp: k.tlp || loss_tolerant,
+            ..k.clone()
         }
     }
 }
@@ -303,56 +392,102 @@ impl KcpConfig {
 mod tests {
     use super::*;
     use rkcp_crypt::CipherKind;
+    use rkcp_engine::Congestion;
 
     #[test]
-    fn congestion_reaches_the_engine() {
-        let c = KcpConfig {
-            congestion: Congestion::DeliveryRate,
-            ..KcpConfig::fast3()
-        };
-        assert_eq!(c.engine_config(0).congestion, Congestion::DeliveryRate);
-        assert_eq!(
-            KcpConfig::fast3().engine_config(0).congestion,
-            Congestion::KcpGo
+    fn default_is_the_engine_default_unchanged() {
+        let c = KcpConfig::default();
+        assert_eq!(c.kcp, EngineConfig::default());
+        assert!(!c.kcp.stream, "kcp-go's default is message mode");
+        assert_eq!(c.socket, SocketConfig::default());
+        assert_eq!(c.listener, ListenerConfig::default());
+        assert_eq!(c.listener.accept_backlog, 128);
+        assert_eq!(c.listener.max_sessions, 65536);
+        assert_eq!(c.idle_timeout, Some(KcpConfig::DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(c.close_timeout, KcpConfig::DEFAULT_CLOSE_TIMEOUT);
+    }
+
+    #[test]
+    fn engine_config_passes_every_knob_through() {
+        // Knobs the old copied-field config could not reach.
+        let mut c = KcpConfig::fast3();
+        c.kcp.min_rto = Some(15);
+        c.kcp.rack = true;
+        c.kcp.tlp = true;
+        c.kcp.ack_delay = Some(3);
+        c.kcp.congestion = Congestion::DeliveryRate;
+        let e = c.engine_config_reserving(28);
+        assert_eq!(e.min_rto, Some(15));
+        assert!(e.rack && e.tlp);
+        assert_eq!(e.ack_delay, Some(3));
+        assert_eq!(e.congestion, Congestion::DeliveryRate);
+        assert_eq!(e.reserved, 28);
+        assert!(e.stream);
+        // The session's fill-ins.
+        let e = KcpConfig::fast3().engine_config_reserving(0);
+        assert_eq!(e.ack_delay, Some(2));
+        assert_eq!(e.congestion, Congestion::KcpGo);
+        assert!(!e.rack && !e.tlp);
+        let mut c = KcpConfig::default();
+        c.kcp.write_delay = true;
+        assert!(
+            !c.engine_config_reserving(0).write_delay,
+            "write delay is the session's rule"
         );
+        let mut c = KcpConfig::fast();
+        c.kcp.congestion = Congestion::LossTolerant;
+        let e = c.engine_config_reserving(0);
+        assert!(e.rack && e.tlp);
     }
 
     #[test]
     fn presets_are_kcptun_tuples() {
-        let t = |c: KcpConfig| (c.nodelay, c.interval, c.resend, c.nc);
+        let t = |c: KcpConfig| (c.kcp.nodelay, c.kcp.interval, c.kcp.resend, c.kcp.nc);
         assert_eq!(t(KcpConfig::default()), (false, 100, 0, false));
         assert_eq!(t(KcpConfig::normal()), (false, 40, 2, true));
         assert_eq!(t(KcpConfig::fast()), (false, 30, 2, true));
         assert_eq!(t(KcpConfig::fast2()), (true, 20, 2, true));
         assert_eq!(t(KcpConfig::fast3()), (true, 10, 2, true));
         for c in [
-            KcpConfig::default(),
             KcpConfig::normal(),
             KcpConfig::fast(),
             KcpConfig::fast2(),
             KcpConfig::fast3(),
         ] {
+            assert!(c.kcp.stream);
+            assert_eq!(
+                (c.kcp.mtu, c.kcp.snd_wnd, c.kcp.rcv_wnd),
+                (1350, 1024, 1024)
+            );
+            assert_eq!(c.socket.recv_buffer, Some(4 << 20));
+            assert_eq!(c.socket.send_buffer, Some(4 << 20));
             c.validate().unwrap();
         }
+        KcpConfig::default().validate().unwrap();
+        let c = KcpConfig::default()
+            .with_mode(true, 20, 2, true)
+            .with_window(64, 128)
+            .with_mtu(1200)
+            .with_stream(true);
+        assert_eq!(t(c.clone()), (true, 20, 2, true));
+        assert_eq!((c.kcp.snd_wnd, c.kcp.rcv_wnd, c.kcp.mtu), (64, 128, 1200));
+        assert!(c.kcp.stream);
     }
 
     #[test]
     fn mss_matches_kcp_go_header_sizes() {
         // docs/wire-format.md#session-headers: mtu 1350 + crypt + FEC 10/3 -> header 28, mss 1298; crypt only -> 1306.
         let key = [7u8; 32];
-        let c = KcpConfig {
-            mtu: 1350,
-            ..KcpConfig::default()
-        }
-        .with_crypt(PacketCrypt::new(CipherKind::Aes, &key))
-        .with_fec(10, 3);
+        let c = KcpConfig::default()
+            .with_mtu(1350)
+            .with_crypt(PacketCrypt::new(CipherKind::Aes, &key))
+            .with_fec(10, 3);
         assert_eq!(c.overhead(), 28);
         assert_eq!(c.mss(), 1298);
-        let c = KcpConfig {
-            mtu: 1350,
-            ..KcpConfig::default()
-        }
-        .with_crypt(PacketCrypt::new(CipherKind::None, &key));
+        assert_eq!(c.engine_config().reserved, 28);
+        let c = KcpConfig::default()
+            .with_mtu(1350)
+            .with_crypt(PacketCrypt::new(CipherKind::None, &key));
         assert_eq!(c.mss(), 1306);
         assert_eq!(KcpConfig::default().mss(), 1376);
     }
@@ -364,8 +499,8 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err()
         };
-        assert!(matches!(bad(|c| c.mtu = 1501), ConfigError::Mtu { .. }));
-        assert!(matches!(bad(|c| c.mtu = 24), ConfigError::Mtu { .. }));
+        assert!(matches!(bad(|c| c.kcp.mtu = 1501), ConfigError::Mtu { .. }));
+        assert!(matches!(bad(|c| c.kcp.mtu = 24), ConfigError::Mtu { .. }));
         assert!(matches!(
             bad(|c| c.fec = Some(FecConfig {
                 data_shards: 200,
@@ -373,17 +508,28 @@ mod tests {
             })),
             ConfigError::FecShards { .. }
         ));
-        assert!(matches!(bad(|c| c.dscp = Some(64)), ConfigError::Dscp(64)));
         assert!(matches!(
-            bad(|c| c.accept_backlog = 0),
+            bad(|c| c.socket.dscp = Some(64)),
+            ConfigError::Dscp(64)
+        ));
+        assert!(matches!(
+            bad(|c| c.listener.accept_backlog = 0),
             ConfigError::AcceptBacklog
         ));
         assert!(matches!(
-            bad(|c| c.max_sessions = 0),
+            bad(|c| c.listener.max_sessions = 0),
             ConfigError::MaxSessions
         ));
-        assert!(matches!(bad(|c| c.interval = 5), ConfigError::Engine(_)));
-        assert!(matches!(bad(|c| c.rcv_wnd = 0), ConfigError::Engine(_)));
+        // Engine checks come from the engine's validate.
+        assert!(matches!(
+            bad(|c| c.kcp.interval = 5),
+            ConfigError::Engine(rkcp_engine::KcpError::InvalidInterval(5))
+        ));
+        assert!(matches!(bad(|c| c.kcp.rcv_wnd = 0), ConfigError::Engine(_)));
+        assert!(matches!(
+            bad(|c| c.kcp.dead_link = 0),
+            ConfigError::Engine(rkcp_engine::KcpError::InvalidDeadLink)
+        ));
         assert!(matches!(
             bad(|c| c.idle_timeout = Some(Duration::ZERO)),
             ConfigError::ZeroTimeout
@@ -392,6 +538,10 @@ mod tests {
             bad(|c| c.close_timeout = Duration::from_micros(10)),
             ConfigError::ZeroTimeout
         ));
+        // `reserved` is the session's: a user value does not fail validation.
+        let mut c = KcpConfig::default();
+        c.kcp.reserved = 5000;
+        c.validate().unwrap();
         assert!(KcpConfig::default().with_fec(0, 3).fec.is_none());
         let c = KcpConfig::fast3().with_idle_timeout(None);
         assert_eq!(c.idle_timeout, None);

@@ -34,7 +34,7 @@ pub fn listener_packet_input(input: &[u8]) {
     if mode & 4 != 0 {
         cfg = cfg.with_fec(10, 3);
     }
-    cfg.max_sessions = 16;
+    cfg.listener.max_sessions = 16;
     let mut ep = Endpoint::new(cfg);
     let mut conns: HashMap<ConnHandle, Box<Connection>> = HashMap::new();
     let mut now = Timestamp::from_millis(1);

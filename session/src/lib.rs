@@ -4,13 +4,14 @@
 //! - [`KcpListener`]: many conversations on one UDP socket, demultiplexed by peer address and conversation,
 //!   safe to expose to the internet (see the threat model below); or sharded over several `SO_REUSEPORT`
 //!   sockets, one read loop each, to spread a port over runtime workers ([`KcpListener::bind_sharded`]).
-//! - [`KcpConfig`]: the engine's knobs with kcp-go's defaults, kcptun's presets, the cipher and FEC.
-//! - [`SnmpSnapshot`]: kcp-go's 24 counters, per session ([`KcpStream::snmp`]) and per process ([`global_snmp`]),
+//! - [`KcpConfig`]: the engine's [`EngineConfig`] (kcp-go's defaults) plus the cipher, FEC, socket
+//!   ([`SocketConfig`]), listener ([`ListenerConfig`]) and lifecycle options; kcptun's presets.
+//! - [`SnmpSnapshot`]: kcp-go's 24 counters, per session ([`KcpControl::snmp`]) and per process ([`global_snmp`]),
 //!   printable as kcptun's `--snmplog` CSV.
 //!
 //! Packet path: the engine's datagrams get the FEC header in place, then nonce + CRC + cipher, and leave in
 //! `sendmmsg` batches; received datagrams are opened, FEC is detected per packet and rebuilt packets are fed as
-//! non-regular input (B.2, B.3). The driver is plain tokio: one read loop per UDP socket (a listener's or a
+//! `Freshness::Stale` input (kcp-go `regular = false`; B.2, B.3). The driver is plain tokio: one read loop per UDP socket (a listener's or a
 //! client's), one timer task per session sleeping until its connection's next deadline (an idle session
 //! with no idle timeout arms no timer), sends made outside the session's lock, and a full socket buffer
 //! waits for writability. No thread and no registry are process-wide; [`global_snmp`] is a set of atomics.
@@ -84,7 +85,7 @@
 //!     }
 //! });
 //! let mut stream = KcpStream::connect("127.0.0.1:4000", KcpConfig::fast3()).await?;
-//! stream.set_nodelay(true, 10, 2, true);
+//! stream.set_mode(true, 10, 2, true); // kcp-go SetNoDelay
 //! stream.write_all(b"ping").await?;
 //! let mut reply = [0u8; 4];
 //! stream.read_exact(&mut reply).await?;
@@ -102,15 +103,17 @@ mod sockopt;
 mod stream;
 mod udp;
 
-pub use config::{FecConfig, KcpConfig, MAX_MTU};
+pub use config::{FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
 pub use proto::admission::Admission;
 pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
+/// The engine's configuration, held by [`KcpConfig::kcp`] (the engine crate's `KcpConfig`).
+pub use rkcp_engine::KcpConfig as EngineConfig;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
-pub use stream::{KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};
+pub use stream::{KcpControl, KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 
 #[cfg(fuzzing)]
 pub mod fuzzing;

@@ -171,7 +171,7 @@ impl Shared {
 /// peer's address and conversation id; a session start (a datagram whose peer has received nothing from us)
 /// of a conversation neither live nor recently closed creates a session; a session follows its peer to a new
 /// address on newer traffic (a rebinding NAT); peers that have not yet proved their address are budgeted
-/// ([`KcpConfig::admission`]). At most `accept_backlog` sessions wait for [`KcpListener::accept`] and at most
+/// ([`ListenerConfig::admission`](crate::ListenerConfig::admission)). At most [`KcpConfig::listener`]'s `accept_backlog` sessions wait for [`KcpListener::accept`] and at most
 /// `max_sessions` are live; every datagram that reaches no session is counted by reason
 /// ([`KcpListener::stats`]). Every accepted session starts with the listener's [`KcpConfig`] (kcp-go starts
 /// them with its defaults).
@@ -332,10 +332,10 @@ impl KcpListener {
             live: AtomicUsize::new(0),
         });
         let owners = (n > 1).then(|| {
-            let a = &config.admission;
+            let a = &config.listener.admission;
             Arc::new(Owners::new(
                 a.replay_window.as_millis() as u64,
-                a.replay_record.saturating_add(config.max_sessions),
+                a.replay_record.saturating_add(config.listener.max_sessions),
             ))
         });
         let shard_config = shard_config(&config, n);
@@ -425,9 +425,13 @@ impl KcpListener {
         }
     }
 
-    /// The socket's local address (every shard's: they share it).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    /// The socket's local address (every shard's: they share it; as `TcpListener::local_addr`; kcp-go `Listener.Addr`).
+    ///
+    /// # Errors
+    /// None today (the address is read once at bind); `io::Result` keeps the shape of tokio's
+    /// `TcpListener::local_addr` and of [`KcpStream::local_addr`](crate::KcpStream::local_addr).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
     }
 
     /// Datagrams dropped before reaching a session, and sessions created/replaced (summed over shards).
@@ -530,9 +534,10 @@ fn shard_config(config: &KcpConfig, n: usize) -> KcpConfig {
     let mut c = config.clone();
     if n > 1 {
         let share = |v: usize| v.div_ceil(n).max(1);
-        c.max_sessions = share(c.max_sessions);
-        c.accept_backlog = share(c.accept_backlog);
-        let a = &mut c.admission;
+        let l = &mut c.listener;
+        l.max_sessions = share(l.max_sessions);
+        l.accept_backlog = share(l.accept_backlog);
+        let a = &mut l.admission;
         a.unverified_budget = share(a.unverified_budget);
         a.max_unverified_per_ip = share(a.max_unverified_per_ip);
         a.max_address_checks_per_sec = a.max_address_checks_per_sec.div_ceil(n as u64).max(1);

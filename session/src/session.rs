@@ -701,10 +701,8 @@ mod tests {
         let to = peer.local_addr().unwrap();
         crate::udp::tests::SHORT_SEND_TO.store(to.port(), Ordering::Relaxed);
         let before = WRITABLE_WAITS.load(Ordering::Relaxed);
-        let cfg = KcpConfig {
-            snd_wnd: 64,
-            ..KcpConfig::fast3()
-        };
+        let mut cfg = KcpConfig::fast3();
+        cfg.kcp.snd_wnd = 64;
         let mss = cfg.mss();
         let mut c = KcpStream::connect(to, cfg).await.unwrap();
         c.write_all(&vec![1u8; 20 * mss]).await.unwrap();
@@ -734,7 +732,7 @@ mod tests {
         let listener = crate::KcpListener::bind("127.0.0.1:0", KcpConfig::fast3())
             .await
             .unwrap();
-        let mut c = KcpStream::connect(listener.local_addr(), KcpConfig::fast3())
+        let mut c = KcpStream::connect(listener.local_addr().unwrap(), KcpConfig::fast3())
             .await
             .unwrap();
         c.write_all(b"one").await.unwrap();

@@ -6,16 +6,16 @@ use tokio::net::UdpSocket;
 use crate::config::KcpConfig;
 use crate::error::SessionError;
 
-/// Applies `dscp`, `recv_buffer` and `send_buffer` of `cfg` to `sock`.
+/// Applies `cfg.socket` (`dscp`, `recv_buffer`, `send_buffer`) to `sock`.
 pub(crate) fn apply(sock: &UdpSocket, cfg: &KcpConfig) -> Result<(), SessionError> {
-    if let Some(d) = cfg.dscp {
+    if let Some(d) = cfg.socket.dscp {
         set_dscp(sock, d)?;
     }
     let r = SockRef::from(sock);
-    if let Some(n) = cfg.recv_buffer {
+    if let Some(n) = cfg.socket.recv_buffer {
         r.set_recv_buffer_size(n)?;
     }
-    if let Some(n) = cfg.send_buffer {
+    if let Some(n) = cfg.socket.send_buffer {
         r.set_send_buffer_size(n)?;
     }
     Ok(())

@@ -49,9 +49,26 @@ use crate::udp::UdpIo;
 /// [`KcpStream::closed`] resolves once the session ended, with the reason, from any handle.
 ///
 /// `split` comes from [`tokio::io::split`]; [`KcpStream::into_split`] gives owned halves without a lock.
+///
+/// The engine's knobs (kcp-go's `SetNoDelay` is [`KcpControl::set_mode`], windows, MTU, …) and statistics are
+/// methods of [`KcpControl`], which the stream dereferences to; [`KcpStream::control`] (or a half's
+/// `control`) gives a cloneable handle that stays usable once the stream was moved, e.g. into an smux
+/// session. Addresses follow tokio's `TcpStream`: [`KcpStream::local_addr`] and [`KcpStream::peer_addr`]
+/// return `io::Result<SocketAddr>`, on the halves too.
 #[derive(Debug)]
 pub struct KcpStream {
     s: Arc<Session>,
+    /// The same session, for the knobs (no handle count: it does not keep the session open).
+    ctl: KcpControl,
+}
+
+impl std::ops::Deref for KcpStream {
+    type Target = KcpControl;
+
+    /// The stream's [`KcpControl`]: the engine knobs and statistics are methods of the stream too.
+    fn deref(&self) -> &KcpControl {
+        &self.ctl
+    }
 }
 
 impl Drop for KcpStream {
@@ -62,7 +79,16 @@ impl Drop for KcpStream {
 
 impl KcpStream {
     pub(crate) fn from_session(s: &Arc<Session>) -> KcpStream {
-        KcpStream { s: s.acquire() }
+        KcpStream {
+            s: s.acquire(),
+            ctl: KcpControl { s: Arc::clone(s) },
+        }
+    }
+
+    /// A cloneable handle on this session's knobs and statistics that stays usable after the stream was
+    /// moved (e.g. into an smux session); see [`KcpControl`].
+    pub fn control(&self) -> KcpControl {
+        self.ctl.clone()
     }
 
     /// Dials `addr` from a fresh UDP socket bound to an ephemeral port of the same address family
@@ -140,11 +166,6 @@ impl KcpStream {
         Ok(stream)
     }
 
-    /// The conversation id.
-    pub fn conv(&self) -> u32 {
-        self.s.conv
-    }
-
     /// The local socket address.
     ///
     /// # Errors
@@ -160,7 +181,7 @@ impl KcpStream {
     /// traffic. A kcp-go server does not follow (it keys sessions by address). The session also does this by
     /// itself, to a fresh socket on an ephemeral port, when sends fail because its local address went away.
     /// Socket options (DSCP, buffer sizes) are the new socket's own: set them on it first, or with
-    /// [`KcpStream::set_dscp`] and friends afterwards.
+    /// [`KcpControl::set_dscp`] and friends afterwards.
     ///
     /// # Errors
     /// [`SessionError::InvalidOperation`] on an accepted session (it shares the listener's socket).
@@ -172,169 +193,16 @@ impl KcpStream {
         Ok(())
     }
 
-    /// The peer's address.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.s.remote()
-    }
-
-    /// kcp-go `SetNoDelay` (docs/wire-format.md#kcp-knobs): nodelay, interval (clamped to 10..=5000 ms), fast-resend threshold
-    /// and congestion control off (`nc`). Takes effect at once.
-    pub fn set_nodelay(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
-        self.s
-            .with_conn(|c| c.kcp.set_nodelay(nodelay, interval, resend, nc));
-    }
-
-    /// Send and receive windows in segments; 0 leaves one unchanged, the receive window is capped at 65535.
-    pub fn set_window(&self, snd: u32, rcv: u32) {
-        self.s.with_conn(|c| c.kcp.set_window(snd, rcv));
-    }
-
-    /// Changes the MTU (at most 1500, and room for the headers). Later segments use the new MSS.
+    /// The peer's address (as `TcpStream::peer_addr`; kcp-go `RemoteAddr`). For a client it is the dialled
+    /// address; for an accepted session it follows the peer when it roams.
+    ///
+    /// Every address accessor of this crate has this shape: `local_addr()` and `peer_addr()` returning
+    /// `io::Result<SocketAddr>`, on [`KcpStream`], its halves, and (`local_addr`) [`KcpListener`](crate::KcpListener).
     ///
     /// # Errors
-    /// [`SessionError::Kcp`] if the engine refuses the MTU.
-    pub fn set_mtu(&self, mtu: usize) -> Result<(), SessionError> {
-        if mtu > MAX_MTU {
-            return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
-        }
-        self.s.with_conn(|c| {
-            let overhead = c.overhead();
-            if mtu <= rkcp_engine::OVERHEAD + overhead {
-                return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
-            }
-            c.kcp.set_mtu(mtu).map_err(SessionError::Kcp)
-        })
-    }
-
-    /// Stream mode (no message boundaries) or message mode (each write/`send_msg` is one message).
-    pub fn set_stream_mode(&self, on: bool) {
-        self.s.with_conn(|c| {
-            c.set_stream_mode(on);
-        });
-    }
-
-    /// Send ACKs right after each input instead of at the next flush.
-    pub fn set_ack_nodelay(&self, on: bool) {
-        self.s.with_conn(|c| c.kcp.set_ack_nodelay(on));
-    }
-
-    /// Caps the segments sent but not yet acknowledged (`None`: no cap, as kcp-go); see
-    /// [`KcpConfig::max_inflight`](crate::KcpConfig::max_inflight).
-    pub fn set_max_inflight(&self, max: Option<u32>) {
-        self.s.with_conn(|c| c.kcp.set_max_inflight(max));
-    }
-
-    /// Switches the congestion controller at run time; see
-    /// [`KcpConfig::congestion`](crate::KcpConfig::congestion).
-    pub fn set_congestion(&self, cc: rkcp_engine::Congestion) {
-        self.s.with_conn(|c| c.kcp.set_congestion(cc));
-    }
-
-    /// Write delay: do not flush after each write, but when the window fills or at the next tick.
-    pub fn set_write_delay(&self, on: bool) {
-        self.s.with_conn(|c| c.set_write_delay(on));
-    }
-
-    /// Transmissions of one segment after which the link counts as dead.
-    pub fn set_dead_link(&self, xmit: u32) {
-        self.s.with_conn(|c| {
-            c.set_dead_link(xmit);
-        });
-    }
-
-    /// Changes this session's idle timeout (see [`KcpConfig::idle_timeout`]), counted from the last datagram
-    /// heard from the peer; `None` turns it off. Takes effect at once.
-    ///
-    /// # Errors
-    /// [`SessionError::Config`] for a zero timeout.
-    pub fn set_idle_timeout(
-        &self,
-        timeout: Option<std::time::Duration>,
-    ) -> Result<(), SessionError> {
-        let ms = timeout.map(|d| d.as_millis() as u64);
-        if ms == Some(0) {
-            return Err(crate::ConfigError::ZeroTimeout.into());
-        }
-        self.s.with_conn(|c| c.set_idle_timeout(ms));
-        Ok(())
-    }
-
-    /// Changes the bound on a later graceful `shutdown` (see [`KcpConfig::close_timeout`]).
-    ///
-    /// # Errors
-    /// [`SessionError::Config`] for a zero timeout.
-    pub fn set_close_timeout(&self, timeout: std::time::Duration) -> Result<(), SessionError> {
-        let ms = timeout.as_millis() as u64;
-        if ms == 0 {
-            return Err(crate::ConfigError::ZeroTimeout.into());
-        }
-        self.s.with_conn(|c| c.set_close_timeout(ms));
-        Ok(())
-    }
-
-    /// DSCP for this client's socket (kcp-go `SetDSCP`).
-    ///
-    /// # Errors
-    /// [`SessionError::InvalidOperation`] on a listener's session (set it on the listener), or the socket error.
-    pub fn set_dscp(&self, dscp: u32) -> Result<(), SessionError> {
-        self.own_socket()?;
-        crate::sockopt::set_dscp(self.s.io().socket(), dscp)
-    }
-
-    /// `SO_RCVBUF` of this client's socket.
-    ///
-    /// # Errors
-    /// As [`KcpStream::set_dscp`].
-    pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), SessionError> {
-        self.own_socket()?;
-        Ok(socket2::SockRef::from(self.s.io().socket()).set_recv_buffer_size(bytes)?)
-    }
-
-    /// `SO_SNDBUF` of this client's socket.
-    ///
-    /// # Errors
-    /// As [`KcpStream::set_dscp`].
-    pub fn set_send_buffer(&self, bytes: usize) -> Result<(), SessionError> {
-        self.own_socket()?;
-        Ok(socket2::SockRef::from(self.s.io().socket()).set_send_buffer_size(bytes)?)
-    }
-
-    fn own_socket(&self) -> Result<(), SessionError> {
-        match self.s.role {
-            Role::Client => Ok(()),
-            Role::Accepted(_) => Err(SessionError::InvalidOperation),
-        }
-    }
-
-    /// Current retransmission timeout in ms.
-    pub fn rto(&self) -> u32 {
-        self.s.state.lock().conn.kcp.rto()
-    }
-
-    /// Smoothed RTT in ms.
-    pub fn srtt(&self) -> i32 {
-        self.s.state.lock().conn.kcp.srtt()
-    }
-
-    /// RTT variance in ms.
-    pub fn srttvar(&self) -> i32 {
-        self.s.state.lock().conn.kcp.srttvar()
-    }
-
-    /// Segments queued or in flight (kcp-go `WaitSnd`).
-    pub fn wait_snd(&self) -> usize {
-        self.s.state.lock().conn.kcp.wait_snd()
-    }
-
-    /// Current MSS: payload bytes per segment.
-    pub fn mss(&self) -> usize {
-        self.s.state.lock().conn.kcp.mss()
-    }
-
-    /// This session's counters (docs/wire-format.md#session-snmp). The process-wide fields (`MaxConn`, opens, `CurrEstab`) are
-    /// 0 here; see [`global_snmp`](crate::global_snmp).
-    pub fn snmp(&self) -> SnmpSnapshot {
-        self.s.snapshot()
+    /// None today; `io::Result` keeps the shape of tokio's `TcpStream::peer_addr`.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.s.remote())
     }
 
     /// Message mode: sends `msg` as one message (at most 255 segments), waiting for window room.
@@ -419,6 +287,238 @@ impl KcpStream {
     }
 }
 
+/// A cloneable handle on a live session's engine knobs and statistics, from [`KcpStream::control`] (or
+/// either half's `control`).
+///
+/// It stays usable after the stream was moved elsewhere, typically into an smux session (which owns its
+/// transport): keep a `KcpControl` to retune the mode, windows or MTU, or to read RTT and counters, while
+/// smux streams run on top. It does not keep the session open: once every [`KcpStream`] handle is gone the
+/// session closes as usual, and the knobs then have no effect. `KcpStream` dereferences to its control, so
+/// every method here is also a method of the stream.
+///
+/// ```
+/// use rkcp_session::{KcpConfig, KcpListener, KcpStream};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::fast3()).await?;
+/// let stream = KcpStream::connect(listener.local_addr()?, KcpConfig::fast3()).await?;
+/// let control = stream.control();
+/// // ... move `stream` into an smux session (or any task) here ...
+/// control.set_mode(true, 20, 2, true); // kcp-go SetNoDelay(1, 20, 2, 1)
+/// assert_eq!(control.interval(), 20);
+/// control.set_window(512, 512);
+/// assert_eq!(control.windows(), (512, 512));
+/// # drop(stream);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KcpControl {
+    s: Arc<Session>,
+}
+
+impl std::fmt::Debug for KcpControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KcpControl")
+            .field("conv", &self.s.conv)
+            .finish()
+    }
+}
+
+impl KcpControl {
+    /// The KCP mode tuple, kcp-go's `SetNoDelay` (and ikcp's `ikcp_nodelay`; docs/wire-format.md#kcp-knobs):
+    /// `nodelay` (30 ms RTO floor and gentler backoff), flush `interval` (clamped to 10..=5000 ms), fast-resend
+    /// threshold `resend` (0: off) and `nc` (congestion window off). Takes effect at once.
+    ///
+    /// Named `set_mode`, not `set_nodelay`, because it has nothing to do with `TcpStream::set_nodelay`
+    /// (Nagle's algorithm): KCP never holds small writes back (see [`KcpControl::set_write_delay`] for the
+    /// nearest thing).
+    pub fn set_mode(&self, nodelay: bool, interval: u32, resend: u32, nc: bool) {
+        self.s
+            .with_conn(|c| c.kcp.set_nodelay(nodelay, interval, resend, nc));
+    }
+
+    /// Send and receive windows in segments; 0 leaves one unchanged, the receive window is capped at 65535.
+    pub fn set_window(&self, snd: u32, rcv: u32) {
+        self.s.with_conn(|c| c.kcp.set_window(snd, rcv));
+    }
+
+    /// Changes the MTU (at most 1500, and room for the headers). Later segments use the new MSS.
+    ///
+    /// # Errors
+    /// [`SessionError::Kcp`] if the engine refuses the MTU.
+    pub fn set_mtu(&self, mtu: usize) -> Result<(), SessionError> {
+        if mtu > MAX_MTU {
+            return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
+        }
+        self.s.with_conn(|c| {
+            let overhead = c.overhead();
+            if mtu <= rkcp_engine::OVERHEAD + overhead {
+                return Err(SessionError::Kcp(rkcp_engine::KcpError::InvalidMtu { mtu }));
+            }
+            c.kcp.set_mtu(mtu).map_err(SessionError::Kcp)
+        })
+    }
+
+    /// Stream mode (no message boundaries) or message mode (each write/`send_msg` is one message).
+    pub fn set_stream_mode(&self, on: bool) {
+        self.s.with_conn(|c| {
+            c.set_stream_mode(on);
+        });
+    }
+
+    /// Send ACKs right after each input instead of at the next flush.
+    pub fn set_ack_nodelay(&self, on: bool) {
+        self.s.with_conn(|c| c.kcp.set_ack_nodelay(on));
+    }
+
+    /// Caps the segments sent but not yet acknowledged (`None`: no cap, as kcp-go); see
+    /// [`EngineConfig::max_inflight`](crate::EngineConfig::max_inflight).
+    pub fn set_max_inflight(&self, max: Option<u32>) {
+        self.s.with_conn(|c| c.kcp.set_max_inflight(max));
+    }
+
+    /// Switches the congestion controller at run time; see
+    /// [`EngineConfig::congestion`](crate::EngineConfig::congestion).
+    pub fn set_congestion(&self, cc: rkcp_engine::Congestion) {
+        self.s.with_conn(|c| c.kcp.set_congestion(cc));
+    }
+
+    /// Write delay: do not flush after each write, but when the window fills or at the next tick.
+    pub fn set_write_delay(&self, on: bool) {
+        self.s.with_conn(|c| c.set_write_delay(on));
+    }
+
+    /// Transmissions of one segment after which the link counts as dead.
+    pub fn set_dead_link(&self, xmit: u32) {
+        self.s.with_conn(|c| {
+            c.set_dead_link(xmit);
+        });
+    }
+
+    /// Changes this session's idle timeout (see [`KcpConfig::idle_timeout`]), counted from the last datagram
+    /// heard from the peer; `None` turns it off. Takes effect at once.
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for a zero timeout.
+    pub fn set_idle_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), SessionError> {
+        let ms = timeout.map(|d| d.as_millis() as u64);
+        if ms == Some(0) {
+            return Err(crate::ConfigError::ZeroTimeout.into());
+        }
+        self.s.with_conn(|c| c.set_idle_timeout(ms));
+        Ok(())
+    }
+
+    /// Changes the bound on a later graceful `shutdown` (see [`KcpConfig::close_timeout`]).
+    ///
+    /// # Errors
+    /// [`SessionError::Config`] for a zero timeout.
+    pub fn set_close_timeout(&self, timeout: std::time::Duration) -> Result<(), SessionError> {
+        let ms = timeout.as_millis() as u64;
+        if ms == 0 {
+            return Err(crate::ConfigError::ZeroTimeout.into());
+        }
+        self.s.with_conn(|c| c.set_close_timeout(ms));
+        Ok(())
+    }
+
+    /// DSCP for this client's socket (kcp-go `SetDSCP`).
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidOperation`] on a listener's session (set it on the listener), or the socket error.
+    pub fn set_dscp(&self, dscp: u32) -> Result<(), SessionError> {
+        self.own_socket()?;
+        crate::sockopt::set_dscp(self.s.io().socket(), dscp)
+    }
+
+    /// `SO_RCVBUF` of this client's socket.
+    ///
+    /// # Errors
+    /// As [`KcpControl::set_dscp`].
+    pub fn set_recv_buffer(&self, bytes: usize) -> Result<(), SessionError> {
+        self.own_socket()?;
+        Ok(socket2::SockRef::from(self.s.io().socket()).set_recv_buffer_size(bytes)?)
+    }
+
+    /// `SO_SNDBUF` of this client's socket.
+    ///
+    /// # Errors
+    /// As [`KcpControl::set_dscp`].
+    pub fn set_send_buffer(&self, bytes: usize) -> Result<(), SessionError> {
+        self.own_socket()?;
+        Ok(socket2::SockRef::from(self.s.io().socket()).set_send_buffer_size(bytes)?)
+    }
+
+    fn own_socket(&self) -> Result<(), SessionError> {
+        match self.s.role {
+            Role::Client => Ok(()),
+            Role::Accepted(_) => Err(SessionError::InvalidOperation),
+        }
+    }
+
+    /// Current retransmission timeout in ms.
+    pub fn rto(&self) -> u32 {
+        self.s.state.lock().conn.kcp.rto()
+    }
+
+    /// Smoothed RTT in ms.
+    pub fn srtt(&self) -> i32 {
+        self.s.state.lock().conn.kcp.srtt()
+    }
+
+    /// RTT variance in ms.
+    pub fn srttvar(&self) -> i32 {
+        self.s.state.lock().conn.kcp.srttvar()
+    }
+
+    /// Segments queued or in flight (kcp-go `WaitSnd`).
+    pub fn wait_snd(&self) -> usize {
+        self.s.state.lock().conn.kcp.wait_snd()
+    }
+
+    /// Current MSS: payload bytes per segment.
+    pub fn mss(&self) -> usize {
+        self.s.state.lock().conn.kcp.mss()
+    }
+
+    /// This session's counters (docs/wire-format.md#session-snmp). The process-wide fields (`MaxConn`, opens, `CurrEstab`) are
+    /// 0 here; see [`global_snmp`](crate::global_snmp).
+    pub fn snmp(&self) -> SnmpSnapshot {
+        self.s.snapshot()
+    }
+
+    /// The conversation id.
+    pub fn conv(&self) -> u32 {
+        self.s.conv
+    }
+
+    /// The engine's current flush interval in ms (as set by the config or [`KcpControl::set_mode`]).
+    pub fn interval(&self) -> u32 {
+        self.s.state.lock().conn.kcp.interval()
+    }
+
+    /// The engine's current send and receive windows in segments (as set by the config or
+    /// [`KcpControl::set_window`]).
+    pub fn windows(&self) -> (u32, u32) {
+        let st = self.s.state.lock();
+        (st.conn.kcp.snd_wnd(), st.conn.kcp.rcv_wnd())
+    }
+
+    /// The engine's counters (segments, retransmissions, …) of this session.
+    pub fn stats(&self) -> rkcp_engine::KcpStats {
+        *self.s.state.lock().conn.kcp.stats()
+    }
+
+    /// Whether the session has ended (for whatever reason); [`KcpStream::closed`] says why.
+    pub fn is_closed(&self) -> bool {
+        self.s.state.lock().conn.closed().is_some()
+    }
+}
+
 impl AsyncRead for KcpStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -476,6 +576,29 @@ impl OwnedReadHalf {
         self.s.wait_closed().await
     }
 
+    /// The local socket address, as [`KcpStream::local_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.s.io().socket().local_addr()
+    }
+
+    /// The peer's address, as [`KcpStream::peer_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.s.remote())
+    }
+
+    /// This session's [`KcpControl`], as [`KcpStream::control`].
+    pub fn control(&self) -> KcpControl {
+        KcpControl {
+            s: Arc::clone(&self.s),
+        }
+    }
+
     /// Puts the halves back together (as tokio's `OwnedReadHalf::reunite`).
     ///
     /// # Errors
@@ -521,6 +644,29 @@ impl OwnedWriteHalf {
     /// As [`KcpStream::closed`].
     pub async fn closed(&self) -> SessionError {
         self.s.wait_closed().await
+    }
+
+    /// The local socket address, as [`KcpStream::local_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.s.io().socket().local_addr()
+    }
+
+    /// The peer's address, as [`KcpStream::peer_addr`].
+    ///
+    /// # Errors
+    /// As [`KcpStream::peer_addr`].
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.s.remote())
+    }
+
+    /// This session's [`KcpControl`], as [`KcpStream::control`].
+    pub fn control(&self) -> KcpControl {
+        KcpControl {
+            s: Arc::clone(&self.s),
+        }
     }
 
     /// Puts the halves back together; see [`OwnedReadHalf::reunite`].

@@ -15,7 +15,7 @@ async fn encrypted_listener_counts_and_drops_garbage() {
     let crypt = PacketCrypt::from_passphrase(CipherKind::Aes, "right key");
     let cfg = fast().with_crypt(crypt.clone()).with_fec(10, 3);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let csum_before = rkcp_session::global_snmp().in_csum_errors;
 
@@ -72,7 +72,7 @@ async fn encrypted_listener_counts_and_drops_garbage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_conv_and_bad_segments_are_counted() {
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let mut c = KcpStream::connect(addr, fast()).await.unwrap();
     c.write_all(b"hi").await.unwrap();
     let (mut s, _) = listener.accept().await.unwrap();
@@ -129,13 +129,11 @@ async fn foreign_conv_and_bad_segments_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_and_session_cap_drop_new_peers() {
-    let cfg = rkcp_session::KcpConfig {
-        accept_backlog: 2,
-        max_sessions: 3,
-        ..fast()
-    };
+    let mut cfg = fast();
+    cfg.listener.accept_backlog = 2;
+    cfg.listener.max_sessions = 3;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let mut clients = Vec::new();
     for _ in 0..4 {
         let mut c = KcpStream::connect(addr, cfg.clone()).await.unwrap();

@@ -46,7 +46,7 @@ async fn replays_from_new_ports_never_rerun_a_request() {
         let kind = crypt.kind();
         let cfg = fast().with_crypt(crypt).with_fec(10, 3);
         let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-        let server = listener.local_addr();
+        let server = listener.local_addr().unwrap();
         let nat = Nat::start(server, None).await;
         let mut c = KcpStream::connect(nat.inside, cfg).await.unwrap();
         c.write_all(b"POST /pay 100").await.unwrap();
@@ -87,7 +87,7 @@ async fn replays_from_new_ports_never_rerun_a_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_forged_session_starts_locks_nobody_out() {
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let server = listener.local_addr();
+    let server = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&accepted);
     let accept_loop = tokio::spawn(async move {
@@ -162,7 +162,7 @@ async fn a_session_follows_its_client_through_a_rebinding_nat() {
 async fn follow_through_nat(crypt: PacketCrypt) {
     let cfg = fast().with_crypt(crypt);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let server = listener.local_addr();
+    let server = listener.local_addr().unwrap();
     let stats_of = Arc::new(listener);
     let _srv = spawn_echo_shared(Arc::clone(&stats_of));
     let nat = Nat::start(server, Some(Duration::from_millis(200))).await;
@@ -206,7 +206,7 @@ async fn our_client_moves_to_new_sockets_mid_transfer() {
         let cfg = fast().with_crypt(crypt);
         let listener = Arc::new(KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap());
         let _srv = spawn_echo_shared(Arc::clone(&listener));
-        let mut c = KcpStream::connect(listener.local_addr(), cfg)
+        let mut c = KcpStream::connect(listener.local_addr().unwrap(), cfg)
             .await
             .unwrap();
         let first = c.local_addr().unwrap();

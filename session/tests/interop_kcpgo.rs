@@ -84,11 +84,10 @@ fn ciphers() -> Vec<(&'static str, Option<PacketCrypt>)> {
 
 fn config(crypt: &Option<PacketCrypt>, fec: (usize, usize), stream: bool) -> KcpConfig {
     KcpConfig {
-        stream,
         crypt: crypt.clone(),
-        snd_wnd: 1024,
-        rcv_wnd: 1024,
         ..KcpConfig::fast3()
+            .with_stream(stream)
+            .with_window(1024, 1024)
     }
     .with_fec(fec.0, fec.1)
 }
@@ -122,7 +121,7 @@ async fn interop_rust_client_to_kcpgo_echo() {
             for stream in [true, false] {
                 let srv = go_server(&peer_args("echo", "127.0.0.1:0", name, fec, stream, 0));
                 let mut cfg = config(&crypt, fec, stream);
-                cfg.mtu = 1350;
+                cfg.kcp.mtu = 1350;
                 let c = KcpStream::connect(srv.addr, cfg).await.unwrap();
                 let what = format!("cipher {name} fec {fec:?} stream {stream}");
                 if stream {
@@ -159,9 +158,9 @@ async fn interop_kcpgo_client_to_rust_echo() {
         for fec in [(10, 3), (0, 0)] {
             for stream in [true, false] {
                 let mut cfg = config(&crypt, fec, stream);
-                cfg.mtu = 1350;
+                cfg.kcp.mtu = 1350;
                 let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
-                let addr = listener.local_addr().to_string();
+                let addr = listener.local_addr().unwrap().to_string();
                 let srv = spawn_echo(listener);
                 let args = peer_args("client", &addr, name, fec, stream, 300_000);
                 let out = tokio::task::spawn_blocking(move || {
@@ -200,9 +199,9 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
     let mut rates = Vec::new();
     for rebind in [None, Some(Duration::from_millis(50))] {
         let mut cfg = config(&crypt, (10, 3), true);
-        cfg.mtu = 1350;
+        cfg.kcp.mtu = 1350;
         let listener = std::sync::Arc::new(KcpListener::bind("127.0.0.1:0", cfg).await.unwrap());
-        let server = listener.local_addr();
+        let server = listener.local_addr().unwrap();
         let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
         let nat = common::nat::Nat::start(server, rebind).await;
         let bytes = 8_000_000;
@@ -267,13 +266,13 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
     let exe = go_peer();
     for shards in [2, 4] {
         let mut cfg = config(&crypt, (10, 3), true);
-        cfg.mtu = 1350;
+        cfg.kcp.mtu = 1350;
         let listener = std::sync::Arc::new(
             KcpListener::bind_sharded("127.0.0.1:0", cfg, shards)
                 .await
                 .unwrap(),
         );
-        let addr = listener.local_addr().to_string();
+        let addr = listener.local_addr().unwrap().to_string();
         let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
         let mut clients = Vec::new();
         for _ in 0..16 {
@@ -299,14 +298,18 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
     }
 
     let mut cfg = config(&crypt, (10, 3), true);
-    cfg.mtu = 1350;
+    cfg.kcp.mtu = 1350;
     let listener = std::sync::Arc::new(
         KcpListener::bind_sharded("127.0.0.1:0", cfg, 4)
             .await
             .unwrap(),
     );
     let srv = spawn_echo_shared(std::sync::Arc::clone(&listener));
-    let nat = common::nat::Nat::start(listener.local_addr(), Some(Duration::from_millis(50))).await;
+    let nat = common::nat::Nat::start(
+        listener.local_addr().unwrap(),
+        Some(Duration::from_millis(50)),
+    )
+    .await;
     let bytes = 8_000_000;
     let args = peer_args(
         "client",

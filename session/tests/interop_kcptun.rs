@@ -64,12 +64,10 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
 
 fn kcp_config(kind: CipherKind, fec: (usize, usize)) -> KcpConfig {
     // kcptun's session setup (F.3): stream mode, mtu 1350, fast3 here, windows as kcptun's server defaults.
-    KcpConfig {
-        mtu: 1350,
-        ..KcpConfig::fast3()
-    }
-    .with_crypt(PacketCrypt::from_passphrase(kind, KEY))
-    .with_fec(fec.0, fec.1)
+    KcpConfig::fast3()
+        .with_mtu(1350)
+        .with_crypt(PacketCrypt::from_passphrase(kind, KEY))
+        .with_fec(fec.0, fec.1)
 }
 
 fn smux_config(version: u8) -> rkcp_smux::Config {
@@ -179,7 +177,7 @@ async fn interop_kcptun_client_into_rust_listener() {
                 let listener = KcpListener::bind("127.0.0.1:0", kcp_config(kind, fec))
                     .await
                     .unwrap();
-                let kaddr = listener.local_addr();
+                let kaddr = listener.local_addr().unwrap();
                 let server = tokio::spawn(async move {
                     let Ok((kcp, _)) = listener.accept().await else {
                         return;

@@ -92,7 +92,7 @@ async fn go_client_rust_server(v: Version, shape: Shape) {
     let listener = KcpListener::bind("127.0.0.1:0", kcp_config())
         .await
         .unwrap();
-    let addr = listener.local_addr().to_string();
+    let addr = listener.local_addr().unwrap().to_string();
     let progress = Progress::default();
     // KCP has no FIN, so our session outlives the Go client's (until keepalive): the Go
     // client's OK (every stream checked) is the verdict; the server is dropped with the test.

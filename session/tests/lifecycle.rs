@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
+use rkcp_session::{KcpListener, KcpStream, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
 
@@ -27,7 +27,7 @@ async fn a_reader_learns_its_peer_is_gone_within_the_idle_timeout() {
     let listener = KcpListener::bind("127.0.0.1:0", fast().with_idle_timeout(Some(idle)))
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     // The client never times out and goes silent after its first write (as a frozen peer would).
     let mut c = KcpStream::connect(addr, fast().with_idle_timeout(None))
         .await
@@ -65,7 +65,7 @@ async fn a_reader_learns_its_peer_is_gone_within_the_idle_timeout() {
 async fn traffic_keeps_the_idle_timeout_away() {
     let cfg = fast().with_idle_timeout(Some(Duration::from_millis(500)));
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let mut c = KcpStream::connect(addr, cfg).await.unwrap();
     for i in 0..20u8 {
@@ -82,12 +82,11 @@ async fn traffic_keeps_the_idle_timeout_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_within_close_timeout_when_the_peer_is_gone() {
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cfg = KcpConfig {
-        dead_link: 10_000,
-        ..fast()
-    }
-    .with_idle_timeout(None)
-    .with_close_timeout(Duration::from_millis(300));
+    let mut cfg = fast();
+    cfg.kcp.dead_link = 10_000;
+    let cfg = cfg
+        .with_idle_timeout(None)
+        .with_close_timeout(Duration::from_millis(300));
     let mut c = KcpStream::connect(silent.local_addr().unwrap(), cfg)
         .await
         .unwrap();
@@ -113,7 +112,7 @@ async fn shutdown_returns_within_close_timeout_when_the_peer_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_resolves_with_the_reason_everywhere() {
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let c = Arc::new(KcpStream::connect(addr, fast()).await.unwrap());
     let waiters: Vec<_> = (0..3)
@@ -137,10 +136,8 @@ async fn closed_resolves_with_the_reason_everywhere() {
     }
 
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let cfg = KcpConfig {
-        dead_link: 3,
-        ..fast()
-    };
+    let mut cfg = fast();
+    cfg.kcp.dead_link = 3;
     let c = KcpStream::connect(silent.local_addr().unwrap(), cfg)
         .await
         .unwrap();
@@ -168,7 +165,7 @@ fn closed_sessions_leave_no_task_behind() {
     rt.block_on(async {
         let base = metrics.num_alive_tasks();
         let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-        let addr = listener.local_addr();
+        let addr = listener.local_addr().unwrap();
         let mut pairs = Vec::new();
         for i in 0..20u8 {
             let mut c = KcpStream::connect(addr, fast()).await.unwrap();
@@ -197,9 +194,12 @@ async fn the_idle_timeout_can_be_set_per_session() {
     let listener = KcpListener::bind("127.0.0.1:0", fast().with_idle_timeout(None))
         .await
         .unwrap();
-    let mut c = KcpStream::connect(listener.local_addr(), fast().with_idle_timeout(None))
-        .await
-        .unwrap();
+    let mut c = KcpStream::connect(
+        listener.local_addr().unwrap(),
+        fast().with_idle_timeout(None),
+    )
+    .await
+    .unwrap();
     c.write_all(b"hi").await.unwrap();
     let (mut s, _) = listener.accept().await.unwrap();
     let mut b = [0u8; 2];

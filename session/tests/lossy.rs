@@ -54,7 +54,7 @@ async fn lossy_link_with_fec_recovers() {
         .with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "loss"))
         .with_fec(10, 3);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let (relay, dropped) = spawn_relay(listener.local_addr(), 10, 0x5eed).await;
+    let (relay, dropped) = spawn_relay(listener.local_addr().unwrap(), 10, 0x5eed).await;
     let srv = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut got = vec![0u8; LEN];
@@ -88,13 +88,9 @@ async fn lossy_link_with_fec_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lossy_link_without_fec_retransmits() {
-    let cfg = KcpConfig {
-        snd_wnd: 128,
-        rcv_wnd: 128,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_window(128, 128);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let (relay, dropped) = spawn_relay(listener.local_addr(), 15, 42).await;
+    let (relay, dropped) = spawn_relay(listener.local_addr().unwrap(), 15, 42).await;
     let _srv = spawn_echo(listener);
     let c = KcpStream::connect(relay, cfg).await.unwrap();
     let data = pattern(78, 300_000);

@@ -36,7 +36,7 @@ async fn many_clients_are_spread_over_the_shards_and_all_served() {
     for (n, cfg) in [(2, fast()), (4, fast().with_crypt(aes()).with_fec(10, 3))] {
         let listener = sharded(cfg.clone(), n).await;
         let _srv = spawn_echo_shared(Arc::clone(&listener));
-        let addr = listener.local_addr();
+        let addr = listener.local_addr().unwrap();
         let mut tasks = Vec::new();
         for i in 0..64u64 {
             let cfg = cfg.clone();
@@ -77,7 +77,7 @@ async fn a_client_that_moves_its_socket_keeps_its_session_across_shards() {
         let cfg = fast().with_crypt(crypt);
         let listener = sharded(cfg.clone(), 2).await;
         let _srv = spawn_echo_shared(Arc::clone(&listener));
-        let mut c = KcpStream::connect(listener.local_addr(), cfg)
+        let mut c = KcpStream::connect(listener.local_addr().unwrap(), cfg)
             .await
             .unwrap();
         let mut buf = vec![0u8; 65536];
@@ -126,7 +126,11 @@ async fn a_rebinding_nat_keeps_one_session_across_shards() {
     let cfg = fast().with_crypt(aes()).with_fec(10, 3);
     let listener = sharded(cfg.clone(), 4).await;
     let _srv = spawn_echo_shared(Arc::clone(&listener));
-    let nat = Nat::start(listener.local_addr(), Some(Duration::from_millis(150))).await;
+    let nat = Nat::start(
+        listener.local_addr().unwrap(),
+        Some(Duration::from_millis(150)),
+    )
+    .await;
     let c = KcpStream::connect(nat.inside, cfg).await.unwrap();
     let (mut r, mut w) = c.into_split();
     let start = Instant::now();
@@ -186,7 +190,7 @@ async fn replays_reaching_another_shard_neither_create_nor_move_a_session() {
         let kind = crypt.kind();
         let cfg = fast().with_crypt(crypt).with_fec(10, 3);
         let listener = sharded(cfg.clone(), 2).await;
-        let server = listener.local_addr();
+        let server = listener.local_addr().unwrap();
         let nat = Nat::start(server, None).await;
         let mut c = KcpStream::connect(nat.inside, cfg).await.unwrap();
         c.write_all(b"POST /pay 100").await.unwrap();

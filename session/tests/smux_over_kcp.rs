@@ -10,17 +10,12 @@ fn pattern(i: usize) -> u8 {
 }
 
 async fn echo(version: rkcp_smux::Version, total: usize) {
-    let cfg = KcpConfig {
-        snd_wnd: 1024,
-        rcv_wnd: 1024,
-        mtu: 1350,
-        ..KcpConfig::fast3()
-    };
+    let cfg = KcpConfig::fast3().with_window(1024, 1024).with_mtu(1350);
     let mut sc = rkcp_smux::Config::default();
     sc.version = version;
     sc.max_stream_buffer = 2 << 20;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let scs = sc.clone();
     let server = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
@@ -82,4 +77,69 @@ async fn smux_v1_echo_over_kcp_is_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smux_v2_echo_over_kcp_is_exact() {
     echo(rkcp_smux::Version::V2, 48 << 20).await;
+}
+
+/// The engine's knobs stay reachable through a `KcpControl` after smux took the stream: retuning the mode
+/// from another thread changes the live engine (its reported interval), windows and MTU follow, counters
+/// move with smux traffic, and the control does not keep the session open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_retunes_a_session_owned_by_smux() {
+    fn send_sync_clone<T: Clone + Send + Sync + 'static>() {}
+    send_sync_clone::<rkcp_session::KcpControl>();
+
+    let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::fast3())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let srv = tokio::spawn(async move {
+        let (kcp, _) = listener.accept().await.unwrap();
+        let mux = rkcp_smux::Session::server(kcp, rkcp_smux::Config::default()).unwrap();
+        let mut s = mux.accept_stream().await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+        s.flush().await.unwrap();
+        // Keep the session until the client has read the echo.
+        let _ = s.read(&mut buf).await;
+    });
+
+    let kcp = KcpStream::connect(addr, KcpConfig::fast3()).await.unwrap();
+    let control = kcp.control();
+    assert_eq!(control.interval(), 10);
+    let mux = rkcp_smux::Session::client(kcp, rkcp_smux::Config::default()).unwrap();
+
+    // The stream now belongs to smux: retune from another thread through a clone.
+    let other = control.clone();
+    std::thread::spawn(move || other.set_mode(false, 40, 0, false))
+        .join()
+        .unwrap();
+    assert_eq!(
+        control.interval(),
+        40,
+        "the live engine took the new interval"
+    );
+    control.set_window(64, 128);
+    assert_eq!(control.windows(), (64, 128));
+    control.set_mtu(600).unwrap();
+    assert_eq!(control.mss(), 600 - 24);
+
+    let out_before = control.stats().out_segs;
+    let mut s = mux.open_stream().await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 4];
+    s.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"ping");
+    assert!(control.stats().out_segs > out_before);
+    assert!(control.snmp().bytes_sent > 0);
+    assert!(!control.is_closed());
+    drop(s);
+    srv.abort();
+    drop(mux);
+
+    // A control alone does not keep a session open.
+    let lone = KcpStream::connect(addr, KcpConfig::fast3()).await.unwrap();
+    let c = lone.control();
+    assert!(!c.is_closed());
+    drop(lone);
+    assert!(c.is_closed());
 }

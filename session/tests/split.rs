@@ -10,16 +10,13 @@ use rkcp_session::{KcpConfig, KcpListener, KcpStream, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn msg_mode() -> KcpConfig {
-    KcpConfig {
-        stream: false,
-        ..fast()
-    }
+    fast().with_stream(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn halves_reunite_into_a_working_stream_and_strangers_do_not() {
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let a = KcpStream::connect(addr, fast()).await.unwrap();
     let b = KcpStream::connect(addr, fast()).await.unwrap();
@@ -55,7 +52,7 @@ async fn halves_reunite_into_a_working_stream_and_strangers_do_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_go_through_the_halves_with_their_size_known_first() {
     let listener = KcpListener::bind("127.0.0.1:0", msg_mode()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let c = KcpStream::connect(addr, msg_mode()).await.unwrap();
     let (cr, cw) = c.into_split();
     cw.send_msg(b"first").await.unwrap();
@@ -88,16 +85,44 @@ async fn messages_go_through_the_halves_with_their_size_known_first() {
 
     // Stream mode has no message sizes; a closed session reports why.
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let s = KcpStream::connect(listener.local_addr(), fast())
+    let s = KcpStream::connect(listener.local_addr().unwrap(), fast())
         .await
         .unwrap();
     assert!(matches!(
         s.peek_msg_size(),
         Err(SessionError::NotMessageMode)
     ));
-    let m = KcpStream::connect(listener.local_addr(), msg_mode())
+    let m = KcpStream::connect(listener.local_addr().unwrap(), msg_mode())
         .await
         .unwrap();
     m.close();
     assert!(matches!(m.peek_msg_size(), Err(SessionError::Closed)));
+}
+
+/// One address convention: `local_addr()`/`peer_addr()` return `io::Result<SocketAddr>` on the stream, both
+/// halves and (`local_addr`) the listener, and the two ends agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_agree_across_stream_halves_and_listener() {
+    use std::net::SocketAddr;
+    let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
+    let server: SocketAddr = listener.local_addr().unwrap();
+    assert_ne!(server.port(), 0);
+    let mut c = KcpStream::connect(server, fast()).await.unwrap();
+    c.write_all(b"hi").await.unwrap();
+    let (s, from) = listener.accept().await.unwrap();
+    let client_local = SocketAddr::new(server.ip(), c.local_addr().unwrap().port());
+    assert_eq!(c.peer_addr().unwrap(), server);
+    assert_eq!(s.peer_addr().unwrap(), from);
+    assert_eq!(s.peer_addr().unwrap(), client_local);
+    assert_eq!(s.local_addr().unwrap(), server);
+    let (r, w) = c.into_split();
+    for (local, peer) in [
+        (r.local_addr().unwrap(), r.peer_addr().unwrap()),
+        (w.local_addr().unwrap(), w.peer_addr().unwrap()),
+    ] {
+        assert_eq!(local.port(), client_local.port());
+        assert_eq!(peer, server);
+    }
+    assert_eq!(r.control().conv(), s.conv());
+    assert_eq!(w.control().conv(), s.conv());
 }

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_mode_echo_plain() {
     let listener = KcpListener::bind("127.0.0.1:0", fast()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let stream = KcpStream::connect(addr, fast()).await.unwrap();
     let data = pattern(1, 2 << 20);
@@ -23,7 +23,7 @@ async fn default_config_small_echo() {
     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let stream = KcpStream::connect(addr, KcpConfig::default())
         .await
@@ -33,6 +33,36 @@ async fn default_config_small_echo() {
     assert_eq!(got, data);
 }
 
+/// The default config is the engine's (kcp-go's) message mode: a byte-stream reader with a buffer smaller
+/// than a message still gets every byte in order (the rest of a message waits for the next read).
+#[tokio::test]
+async fn default_message_mode_keeps_the_rest_of_a_partly_read_message() {
+    use tokio::io::AsyncReadExt;
+    assert!(!KcpConfig::default().kcp.stream);
+    let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut c = KcpStream::connect(addr, KcpConfig::default())
+        .await
+        .unwrap();
+    // One 3,000-byte message (three segments), then bytes through AsyncWrite (cut into MSS-sized messages).
+    let msg = pattern(11, 3000);
+    let bytes = pattern(12, 5000);
+    c.send_msg(&msg).await.unwrap();
+    c.write_all(&bytes).await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 100];
+    while got.len() < msg.len() + bytes.len() {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0 && n <= 100);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got[..msg.len()], &msg[..]);
+    assert_eq!(&got[msg.len()..], &bytes[..]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cipher_with_and_without_fec() {
     for kind in CipherKind::ALL {
@@ -40,7 +70,7 @@ async fn every_cipher_with_and_without_fec() {
         for fec in [(0, 0), (10, 3)] {
             let cfg = fast().with_crypt(crypt.clone()).with_fec(fec.0, fec.1);
             let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-            let addr = listener.local_addr();
+            let addr = listener.local_addr().unwrap();
             let srv = spawn_echo(listener);
             let stream = KcpStream::connect(addr, cfg).await.unwrap();
             let data = pattern(kind as u64 + 7, 200_000);
@@ -56,9 +86,9 @@ async fn message_mode_keeps_boundaries() {
     let mut cfg = fast()
         .with_fec(10, 3)
         .with_crypt(PacketCrypt::from_passphrase(CipherKind::Salsa20, "k"));
-    cfg.stream = false;
+    cfg.kcp.stream = false;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let srv = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
         let mut buf = vec![0u8; 300_000];
@@ -121,9 +151,9 @@ async fn message_mode_keeps_boundaries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_mode_through_async_read_write() {
     let mut cfg = fast();
-    cfg.stream = false;
+    cfg.kcp.stream = false;
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let stream = KcpStream::connect(addr, cfg).await.unwrap();
     let data = pattern(5, 500_000);
@@ -137,7 +167,7 @@ async fn many_concurrent_sessions() {
         .with_crypt(PacketCrypt::from_passphrase(CipherKind::Aes, "x"))
         .with_fec(10, 3);
     let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let _srv = spawn_echo(listener);
     let mut tasks = Vec::new();
     for i in 0..64u64 {
@@ -160,10 +190,10 @@ async fn runtime_retuning_mid_transfer() {
     let listener = KcpListener::bind("127.0.0.1:0", KcpConfig::default())
         .await
         .unwrap();
-    let addr = listener.local_addr();
+    let addr = listener.local_addr().unwrap();
     let srv = tokio::spawn(async move {
         let (s, _) = listener.accept().await.unwrap();
-        s.set_nodelay(true, 10, 2, true);
+        s.set_mode(true, 10, 2, true);
         s.set_window(512, 512);
         let (mut r, mut w) = tokio::io::split(s);
         tokio::io::copy(&mut r, &mut w).await
@@ -180,7 +210,7 @@ async fn runtime_retuning_mid_transfer() {
         (true, 10, 2, true, 1024, 1500, false, false),
     ];
     for (i, &(nd, iv, rs, nc, wnd, mtu, ackn, wdelay)) in tunings.iter().enumerate() {
-        c.set_nodelay(nd, iv, rs, nc);
+        c.set_mode(nd, iv, rs, nc);
         c.set_window(wnd, wnd);
         c.set_mtu(mtu).unwrap();
         assert_eq!(c.mss(), mtu - 24);

@@ -37,7 +37,7 @@ async fn main() -> std::process::ExitCode {
         // The line tests and scripts wait for: the bound address (useful with port 0).
         println!(
             "rand-service listening on {}",
-            describe_bound(listener.local_addr())
+            describe_bound(listener.local_addr()?)
         );
         let mut smux = rkcp_smux::Config::default();
         smux.version = if args.smuxver == 2 {

@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
         cfg.max_unauthenticated = args.max_unauthenticated;
         let sock = bind_udp(&args.listen)?;
         let relay = Relay::from_std(sock, kcp_config(args.kcp_key.as_deref()), cfg)?;
-        println!("relay listening on {}", describe_bound(relay.local_addr()));
+        println!("relay listening on {}", describe_bound(relay.local_addr()?));
         relay.run(shutdown_signal()).await?;
         anyhow::Ok(())
     }

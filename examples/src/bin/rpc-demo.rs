@@ -55,7 +55,7 @@ async fn run(side: Side) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::Error::new(e).context(format!("listening on {listen}")))?;
             println!(
                 "rpc-demo public listening on {}",
-                describe_bound(listener.local_addr())
+                describe_bound(listener.local_addr()?)
             );
             let routes = Routes::new().route("public.echo", |req: Vec<u8>| async move { req });
             let peer = Peer::accept(&listener, rkcp_smux::Config::default(), routes).await?;

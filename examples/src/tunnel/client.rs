@@ -46,7 +46,7 @@ impl Client {
         // first connection, and a failure then is retried with backoff).
         crate::cli::resolve("--remoteaddr", &cfg.remoteaddr).await?;
         let listener = crate::cli::bind_tcp(&cfg.localaddr)?;
-        let k = &params.kcp;
+        let k = &params.kcp.kcp;
         for w in &params.warnings {
             tracing::warn!("{w}");
         }
@@ -190,7 +190,7 @@ pub(crate) async fn create_conn(
         .await
         .with_context(|| format!("dialing {remote} ({addr})"))?;
     let local = kcp.local_addr().ok();
-    let peer = kcp.peer_addr();
+    let peer = kcp.peer_addr()?;
     let (kcp, handle) = crate::kcpwatch::watch(kcp);
     if !quiet {
         tracing::info!(

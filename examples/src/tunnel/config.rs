@@ -571,23 +571,23 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     // kcp-go SetNoDelay: negative means "unchanged" (the defaults), the interval is clamped to 10..=5000.
     let mut kcp = KcpConfig::default();
     if nodelay >= 0 {
-        kcp.nodelay = nodelay != 0;
+        kcp.kcp.nodelay = nodelay != 0;
     }
     if interval >= 0 {
-        kcp.interval = interval.clamp(10, 5000) as u32;
+        kcp.kcp.interval = interval.clamp(10, 5000) as u32;
     }
     if resend >= 0 {
-        kcp.resend = u32::try_from(resend).unwrap_or(u32::MAX);
+        kcp.kcp.resend = u32::try_from(resend).unwrap_or(u32::MAX);
     }
     if nc >= 0 {
-        kcp.nc = nc != 0;
+        kcp.kcp.nc = nc != 0;
     }
     // SetWindowSize: only positive values apply; the receive window is capped at 65535.
     if c.sndwnd > 0 {
-        kcp.snd_wnd = u32::try_from(c.sndwnd).unwrap_or(u32::MAX);
+        kcp.kcp.snd_wnd = u32::try_from(c.sndwnd).unwrap_or(u32::MAX);
     }
     if c.rcvwnd > 0 {
-        kcp.rcv_wnd = c.rcvwnd.min(65535) as u32;
+        kcp.kcp.rcv_wnd = c.rcvwnd.min(65535) as u32;
     }
     if c.mtu <= 0 || c.mtu > rkcp_session::MAX_MTU as i64 {
         bail!(
@@ -595,11 +595,11 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
             c.mtu
         );
     }
-    kcp.mtu = c.mtu as usize;
-    kcp.stream = true;
-    kcp.write_delay = false;
-    kcp.ack_nodelay = c.acknodelay;
-    kcp.congestion = match c.cc {
+    kcp.kcp.mtu = c.mtu as usize;
+    kcp.kcp.stream = true;
+    kcp.kcp.write_delay = false;
+    kcp.kcp.ack_nodelay = c.acknodelay;
+    kcp.kcp.congestion = match c.cc {
         "kcpgo" | "" => rkcp_session::Congestion::KcpGo,
         "rate" => rkcp_session::Congestion::DeliveryRate,
         "none" => rkcp_session::Congestion::None,
@@ -609,10 +609,10 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
     if !(0..=63).contains(&c.dscp) {
         bail!("--dscp {} is out of range (6 bits: 0..=63)", c.dscp);
     }
-    kcp.dscp = (c.dscp != 0).then_some(c.dscp as u32);
+    kcp.socket.dscp = (c.dscp != 0).then_some(c.dscp as u32);
     let sockbuf = positive(c.sockbuf, "sockbuf")?;
-    kcp.recv_buffer = Some(sockbuf);
-    kcp.send_buffer = Some(sockbuf);
+    kcp.socket.recv_buffer = Some(sockbuf);
+    kcp.socket.send_buffer = Some(sockbuf);
     kcp.crypt = Some(PacketCrypt::new(kind, &key));
     if c.datashard > 0 && c.parityshard > 0 {
         if c.datashard + c.parityshard > 256 {
@@ -721,10 +721,18 @@ mod tests {
         assert_eq!((s.sndwnd, s.rcvwnd), (1024, 1024));
         let p = c.params().unwrap();
         assert_eq!(
-            (p.kcp.nodelay, p.kcp.interval, p.kcp.resend, p.kcp.nc),
+            (
+                p.kcp.kcp.nodelay,
+                p.kcp.kcp.interval,
+                p.kcp.kcp.resend,
+                p.kcp.kcp.nc
+            ),
             (false, 30, 2, true)
         );
-        assert_eq!((p.kcp.snd_wnd, p.kcp.rcv_wnd, p.kcp.mtu), (128, 512, 1350));
+        assert_eq!(
+            (p.kcp.kcp.snd_wnd, p.kcp.kcp.rcv_wnd, p.kcp.kcp.mtu),
+            (128, 512, 1350)
+        );
         assert!(p.comp);
         assert_eq!(p.crypt_name, "aes");
         assert_eq!(p.kcp.mss(), 1350 - 24 - 28);
@@ -769,7 +777,12 @@ mod tests {
         let p = c.params().unwrap();
         assert!(p.kcp.fec.is_none());
         assert_eq!(
-            (p.kcp.nodelay, p.kcp.interval, p.kcp.resend, p.kcp.nc),
+            (
+                p.kcp.kcp.nodelay,
+                p.kcp.kcp.interval,
+                p.kcp.kcp.resend,
+                p.kcp.kcp.nc
+            ),
             (true, 10, 0, true)
         );
         assert_eq!(p.smux.version, rkcp_smux::Version::V2);
@@ -778,7 +791,7 @@ mod tests {
         let p = client(&["--mode", "fast3", "--interval", "100"])
             .params()
             .unwrap();
-        assert_eq!(p.kcp.interval, 10);
+        assert_eq!(p.kcp.kcp.interval, 10);
         // unknown cipher means aes.
         assert_eq!(
             client(&["--crypt", "rot13"]).params().unwrap().crypt_name,
@@ -790,15 +803,15 @@ mod tests {
     fn congestion_flag_is_off_by_default() {
         use rkcp_session::Congestion;
         assert_eq!(
-            client(&[]).params().unwrap().kcp.congestion,
+            client(&[]).params().unwrap().kcp.kcp.congestion,
             Congestion::KcpGo
         );
         let p = client(&["--cc", "rate", "--sndwnd", "4096"])
             .params()
             .unwrap();
-        assert_eq!(p.kcp.congestion, Congestion::DeliveryRate);
+        assert_eq!(p.kcp.kcp.congestion, Congestion::DeliveryRate);
         let p = client(&["--cc", "tolerant", "--nc", "0"]).params().unwrap();
-        assert_eq!(p.kcp.congestion, Congestion::LossTolerant);
+        assert_eq!(p.kcp.kcp.congestion, Congestion::LossTolerant);
         let e = client(&["--cc", "bbr"]).params().unwrap_err().to_string();
         assert!(e.contains("--cc"), "{e}");
     }
@@ -872,7 +885,7 @@ mod tests {
         // Unknown mode: the manual values, said.
         let c = client(&["--key", "k", "--mode", "fast4"]);
         let p = c.params().unwrap();
-        assert_eq!((p.kcp.nodelay, p.kcp.interval), (false, 50));
+        assert_eq!((p.kcp.kcp.nodelay, p.kcp.kcp.interval), (false, 50));
         assert!(
             p.warnings.len() == 1 && p.warnings[0].contains("--mode \"fast4\" is not one of"),
             "{:?}",

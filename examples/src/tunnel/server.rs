@@ -39,7 +39,7 @@ impl Server {
             Some(metrics::bind(&cfg.metrics).await?)
         };
         let target = Target::parse(&cfg.target);
-        let k = &params.kcp;
+        let k = &params.kcp.kcp;
         for w in &params.warnings {
             tracing::warn!("{w}");
         }
@@ -47,7 +47,7 @@ impl Server {
         tracing::info!("smux version: {}", cfg.smuxver);
         tracing::info!(
             "listening on: {}",
-            crate::cli::describe_bound(listener.local_addr())
+            crate::cli::describe_bound(listener.local_addr()?)
         );
         if let Some(m) = &metrics {
             tracing::info!("metrics: {}", metrics::url(m.local_addr()?));
@@ -91,7 +91,10 @@ impl Server {
     }
 
     /// The UDP address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
+    ///
+    /// # Errors
+    /// As [`rkcp_session::KcpListener::local_addr`].
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
@@ -155,7 +158,9 @@ async fn handle_mux(
     mut stop: watch::Receiver<bool>,
 ) {
     let local = kcp.local_addr().ok();
-    let peer = kcp.peer_addr();
+    let Ok(peer) = kcp.peer_addr() else {
+        return;
+    };
     if !quiet {
         tracing::info!(
             "smux version: {} on connection: {} -> {}",

@@ -12,7 +12,7 @@
 //! A request carries the engine's clock as `ts`, so its answer is an ordinary RTT sample and needs no
 //! special handling in the engine. [`encode_echo_request`] builds one without an engine, for a server
 //! that answers a datagram before it keeps any state for it (a stateless cookie in `ts`; its echo must
-//! then be fed with `regular = false` so the cookie is not taken for an RTT sample).
+//! then be fed as `Freshness::Stale` (kcp-go `regular = false`) so the cookie is not taken for an RTT sample).
 
 use super::Kcp;
 use crate::segment::{RawHeader, encode_raw};
@@ -72,7 +72,7 @@ impl Kcp {
 
     /// Whether `ts` is the `ts` of this engine's outstanding echo request. Any other answer to an echo
     /// request (one a server sent without state, carrying a cookie rather than a clock reading) must be fed
-    /// with `regular = false`, or its `ts` would be taken for an RTT sample.
+    /// as `Freshness::Stale`, or its `ts` would be taken for an RTT sample.
     pub fn awaits_echo(&self, ts: u32) -> bool {
         self.echo_ts == Some(ts)
     }
@@ -104,10 +104,11 @@ impl Kcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Freshness;
 
     fn pump(to: &mut Kcp, now: u32, datagrams: Vec<Vec<u8>>) {
         for d in datagrams {
-            to.input(now, &d, true).unwrap();
+            to.input(now, &d, Freshness::Fresh).unwrap();
         }
     }
 
@@ -153,7 +154,7 @@ mod tests {
         // A forged answer with another ts.
         let mut forged = vec![0u8; OVERHEAD];
         encode_raw(&mut forged, 9, Command::Ack as u8, 0, 32, 99, ECHO_SN, 0, 0);
-        server.input(101, &forged, true).unwrap();
+        server.input(101, &forged, Freshness::Fresh).unwrap();
         assert!(!server.peer_proven());
         assert_eq!(find_echo_reply(&forged, 8), None, "other conversation");
         encode_raw(
@@ -167,7 +168,7 @@ mod tests {
             0,
             0,
         );
-        server.input(102, &forged, true).unwrap();
+        server.input(102, &forged, Freshness::Fresh).unwrap();
         assert!(server.peer_proven());
     }
 
@@ -204,12 +205,12 @@ mod tests {
         assert_eq!(wire.len(), 6);
         // Everything but the first arrives: only 2 are held, and only those are acknowledged.
         for d in &wire[1..] {
-            rx.input(1, d, true).unwrap();
+            rx.input(1, d, Freshness::Fresh).unwrap();
         }
         assert_eq!(rx.rcv_buf.len(), 2);
         assert_eq!(rx.acklist.len(), 2);
         // The first arrives: in order is always taken, and the held ones follow it.
-        rx.input(2, &wire[0], true).unwrap();
+        rx.input(2, &wire[0], Freshness::Fresh).unwrap();
         assert_eq!(rx.rcv_nxt(), 3);
     }
 }

@@ -14,10 +14,34 @@ pub(super) const ACKLIST_MIN: usize = 256;
 /// With `max_inflight`, ACKs of this many segments beyond a hole trigger a flush before the interval.
 const INFLIGHT_BATCH: u32 = 16;
 
+/// Whether a datagram given to [`Kcp::input`] carries the peer's current window and our own
+/// timestamps (kcp-go's `regular` flag of `Input`).
+///
+/// ```
+/// use rkcp_engine::{Freshness, Kcp};
+///
+/// let mut k = Kcp::new(1);
+/// // A header-only ACK datagram as received; one rebuilt by FEC would be `Freshness::Stale`.
+/// let mut ack = [0u8; 24];
+/// ack[0] = 1;
+/// ack[4] = 82; // IKCP_CMD_ACK
+/// k.input(0, &ack, Freshness::Fresh).unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Freshness {
+    /// Received as the peer just sent it (kcp-go `regular = true`): its window field updates the
+    /// peer's window and its ACKs feed the RTT estimate.
+    Fresh,
+    /// Rebuilt by FEC from parity shards (kcp-go `regular = false`), or otherwise not carrying
+    /// usable timing (the session uses it for replies that echo a cookie instead of our clock):
+    /// it updates neither `rmt_wnd` nor the RTT; its segments and ACKs are processed as usual.
+    Stale,
+}
+
 impl Kcp {
-    /// Processes one datagram from the peer (kcp-go `Input`). `regular` is false for packets
-    /// rebuilt by FEC: their window and timing are stale, so they update neither `rmt_wnd` nor
-    /// the RTT.
+    /// Processes one datagram from the peer (kcp-go `Input`). `freshness` says whether it arrived as
+    /// sent ([`Freshness::Fresh`]) or was rebuilt by FEC ([`Freshness::Stale`]): a stale
+    /// datagram's window and timing are old, so it updates neither `rmt_wnd` nor the RTT.
     ///
     /// Never emits anything itself: when kcp-go would flush right away (the send window slid, or
     /// ACKs are pending with ack-nodelay) this records it, and [`next_deadline`](Kcp::next_deadline)
@@ -28,9 +52,9 @@ impl Kcp {
     /// [`KcpError::Truncated`] (shorter than a header, or a segment's data runs past the end),
     /// [`KcpError::ConvMismatch`], [`KcpError::BadCommand`]. Segments before the bad one stay
     /// applied; the RTT and congestion updates of this datagram are skipped, as in kcp-go.
-    pub fn input(&mut self, now: u32, data: &[u8], regular: bool) -> Result<(), KcpError> {
+    pub fn input(&mut self, now: u32, data: &[u8], freshness: Freshness) -> Result<(), KcpError> {
         self.last_now = now;
-        let r = self.input_inner(now, data, regular);
+        let r = self.input_inner(now, data, freshness == Freshness::Fresh);
         // ACKs may have moved the earliest retransmission: back to the tick chain.
         self.unskip();
         self.arm();

@@ -4,6 +4,7 @@
 use super::input::ACKLIST_MIN;
 use super::output::PROBE_LIMIT;
 use super::*;
+use crate::Freshness;
 use crate::{Command, SegmentHeader};
 
 const CONV: u32 = 0x1122_3344;
@@ -96,14 +97,14 @@ fn a1_vector_written_by_flush() {
         k.send(b"x").unwrap();
     }
     assert_eq!(pushes(&flush_segs(&mut k, 0)), (0..7).collect::<Vec<_>>());
-    k.input(1, &ack(6, 0, 7), true).unwrap();
+    k.input(1, &ack(6, 0, 7), Freshness::Fresh).unwrap();
     assert_eq!(k.wait_snd(), 0);
     // Peer's sn 0..4 received and read, so una = rcv_nxt = 5 and the window is empty (512).
     let mut d = Vec::new();
     for sn in 0..5 {
         d.extend(push(sn, 7, 0, b"a"));
     }
-    k.input(2, &d, true).unwrap();
+    k.input(2, &d, Freshness::Fresh).unwrap();
     let mut buf = [0u8; 8];
     for _ in 0..5 {
         assert_eq!(k.recv(&mut buf).unwrap(), 1);
@@ -148,7 +149,7 @@ fn ack_filter_sends_only_the_last_covered_ack() {
     for sn in 0..4 {
         d.extend(push(sn, 0, 100 + sn, b"p"));
     }
-    k.input(0, &d, true).unwrap();
+    k.input(0, &d, Freshness::Fresh).unwrap();
     let segs = flush_segs(&mut k, 10);
     assert_eq!(cmds(&segs), vec![Command::Ack]);
     let (h, _) = &segs[0];
@@ -165,7 +166,7 @@ fn ack_filter_keeps_acks_at_or_above_rcv_nxt() {
         push(0, 0, 3, b"c"),
     ]
     .concat();
-    k.input(0, &d, true).unwrap();
+    k.input(0, &d, Freshness::Fresh).unwrap();
     assert_eq!(k.rcv_nxt(), 1);
     let segs = flush_segs(&mut k, 10);
     let acked: Vec<u32> = segs.iter().map(|(h, _)| h.sn).collect();
@@ -176,22 +177,22 @@ fn ack_filter_keeps_acks_at_or_above_rcv_nxt() {
 #[test]
 fn duplicates_below_rcv_nxt_are_acked_and_counted() {
     let mut k = engine(true);
-    k.input(0, &push(0, 0, 5, b"a"), true).unwrap();
+    k.input(0, &push(0, 0, 5, b"a"), Freshness::Fresh).unwrap();
     flush_segs(&mut k, 1);
     assert_eq!(k.stats().repeat_segs, 0);
-    k.input(2, &push(0, 0, 6, b"a"), true).unwrap();
+    k.input(2, &push(0, 0, 6, b"a"), Freshness::Fresh).unwrap();
     assert_eq!(k.stats().repeat_segs, 1);
     let segs = flush_segs(&mut k, 3);
     assert_eq!(cmds(&segs), vec![Command::Ack]);
     assert_eq!((segs[0].0.sn, segs[0].0.ts), (0, 6));
     // An in-window duplicate out of order is acked again and counted.
-    k.input(4, &push(5, 0, 7, b"z"), true).unwrap();
-    k.input(5, &push(5, 0, 8, b"z"), true).unwrap();
+    k.input(4, &push(5, 0, 7, b"z"), Freshness::Fresh).unwrap();
+    k.input(5, &push(5, 0, 8, b"z"), Freshness::Fresh).unwrap();
     assert_eq!(k.stats().repeat_segs, 2);
     assert_eq!(k.rcv_buf.len(), 1);
     assert_eq!(flush_segs(&mut k, 6).len(), 2);
     // FEC-rebuilt (non-regular) repeats are not counted.
-    k.input(7, &push(0, 0, 6, b"a"), false).unwrap();
+    k.input(7, &push(0, 0, 6, b"a"), Freshness::Stale).unwrap();
     assert_eq!(k.stats().repeat_segs, 2);
 }
 
@@ -199,12 +200,14 @@ fn duplicates_below_rcv_nxt_are_acked_and_counted() {
 fn push_beyond_window_is_dropped_without_ack() {
     let mut k = engine(true);
     k.set_window(32, 8);
-    k.input(0, &push(8, 0, 1, b"far"), true).unwrap();
+    k.input(0, &push(8, 0, 1, b"far"), Freshness::Fresh)
+        .unwrap();
     assert!(k.acklist.is_empty());
     assert!(k.rcv_buf.is_empty());
     assert_eq!(k.stats().repeat_segs, 1);
     assert!(flush_segs(&mut k, 1).is_empty());
-    k.input(2, &push(7, 0, 1, b"edge"), true).unwrap();
+    k.input(2, &push(7, 0, 1, b"edge"), Freshness::Fresh)
+        .unwrap();
     assert_eq!(k.rcv_buf.len(), 1);
     assert_eq!(flush_segs(&mut k, 3).len(), 1);
 }
@@ -217,7 +220,7 @@ fn early_retransmit_when_no_new_segment_moves() {
     }
     assert_eq!(pushes(&flush_segs(&mut k, 0)), vec![0, 1, 2]);
     // ACK of sn 1 (sent at ts 0) counts a skip for sn 0: fastack 1 even with resend = 0.
-    k.input(5, &ack(1, 0, 0), true).unwrap();
+    k.input(5, &ack(1, 0, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.snd_buf[0].fastack, 1);
     assert_eq!(k.snd_buf[2].fastack, 0);
     let segs = flush_segs(&mut k, 10);
@@ -235,7 +238,7 @@ fn no_early_retransmit_when_new_data_moves() {
         k.send(b"seg").unwrap();
     }
     flush_segs(&mut k, 0);
-    k.input(5, &ack(1, 0, 0), true).unwrap();
+    k.input(5, &ack(1, 0, 0), Freshness::Fresh).unwrap();
     k.send(b"new").unwrap();
     assert_eq!(pushes(&flush_segs(&mut k, 10)), vec![3]);
     assert_eq!(k.stats().early_retrans_segs, 0);
@@ -249,10 +252,10 @@ fn fastack_ignores_segments_sent_after_the_acked_one() {
     flush_segs(&mut k, 0);
     // sn 0 retransmitted by RTO at 200: its ts is now 200.
     assert_eq!(pushes(&flush_segs(&mut k, 200)), vec![0, 1]);
-    k.input(250, &ack(1, 100, 0), true).unwrap();
+    k.input(250, &ack(1, 100, 0), Freshness::Fresh).unwrap();
     // The ACK echoes ts 100 < 200, so sn 0 was (re)sent after sn 1's copy: no fastack.
     assert_eq!(k.snd_buf[0].fastack, 0);
-    k.input(251, &ack(1, 200, 0), true).unwrap();
+    k.input(251, &ack(1, 200, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.snd_buf[0].fastack, 1);
 }
 
@@ -265,11 +268,11 @@ fn fast_retransmit_at_threshold() {
         k.send(b"seg").unwrap();
     }
     flush_segs(&mut k, 0);
-    k.input(5, &ack(1, 0, 0), true).unwrap();
+    k.input(5, &ack(1, 0, 0), Freshness::Fresh).unwrap();
     k.send(b"more").unwrap();
     // fastack(sn0) = 1 < 2, and a new segment moved: no retransmission.
     assert_eq!(pushes(&flush_segs(&mut k, 6)), vec![4]);
-    k.input(7, &ack(2, 0, 0), true).unwrap();
+    k.input(7, &ack(2, 0, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.snd_buf[0].fastack, 2);
     k.send(b"more").unwrap();
     assert_eq!(pushes(&flush_segs(&mut k, 8)), vec![0, 5]);
@@ -316,15 +319,15 @@ fn flush_returns_time_to_nearest_retransmission() {
 #[test]
 fn rtt_formulas() {
     let mut k = engine(true);
-    k.input(1000, &ack(0, 900, 0), true).unwrap();
+    k.input(1000, &ack(0, 900, 0), Freshness::Fresh).unwrap();
     assert_eq!((k.srtt(), k.srttvar(), k.rto()), (100, 50, 300));
-    k.input(2000, &ack(0, 1950, 0), true).unwrap();
+    k.input(2000, &ack(0, 1950, 0), Freshness::Fresh).unwrap();
     // delta -50, srtt += -50 >> 3 = -7 (arithmetic shift), rttvar += 0.
     assert_eq!((k.srtt(), k.srttvar(), k.rto()), (93, 50, 293));
-    k.input(3000, &ack(0, 2990, 0), true).unwrap();
+    k.input(3000, &ack(0, 2990, 0), Freshness::Fresh).unwrap();
     // delta -83 -> srtt 82; 10 < 82 - 50: low sample, rttvar += (83 - 50) >> 5 = 1.
     assert_eq!((k.srtt(), k.srttvar(), k.rto()), (82, 51, 286));
-    k.input(4000, &ack(0, 3700, 0), true).unwrap();
+    k.input(4000, &ack(0, 3700, 0), Freshness::Fresh).unwrap();
     // delta 218 -> srtt 82 + 27 = 109; rttvar += (218 - 51) >> 2 = 41 -> 92.
     assert_eq!((k.srtt(), k.srttvar(), k.rto()), (109, 92, 109 + 368));
 }
@@ -333,15 +336,15 @@ fn rtt_formulas() {
 fn rtt_once_per_datagram_from_last_ack() {
     let mut k = engine(true);
     let d = [ack(0, 900, 0), ack(1, 990, 0), ack(2, 950, 0)].concat();
-    k.input(1000, &d, true).unwrap();
+    k.input(1000, &d, Freshness::Fresh).unwrap();
     assert_eq!(k.srtt(), 50, "the last ACK's ts wins, not the highest");
     // Not from FEC-rebuilt packets, and not from a ts in the future.
     let mut k = engine(true);
-    k.input(1000, &ack(0, 900, 0), false).unwrap();
-    k.input(1000, &ack(0, 1001, 0), true).unwrap();
+    k.input(1000, &ack(0, 900, 0), Freshness::Stale).unwrap();
+    k.input(1000, &ack(0, 1001, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.srtt(), 0);
     // An rtt of 0 on a fresh estimator leaves srtt at 0.
-    k.input(1000, &ack(0, 1000, 0), true).unwrap();
+    k.input(1000, &ack(0, 1000, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.srtt(), 0);
 }
 
@@ -349,17 +352,17 @@ fn rtt_once_per_datagram_from_last_ack() {
 fn min_rto_and_max_rto() {
     let mut k = engine(true);
     k.set_nodelay(false, 10, 0, true);
-    k.input(1000, &ack(0, 999, 0), true).unwrap();
+    k.input(1000, &ack(0, 999, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.rto(), 100);
     let mut k = engine(true);
     k.set_nodelay(true, 10, 0, true);
-    k.input(1000, &ack(0, 999, 0), true).unwrap();
+    k.input(1000, &ack(0, 999, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.rto(), 30);
     k.set_min_rto(10);
-    k.input(2000, &ack(0, 1999, 0), true).unwrap();
+    k.input(2000, &ack(0, 1999, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.rto(), 11);
     let mut k = engine(true);
-    k.input(100_000, &ack(0, 0, 0), true).unwrap();
+    k.input(100_000, &ack(0, 0, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.rto(), 60_000);
 }
 
@@ -382,15 +385,15 @@ fn cwnd_slow_start_and_congestion_avoidance() {
         k.send(b"d").unwrap();
     }
     assert_eq!(pushes(&flush_segs(&mut k, 1)), vec![0]);
-    k.input(2, &ack(0, 1, 1), true).unwrap();
+    k.input(2, &ack(0, 1, 1), Freshness::Fresh).unwrap();
     assert_eq!((k.cwnd(), k.incr), (2, 2 * mss)); // slow start: cwnd < ssthresh 2
     // The window slid: the due flush sends two segments.
     assert_eq!(pushes(&update_segs(&mut k, 2)), vec![1, 2]);
-    k.input(3, &ack(1, 2, 2), true).unwrap();
+    k.input(3, &ack(1, 2, 2), Freshness::Fresh).unwrap();
     // cwnd 2 == ssthresh: congestion avoidance. incr += mss*mss/incr + mss/16.
     let incr = 2 * mss + mss / 2 + mss / 16;
     assert_eq!((k.cwnd(), k.incr), (2, incr));
-    k.input(4, &ack(2, 2, 3), true).unwrap();
+    k.input(4, &ack(2, 2, 3), Freshness::Fresh).unwrap();
     let incr2 = incr + mss * mss / incr + mss / 16;
     assert_eq!(k.incr, incr2);
     assert_eq!(
@@ -410,7 +413,7 @@ fn cwnd_slow_start_and_congestion_avoidance() {
         k.send(b"d").unwrap();
     }
     flush_segs(&mut k, 0);
-    k.input(1, &seg(Command::Ack, 0, 4, 0, 0, 1, &[]), true)
+    k.input(1, &seg(Command::Ack, 0, 4, 0, 0, 1, &[]), Freshness::Fresh)
         .unwrap();
     assert_eq!((k.cwnd(), k.incr), (4, 4 * mss));
 }
@@ -442,7 +445,7 @@ fn cwnd_after_fast_retransmit_and_the_early_retransmit_quirk() {
         k.send(b"d").unwrap();
     }
     flush_segs(&mut k, 0);
-    k.input(1, &[ack(1, 0, 0), ack(2, 0, 0)].concat(), true)
+    k.input(1, &[ack(1, 0, 0), ack(2, 0, 0)].concat(), Freshness::Fresh)
         .unwrap();
     assert_eq!(pushes(&flush_segs(&mut k, 2)), vec![0]);
     // inflight 6 -> ssthresh 3, cwnd 3 + 2.
@@ -456,7 +459,7 @@ fn cwnd_after_fast_retransmit_and_the_early_retransmit_quirk() {
         k.send(b"d").unwrap();
     }
     flush_segs(&mut k, 0);
-    k.input(1, &ack(1, 0, 0), true).unwrap();
+    k.input(1, &ack(1, 0, 0), Freshness::Fresh).unwrap();
     assert_eq!(pushes(&flush_segs(&mut k, 2)), vec![0]);
     assert_eq!((k.ssthresh(), k.cwnd()), (3, 2));
     assert_eq!(k.incr, 2 * k.mss() as u32);
@@ -467,7 +470,7 @@ fn cwnd_after_fast_retransmit_and_the_early_retransmit_quirk() {
     k.send(b"a").unwrap();
     k.send(b"b").unwrap();
     flush_segs(&mut k, 0);
-    k.input(1, &ack(1, 0, 0), true).unwrap();
+    k.input(1, &ack(1, 0, 0), Freshness::Fresh).unwrap();
     flush_segs(&mut k, 2);
     assert_eq!((k.ssthresh(), k.cwnd()), (2, 1));
 }
@@ -488,7 +491,7 @@ fn zero_window_probing_with_backoff() {
     let mut k = engine(true);
     k.send(b"blocked").unwrap();
     // The peer announces a zero window (in a WINS; any regular segment would do).
-    k.input(0, &seg(Command::Wins, 0, 0, 0, 0, 0, &[]), true)
+    k.input(0, &seg(Command::Wins, 0, 0, 0, 0, 0, &[]), Freshness::Fresh)
         .unwrap();
     assert_eq!(k.rmt_wnd(), 0);
     assert!(flush_segs(&mut k, 0).is_empty()); // arms the probe: ts_probe 7000
@@ -515,8 +518,12 @@ fn zero_window_probing_with_backoff() {
     );
     assert_eq!(k.probe_wait, PROBE_LIMIT);
     // A window update stops probing and resets the timer.
-    k.input(now, &seg(Command::Wins, 0, 5, 0, 0, 0, &[]), true)
-        .unwrap();
+    k.input(
+        now,
+        &seg(Command::Wins, 0, 5, 0, 0, 0, &[]),
+        Freshness::Fresh,
+    )
+    .unwrap();
     let segs = flush_segs(&mut k, now + 1);
     assert_eq!(pushes(&segs), vec![0]);
     assert_eq!((k.probe_wait, k.ts_probe), (0, 0));
@@ -526,9 +533,14 @@ fn zero_window_probing_with_backoff() {
 fn wask_is_answered_by_wins_with_the_free_window() {
     let mut k = engine(true);
     k.set_window(32, 100);
-    k.input(0, &push(0, 0, 0, b"queued"), true).unwrap();
-    k.input(0, &seg(Command::Wask, 0, 32, 0, 0, 0, &[]), true)
+    k.input(0, &push(0, 0, 0, b"queued"), Freshness::Fresh)
         .unwrap();
+    k.input(
+        0,
+        &seg(Command::Wask, 0, 32, 0, 0, 0, &[]),
+        Freshness::Fresh,
+    )
+    .unwrap();
     let segs = flush_segs(&mut k, 5);
     assert_eq!(cmds(&segs), vec![Command::Ack, Command::Wins]);
     let wins = &segs[1].0;
@@ -542,7 +554,7 @@ fn fast_recover_sends_wins_after_full_queue_drains() {
     let mut k = engine(true);
     k.set_window(32, 4);
     let d: Vec<u8> = (0..4).flat_map(|sn| push(sn, 0, 0, b"m")).collect();
-    k.input(0, &d, true).unwrap();
+    k.input(0, &d, Freshness::Fresh).unwrap();
     let segs = flush_segs(&mut k, 1);
     assert_eq!(
         segs[0].0.wnd, 0,
@@ -562,10 +574,10 @@ fn fast_recover_sends_wins_after_full_queue_drains() {
 #[test]
 fn rmt_wnd_only_from_regular_packets() {
     let mut k = engine(true);
-    k.input(0, &seg(Command::Wins, 0, 7, 0, 0, 0, &[]), false)
+    k.input(0, &seg(Command::Wins, 0, 7, 0, 0, 0, &[]), Freshness::Stale)
         .unwrap();
     assert_eq!(k.rmt_wnd(), 32);
-    k.input(0, &seg(Command::Wins, 0, 7, 0, 0, 0, &[]), true)
+    k.input(0, &seg(Command::Wins, 0, 7, 0, 0, 0, &[]), Freshness::Fresh)
         .unwrap();
     assert_eq!(k.rmt_wnd(), 7);
 }
@@ -573,12 +585,15 @@ fn rmt_wnd_only_from_regular_packets() {
 #[test]
 fn input_errors_keep_earlier_segments() {
     let mut k = engine(true);
-    assert_eq!(k.input(0, &[0; 23], true), Err(KcpError::Truncated));
+    assert_eq!(
+        k.input(0, &[0; 23], Freshness::Fresh),
+        Err(KcpError::Truncated)
+    );
     let mut other = push(1, 0, 0, b"b");
     other[0] ^= 1;
     let d = [push(0, 0, 0, b"a"), other].concat();
     assert_eq!(
-        k.input(0, &d, true),
+        k.input(0, &d, Freshness::Fresh),
         Err(KcpError::ConvMismatch {
             expected: CONV,
             got: CONV ^ 1
@@ -588,18 +603,21 @@ fn input_errors_keep_earlier_segments() {
     let mut short = push(2, 0, 0, b"cc");
     short.pop();
     assert_eq!(
-        k.input(0, &[push(1, 0, 0, b"b"), short].concat(), true),
+        k.input(0, &[push(1, 0, 0, b"b"), short].concat(), Freshness::Fresh),
         Err(KcpError::Truncated)
     );
     assert_eq!(k.rcv_nxt(), 2);
     let mut bad = push(2, 0, 0, b"c");
     bad[4] = 99;
-    assert_eq!(k.input(0, &bad, true), Err(KcpError::BadCommand(99)));
+    assert_eq!(
+        k.input(0, &bad, Freshness::Fresh),
+        Err(KcpError::BadCommand(99))
+    );
     assert_eq!(k.rcv_nxt(), 2);
     // A trailing remainder shorter than a header is ignored.
     let mut d = push(2, 0, 0, b"c");
     d.extend_from_slice(&[1, 2, 3]);
-    assert_eq!(k.input(0, &d, true), Ok(()));
+    assert_eq!(k.input(0, &d, Freshness::Fresh), Ok(()));
     assert_eq!(k.rcv_nxt(), 3);
 }
 
@@ -611,7 +629,7 @@ fn conv_mismatch_skips_rtt_and_flush() {
     let mut bad = ack(0, 0, 0);
     bad[0] ^= 1;
     let d = [ack(0, 0, 1), bad].concat();
-    assert!(k.input(50, &d, true).is_err());
+    assert!(k.input(50, &d, Freshness::Fresh).is_err());
     assert_eq!(k.wait_snd(), 0, "una applied");
     assert_eq!(k.srtt(), 0, "RTT step skipped");
     assert!(!k.pending_full, "flush step skipped");
@@ -624,7 +642,7 @@ fn acked_segments_stay_until_una_and_are_skipped() {
         k.send(b"s").unwrap();
     }
     flush_segs(&mut k, 0);
-    k.input(10, &ack(1, 0, 0), true).unwrap();
+    k.input(10, &ack(1, 0, 0), Freshness::Fresh).unwrap();
     assert_eq!(k.snd_buf.len(), 3);
     assert!(k.snd_buf[1].acked);
     assert!(k.snd_buf[1].data.is_empty(), "payload released on ACK");
@@ -632,7 +650,7 @@ fn acked_segments_stay_until_una_and_are_skipped() {
     let segs = flush_segs(&mut k, 200);
     assert_eq!(pushes(&segs), vec![0, 2]);
     assert_eq!((k.stats().early_retrans_segs, k.stats().lost_segs), (1, 1));
-    k.input(210, &ack(2, 200, 3), true).unwrap();
+    k.input(210, &ack(2, 200, 3), Freshness::Fresh).unwrap();
     assert_eq!(k.wait_snd(), 0);
     assert_eq!(k.snd_una(), 3);
 }
@@ -654,7 +672,7 @@ fn message_mode_fragments_and_buffer_too_small() {
         if i == 3 {
             s.extend(seg(Command::Push, 0, 32, 0, 4, 0, b"next"));
         }
-        b.input(1, &s, true).unwrap();
+        b.input(1, &s, Freshness::Fresh).unwrap();
     }
     assert_eq!(b.peek_size(), Some(100));
     let mut small = [0u8; 99];
@@ -706,8 +724,12 @@ fn stream_mode_fills_the_tail_segment() {
     let mut b = engine(true);
     b.set_stream_mode(true);
     for (h, d) in &segs {
-        b.input(1, &seg(Command::Push, 0, 32, 0, h.sn, 0, d), true)
-            .unwrap();
+        b.input(
+            1,
+            &seg(Command::Push, 0, 32, 0, h.sn, 0, d),
+            Freshness::Fresh,
+        )
+        .unwrap();
     }
     assert_eq!(b.peek_size(), Some(26));
     // Partial reads across segment boundaries.
@@ -733,7 +755,7 @@ fn datagrams_respect_mtu_and_reserved() {
     k.set_window(64, 64);
     // ACKs first, then data, packed several per datagram.
     let d: Vec<u8> = (0..10).flat_map(|sn| push(sn, 0, 0, b"p")).collect();
-    k.input(0, &d, true).unwrap();
+    k.input(0, &d, Freshness::Fresh).unwrap();
     for len in [1, 10, 50, 168, 100, 7] {
         k.send(&vec![0xAB; len]).unwrap();
     }
@@ -813,7 +835,7 @@ fn next_deadline_idle_and_active() {
     }
     assert_eq!(now, 1205);
     // ACK with una: window slides, a flush is due now; afterwards the engine is idle again.
-    k.input(1300, &ack(0, 1205, 1), true).unwrap();
+    k.input(1300, &ack(0, 1205, 1), Freshness::Fresh).unwrap();
     assert_eq!(k.next_deadline(), Some(1300));
     update_segs(&mut k, 1300);
     assert_eq!(k.next_deadline(), None);
@@ -825,7 +847,8 @@ fn acks_wait_for_the_tick_in_phase_or_go_at_once_with_ack_nodelay() {
     let mut k = engine(true);
     k.update(0, &mut |_: &mut [u8]| {});
     assert_eq!(k.next_deadline(), None);
-    k.input(1234, &push(0, 0, 7, b"p"), true).unwrap();
+    k.input(1234, &push(0, 0, 7, b"p"), Freshness::Fresh)
+        .unwrap();
     // kcp-go's timer would have kept ticking every 100 ms since 0 + 100.
     assert_eq!(k.next_deadline(), Some(1300));
     assert!(update_segs(&mut k, 1299).is_empty());
@@ -833,7 +856,8 @@ fn acks_wait_for_the_tick_in_phase_or_go_at_once_with_ack_nodelay() {
     assert_eq!(k.next_deadline(), None);
 
     k.set_ack_nodelay(true);
-    k.input(1350, &push(1, 0, 8, b"q"), true).unwrap();
+    k.input(1350, &push(1, 0, 8, b"q"), Freshness::Fresh)
+        .unwrap();
     assert_eq!(k.next_deadline(), Some(1350));
     assert_eq!(cmds(&update_segs(&mut k, 1350)), vec![Command::Ack]);
     assert_eq!(k.next_deadline(), None);
@@ -844,7 +868,7 @@ fn acklist_is_bounded() {
     let mut k = engine(true);
     let d: Vec<u8> = (0..1000).flat_map(|_| push(5, 0, 0, b"")).collect();
     for _ in 0..10 {
-        k.input(0, &d, true).unwrap();
+        k.input(0, &d, Freshness::Fresh).unwrap();
     }
     assert_eq!(k.acklist.len(), ACKLIST_MIN);
     assert_eq!(k.rcv_buf.len(), 1);
@@ -870,13 +894,13 @@ fn sequence_and_time_wrap_around() {
         // Lose every datagram of the first flush to force retransmission across the wrap.
         if diff(now, u32::MAX - 150) > 0 {
             for d in &ab {
-                b.input(now, d, true).unwrap();
+                b.input(now, d, Freshness::Fresh).unwrap();
             }
         }
         let mut ba = Vec::new();
         b.update(now, &mut |d: &mut [u8]| ba.push(d.to_vec()));
         for d in &ba {
-            a.input(now.wrapping_add(5), d, true).unwrap();
+            a.input(now.wrapping_add(5), d, Freshness::Fresh).unwrap();
         }
         let mut buf = [0u8; 16];
         while let Ok(n @ 1..) = b.recv(&mut buf) {
@@ -895,7 +919,8 @@ fn sequence_and_time_wrap_around() {
 fn switching_stream_to_message_mode_keeps_partial_reads() {
     let mut k = engine(true);
     k.set_stream_mode(true);
-    k.input(0, &push(0, 0, 0, b"abcdef"), true).unwrap();
+    k.input(0, &push(0, 0, 0, b"abcdef"), Freshness::Fresh)
+        .unwrap();
     let mut buf = [0u8; 2];
     assert_eq!(k.recv(&mut buf), Ok(2));
     k.set_stream_mode(false);
@@ -968,16 +993,20 @@ fn skipping_the_retransmission_scan_is_invisible() {
                 in_flight.drain(..).partition(|(t, _)| diff(now, *t) >= 0);
             in_flight = later;
             for (_, d) in due {
-                b.input(now, &d, true).unwrap();
+                b.input(now, &d, Freshness::Fresh).unwrap();
             }
             let mut ob = Vec::new();
             b.update(now, &mut |d: &mut [u8]| ob.push(d.to_vec()));
             while let Ok(1..) = b.recv(&mut buf) {}
             for d in ob {
                 if next(100) >= loss {
-                    let regular = next(10) != 0;
-                    a.input(now, &d, regular).unwrap();
-                    r.input(now, &d, regular).unwrap();
+                    let freshness = if next(10) != 0 {
+                        Freshness::Fresh
+                    } else {
+                        Freshness::Stale
+                    };
+                    a.input(now, &d, freshness).unwrap();
+                    r.input(now, &d, freshness).unwrap();
                 }
             }
             now = now.wrapping_add(1 + next(15));

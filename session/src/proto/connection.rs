@@ -10,7 +10,7 @@
 //! Nothing here allocates per packet once the queues have grown to the session's usual burst.
 
 use rkcp_crypt::SessionSealer;
-use rkcp_engine::{Kcp, KcpError};
+use rkcp_engine::{Freshness, Kcp, KcpError};
 use rkcp_fec::{Classified, FecDecoder, FecEncoder};
 
 use crate::config::KcpConfig;
@@ -124,17 +124,11 @@ impl Connection {
             None => None,
         };
         let fec_head = if cfg.fec.is_some() { FEC_HEADER } else { 0 };
-        let mut engine = cfg.engine_config(crypt_head + crypt_tail + fec_head);
-        // Beyond kcp-go, invisible on the wire. ACKs wait at most a quarter interval (not up to a
-        // whole one): a sender whose window is full moves one window per ACK wait, which capped
-        // kcptun's 128-segment client window near 6 MB/s on any path (`finish_input` only sends
-        // full ACK datagrams early, and the window's tail waited for the interval).
-        engine.ack_delay = Some((cfg.interval / 4).max(1));
-        // The loss-tolerant controller comes with time-based loss recovery.
-        if cfg.congestion == rkcp_engine::Congestion::LossTolerant {
-            engine.rack = true;
-            engine.tlp = true;
-        }
+        // With the session's fill-ins (see `KcpConfig::engine_config`): ACKs wait at most a quarter
+        // interval unless `ack_delay` says otherwise (a sender whose window is full moves one window per
+        // ACK wait, which capped kcptun's 128-segment client window near 6 MB/s on any path), and the
+        // loss-tolerant controller comes with time-based loss recovery.
+        let engine = cfg.engine_config_reserving(crypt_head + crypt_tail + fec_head);
         let kcp = Kcp::with_config(conv, &engine)
             .map_err(|e| SessionError::Config(ConfigError::Engine(e)))?;
         Ok(Connection {
@@ -146,10 +140,10 @@ impl Connection {
             crypt_tail,
             tx: TxQueue::default(),
             unacked: 0,
-            stream: cfg.stream,
-            write_delay: cfg.write_delay,
+            stream: cfg.kcp.stream,
+            write_delay: cfg.kcp.write_delay,
             delay_until: None,
-            dead_link: cfg.dead_link,
+            dead_link: cfg.kcp.dead_link,
             closed: None,
             leftover: Vec::new(),
             leftover_pos: 0,
@@ -292,14 +286,18 @@ impl Connection {
         // clock: no RTT sample from it.
         let conv = self.kcp.conv();
         let kcp = &self.kcp;
-        let regular = |seg: &[u8]| {
-            rkcp_engine::find_echo_reply(seg, conv).is_none_or(|ts| kcp.awaits_echo(ts))
+        let freshness = |seg: &[u8]| {
+            if rkcp_engine::find_echo_reply(seg, conv).is_none_or(|ts| kcp.awaits_echo(ts)) {
+                Freshness::Fresh
+            } else {
+                Freshness::Stale
+            }
         };
         let kcp_bytes = match rkcp_fec::classify(data) {
             Classified::Plain(kcp) => {
-                let regular = regular(kcp);
+                let freshness = freshness(kcp);
                 Self::note_data(&mut self.unacked, kcp);
-                if self.kcp.input(now, kcp, regular).is_err() {
+                if self.kcp.input(now, kcp, freshness).is_err() {
                     self.counters.kcp_in_errors += 1;
                 }
                 return;
@@ -312,7 +310,7 @@ impl Connection {
                 self.counters.fec_parity_shards += 1;
                 None
             }
-            Classified::Data(kcp) => Some((kcp, regular(kcp))),
+            Classified::Data(kcp) => Some((kcp, freshness(kcp))),
         };
         // A peer may send FEC although we do not: decode with (1,1) and let autotune find its shape.
         if self.fec_dec.is_none() {
@@ -325,16 +323,16 @@ impl Connection {
             counters,
             ..
         } = self;
-        if let Some((bytes, regular)) = kcp_bytes {
+        if let Some((bytes, freshness)) = kcp_bytes {
             Self::note_data(unacked, bytes);
-            if kcp.input(now, bytes, regular).is_err() {
+            if kcp.input(now, bytes, freshness).is_err() {
                 counters.kcp_in_errors += 1;
             }
         }
         if let Some(dec) = fec_dec.as_mut() {
             let outcome = dec.decode(now, data, |rebuilt: &[u8]| {
                 Self::note_data(unacked, rebuilt);
-                if kcp.input(now, rebuilt, false).is_ok() {
+                if kcp.input(now, rebuilt, Freshness::Stale).is_ok() {
                     counters.fec_recovered += 1;
                 } else {
                     counters.kcp_in_errors += 1;
@@ -802,7 +800,7 @@ mod tests {
     #[test]
     fn acks_leave_early_only_in_full_datagrams_worth() {
         let cfg = KcpConfig::fast3();
-        let per_datagram = (cfg.mtu - cfg.overhead()) / rkcp_engine::OVERHEAD;
+        let per_datagram = (cfg.kcp.mtu - cfg.overhead()) / rkcp_engine::OVERHEAD;
         assert_eq!(acks_after(per_datagram - 1), 0);
         // In-order ACKs are filtered down to the last one, so one small datagram answers them all.
         assert_eq!(acks_after(per_datagram), 1);

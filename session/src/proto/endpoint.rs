@@ -109,7 +109,7 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// An endpoint whose connections start with `config` (validated by the caller).
     pub(crate) fn new(config: KcpConfig) -> Endpoint {
-        let a = &config.admission;
+        let a = &config.listener.admission;
         Endpoint {
             crypt: config.crypt.clone(),
             opener: config
@@ -122,7 +122,7 @@ impl Endpoint {
             unaccepted: 0,
             accepting: true,
             unverified: Unverified::default(),
-            max_unverified: a.max_unverified(config.mtu),
+            max_unverified: a.max_unverified(config.kcp.mtu),
             unverified_timeout_ms: a.unverified_timeout.as_millis() as u64,
             convs: ConvRecord::new(a.replay_window.as_millis() as u64, a.replay_record),
             cookies: CookieKey::new(),
@@ -268,11 +268,12 @@ impl Endpoint {
         let address_proven = echoed.is_some_and(|ts| self.cookies.check(now, remote, conv, ts));
         let limits_reached = self.unverified.len() >= self.max_unverified
             || self.unverified.count_from(remote.ip())
-                >= self.config.admission.max_unverified_per_ip;
+                >= self.config.listener.admission.max_unverified_per_ip;
         if limits_reached && !address_proven {
             // No state for this peer: ask it to prove its address (stateless, no amplification).
             let wnd = self
                 .config
+                .listener
                 .admission
                 .unverified_window
                 .min(u32::from(u16::MAX)) as u16;
@@ -290,7 +291,7 @@ impl Endpoint {
                 if address_proven {
                     c.address_proven_by_cookie();
                 } else {
-                    c.start_unverified(now, self.config.admission.unverified_window);
+                    c.start_unverified(now, self.config.listener.admission.unverified_window);
                 }
                 c
             }
@@ -320,9 +321,9 @@ impl Endpoint {
             Some(DropReason::NotAStart)
         } else if !self.accepting {
             Some(DropReason::NotAccepting)
-        } else if self.routes.len() >= self.config.max_sessions {
+        } else if self.routes.len() >= self.config.listener.max_sessions {
             Some(DropReason::SessionCap)
-        } else if self.unaccepted >= self.config.accept_backlog {
+        } else if self.unaccepted >= self.config.listener.accept_backlog {
             Some(DropReason::BacklogFull)
         } else {
             None
@@ -447,7 +448,7 @@ impl Endpoint {
         self.stats.stale += 1;
         // The request's window field is read by the peer: the configured window, corrected by the connection's
         // next datagram.
-        let wnd = self.config.rcv_wnd.min(u32::from(u16::MAX)) as u16;
+        let wnd = self.config.kcp.rcv_wnd.min(u32::from(u16::MAX)) as u16;
         self.ask_to_prove(now, remote, pkt, conv, wnd)
             .unwrap_or(Routed {
                 moved: None,
@@ -583,6 +584,7 @@ fn deliver(h: ConnHandle, data: &[u8]) -> Routed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ListenerConfig;
     use crate::proto::admission::Admission;
     use rkcp_engine::{Command, SegmentHeader};
     use std::time::Duration;
@@ -656,8 +658,11 @@ mod tests {
     #[test]
     fn routes_by_path_and_counts_every_drop() {
         let mut ep = Endpoint::new(KcpConfig {
-            accept_backlog: 2,
-            max_sessions: 5,
+            listener: ListenerConfig {
+                accept_backlog: 2,
+                max_sessions: 5,
+                ..ListenerConfig::default()
+            },
             ..KcpConfig::default()
         });
         let t = Timestamp::from_millis(0);
@@ -702,13 +707,13 @@ mod tests {
 
     #[test]
     fn replays_create_nothing_from_anywhere() {
-        let mut ep = Endpoint::new(KcpConfig {
+        let mut ep = Endpoint::new(KcpConfig::default().with_listener(ListenerConfig {
             admission: Admission {
                 replay_window: Duration::from_secs(60),
                 ..Admission::default()
             },
-            ..KcpConfig::default()
-        });
+            ..ListenerConfig::default()
+        }));
         let t = Timestamp::from_millis(1000);
         let h = accept(&mut ep, t, addr(1), start(7));
         // The same opening datagram from other ports: the conversation is live elsewhere. Nothing moves; each
@@ -901,14 +906,14 @@ mod tests {
 
     #[test]
     fn address_checks_are_rate_limited_on_both_paths() {
-        let mut ep = Endpoint::new(KcpConfig {
+        let mut ep = Endpoint::new(KcpConfig::default().with_listener(ListenerConfig {
             admission: Admission {
                 max_unverified_per_ip: 1,
                 max_address_checks_per_sec: 3,
                 ..Admission::default()
             },
-            ..KcpConfig::default()
-        });
+            ..ListenerConfig::default()
+        }));
         let t = Timestamp::from_millis(1000);
         accept(&mut ep, t, addr(1), start(1));
         // New peers beyond the per-IP cap, then the live conversation from elsewhere (a path check).
@@ -928,15 +933,15 @@ mod tests {
 
     #[test]
     fn beyond_the_unverified_limits_new_peers_must_echo_a_cookie() {
-        let mut ep = Endpoint::new(KcpConfig {
+        let mut ep = Endpoint::new(KcpConfig::default().with_listener(ListenerConfig {
             accept_backlog: 1000,
             admission: Admission {
                 max_unverified_per_ip: 3,
                 unverified_timeout: Duration::from_secs(5),
                 ..Admission::default()
             },
-            ..KcpConfig::default()
-        });
+            ..ListenerConfig::default()
+        }));
         let t = Timestamp::from_millis(10_000);
         for port in 1..=3 {
             accept(&mut ep, t, addr(port), start(u32::from(port)));

@@ -469,12 +469,11 @@ fn traffic_keeps_a_short_idle_timeout_from_firing() {
 #[test]
 fn shutdown_is_bounded_when_the_peer_is_frozen() {
     use std::time::Duration;
-    let cfg = KcpConfig {
-        dead_link: 1000,
-        ..KcpConfig::fast3()
-    }
-    .with_close_timeout(Duration::from_millis(1500))
-    .with_idle_timeout(None);
+    let mut cfg = KcpConfig::fast3();
+    cfg.kcp.dead_link = 1000;
+    let cfg = cfg
+        .with_close_timeout(Duration::from_millis(1500))
+        .with_idle_timeout(None);
     let t = Timestamp::from_millis;
     let mut a = Connection::new(5, &cfg, None).unwrap();
     a.handle_timeout(t(0));

@@ -33,11 +33,7 @@ pub fn fnv(data: &[u8]) -> u64 {
 
 /// A config tuned for fast loopback tests.
 pub fn fast() -> KcpConfig {
-    KcpConfig {
-        snd_wnd: 256,
-        rcv_wnd: 256,
-        ..KcpConfig::fast3()
-    }
+    KcpConfig::fast3().with_window(256, 256)
 }
 
 /// Echo server: accepts sessions and echoes every byte back.
