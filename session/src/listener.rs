@@ -251,7 +251,7 @@ impl KcpListener {
     ///
     /// // One shard per runtime worker.
     /// let listener = KcpListener::bind_sharded("127.0.0.1:0", KcpConfig::fast3(), 2).await?;
-    /// let mut client = KcpStream::connect(listener.local_addr(), KcpConfig::fast3()).await?;
+    /// let mut client = KcpStream::connect(listener.local_addr()?, KcpConfig::fast3()).await?;
     /// client.write_all(b"ping").await?;
     /// let (mut server, _peer) = listener.accept().await?;
     /// let mut buf = [0u8; 4];
