@@ -137,7 +137,8 @@ pub struct Kcp {
     rcv_head_off: usize,
     acklist: VecDeque<(u32, u32)>,
 
-    /// Scratch datagram, `mtu` bytes (more only for segments made before an MTU decrease).
+    /// Scratch datagram, `mtu` bytes (more only for segments made before an MTU decrease); empty while
+    /// idle and before the first flush (see `take_scratch`).
     buffer: Vec<u8>,
     /// Spare payload buffers.
     pool: Vec<Vec<u8>>,
@@ -272,7 +273,7 @@ impl Kcp {
             rcv_queue: VecDeque::new(),
             rcv_head_off: 0,
             acklist: VecDeque::new(),
-            buffer: vec![0; cfg.mtu],
+            buffer: Vec::new(),
             pool: Vec::new(),
             dead: false,
             stats: KcpStats::default(),

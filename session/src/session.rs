@@ -371,9 +371,13 @@ impl Session {
                 return;
             }
             let now = now();
-            if st.conn.poll_timeout(now).is_some_and(|d| d <= now) {
-                st.conn.handle_timeout(now);
+            if st.conn.poll_timeout(now).is_none_or(|d| d > now) {
+                // Woken for a deadline that has since moved later (an ACK idled the engine, a write's flush
+                // took the pending ACKs along): nothing changed since the last pump, so there is nothing to
+                // send, count or wake. Most wake-ups of a session with light traffic are these.
+                return;
             }
+            st.conn.handle_timeout(now);
             let (w, out) = self.pump(st, now);
             (w, out, st.conn.closed())
         };

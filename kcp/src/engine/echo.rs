@@ -57,11 +57,13 @@ impl Kcp {
         let at = self.reserved;
         let wnd = self.wnd_unused();
         // The flush's scratch datagram (at least `mtu` bytes, which exceed `reserved + OVERHEAD`).
-        let buf = &mut self.buffer[..at + OVERHEAD];
+        let mut scratch = self.take_scratch();
+        let buf = &mut scratch[..at + OVERHEAD];
         encode_echo_request(&mut buf[at..], self.conv, now, wnd, self.rcv_nxt);
         self.echo_ts = Some(now);
         self.stats.out_segs += 1;
         out(buf);
+        self.buffer = scratch;
     }
 
     /// Whether the peer has acknowledged something this engine sent: data, or an echo request. A

@@ -75,7 +75,7 @@ impl Kcp {
         }
         self.mtu = mtu;
         self.mss = mtu - OVERHEAD - self.reserved;
-        self.buffer = vec![0; mtu];
+        self.buffer = Vec::new();
         Ok(())
     }
 

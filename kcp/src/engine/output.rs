@@ -132,12 +132,22 @@ impl Kcp {
         (tsn, tts)
     }
 
+    /// The scratch datagram, at least `mtu` bytes (an idle engine releases it, see `arm`; it is allocated
+    /// again on the first flush after).
+    pub(super) fn take_scratch(&mut self) -> Vec<u8> {
+        let mut buffer = mem::take(&mut self.buffer);
+        if buffer.len() < self.mtu {
+            buffer.resize(self.mtu, 0);
+        }
+        buffer
+    }
+
     pub(super) fn flush_acks_inner<F: FnMut(&mut [u8])>(&mut self, out: &mut F) {
         if self.acklist.is_empty() {
             return;
         }
         let wnd = self.wnd_unused();
-        let mut buffer = mem::take(&mut self.buffer);
+        let mut buffer = self.take_scratch();
         let mut w = Writer {
             buf: &mut buffer,
             pos: self.reserved,
@@ -154,7 +164,7 @@ impl Kcp {
         let wnd = self.wnd_unused();
         let una = self.rcv_nxt;
         let conv = self.conv;
-        let mut buffer = mem::take(&mut self.buffer);
+        let mut buffer = self.take_scratch();
         let mut w = Writer {
             buf: &mut buffer,
             pos: self.reserved,

@@ -212,9 +212,11 @@ impl Kcp {
         if self.is_idle() {
             self.unskip(); // keeps the phase right (only fresh-`now` callers get here skipping)
             self.timer_at = None;
-            // An idle engine keeps no spare buffers and no large queue allocations: 10,000 idle
-            // sessions cost no payload memory.
+            // An idle engine keeps no spare buffers, no scratch datagram (`mtu` bytes, allocated
+            // again by the next flush) and no large queue allocations: 10,000 idle sessions cost no
+            // payload memory.
             self.pool = Vec::new();
+            self.buffer = Vec::new();
             if self.snd_buf.capacity() > IDLE_QUEUE_CAP {
                 self.snd_buf = VecDeque::new();
             }
