@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rkcp_session::{KcpConfig, KcpListener, KcpStream};
+use rkcp_session::{KcpConfig, KcpListener, KcpStream, ListenerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -81,11 +81,14 @@ fn server(
         .unwrap();
     rt.block_on(async move {
         let cfg = KcpConfig {
-            accept_backlog: 4096,
+            listener: ListenerConfig {
+                accept_backlog: 4096,
+                ..ListenerConfig::default()
+            },
             ..KcpConfig::fast3()
         };
         let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
-        addr_tx.send(listener.local_addr()).unwrap();
+        addr_tx.send(listener.local_addr().unwrap()).unwrap();
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 if smux {

@@ -13,7 +13,9 @@ use std::cell::Cell;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use rkcp_session::{Admission, CipherKind, KcpConfig, KcpListener, KcpStream, PacketCrypt};
+use rkcp_session::{
+    Admission, CipherKind, KcpConfig, KcpListener, KcpStream, ListenerConfig, PacketCrypt,
+};
 use tokio::io::AsyncReadExt;
 
 struct Counting;
@@ -82,7 +84,7 @@ async fn open_unverified(
     n: usize,
     keep: &mut Vec<(KcpStream, UdpSocket)>,
 ) {
-    let to = listener.local_addr();
+    let to = listener.local_addr().unwrap();
     for i in 0..n {
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.send_to(&start(crypt, conv0 + i as u32), to).unwrap();
@@ -106,11 +108,14 @@ async fn an_unverified_session_holds_at_most_8_kb() {
     const N: usize = 200;
     let crypt = PacketCrypt::from_passphrase(CipherKind::Aes, "k");
     let cfg = KcpConfig {
-        accept_backlog: 1024,
-        admission: Admission {
-            max_unverified_per_ip: 10_000,
-            unverified_budget: 64 << 20,
-            ..Admission::default()
+        listener: ListenerConfig {
+            accept_backlog: 1024,
+            admission: Admission {
+                max_unverified_per_ip: 10_000,
+                unverified_budget: 64 << 20,
+                ..Admission::default()
+            },
+            ..ListenerConfig::default()
         },
         ..KcpConfig::fast3()
     }

@@ -834,13 +834,13 @@ fn an_idle_engine_releases_its_scratch_datagram() {
     let mut peer = engine(true);
     peer.update(1000, &mut |_: &mut [u8]| {});
     for d in &sent {
-        peer.input(1006, d, true).unwrap();
+        peer.input(1006, d, Freshness::Fresh).unwrap();
     }
     let mut acks = Vec::new();
     peer.flush(1007, &mut |d: &mut [u8]| acks.push(d.to_vec()));
     assert!(!acks.is_empty());
     for d in &acks {
-        k.input(1008, d, true).unwrap();
+        k.input(1008, d, Freshness::Fresh).unwrap();
     }
     k.update(1008, &mut |_: &mut [u8]| {});
     assert_eq!(k.next_deadline(), None, "idle");
