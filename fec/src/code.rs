@@ -52,10 +52,15 @@ pub(crate) struct Tables {
     columns: Vec<u8>,
 }
 
-/// How many (ds, ps) settings [`tables`] keeps (most recently used; evicted ones live on in the
-/// codes still holding them). A process normally uses one or two settings, plus the few an
-/// adaptive sender or a retuning peer moves through.
-const SHARED_TABLES_MAX: usize = 8;
+/// Bounds on the (ds, ps) settings [`tables`] keeps, most recently used first out (evicted ones
+/// live on in the codes still holding them): their coefficient bytes ([`Tables::weight`]; one
+/// 255-shard setting nearly fills it, a 10/3 one takes 160 bytes) and their count (each also
+/// holds the crate's decode-matrix cache, ~17 KiB allocated up front, up to 254 matrices when
+/// used). A process normally uses one or two settings; the room for many small ones is for an
+/// adaptive sender's or retuning peers' settings, and for the fuzz target, whose decoders take
+/// any of 128 settings per input.
+const SHARED_TABLES_MAX_WEIGHT: usize = 64 * 1024;
+const SHARED_TABLES_MAX: usize = 128;
 
 static SHARED_TABLES: Mutex<Vec<Arc<Tables>>> = Mutex::new(Vec::new());
 
@@ -84,14 +89,22 @@ fn tables(ds: usize, ps: usize) -> Result<Arc<Tables>, FecError> {
     if let Some(hit) = find(&mut shared) {
         return Ok(hit);
     }
-    if shared.len() >= SHARED_TABLES_MAX {
-        shared.remove(0);
+    let mut weight: usize = shared.iter().map(|t| t.weight()).sum();
+    while !shared.is_empty()
+        && (shared.len() >= SHARED_TABLES_MAX || weight + built.weight() > SHARED_TABLES_MAX_WEIGHT)
+    {
+        weight -= shared.remove(0).weight();
     }
     shared.push(Arc::clone(&built));
     Ok(built)
 }
 
 impl Tables {
+    /// The coefficient bytes: the crate's (ds + ps) × ds matrix and the ds × ps parity columns.
+    fn weight(&self) -> usize {
+        (self.ds + self.ps) * self.ds + self.ds * self.ps
+    }
+
     fn build(ds: usize, ps: usize) -> Result<Tables, FecError> {
         let invalid = FecError::InvalidShards {
             data_shards: ds,
@@ -268,14 +281,24 @@ mod tests {
 
     #[test]
     fn shared_tables_stay_bounded_and_evicted_ones_live_on() {
+        let bounded = || {
+            let shared = SHARED_TABLES.lock().unwrap();
+            shared.len() <= SHARED_TABLES_MAX
+                && shared.iter().map(|t| t.weight()).sum::<usize>() <= SHARED_TABLES_MAX_WEIGHT
+        };
         let first = Code::new(1, 200).unwrap();
         // Other tests build codes concurrently, so only bounds are checked, not exact contents.
-        let many: Vec<Code> = (1..=2 * SHARED_TABLES_MAX)
-            .map(|ps| Code::new(3, ps).unwrap())
+        // More settings than the count bound: (1..=2, 1..=128).
+        let many: Vec<Code> = (1..=2)
+            .flat_map(|ds| (1..=SHARED_TABLES_MAX).map(move |ps| Code::new(ds, ps).unwrap()))
             .collect();
-        assert!(SHARED_TABLES.lock().unwrap().len() <= SHARED_TABLES_MAX);
+        assert!(bounded());
+        // Heavier settings than the weight bound: two 200-shard ones.
+        let heavy = [Code::new(150, 50).unwrap(), Code::new(50, 150).unwrap()];
+        assert!(bounded());
         assert_eq!(first.parity_column(0).len(), 200);
         assert_eq!(many.len(), 2 * SHARED_TABLES_MAX);
+        assert_eq!(heavy[1].parity_column(0).len(), 150);
         // A setting evicted and rebuilt yields the same coefficients.
         let again = Code::new(1, 200).unwrap();
         assert_eq!(again.parity_column(0), first.parity_column(0));
