@@ -87,6 +87,7 @@ async fn a_client_that_moves_its_socket_keeps_its_session_across_shards() {
             assert!(moves < 40, "{kind}: never reached the other shard");
             let data = pattern(seed, 100_000);
             seed += 1;
+            let local = c.local_addr();
             let (mut r, mut w) = c.into_split();
             let mut got = Vec::with_capacity(data.len());
             let write = async { w.write_all(&data).await.unwrap() };
@@ -98,7 +99,13 @@ async fn a_client_that_moves_its_socket_keeps_its_session_across_shards() {
             };
             tokio::time::timeout(Duration::from_secs(20), async { tokio::join!(write, read) })
                 .await
-                .unwrap_or_else(|_| panic!("{kind}: the echo stalled after {moves} moves"));
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{kind}: the echo stalled after {moves} moves; shards: {:?}; client at {:?}",
+                        listener.shard_stats(),
+                        local
+                    )
+                });
             assert!(got == data, "{kind}: bytes differ after {moves} moves");
             c = r.reunite(w).unwrap();
             let f = listener.stats().forwarded;

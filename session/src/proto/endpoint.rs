@@ -170,8 +170,8 @@ impl Endpoint {
 
     /// A connection's peer moved to `remote`: route there from now on (and, sharded, let the other shards
     /// know, for parity).
-    fn relocate(&mut self, h: ConnHandle, remote: SocketAddr) {
-        let old = self.routes.relocate(h, remote);
+    fn relocate(&mut self, h: ConnHandle, remote: SocketAddr, now: Timestamp) {
+        let old = self.routes.relocate(h, remote, now.engine());
         self.stats.roamed += 1;
         if let Some(sh) = &self.shard {
             let old = old.filter(|&o| self.routes.by_addr(o).is_none());
@@ -245,8 +245,11 @@ impl Endpoint {
             self.routes.saw(h, progress);
             return deliver(h, &pkt[range]);
         }
-        if let Some(h) = self.routes.moved_peer(conv, &progress, now.engine()) {
-            self.relocate(h, remote);
+        if let Some(h) = self
+            .routes
+            .moved_peer(conv, remote, &progress, now.engine())
+        {
+            self.relocate(h, remote, now);
             self.routes.saw(h, progress);
             return Routed {
                 moved: Some(h),
@@ -357,7 +360,7 @@ impl Endpoint {
                 // datagram newer than all before moves the session (an older one is late, from an old address).
                 let mut moved = None;
                 if o.newest && self.routes.remote(h) != Some(remote) {
-                    self.relocate(h, remote);
+                    self.relocate(h, remote, now);
                     moved = Some(h);
                 }
                 Routed {
@@ -439,7 +442,7 @@ impl Endpoint {
             && self.cookies.check(now, remote, conv, ts)
             && let Some(h) = self.routes.only(conv)
         {
-            self.relocate(h, remote);
+            self.relocate(h, remote, now);
             return Routed {
                 moved: Some(h),
                 action: Action::Deliver(h, &pkt[range]),

@@ -91,7 +91,17 @@ struct Route {
     remote: SocketAddr,
     conv: u32,
     seen: Progress,
+    /// The address the connection moved away from last, and when (engine clock, ms).
+    left: Option<(SocketAddr, u32)>,
 }
+
+/// How long a connection that moved does not move back to the address it left on progress alone (ms). A
+/// datagram the peer sent from its old address just before it moved can arrive after the first ones from
+/// the new address (reordering on the way, or across the shards of a sharded listener) and still look newer
+/// in one respect (an acknowledgement of something we sent later, say): it must not take the connection
+/// back to an address the peer no longer reads. A peer that really returns within this time answers a path
+/// check from there.
+pub(crate) const RETURN_HOLD_MS: u32 = 1_000;
 
 /// The routing table.
 #[derive(Debug, Default)]
@@ -128,7 +138,15 @@ impl Routes {
     }
 
     pub(crate) fn insert(&mut self, h: ConnHandle, remote: SocketAddr, conv: u32, seen: Progress) {
-        self.conns.insert(h, Route { remote, conv, seen });
+        self.conns.insert(
+            h,
+            Route {
+                remote,
+                conv,
+                seen,
+                left: None,
+            },
+        );
         self.by_path.insert((remote, conv), h);
         self.by_addr.insert(remote, h);
         self.by_conv.entry(conv).or_default().push(h);
@@ -146,12 +164,17 @@ impl Routes {
     pub(crate) fn moved_peer(
         &self,
         conv: u32,
+        remote: SocketAddr,
         p: &Progress,
         now_engine: u32,
     ) -> Option<ConnHandle> {
         let mut found = None;
         for h in self.by_conv.get(&conv)? {
-            if self.conns[h].seen.is_advanced_by(p, now_engine) {
+            let r = &self.conns[h];
+            let returning = r
+                .left
+                .is_some_and(|(a, at)| a == remote && now_engine.wrapping_sub(at) < RETURN_HOLD_MS);
+            if !returning && r.seen.is_advanced_by(p, now_engine) {
                 if found.is_some() {
                     return None;
                 }
@@ -169,10 +192,18 @@ impl Routes {
         }
     }
 
-    /// Moves `h` to `remote`; returns its old address.
-    pub(crate) fn relocate(&mut self, h: ConnHandle, remote: SocketAddr) -> Option<SocketAddr> {
+    /// Moves `h` to `remote` at `now_engine`; returns its old address.
+    pub(crate) fn relocate(
+        &mut self,
+        h: ConnHandle,
+        remote: SocketAddr,
+        now_engine: u32,
+    ) -> Option<SocketAddr> {
         let r = self.conns.get_mut(&h)?;
         let old = std::mem::replace(&mut r.remote, remote);
+        if old != remote {
+            r.left = Some((old, now_engine));
+        }
         let conv = r.conv;
         self.by_path.remove(&(old, conv));
         self.by_path.insert((remote, conv), h);
@@ -265,6 +296,37 @@ mod tests {
         assert!(w.is_advanced_by(&Progress::of(&seg(Command::Push, 3, 1, 0), 5), now));
     }
 
+    /// The late-datagram race: the peer moved from `a` to `b` (its first datagram from `b` carried new data
+    /// only); a datagram it sent from `a` just before, carrying an acknowledgement newer than any seen,
+    /// arrives afterwards. It must not take the connection back to `a` (the peer no longer reads there:
+    /// the session would stall, seen with a sharded listener where such datagrams are reordered), unless
+    /// the return comes after the hold.
+    #[test]
+    fn a_late_datagram_from_the_address_left_does_not_move_back() {
+        let a: SocketAddr = ([10, 0, 0, 1], 1).into();
+        let b: SocketAddr = ([10, 0, 0, 1], 2).into();
+        let mut r = Routes::default();
+        let seen = Progress::of(&seg(Command::Push, 1000, 5, 3), 5);
+        r.insert(ConnHandle(1), a, 5, seen);
+        let from_b = Progress::of(&seg(Command::Push, 1010, 6, 3), 5);
+        assert_eq!(r.moved_peer(5, b, &from_b, 2000), Some(ConnHandle(1)));
+        r.relocate(ConnHandle(1), b, 2000);
+        r.saw(ConnHandle(1), from_b);
+        let late_from_a = Progress::of(&seg(Command::Ack, 1990, 1, 3), 5);
+        assert_eq!(r.moved_peer(5, a, &late_from_a, 2001), None);
+        assert_eq!(
+            r.moved_peer(5, a, &late_from_a, 2000 + RETURN_HOLD_MS - 1),
+            None
+        );
+        // The same progress from a third address still moves it; from `a`, only after the hold.
+        let c: SocketAddr = ([10, 0, 0, 1], 3).into();
+        assert_eq!(r.moved_peer(5, c, &late_from_a, 2001), Some(ConnHandle(1)));
+        assert_eq!(
+            r.moved_peer(5, a, &late_from_a, 2000 + RETURN_HOLD_MS),
+            Some(ConnHandle(1))
+        );
+    }
+
     #[test]
     fn relocation_keeps_every_index_consistent() {
         let a: SocketAddr = ([10, 0, 0, 1], 1).into();
@@ -273,7 +335,7 @@ mod tests {
         r.insert(ConnHandle(1), a, 5, Progress::default());
         r.insert(ConnHandle(2), a, 6, Progress::default());
         assert_eq!(r.by_addr(a), Some(ConnHandle(2)));
-        assert_eq!(r.relocate(ConnHandle(1), b), Some(a));
+        assert_eq!(r.relocate(ConnHandle(1), b, 0), Some(a));
         assert_eq!(r.by_path(b, 5), Some(ConnHandle(1)));
         assert_eq!(r.by_path(a, 5), None);
         assert_eq!(r.by_addr(a), Some(ConnHandle(2)));
