@@ -13,7 +13,10 @@
 //!   did not go back). A NAT that rebinds its port thus keeps the session, for unmodified kcp-go clients
 //!   too; a replayed datagram never shows new progress, so it never moves anything. A datagram that shows
 //!   nothing newer gets a path check (a stateless echo request with a cookie, to that address); the answer
-//!   from there moves the connection. A replaying stranger cannot answer (with a cipher).
+//!   from there moves the connection. A replaying stranger cannot answer (with a cipher). For 1 s after a move
+//!   ([`RETURN_HOLD_MS`](crate::proto::routes::RETURN_HOLD_MS)) progress alone does not take a connection back to
+//!   the address it left: a datagram sent there just before the move can arrive late and look newer in one
+//!   respect; a peer that really returns answers the path check.
 //! - **Creating only on fresh starts.** A connection is created only by a datagram whose cumulative
 //!   acknowledgement is 0 (its peer has received nothing from us: a session start), for a conversation id
 //!   that is neither live nor remembered from the last [`Admission::replay_window`]. Replays of a live or
