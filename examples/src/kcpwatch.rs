@@ -40,7 +40,7 @@ fn lock(m: &Mutex<KcpStream>) -> MutexGuard<'_, KcpStream> {
 }
 
 impl KcpHandle {
-    /// This session's counters ([`KcpStream::snmp`]).
+    /// This session's counters ([`KcpControl::snmp`](rkcp_session::KcpControl::snmp)).
     pub fn snmp(&self) -> SnmpSnapshot {
         lock(&self.inner).snmp()
     }

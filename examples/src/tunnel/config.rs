@@ -297,7 +297,7 @@ where
     merge_json(cfg, &text).with_context(|| format!("parsing config file {path}"))
 }
 
-/// Merges the JSON object `text` over `cfg` (see [`apply_json`]).
+/// Merges the JSON object `text` over `cfg` (see `apply_json`).
 ///
 /// # Errors
 /// Not a JSON object, or a value of the wrong type for its key.
@@ -454,7 +454,7 @@ impl ClientConfig {
     /// The session parameters this configuration asks for.
     ///
     /// # Errors
-    /// `--tcp`, an unsupported smux version, or values kcp-go / smux would refuse (see [`build`]).
+    /// `--tcp`, an unsupported smux version, or values kcp-go / smux would refuse (see `build`).
     pub fn params(&self) -> anyhow::Result<Params> {
         build(&common_of!(self))
     }
