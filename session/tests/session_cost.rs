@@ -8,8 +8,6 @@
 //! read buffer, as kcpbench's server), the client reads the echo; then both sit idle. The first sessions
 //! pay for first-use allocations and are left out.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -18,42 +16,11 @@ use rkcp_session::{KcpConfig, KcpListener, KcpStream, ListenerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(n: isize) {
-    let _ = LIVE.try_with(|l| l.set(l.get() + n));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only a thread-local counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as isize));
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as isize - layout.size() as isize);
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 fn smux_config() -> rkcp_smux::Config {
     rkcp_smux::Config::default()
@@ -108,7 +75,7 @@ fn server(
         while let Some(reply) = mark.recv().await {
             // Let the last ACKs arrive and the timers settle before reading the count.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let _ = reply.send(LIVE.with(Cell::get));
+            let _ = reply.send(counting::live());
         }
     });
 }

@@ -8,8 +8,6 @@
 //! first-use allocations (tables, the socket's batch buffers) and are left out: the figure is the growth over
 //! the next ones, divided by their number, so table growth on the way is charged to them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::UdpSocket;
 use std::time::Duration;
 
@@ -18,46 +16,11 @@ use rkcp_session::{
 };
 use tokio::io::AsyncReadExt;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(n: isize) {
-    let _ = LIVE.try_with(|l| l.set(l.get() + n));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only a thread-local counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as isize));
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as isize - layout.size() as isize);
-        // SAFETY: the caller's guarantees for this call are the system allocator's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
+static ALLOC: counting::Counting = counting::Counting;
 
 /// A kcp-go session start for a fresh conversation, sealed with `crypt`.
 fn start(crypt: &PacketCrypt, conv: u32) -> Vec<u8> {
@@ -123,11 +86,11 @@ async fn an_unverified_session_holds_at_most_8_kb() {
     let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
     let mut keep = Vec::with_capacity(WARM + N);
     open_unverified(&listener, &crypt, 1_000, WARM, &mut keep).await;
-    let before = live();
+    let before = counting::live();
     open_unverified(&listener, &crypt, 100_000, N, &mut keep).await;
     // Let every session's first flush (ACK, echo request) go out and its timer settle.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let per = (live() - before) / N as isize;
+    let per = (counting::live() - before) / N as isize;
     let st = listener.stats();
     assert_eq!(st.unverified as usize, WARM + N, "{st:?}");
     assert_eq!(st.verified, 0);
