@@ -164,6 +164,9 @@ pub struct Kcp {
     pending_full: bool,
     /// `input` queued ACKs with `ack_nodelay` on: an ACK-only flush is due now.
     pending_ack: bool,
+    /// The receive window the peer last heard: the `wnd` of the last segment sent (see
+    /// [`Kcp::window_update_due`]).
+    adv_wnd: u16,
     /// The next periodic flush, `None` while idle.
     timer_at: Option<u32>,
     /// Phase of the periodic timer: the last time it was scheduled for. While idle the timer is
@@ -283,6 +286,7 @@ impl Kcp {
             hint_exact: false,
             started: false,
             pending_full: false,
+            adv_wnd: 0,
             pending_ack: false,
             timer_at: None,
             anchor: 0,

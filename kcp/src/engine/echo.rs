@@ -56,6 +56,7 @@ impl Kcp {
         }
         let at = self.reserved;
         let wnd = self.wnd_unused();
+        self.adv_wnd = wnd;
         // The flush's scratch datagram (at least `mtu` bytes, which exceed `reserved + OVERHEAD`).
         let mut scratch = self.take_scratch();
         let buf = &mut scratch[..at + OVERHEAD];

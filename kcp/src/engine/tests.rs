@@ -1152,3 +1152,40 @@ fn skipping_idle_ticks_is_invisible() {
     }
     assert!(fewer > 0, "skipping never saved an update");
 }
+
+/// A receiver whose reader lagged advertised a small window in its ACKs; once the reader catches
+/// up by a quarter of `rcv_wnd` a window update is due, and `flush_window` sends the pending ACKs
+/// and one WINS with the reopened window and `una`. Reading less is not worth a datagram.
+#[test]
+fn window_update_after_a_lagging_reader_catches_up() {
+    let mut k = engine(true);
+    k.set_window(32, 16);
+    k.update(0, &mut |_: &mut [u8]| {});
+    for sn in 0..12 {
+        k.input(1, &push(sn, 0, 1, b"x"), Freshness::Fresh).unwrap();
+    }
+    // The ACKs advertise 16 - 12 = 4.
+    let segs = flush_segs(&mut k, 2);
+    assert!(segs.iter().all(|(h, _)| h.wnd == 4));
+    assert!(!k.window_update_due());
+    let mut buf = [0u8; 1];
+    // Three read: the window is 7, up by 3 < 16 / 4.
+    for _ in 0..3 {
+        assert_eq!(k.recv(&mut buf).unwrap(), 1);
+    }
+    assert!(!k.window_update_due());
+    assert_eq!(k.recv(&mut buf).unwrap(), 1);
+    assert!(k.window_update_due());
+    // One more segment arrived meanwhile: its ACK rides along.
+    k.input(3, &push(12, 0, 3, b"x"), Freshness::Fresh).unwrap();
+    let mut dgrams = Vec::new();
+    k.flush_window(4, &mut |d: &mut [u8]| dgrams.push(d.to_vec()));
+    assert_eq!(dgrams.len(), 1);
+    let segs = parse(&dgrams[0], k.reserved());
+    assert_eq!(cmds(&segs), vec![Command::Ack, Command::Wins]);
+    let wins = &segs[1].0;
+    assert_eq!((wins.wnd, wins.una), (16 - 9, 13));
+    assert!(!k.window_update_due());
+    // Nothing more is pending: the next periodic flush sends no second WINS.
+    assert!(update_segs(&mut k, 200).is_empty());
+}

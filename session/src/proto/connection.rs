@@ -387,6 +387,18 @@ impl Connection {
         f(kcp, &mut out)
     }
 
+    /// Reading opened the receive window: once it has opened by a quarter since the peer last heard it, a
+    /// window update (with the pending ACKs) goes out now rather than at the next periodic flush, so a sender
+    /// held by the window our lagging reader last advertised resumes at once (see
+    /// [`Kcp::window_update_due`]); then whatever the engine has due.
+    fn after_read(&mut self, now: Timestamp) {
+        if self.kcp.window_update_due() {
+            self.output(|kcp, mut out| kcp.flush_window(now.engine(), &mut out));
+            self.unacked = 0;
+        }
+        self.update(now);
+    }
+
     /// Runs whatever the engine has due at `now`, queueing the output.
     fn update(&mut self, now: Timestamp) {
         let before = self.tx.len();
@@ -516,8 +528,7 @@ impl Connection {
                 continue;
             }
             self.counters.bytes_received += n as u64;
-            // Reading may open the receive window: tell the peer (kcp-go flushes after Read).
-            self.update(now);
+            self.after_read(now);
             return Ok(Some(n));
         }
         match self.closed {
@@ -609,7 +620,7 @@ impl Connection {
             return match self.kcp.recv(buf) {
                 Ok(n) => {
                     self.counters.bytes_received += n as u64;
-                    self.update(now);
+                    self.after_read(now);
                     Ok(Some(n))
                 }
                 Err(KcpError::BufferTooSmall { needed }) => {
@@ -825,6 +836,57 @@ mod tests {
         assert_eq!(rx.poll_timeout(t(1)), Some(t(3)));
         rx.handle_timeout(t(3));
         assert_eq!(rx.tx.len(), 1);
+    }
+
+    /// The commands in a queued datagram (connections without a cipher: the segments start after the
+    /// reserved front).
+    fn commands(c: &Connection, i: usize) -> Vec<rkcp_engine::Command> {
+        let mut rest = &c.tx.get(i)[c.overhead()..];
+        let mut v = Vec::new();
+        while let Ok(h) = rkcp_engine::SegmentHeader::decode(rest) {
+            v.push(h.cmd);
+            rest = &rest[rkcp_engine::OVERHEAD + h.len as usize..];
+        }
+        v
+    }
+
+    /// A burst fills a third of the receive window before the reader gets to it, so its ACKs advertise
+    /// two thirds; the reader then catches up between periodic flushes: the reopened window goes out at
+    /// once (a WINS), not 10 ms later, so a sender held by its window (fast3: 1024 both ways) resumes.
+    #[test]
+    fn a_reader_catching_up_tells_the_sender_at_once() {
+        let cfg = KcpConfig::fast3();
+        let mut tx = Connection::new(7, &cfg, None).unwrap();
+        let mut rx = Connection::new(7, &cfg, None).unwrap();
+        tx.handle_timeout(t(0));
+        rx.handle_timeout(t(0));
+        rx.kcp.send(b"w").unwrap();
+        rx.flush(t(0)).unwrap();
+        for i in 0..rx.tx.len() {
+            let d = rx.tx.get(i).to_vec();
+            tx.handle_datagram(t(0), &d);
+        }
+        tx.tx.clear();
+        rx.tx.clear();
+        let n = 340;
+        let mss = tx.kcp.mss();
+        tx.kcp.send(&vec![1u8; mss * n]).unwrap();
+        tx.flush(t(1)).unwrap();
+        for i in 0..tx.tx.len() {
+            let d = tx.tx.get(i).to_vec();
+            rx.handle_datagram(t(2), &d);
+        }
+        rx.finish_input(t(2));
+        assert!(!rx.tx.is_empty(), "a burst this size is acknowledged early");
+        rx.tx.clear();
+        let mut buf = vec![0u8; mss * 150];
+        // 150 segments read: up by less than a quarter window (256), no datagram.
+        assert_eq!(rx.read(t(3), &mut buf).unwrap(), Some(buf.len()));
+        assert_eq!(rx.tx.len(), 0);
+        // 150 more: a WINS goes out now (the periodic flush is due at 10).
+        assert_eq!(rx.read(t(3), &mut buf).unwrap(), Some(buf.len()));
+        assert_eq!(rx.tx.len(), 1);
+        assert_eq!(commands(&rx, 0), vec![rkcp_engine::Command::Wins]);
     }
 
     #[test]
