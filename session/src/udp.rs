@@ -261,16 +261,6 @@ impl UdpIo {
                     .await;
                 match r {
                     Ok(n) => {
-                        if n < b.slots {
-                            // The queue is drained (the batch was not filled): forget the readiness now rather
-                            // than learning it from one more `recvmmsg` that returns EAGAIN at the next call,
-                            // a syscall per wake-up saved. Safe: tokio clears readiness only if no readiness
-                            // event came in since it was observed, and a datagram queued after our read
-                            // raises a new (edge-triggered) event anyway.
-                            let _ = self.sock.try_io(tokio::io::Interest::READABLE, || {
-                                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                            });
-                        }
                         b.split(n);
                         return Ok(b.len());
                     }
