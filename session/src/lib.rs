@@ -103,7 +103,9 @@ mod sockopt;
 mod stream;
 mod udp;
 
-pub use config::{FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig};
+pub use config::{
+    DEFAULT_ACK_DELAY_MS, FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig,
+};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
 pub use proto::admission::Admission;
