@@ -18,7 +18,10 @@ pub enum Congestion {
     /// kcp-go's congestion window (the default): slow start and byte-counting congestion
     /// avoidance on `una` advances, halved on fast retransmissions, collapsed to one segment on a
     /// retransmission timeout; no pacing. With [`KcpConfig::nc`] set it is [`Congestion::None`],
-    /// exactly as kcp-go's `nc` flag.
+    /// exactly as kcp-go's `nc` flag. Random loss keeps this window small but never stuck: on
+    /// 100 Mbit/s, 40 ms and 1 % loss it averages about ten segments, about 0.3 MB/s
+    /// (`kcp/tests/kcpgo_window.rs`; kcp-go does no better); [`Congestion::LossTolerant`] is
+    /// the repaired variant.
     #[default]
     KcpGo,
     /// No congestion control (kcp-go's `nc`): the send window is `min(snd_wnd, rmt_wnd)`, no

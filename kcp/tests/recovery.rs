@@ -237,11 +237,8 @@ fn rack_does_not_resend_under_reordering_within_its_window() {
 }
 
 /// A window-limited sender (kcptun's client: 128-segment send window, `fast` mode, 30 ms interval)
-/// on a fast short path (100 Mbit/s, 1 ms each way): the receiver's ACKs wait up to an interval,
-/// so at most one window moves per ACK interval (128 x 1376 B / ~17 ms ~ 10 MB/s, and 5.9 MB/s
-/// once the tail of each window waits the whole interval). With ACKs flushed within a quarter
-/// interval (7 ms) the link rate is reached.
-fn window_limited(ack_delay: Option<u32>) -> f64 {
+/// on a 100 Mbit/s path, `one_way` ms each way, for 3 s. Returns MB/s delivered.
+fn window_limited(one_way: u32, ack_delay: Option<u32>) -> f64 {
     let cfg = KcpConfig {
         snd_wnd: 128,
         rcv_wnd: 512,
@@ -250,7 +247,7 @@ fn window_limited(ack_delay: Option<u32>) -> f64 {
         ..KcpConfig::fast()
     };
     let link = LinkConfig::default()
-        .delay(1, 1)
+        .delay(one_way, one_way)
         .bandwidth(12_500, 1_000_000);
     let mut net = Network::new(
         NetworkConfig::symmetric(link).seed(3),
@@ -273,13 +270,34 @@ fn window_limited(ack_delay: Option<u32>) -> f64 {
     got as f64 / 3_000.0 / 1_000.0
 }
 
+/// On a fast short path (1 ms each way) the receiver's ACKs wait up to an interval, so at most
+/// one window moves per ACK interval (128 x 1376 B / ~17 ms ~ 10 MB/s, and 5.9 MB/s once the tail
+/// of each window waits the whole interval). With ACKs flushed within a quarter interval (7 ms)
+/// the link rate is reached.
 #[test]
 fn ack_delay_lets_a_window_limited_sender_reach_the_link_rate() {
-    let with = window_limited(Some(7));
-    let without = window_limited(None);
+    let with = window_limited(1, Some(7));
+    let without = window_limited(1, None);
     println!("window-limited goodput: {with:.2} MB/s with a 7 ms ACK delay, {without:.2} without");
     assert!(with > 0.85 * 12.5 * 1376.0 / 1400.0, "{with:.2} MB/s");
     assert!(without < 0.6 * with, "{without:.2} MB/s");
+}
+
+/// The same sender on the bulk path of the lossy-links issue (20 ms each way): its window, not
+/// the link, is the limit (128 x 1376 B per 40 ms round trip = 4.4 MB/s), and every millisecond
+/// an ACK waits stretches the round trip the window takes. Measured here: 2.9 MB/s with kcp-go's
+/// wait (up to an interval), 3.6 with a quarter of fast's interval (7 ms), 3.95 with 2 ms, the
+/// bound the session uses for every mode (linkem, aes + FEC 10/3: 3.5 and 3.9 MB/s).
+#[test]
+fn a_two_ms_ack_delay_fills_a_window_limited_long_path() {
+    let bound = 128.0 * 1376.0 / 40.0 / 1_000.0;
+    let two = window_limited(20, Some(2));
+    let quarter = window_limited(20, Some(7));
+    println!(
+        "40 ms path, window 128: {two:.2} MB/s with 2 ms, {quarter:.2} with 7 ms (bound {bound:.2})"
+    );
+    assert!(two > 0.88 * bound, "{two:.2} MB/s");
+    assert!(quarter < 0.85 * bound, "{quarter:.2} MB/s");
 }
 
 /// kcptun's `fast3` with its congestion window on (`nc = 0`) over 100 Mbit/s, 20 ms each way,

@@ -104,7 +104,9 @@ mod stream;
 mod timers;
 mod udp;
 
-pub use config::{FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig};
+pub use config::{
+    DEFAULT_ACK_DELAY_MS, FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig,
+};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
 pub use proto::admission::Admission;

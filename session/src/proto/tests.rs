@@ -332,7 +332,7 @@ fn a_rebinding_nat_keeps_the_session_over_300_seeds() {
             seed,
             link: link(seed).loss(0.02),
             cfg: config(seed),
-            bytes: 200_000,
+            bytes: 400_000,
             rebind_every: Some(r.range(300, 2000)),
         };
         let o = run(&case);
