@@ -124,8 +124,8 @@ impl Connection {
             None => None,
         };
         let fec_head = if cfg.fec.is_some() { FEC_HEADER } else { 0 };
-        // With the session's fill-ins (see `KcpConfig::engine_config`): ACKs wait at most a quarter
-        // interval unless `ack_delay` says otherwise (a sender whose window is full moves one window per
+        // With the session's fill-ins (see `KcpConfig::engine_config`): ACKs wait at most
+        // `DEFAULT_ACK_DELAY_MS` (2 ms) unless `ack_delay` says otherwise (a sender whose window is full moves one window per
         // ACK wait, which capped kcptun's 128-segment client window near 6 MB/s on any path), and the
         // loss-tolerant controller comes with time-based loss recovery.
         let engine = cfg.engine_config_reserving(crypt_head + crypt_tail + fec_head);
@@ -818,11 +818,16 @@ mod tests {
         assert_eq!(acks_after(per_datagram * 3), 1);
     }
 
-    /// A data datagram between periodic flushes: its ACK leaves after a quarter interval (2 ms in fast3),
-    /// not at the next periodic flush (10 ms).
+    /// A data datagram between periodic flushes: its ACK leaves after 2 ms (`DEFAULT_ACK_DELAY_MS`), not at
+    /// the next periodic flush (10 ms in fast3, 30 ms in kcptun's default `fast`).
     #[test]
-    fn acks_wait_at_most_a_quarter_interval() {
-        let cfg = KcpConfig::fast3();
+    fn acks_wait_at_most_two_ms() {
+        for cfg in [KcpConfig::fast3(), KcpConfig::fast()] {
+            acks_wait_at_most_two_ms_with(cfg);
+        }
+    }
+
+    fn acks_wait_at_most_two_ms_with(cfg: KcpConfig) {
         let mut tx = Connection::new(7, &cfg, None).unwrap();
         let mut rx = Connection::new(7, &cfg, None).unwrap();
         tx.handle_timeout(t(0));
