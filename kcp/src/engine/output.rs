@@ -22,7 +22,18 @@ struct Writer<'a, F: FnMut(&mut [u8])> {
     out: &'a mut F,
 }
 
-impl<F: FnMut(&mut [u8])> Writer<'_, F> {
+impl<'a, F: FnMut(&mut [u8])> Writer<'a, F> {
+    /// An empty datagram in `buf` (the engine's scratch buffer, at least `mtu` bytes).
+    fn new(buf: &'a mut Vec<u8>, reserved: usize, mtu: usize, out: &'a mut F) -> Self {
+        Writer {
+            buf,
+            pos: reserved,
+            reserved,
+            mtu,
+            out,
+        }
+    }
+
     #[inline]
     fn make_space(&mut self, n: usize) {
         if self.pos + n > self.mtu {
@@ -143,20 +154,24 @@ impl Kcp {
     }
 
     pub(super) fn flush_acks_inner<F: FnMut(&mut [u8])>(&mut self, out: &mut F) {
-        if self.acklist.is_empty() {
-            return;
+        if !self.acklist.is_empty() {
+            self.write_ack_datagrams(out, false);
         }
+    }
+
+    /// The pending ACKs, then a WINS if `wins`, in as few datagrams as they fit.
+    fn write_ack_datagrams<F: FnMut(&mut [u8])>(&mut self, out: &mut F, wins: bool) {
         let wnd = self.wnd_unused();
         self.adv_wnd = wnd;
+        let (conv, una) = (self.conv, self.rcv_nxt);
         let mut buffer = self.take_scratch();
-        let mut w = Writer {
-            buf: &mut buffer,
-            pos: self.reserved,
-            reserved: self.reserved,
-            mtu: self.mtu,
-            out,
-        };
-        self.write_acks(&mut w, wnd);
+        let mut w = Writer::new(&mut buffer, self.reserved, self.mtu, out);
+        let (tsn, tts) = self.write_acks(&mut w, wnd);
+        if wins {
+            w.make_space(OVERHEAD);
+            w.header(conv, Command::Wins as u8, 0, wnd, tts, tsn, una, 0);
+            self.stats.out_segs += 1;
+        }
         w.emit();
         self.buffer = buffer;
     }
@@ -183,23 +198,7 @@ impl Kcp {
     /// [`window_update_due`](Kcp::window_update_due)).
     pub fn flush_window<F: FnMut(&mut [u8])>(&mut self, now: u32, out: &mut F) {
         self.last_now = now;
-        let wnd = self.wnd_unused();
-        self.adv_wnd = wnd;
-        let (conv, una) = (self.conv, self.rcv_nxt);
-        let mut buffer = self.take_scratch();
-        let mut w = Writer {
-            buf: &mut buffer,
-            pos: self.reserved,
-            reserved: self.reserved,
-            mtu: self.mtu,
-            out,
-        };
-        let (tsn, tts) = self.write_acks(&mut w, wnd);
-        w.make_space(OVERHEAD);
-        w.header(conv, Command::Wins as u8, 0, wnd, tts, tsn, una, 0);
-        self.stats.out_segs += 1;
-        w.emit();
-        self.buffer = buffer;
+        self.write_ack_datagrams(out, true);
         self.probe &= !ASK_TELL;
         self.pending_ack = false;
         self.arm();
@@ -211,13 +210,7 @@ impl Kcp {
         let una = self.rcv_nxt;
         let conv = self.conv;
         let mut buffer = self.take_scratch();
-        let mut w = Writer {
-            buf: &mut buffer,
-            pos: self.reserved,
-            reserved: self.reserved,
-            mtu: self.mtu,
-            out,
-        };
+        let mut w = Writer::new(&mut buffer, self.reserved, self.mtu, out);
 
         // 1. ACKs.
         let (tsn, tts) = self.write_acks(&mut w, wnd);

@@ -774,15 +774,14 @@ mod tests {
         Timestamp::from_millis(ms)
     }
 
-    /// `n` full data datagrams from a sender, fed to a receiver between its periodic flushes: the receiver
-    /// sends ACKs early only once a full ACK datagram's worth has arrived.
-    fn acks_after(n: usize) -> usize {
+    /// A fast3 sender and receiver at time 0, the sender told the receiver's window (it assumes 32 segments
+    /// until it hears from the peer), nothing queued.
+    fn pair_knowing_the_window() -> (Connection, Connection) {
         let cfg = KcpConfig::fast3();
         let mut tx = Connection::new(7, &cfg, None).unwrap();
         let mut rx = Connection::new(7, &cfg, None).unwrap();
         tx.handle_timeout(t(0));
         rx.handle_timeout(t(0));
-        // Tell the sender the receiver's window (it assumes 32 segments until it hears from the peer).
         rx.kcp.send(b"w").unwrap();
         rx.flush(t(0)).unwrap();
         for i in 0..rx.tx.len() {
@@ -791,6 +790,13 @@ mod tests {
         }
         tx.tx.clear();
         rx.tx.clear();
+        (tx, rx)
+    }
+
+    /// `n` full data datagrams from a sender, fed to a receiver between its periodic flushes: the receiver
+    /// sends ACKs early only once a full ACK datagram's worth has arrived.
+    fn acks_after(n: usize) -> usize {
+        let (mut tx, mut rx) = pair_knowing_the_window();
         let mss = tx.kcp.mss();
         tx.kcp.send(&vec![1u8; mss * n]).unwrap();
         tx.flush(t(1)).unwrap();
@@ -860,19 +866,7 @@ mod tests {
     /// once (a WINS), not 10 ms later, so a sender held by its window (fast3: 1024 both ways) resumes.
     #[test]
     fn a_reader_catching_up_tells_the_sender_at_once() {
-        let cfg = KcpConfig::fast3();
-        let mut tx = Connection::new(7, &cfg, None).unwrap();
-        let mut rx = Connection::new(7, &cfg, None).unwrap();
-        tx.handle_timeout(t(0));
-        rx.handle_timeout(t(0));
-        rx.kcp.send(b"w").unwrap();
-        rx.flush(t(0)).unwrap();
-        for i in 0..rx.tx.len() {
-            let d = rx.tx.get(i).to_vec();
-            tx.handle_datagram(t(0), &d);
-        }
-        tx.tx.clear();
-        rx.tx.clear();
+        let (mut tx, mut rx) = pair_knowing_the_window();
         let n = 340;
         let mss = tx.kcp.mss();
         tx.kcp.send(&vec![1u8; mss * n]).unwrap();
