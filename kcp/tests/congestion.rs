@@ -6,6 +6,9 @@
 use rkcp_engine::Freshness;
 use std::collections::VecDeque;
 
+#[path = "common/bulk.rs"]
+mod bulk;
+use bulk::Bulk;
 use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Side};
 use rkcp_engine::{Congestion, Kcp, KcpConfig};
 
@@ -62,22 +65,11 @@ fn bulk(cc: Congestion, loss: f64, ack_loss: bool, seed: u64, ms: u64) -> Outcom
         Kcp::with_config(1, &cfg).unwrap(),
     )
     .unwrap();
-    let chunk: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut got, mut got_at_warmup, mut expect) = (0u64, 0u64, 0usize);
+    let mut bulk = Bulk::new();
+    let (mut got, mut got_at_warmup) = (0u64, 0u64);
     let (mut qsum, mut qmax) = (0u64, 0u64);
     for t in 0..ms {
-        while net.kcp(Side::A).wait_snd() < 2048 {
-            net.send(Side::A, &chunk).unwrap();
-        }
-        net.run_for(1);
-        while let Ok(n @ 1..) = net.recv(Side::B, &mut buf) {
-            for &b in &buf[..n] {
-                assert_eq!(b, (expect % 65_536 % 251) as u8, "stream corrupted");
-                expect += 1;
-            }
-            got += n as u64;
-        }
+        got += bulk.step(&mut net);
         if t == WARMUP_MS {
             got_at_warmup = got;
         }

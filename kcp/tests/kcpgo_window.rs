@@ -14,6 +14,9 @@
 //! same path: rkcp 0.26 MB/s, kcp-go below 0.14 MB/s). [`Congestion::LossTolerant`] is the
 //! repaired window (`kcp/tests/recovery.rs`).
 
+#[path = "common/bulk.rs"]
+mod bulk;
+use bulk::Bulk;
 use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Side};
 use rkcp_engine::{Congestion, Kcp, KcpConfig};
 
@@ -50,9 +53,8 @@ fn bulk(seed: u64, secs: u64) -> Trace {
         Kcp::with_config(1, &cfg).unwrap(),
     )
     .unwrap();
-    let chunk: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut got, mut expect) = (0u64, 0usize);
+    let mut bulk = Bulk::new();
+    let mut got = 0u64;
     let mut t = Trace {
         per_sec: Vec::new(),
         una: Vec::new(),
@@ -61,17 +63,7 @@ fn bulk(seed: u64, secs: u64) -> Trace {
     };
     let mut cwnd_sum = 0u64;
     for ms in 1..=secs * 1_000 {
-        while net.kcp(Side::A).wait_snd() < 2048 {
-            net.send(Side::A, &chunk).unwrap();
-        }
-        net.run_for(1);
-        while let Ok(n @ 1..) = net.recv(Side::B, &mut buf) {
-            for &b in &buf[..n] {
-                assert_eq!(b, (expect % 65_536 % 251) as u8, "stream corrupted");
-                expect += 1;
-            }
-            got += n as u64;
-        }
+        got += bulk.step(&mut net);
         let a = net.kcp(Side::A);
         cwnd_sum += u64::from(a.cwnd());
         t.cwnd_max = t.cwnd_max.max(a.cwnd());

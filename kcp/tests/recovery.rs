@@ -5,6 +5,9 @@
 use rkcp_engine::Freshness;
 use std::collections::{BTreeMap, VecDeque};
 
+#[path = "common/bulk.rs"]
+mod bulk;
+use bulk::Bulk;
 use rkcp_engine::sim::{LinkConfig, Network, NetworkConfig, Rng, Side};
 use rkcp_engine::{Command, Congestion, Kcp, KcpConfig, OVERHEAD, SegmentHeader};
 
@@ -328,21 +331,10 @@ fn lossy_bulk(cc: Congestion) -> (f64, u64) {
         Kcp::with_config(1, &cfg).unwrap(),
     )
     .unwrap();
-    let chunk: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut got, mut expect) = (0u64, 0usize);
+    let mut bulk = Bulk::new();
+    let mut got = 0u64;
     for _ in 0..6_000 {
-        while net.kcp(Side::A).wait_snd() < 2048 {
-            net.send(Side::A, &chunk).unwrap();
-        }
-        net.run_for(1);
-        while let Ok(n @ 1..) = net.recv(Side::B, &mut buf) {
-            for &b in &buf[..n] {
-                assert_eq!(b, (expect % 65_536 % 251) as u8, "stream corrupted");
-                expect += 1;
-            }
-            got += n as u64;
-        }
+        got += bulk.step(&mut net);
     }
     let rto = net.kcp(Side::A).stats().lost_segs;
     (got as f64 / 6_000.0 / 1_000.0, rto)
