@@ -19,13 +19,23 @@ async fn open_sessions(n: usize) -> (Vec<KcpStream>, Vec<KcpStream>) {
         c.write_all(&(i as u64).to_le_bytes()).await.unwrap();
         clients.push(c);
     }
+    // Accepted in the order the sessions became ready, which is not the order they were opened in (past
+    // the per-IP cap of unverified connections a client passes the address check first): each server
+    // side goes next to its client by the index the client sent.
+    let mut slots: Vec<Option<KcpStream>> = (0..n).map(|_| None).collect();
     for _ in 0..n {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut b = [0u8; 8];
         s.read_exact(&mut b).await.unwrap();
         s.write_all(&b).await.unwrap();
-        servers.push(s);
+        let i = u64::from_le_bytes(b) as usize;
+        assert!(slots[i].replace(s).is_none(), "two sessions sent index {i}");
     }
+    servers.extend(
+        slots
+            .into_iter()
+            .map(|s| s.expect("every index accepted once")),
+    );
     for (i, c) in clients.iter_mut().enumerate() {
         let mut b = [0u8; 8];
         c.read_exact(&mut b).await.unwrap();
