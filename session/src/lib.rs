@@ -103,7 +103,7 @@ mod sockopt;
 mod stream;
 mod udp;
 
-pub use config::{FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig};
+pub use config::{AdaptiveFec, FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig};
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
 pub use proto::admission::Admission;
@@ -111,6 +111,7 @@ pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
 /// The engine's configuration, held by [`KcpConfig::kcp`] (the engine crate's `KcpConfig`).
 pub use rkcp_engine::KcpConfig as EngineConfig;
+pub use rkcp_fec::AdaptiveConfig;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
 pub use stream::{KcpControl, KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};
