@@ -121,9 +121,9 @@ impl FromStr for Mode {
     }
 }
 
-/// One entry of a `--fec` list: `DATA/PARITY` (fixed, as kcptun), `DATA/PARITY:auto` (the session chooses
+/// One entry of a `--fec` list: `DATA/PARITY` (fixed, as kcptun), `1/PARITY:auto` (the session chooses
 /// the parity from the losses it sees, starting at PARITY; see [`BenchConfig::adaptivefec`]), or `auto`
-/// (`1/2:auto`: one data shard for small messages, starting at 2 parity shards, between 1 and 4).
+/// (`1/2:auto`: starting at 2 parity shards, between 1 and 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FecSpec {
     /// Data shards (0: FEC off).
@@ -164,9 +164,9 @@ impl FromStr for FecSpec {
         })?;
         let d = d.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
         let p = p.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
-        if adaptive && (d == 0 || p == 0) {
+        if adaptive && (d != 1 || p == 0) {
             return Err(format!(
-                "adaptive FEC {s:?} needs DATA and PARITY of at least 1"
+                "adaptive FEC {s:?} takes one data shard and at least one parity shard (1/P:auto)"
             ));
         }
         Ok(FecSpec {
@@ -214,10 +214,10 @@ pub struct BenchConfig {
     pub datashard: usize,
     /// FEC parity shards (0 = FEC off); with `adaptivefec`, where the session starts.
     pub parityshard: usize,
-    /// Parity chosen by the session from the losses it sees (rkcp only, `rkcp_session::AdaptiveFec`): it
-    /// starts at `parityshard` and moves between 1 and [`BenchConfig::adaptive_max_parity`], with
-    /// `AdaptiveFec::low_latency` tuning for one data shard (small messages), the default tuning otherwise.
-    /// A Go peer reading the same CONFIG sends fixed `datashard/parityshard`.
+    /// Parity chosen by the session from the losses it sees (rkcp only, `rkcp_session::AdaptiveFec`;
+    /// `datashard` must be 1): it starts at `parityshard` and moves between 1 and
+    /// [`BenchConfig::adaptive_max_parity`]. A Go peer reading the same CONFIG sends fixed
+    /// `datashard/parityshard`.
     pub adaptivefec: bool,
     /// smux version, 1 or 2.
     pub smuxver: u8,
@@ -322,13 +322,14 @@ impl BenchConfig {
         }
         .with_fec(self.datashard, self.parityshard);
         let cfg = if self.adaptivefec && self.datashard > 0 && self.parityshard > 0 {
-            let max = self.adaptive_max_parity();
-            let policy = if self.datashard == 1 {
-                AdaptiveFec::low_latency(1, max)
-            } else {
-                AdaptiveFec::new(1, max)
-            };
-            cfg.with_adaptive_fec(self.datashard, self.parityshard, policy)
+            if self.datashard != 1 {
+                bail!(
+                    "adaptive FEC takes one data shard (1/P:auto), not {}",
+                    self.datashard
+                );
+            }
+            let policy = AdaptiveFec::new(1, self.adaptive_max_parity());
+            cfg.with_adaptive_fec(self.parityshard, policy)
         } else {
             cfg
         };
@@ -495,7 +496,7 @@ mod tests {
         assert_eq!((f.data_shards, f.parity_shards), (1, 2));
         let a = f.adaptive.unwrap();
         assert_eq!((a.min_parity, a.max_parity), (1, 4));
-        assert_eq!(a, AdaptiveFec::low_latency(1, 4));
+        assert_eq!(a, AdaptiveFec::new(1, 4));
         assert_eq!(c.label(), "kcp fast3 fec 1/2 auto");
         let c = BenchConfig {
             datashard: 10,
@@ -503,10 +504,7 @@ mod tests {
             adaptivefec: true,
             ..BenchConfig::default()
         };
-        assert_eq!(
-            c.kcp_config().unwrap().fec.unwrap().adaptive,
-            Some(AdaptiveFec::new(1, 6))
-        );
+        assert!(c.kcp_config().is_err(), "one data shard only");
         // Off unless asked for, and without FEC nothing to adapt.
         let c = BenchConfig {
             datashard: 10,

@@ -288,9 +288,9 @@ struct Common {
     /// kcptun --key (PBKDF2-derived as kcptun does).
     #[arg(long, default_value = "it's a secrect")]
     key: String,
-    /// FEC data/parity shards (list), e.g. 0/0,10/3. `D/P:auto`: the session chooses the parity from the
-    /// losses it sees (rkcp only, off unless asked), starting at P, between 1 and 2P; `auto` = `1/2:auto`
-    /// (one data shard, for small messages).
+    /// FEC data/parity shards (list), e.g. 0/0,10/3. `1/P:auto`: the session chooses the parity from the
+    /// losses it sees (rkcp only, off unless asked; one data shard), starting at P, between 1 and 2P;
+    /// `auto` = `1/2:auto`.
     #[arg(long, default_value = "0/0", value_delimiter = ',', value_parser = parse_fec)]
     fec: Vec<FecSpec>,
     /// Manual mode: nodelay.
@@ -769,6 +769,7 @@ mod tests {
         assert_eq!(parse_fec("auto"), Ok(auto));
         assert_eq!(parse_fec("1/2:auto"), Ok(auto));
         assert!(parse_fec("0/0:auto").is_err());
+        assert!(parse_fec("10/3:auto").is_err(), "one data shard only");
     }
 
     #[test]

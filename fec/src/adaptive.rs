@@ -87,11 +87,14 @@ impl AdaptiveConfig {
 
 /// Sender-side adaptive parity (not in kcp-go): chooses `ps` from the observed loss rate.
 ///
-/// Only the sender's choice is on the wire; receivers, ours and kcp-go's, follow it through
-/// autotune (docs/wire-format.md#fec-autotune), so a Go peer still decodes everything. The session owns one
-/// [`AdaptiveParity`], feeds it loss observations and applies its choice with
-/// [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards), which takes
-/// effect at the next group boundary.
+/// Only the sender's choice is on the wire. How it gets there matters for a kcp-go peer: applied
+/// with [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards) (the group shape
+/// changes at the next boundary), receivers must find the new shape by autotune
+/// (docs/wire-format.md#fec-autotune), and until they have, kcp-go 5.6.1 rebuilds from misaligned
+/// shards; with `ds > 1` such a rebuild can pass its KCP's checks and corrupt the stream (see
+/// `set_parity_shards`). The session (`rkcp_session::AdaptiveFec`) therefore uses the policy with
+/// `ds = 1` only, and sends the chosen count as copies of the one parity shard of fixed (1, 1)
+/// groups, which every decoder reads without retuning.
 ///
 /// # Model
 /// Losses are taken as independent with probability `p`. In a group of `n = ds + ps` shards

@@ -40,24 +40,23 @@ impl FecConfig {
     };
 }
 
-/// Parity chosen by the session (not in kcp-go): the parity follows [`rkcp_fec::AdaptiveParity`], fed every
-/// flush with the engine's new data segments and retransmissions (what the peer still lacked after FEC). It
-/// starts at [`FecConfig::parity_shards`] and moves between [`AdaptiveFec::min_parity`] and
-/// [`AdaptiveFec::max_parity`]; `data_shards` stays fixed.
+/// Parity chosen by the session (not in kcp-go), for one data shard per group: the parity follows
+/// [`rkcp_fec::AdaptiveParity`], fed every flush with the engine's new data segments and retransmissions
+/// (what the peer still lacked after FEC). It starts at [`FecConfig::parity_shards`] and moves between
+/// [`AdaptiveFec::min_parity`] and [`AdaptiveFec::max_parity`].
 ///
-/// What goes on the wire stays decodable by any kcp-go peer, which finds the FEC shape from the headers of
-/// each packet (docs/wire-format.md#fec-autotune), even with FEC off on its side:
-/// - `data_shards = 1`: the groups on the wire stay (1, 1) and the one parity packet is sent once per
-///   chosen parity shard, every copy with the same seqid. With one data shard every parity shard is a copy
-///   of the data shard anyway, so this protects exactly as (1, ps) would, while the shape never changes:
-///   receivers drop the copies they do not need as duplicates, and never have to find a new shape. The
-///   choice for small messages that must not wait (one message is one group).
-/// - more data shards: the group shape changes (`ps` parity shards from the next group boundary on, seqids
-///   rounded up to a multiple of the new group size), and the receiver follows by autotune. Until it has
-///   found the new shape (a clean run of a group; at 10 % loss, a second or two) ours and current kcp-go's
-///   decoders repair nothing, and kcp-go 5.6 may combine shards of two groups, which KCP then refuses
-///   (wrong conversation or command) as it refuses any corrupt datagram. The session ignores what happens
-///   in the 3 s after a change when judging it.
+/// On the wire the groups stay (1, 1): the one parity packet of each datagram is sent once per chosen parity
+/// shard, every copy with the same seqid. With one data shard every parity shard is a copy of the data shard
+/// anyway, so this protects exactly as (1, ps) would, while the FEC shape never changes: every receiver (ours,
+/// any kcp-go, with FEC configured or not) decodes it without retuning and drops the copies it does not need
+/// as duplicates of a seqid (docs/wire-format.md#fec-autotune).
+///
+/// Only one data shard: changing the shape of groups of several data shards mid-stream
+/// ([`rkcp_fec::FecEncoder::set_parity_shards`]) makes kcp-go 5.6.1, until its autotune relocks, rebuild
+/// from misaligned shards; with the XOR parity row such a rebuild keeps a valid conversation id and command,
+/// and its KCP hands the application corrupt bytes (seen in the interop test over a lossy path).
+/// [`KcpConfig::validate`] refuses adaptive FEC with more data shards. One data shard is also what small
+/// messages that must not wait need (one datagram is one group; parity never waits for a group to fill).
 ///
 /// Since FEC hides the losses it repairs, the residual losses are rare exactly when the parity is right,
 /// and the policy waits for windows that are evidence ([`rkcp_fec::AdaptiveConfig::min_evidence`]): it
@@ -76,28 +75,22 @@ pub struct AdaptiveFec {
     /// Most parity shards per group the policy may choose (`data_shards + max_parity <= 256`).
     pub max_parity: usize,
     /// The policy's tuning (evaluation window, smoothing, what a parity shard must be worth, hysteresis);
-    /// each default is explained on [`rkcp_fec::AdaptiveConfig`]. Default: that type's default, which
-    /// weighs parity bytes for bulk transfers; [`AdaptiveFec::low_latency`] spends more bandwidth.
+    /// each field is explained on [`rkcp_fec::AdaptiveConfig`]. [`AdaptiveFec::new`] sets a tuning for one
+    /// data shard (its docs say why not that type's defaults).
     pub policy: rkcp_fec::AdaptiveConfig,
 }
 
 impl AdaptiveFec {
-    /// Between `min_parity` and `max_parity` parity shards, with the policy's defaults.
+    /// Between `min_parity` and `max_parity` parity shards.
+    ///
+    /// The policy is tuned for one data shard, which is what adaptive FEC sends, rather than the
+    /// [`rkcp_fec::AdaptiveConfig`] defaults (made for groups of 10 in bulk transfers, with which a parity
+    /// shard of a one-shard group is never worth its bytes): a window of 50 packets instead of 500 (about a
+    /// second of one small message every 20 ms) so that the choice follows within seconds, and a parity
+    /// shard counts as worth sending while it spares a retransmission round trip to one packet in 333
+    /// (`parity_cost` 0.003 instead of 0.25). The best count is then 1 parity shard from about 0.3 % loss,
+    /// 2 from about 6 % and 3 from about 15 % (the policy moves there as the evidence allows).
     pub fn new(min_parity: usize, max_parity: usize) -> Self {
-        AdaptiveFec {
-            min_parity,
-            max_parity,
-            policy: rkcp_fec::AdaptiveConfig::default(),
-        }
-    }
-
-    /// Between `min_parity` and `max_parity` parity shards for sparse, latency-bound traffic (e.g. one small message every
-    /// 20 ms, with `data_shards = 1`): a shorter window (50 packets instead of 500: about a second of such
-    /// traffic) so that the choice follows within seconds, and a parity shard counts as worth sending while
-    /// it spares a retransmission round trip to one packet in 333 (`parity_cost` 0.003 instead of 0.25).
-    /// With `data_shards = 1` the best count is then 1 parity shard from about 0.3 % loss, 2 from about
-    /// 6 % and 3 from about 15 % (the policy moves to it as the evidence allows).
-    pub fn low_latency(min_parity: usize, max_parity: usize) -> Self {
         let mut policy = rkcp_fec::AdaptiveConfig::default();
         policy.window = 50;
         policy.parity_cost = 0.003;
@@ -361,28 +354,22 @@ impl KcpConfig {
         self
     }
 
-    /// Sets adaptive FEC (builder style): groups of `data_shards`, starting with `start_parity` parity shards,
-    /// then as the session chooses within `adaptive`'s bounds (see [`AdaptiveFec`]). `data_shards == 0` turns
-    /// FEC off, as [`KcpConfig::with_fec`] does.
+    /// Sets adaptive FEC (builder style): one data shard per group, starting with `start_parity` parity
+    /// shards, then as the session chooses within `adaptive`'s bounds (see [`AdaptiveFec`]).
     ///
     /// ```
     /// use rkcp_session::{AdaptiveFec, KcpConfig};
     ///
-    /// // Small messages on a lossy link: one data shard per group (every parity shard a copy), starting
-    /// // at 2 parity shards, between 1 and 3 as the losses show.
-    /// let cfg = KcpConfig::fast3().with_adaptive_fec(1, 2, AdaptiveFec::low_latency(1, 3));
+    /// // Small messages on a lossy link: starting at 2 parity shards (what one would set by hand for 10 %
+    /// // loss), between 1 and 3 as the losses show.
+    /// let cfg = KcpConfig::fast3().with_adaptive_fec(2, AdaptiveFec::new(1, 3));
     /// cfg.validate().unwrap();
-    /// // Off by default: FEC, when set by `with_fec`, keeps its parity count (kcp-go).
+    /// // Off by default: FEC set by `with_fec` keeps its parity count (kcp-go).
     /// assert_eq!(KcpConfig::fast3().with_fec(10, 3).fec.unwrap().adaptive, None);
     /// ```
-    pub fn with_adaptive_fec(
-        mut self,
-        data_shards: usize,
-        start_parity: usize,
-        adaptive: AdaptiveFec,
-    ) -> Self {
-        self.fec = (data_shards > 0).then_some(FecConfig {
-            data_shards,
+    pub fn with_adaptive_fec(mut self, start_parity: usize, adaptive: AdaptiveFec) -> Self {
+        self.fec = Some(FecConfig {
+            data_shards: 1,
             parity_shards: start_parity,
             adaptive: Some(adaptive),
         });
@@ -453,6 +440,11 @@ impl KcpConfig {
         if let Some(f) = self.fec
             && let Some(a) = f.adaptive
         {
+            if f.data_shards != 1 {
+                return Err(ConfigError::AdaptiveFec {
+                    reason: "adaptive FEC needs data_shards = 1 (a kcp-go peer cannot follow other shape changes safely)",
+                });
+            }
             if a.min_parity == 0
                 || !(a.min_parity..=a.max_parity).contains(&f.parity_shards)
                 || f.data_shards + a.max_parity > 256
@@ -666,7 +658,7 @@ mod tests {
         assert!(KcpConfig::default().with_fec(0, 3).fec.is_none());
         // Adaptive FEC: the start within [min, max], min >= 1, total <= 256, a valid policy.
         let ada = |start, min, max| {
-            KcpConfig::default().with_adaptive_fec(1, start, AdaptiveFec::low_latency(min, max))
+            KcpConfig::default().with_adaptive_fec(start, AdaptiveFec::new(min, max))
         };
         ada(2, 1, 3).validate().unwrap();
         for bad in [ada(0, 0, 3), ada(4, 1, 3), ada(1, 2, 3), ada(1, 1, 256)] {
@@ -679,17 +671,18 @@ mod tests {
         a.policy.window = 0;
         assert!(matches!(
             KcpConfig::default()
-                .with_adaptive_fec(10, 1, a)
+                .with_adaptive_fec(1, a)
                 .validate()
                 .unwrap_err(),
             ConfigError::AdaptiveFec { .. }
         ));
-        assert!(
-            KcpConfig::default()
-                .with_adaptive_fec(0, 1, a)
-                .fec
-                .is_none()
-        );
+        // More than one data shard: refused (a kcp-go peer would rebuild corrupt segments across a change).
+        let mut c = KcpConfig::default().with_adaptive_fec(1, AdaptiveFec::new(1, 3));
+        c.fec.as_mut().unwrap().data_shards = 10;
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            ConfigError::AdaptiveFec { .. }
+        ));
         assert_eq!(
             KcpConfig::default().fec,
             None,

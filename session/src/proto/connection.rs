@@ -412,14 +412,14 @@ impl Connection {
             // Any flush writes every pending ACK.
             self.unacked = 0;
         }
-        self.adapt(now);
+        self.adapt();
     }
 
     /// Adaptive parity: the policy sees what the engine sent and retransmitted since its last look, and
     /// its new choice applies (see `proto::afec`).
-    fn adapt(&mut self, now: Timestamp) {
+    fn adapt(&mut self) {
         if let Some(fec) = self.fec_enc.as_mut() {
-            fec.adapt(now, &self.kcp);
+            fec.adapt(&self.kcp);
         }
     }
 
