@@ -6,7 +6,11 @@
 //! channel loss from them. Every observation passes the deltas since the previous one of
 //! - new data segments: `snd_nxt` (each sequence number is sent for the first time once), and
 //! - retransmissions: [`KcpStats::retrans_segs`](rkcp_engine::KcpStats::retrans_segs) (fast, early and
-//!   RTO retransmissions, as kcp-go counts `RetransSegs`).
+//!   RTO retransmissions, as kcp-go counts `RetransSegs`), less those found unnecessary
+//!   ([`KcpStats::spurious_retrans_segs`](rkcp_engine::KcpStats::spurious_retrans_segs): the ACK of an
+//!   earlier transmission came back). A delay spike fires RTOs on a clean link; counted as losses, they
+//!   made the policy climb to its maximum there, since at `ps` copies one spurious retransmission in a
+//!   thousand reads as a loss of `0.001^(1 / (ps + 1))`.
 //!
 //! A choice of `ps` parity shards reaches the wire without changing the FEC shape: adaptive FEC has one
 //! data shard (`KcpConfig::validate` refuses more), the groups stay (1, 1), and the one parity packet is
@@ -97,9 +101,11 @@ pub(crate) struct AdaptiveState {
     policy: AdaptiveParity,
     snd_nxt: u32,
     retrans: u64,
-    /// Retransmissions not passed on yet: the policy counts at most as many losses as packets per
-    /// observation, and retransmissions mostly happen in flushes that send nothing new.
-    carry: u64,
+    spurious: u64,
+    /// Losses not passed on yet: the policy counts at most as many losses as packets per observation,
+    /// and retransmissions mostly happen in flushes that send nothing new. Negative when a retransmission
+    /// already passed on turned out spurious (its ACK comes later).
+    carry: i64,
 }
 
 impl AdaptiveState {
@@ -119,6 +125,7 @@ impl AdaptiveState {
             policy,
             snd_nxt: kcp.snd_nxt(),
             retrans: kcp.stats().retrans_segs,
+            spurious: kcp.stats().spurious_retrans_segs,
             carry: 0,
         }))
     }
@@ -127,15 +134,19 @@ impl AdaptiveState {
     /// made one.
     pub(crate) fn observe(&mut self, kcp: &Kcp) -> Option<usize> {
         let snd_nxt = kcp.snd_nxt();
-        let retrans = kcp.stats().retrans_segs;
+        let (retrans, spurious) = (kcp.stats().retrans_segs, kcp.stats().spurious_retrans_segs);
         let sent = u64::from(snd_nxt.wrapping_sub(self.snd_nxt));
-        let lost = self.carry + retrans.saturating_sub(self.retrans);
+        // Counters only grow; the casts hold any realistic count.
+        let lost = self.carry + retrans.saturating_sub(self.retrans) as i64
+            - spurious.saturating_sub(self.spurious) as i64;
         self.snd_nxt = snd_nxt;
         self.retrans = retrans;
+        self.spurious = spurious;
         // Retransmissions of segments first sent in an earlier observation count against later new
         // segments: over a window of many observations the rate is the same.
-        let counted = lost.min(sent);
+        let counted = lost.clamp(0, sent as i64);
         self.carry = lost - counted;
+        let counted = counted as u64;
         if sent == 0 {
             return None;
         }
@@ -223,7 +234,7 @@ mod tests {
         let a = state(s);
         a.snd_nxt = kcp.snd_nxt().wrapping_sub(50);
         a.retrans = kcp.stats().retrans_segs;
-        a.carry += lost;
+        a.carry += lost as i64;
         s.adapt(kcp)
     }
 
@@ -244,5 +255,21 @@ mod tests {
         assert_eq!(window(&mut s, &kcp, 40), None);
         assert_eq!(window(&mut s, &kcp, 40), Some(3));
         assert_eq!((s.enc.parity_shards(), s.copies()), (1, 3));
+    }
+
+    #[test]
+    fn spurious_retransmissions_cancel_counted_losses() {
+        let kcp = Kcp::new(1);
+        let mut s = sender(&fec(1, 1, 3), &kcp);
+        // Two retransmissions already counted turned out spurious (their ACKs came back late): the next
+        // two retransmissions do not count, and 40 % residual loss less them still raises parity.
+        state(&mut s).carry = -2;
+        assert_eq!(window(&mut s, &kcp, 2), None);
+        assert_eq!(state(&mut s).carry, 0);
+        assert_eq!(
+            state(&mut s).loss_estimate(),
+            None,
+            "50 clean packets: no evidence yet"
+        );
     }
 }
