@@ -20,9 +20,4 @@ pub struct KcpStats {
     pub lost_segs: u64,
     /// PUSH segments received as duplicates or outside the receive window (regular packets only).
     pub repeat_segs: u64,
-    /// Retransmissions the peer did not need (rkcp only; not one of kcp-go's SNMP counters): the segment's
-    /// ACK echoed the timestamp of an earlier transmission than the last, so that one had arrived and the
-    /// retransmission answered a delay, not a loss (the test of Eifel, RFC 3522). At most one per ACK; a
-    /// segment that a cumulative `una` covers before its own ACK arrives is not examined.
-    pub spurious_retrans_segs: u64,
 }

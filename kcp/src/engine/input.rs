@@ -216,7 +216,7 @@ impl Kcp {
     }
 
     /// Counts a retransmission of `sn` the peer did not need: its ACK echoes `ts`, the timestamp of an
-    /// earlier transmission than the last (see [`KcpStats::spurious_retrans_segs`](crate::KcpStats)).
+    /// earlier transmission than the last (see [`Kcp::spurious_retrans_segs`]).
     fn note_spurious(&mut self, sn: u32, ts: u32) {
         if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
             return;
@@ -228,7 +228,7 @@ impl Kcp {
             && seg.xmit > 1
             && diff(ts, seg.ts) < 0
         {
-            self.stats.spurious_retrans_segs += 1;
+            self.spurious_retrans = self.spurious_retrans.wrapping_add(1);
         }
     }
 
@@ -306,13 +306,13 @@ mod tests {
     fn an_ack_of_the_first_transmission_marks_the_retransmission_spurious() {
         let (mut k, _) = retransmitted();
         k.input(200, &ack(0, 0, 1), Freshness::Fresh).unwrap();
-        assert_eq!(k.stats().spurious_retrans_segs, 1);
+        assert_eq!(k.spurious_retrans_segs(), 1);
         // The ACK of the retransmission: it was needed.
         let (mut k, ts) = retransmitted();
         k.input(200, &ack(0, ts, 1), Freshness::Fresh).unwrap();
-        assert_eq!(k.stats().spurious_retrans_segs, 0);
+        assert_eq!(k.spurious_retrans_segs(), 0);
         // Acknowledged already: a late ACK of the first transmission counts nothing.
         k.input(210, &ack(0, 0, 1), Freshness::Fresh).unwrap();
-        assert_eq!(k.stats().spurious_retrans_segs, 0);
+        assert_eq!(k.spurious_retrans_segs(), 0);
     }
 }

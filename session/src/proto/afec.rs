@@ -7,7 +7,7 @@
 //! - new data segments: `snd_nxt` (each sequence number is sent for the first time once), and
 //! - retransmissions: [`KcpStats::retrans_segs`](rkcp_engine::KcpStats::retrans_segs) (fast, early and
 //!   RTO retransmissions, as kcp-go counts `RetransSegs`), less those found unnecessary
-//!   ([`KcpStats::spurious_retrans_segs`](rkcp_engine::KcpStats::spurious_retrans_segs): the ACK of an
+//!   ([`Kcp::spurious_retrans_segs`]: the ACK of an
 //!   earlier transmission came back). A delay spike fires RTOs on a clean link; counted as losses, they
 //!   made the policy climb to its maximum there, since at `ps` copies one spurious retransmission in a
 //!   thousand reads as a loss of `0.001^(1 / (ps + 1))`.
@@ -101,7 +101,7 @@ pub(crate) struct AdaptiveState {
     policy: AdaptiveParity,
     snd_nxt: u32,
     retrans: u64,
-    spurious: u64,
+    spurious: u32,
     /// Losses not passed on yet: the policy counts at most as many losses as packets per observation,
     /// and retransmissions mostly happen in flushes that send nothing new. Negative when a retransmission
     /// already passed on turned out spurious (its ACK comes later).
@@ -125,7 +125,7 @@ impl AdaptiveState {
             policy,
             snd_nxt: kcp.snd_nxt(),
             retrans: kcp.stats().retrans_segs,
-            spurious: kcp.stats().spurious_retrans_segs,
+            spurious: kcp.spurious_retrans_segs(),
             carry: 0,
         }))
     }
@@ -134,11 +134,11 @@ impl AdaptiveState {
     /// made one.
     pub(crate) fn observe(&mut self, kcp: &Kcp) -> Option<usize> {
         let snd_nxt = kcp.snd_nxt();
-        let (retrans, spurious) = (kcp.stats().retrans_segs, kcp.stats().spurious_retrans_segs);
+        let (retrans, spurious) = (kcp.stats().retrans_segs, kcp.spurious_retrans_segs());
         let sent = u64::from(snd_nxt.wrapping_sub(self.snd_nxt));
         // Counters only grow; the casts hold any realistic count.
         let lost = self.carry + retrans.saturating_sub(self.retrans) as i64
-            - spurious.saturating_sub(self.spurious) as i64;
+            - i64::from(spurious.wrapping_sub(self.spurious));
         self.snd_nxt = snd_nxt;
         self.retrans = retrans;
         self.spurious = spurious;
