@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rkcp_session::{CipherKind, EngineConfig, KcpConfig, PacketCrypt, SocketConfig};
+use rkcp_session::{AdaptiveFec, CipherKind, EngineConfig, KcpConfig, PacketCrypt, SocketConfig};
 use serde::{Deserialize, Serialize};
 
 /// What carries a benchmark stream.
@@ -121,6 +121,61 @@ impl FromStr for Mode {
     }
 }
 
+/// One entry of a `--fec` list: `DATA/PARITY` (fixed, as kcptun), `1/PARITY:auto` (the session chooses
+/// the parity from the losses it sees, starting at PARITY; see [`BenchConfig::adaptivefec`]), or `auto`
+/// (`1/2:auto`: starting at 2 parity shards, between 1 and 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FecSpec {
+    /// Data shards (0: FEC off).
+    pub data: usize,
+    /// Parity shards (0: FEC off); the start with `adaptive`.
+    pub parity: usize,
+    /// Parity chosen by the session.
+    pub adaptive: bool,
+}
+
+impl FecSpec {
+    /// Fixed `data/parity`.
+    pub fn fixed(data: usize, parity: usize) -> Self {
+        FecSpec {
+            data,
+            parity,
+            adaptive: false,
+        }
+    }
+}
+
+impl FromStr for FecSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "auto" {
+            return Ok(FecSpec {
+                adaptive: true,
+                ..FecSpec::fixed(1, 2)
+            });
+        }
+        let (shape, adaptive) = match s.strip_suffix(":auto") {
+            Some(shape) => (shape, true),
+            None => (s, false),
+        };
+        let (d, p) = shape.split_once('/').ok_or_else(|| {
+            format!("FEC {s:?} is not DATA/PARITY, DATA/PARITY:auto or auto (e.g. 10/3)")
+        })?;
+        let d = d.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
+        let p = p.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
+        if adaptive && (d != 1 || p == 0) {
+            return Err(format!(
+                "adaptive FEC {s:?} takes one data shard and at least one parity shard (1/P:auto)"
+            ));
+        }
+        Ok(FecSpec {
+            adaptive,
+            ..FecSpec::fixed(d, p)
+        })
+    }
+}
+
 /// One data listener's configuration: the contract's CONFIG object. `Default` is the contract's defaults
 /// with transport `kcp`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,8 +212,13 @@ pub struct BenchConfig {
     pub key: String,
     /// FEC data shards (0 = FEC off).
     pub datashard: usize,
-    /// FEC parity shards (0 = FEC off).
+    /// FEC parity shards (0 = FEC off); with `adaptivefec`, where the session starts.
     pub parityshard: usize,
+    /// Parity chosen by the session from the losses it sees (rkcp only, `rkcp_session::AdaptiveFec`;
+    /// `datashard` must be 1): it starts at `parityshard` and moves between 1 and
+    /// [`BenchConfig::adaptive_max_parity`]. A Go peer reading the same CONFIG sends fixed
+    /// `datashard/parityshard`.
+    pub adaptivefec: bool,
     /// smux version, 1 or 2.
     pub smuxver: u8,
     /// smux session receive buffer, bytes.
@@ -199,6 +259,7 @@ impl Default for BenchConfig {
             key: "it's a secrect".into(),
             datashard: 0,
             parityshard: 0,
+            adaptivefec: false,
             smuxver: 2,
             smuxbuf: 4_194_304,
             streambuf: 2_097_152,
@@ -260,6 +321,18 @@ impl BenchConfig {
             ..base
         }
         .with_fec(self.datashard, self.parityshard);
+        let cfg = if self.adaptivefec && self.datashard > 0 && self.parityshard > 0 {
+            if self.datashard != 1 {
+                bail!(
+                    "adaptive FEC takes one data shard (1/P:auto), not {}",
+                    self.datashard
+                );
+            }
+            let policy = AdaptiveFec::new(1, self.adaptive_max_parity());
+            cfg.with_adaptive_fec(self.parityshard, policy)
+        } else {
+            cfg
+        };
         // "plain": no packet layer at all (kcp-go with a nil BlockCrypt), 20 bytes less per datagram
         // than kcptun's "none".
         let cfg = if self.crypt == "plain" {
@@ -270,6 +343,13 @@ impl BenchConfig {
         };
         cfg.validate().context("KCP configuration")?;
         Ok(cfg)
+    }
+
+    /// Most parity shards adaptive FEC may choose: twice the start, at least one more.
+    pub fn adaptive_max_parity(&self) -> usize {
+        (2 * self.parityshard)
+            .max(self.parityshard + 1)
+            .min(256usize.saturating_sub(self.datashard))
     }
 
     /// The smux configuration (kcptun's: fixed `streambuf` windows, unless `autotune`).
@@ -359,6 +439,9 @@ impl BenchConfig {
         }
         if self.datashard > 0 && self.parityshard > 0 {
             s += &format!(" fec {}/{}", self.datashard, self.parityshard);
+            if self.adaptivefec {
+                s += " auto";
+            }
         }
         s
     }
@@ -399,6 +482,41 @@ mod tests {
         let s = c.smux_config().unwrap();
         assert_eq!(s.version, rkcp_smux::Version::V2);
         assert_eq!(s.max_stream_buffer, 2_097_152);
+    }
+
+    #[test]
+    fn adaptive_fec_maps_onto_the_session() {
+        let c = BenchConfig {
+            datashard: 1,
+            parityshard: 2,
+            adaptivefec: true,
+            ..BenchConfig::default()
+        };
+        let f = c.kcp_config().unwrap().fec.unwrap();
+        assert_eq!((f.data_shards, f.parity_shards), (1, 2));
+        let a = f.adaptive.unwrap();
+        assert_eq!((a.min_parity, a.max_parity), (1, 4));
+        assert_eq!(a, AdaptiveFec::new(1, 4));
+        assert_eq!(c.label(), "kcp fast3 fec 1/2 auto");
+        let c = BenchConfig {
+            datashard: 10,
+            parityshard: 3,
+            adaptivefec: true,
+            ..BenchConfig::default()
+        };
+        assert!(c.kcp_config().is_err(), "one data shard only");
+        // Off unless asked for, and without FEC nothing to adapt.
+        let c = BenchConfig {
+            datashard: 10,
+            parityshard: 3,
+            ..BenchConfig::default()
+        };
+        assert_eq!(c.kcp_config().unwrap().fec.unwrap().adaptive, None);
+        let c = BenchConfig {
+            adaptivefec: true,
+            ..BenchConfig::default()
+        };
+        assert!(c.kcp_config().unwrap().fec.is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use kcpbench::client::{
     self, ClientOpts, GoColumn, ServerProc, latency, latency::LatencyPlan, sessions,
     sessions::SessionsPlan, throughput, throughput::ThroughputPlan,
 };
-use kcpbench::config::{BenchConfig, Mode, Transport};
+use kcpbench::config::{BenchConfig, FecSpec, Mode, Transport};
 use kcpbench::gopeer::{GoPeer, GoServer};
 use kcpbench::proto::Op;
 use kcpbench::results::Report;
@@ -288,9 +288,11 @@ struct Common {
     /// kcptun --key (PBKDF2-derived as kcptun does).
     #[arg(long, default_value = "it's a secrect")]
     key: String,
-    /// FEC data/parity shards (list), e.g. 0/0,10/3.
+    /// FEC data/parity shards (list), e.g. 0/0,10/3. `1/P:auto`: the session chooses the parity from the
+    /// losses it sees (rkcp only, off unless asked; one data shard), starting at P, between 1 and 2P;
+    /// `auto` = `1/2:auto`.
     #[arg(long, default_value = "0/0", value_delimiter = ',', value_parser = parse_fec)]
-    fec: Vec<(usize, usize)>,
+    fec: Vec<FecSpec>,
     /// Manual mode: nodelay.
     #[arg(long, default_value_t = 1)]
     nodelay: i32,
@@ -440,14 +442,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
 
-/// `10/3`.
-fn parse_fec(s: &str) -> Result<(usize, usize), String> {
-    let (d, p) = s
-        .split_once('/')
-        .ok_or_else(|| format!("FEC {s:?} is not DATA/PARITY (e.g. 10/3)"))?;
-    let d = d.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
-    let p = p.trim().parse().map_err(|_| format!("bad FEC {s:?}"))?;
-    Ok((d, p))
+/// `10/3`, `1/2:auto`, `auto` (see [`FecSpec`]).
+fn parse_fec(s: &str) -> Result<FecSpec, String> {
+    s.parse()
 }
 
 /// What `--go` means for this run; the Go server started for it, if any (stopped when dropped).
@@ -763,8 +760,16 @@ mod tests {
         assert_eq!(parse_duration("20ms"), Ok(Duration::from_millis(20)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("2h").is_err());
-        assert_eq!(parse_fec("10/3"), Ok((10, 3)));
+        assert_eq!(parse_fec("10/3"), Ok(FecSpec::fixed(10, 3)));
         assert!(parse_fec("10").is_err());
+        let auto = FecSpec {
+            adaptive: true,
+            ..FecSpec::fixed(1, 2)
+        };
+        assert_eq!(parse_fec("auto"), Ok(auto));
+        assert_eq!(parse_fec("1/2:auto"), Ok(auto));
+        assert!(parse_fec("0/0:auto").is_err());
+        assert!(parse_fec("10/3:auto").is_err(), "one data shard only");
     }
 
     #[test]

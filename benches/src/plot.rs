@@ -644,7 +644,7 @@ impl Ctx {
                 PALETTE[i % PALETTE.len()]
             };
             match &r.result {
-                Measurement::Latency { rtt_us, lost } => {
+                Measurement::Latency { rtt_us, lost, .. } => {
                     // A step function: flat until each measured value, then up to its fraction.
                     let mut pts = vec![(0.0, 0.0)];
                     let mut prev = 0.0;
@@ -744,6 +744,7 @@ mod tests {
                     result: Measurement::Latency {
                         rtt_us: vec![1000, 2000, 3000],
                         lost: 0,
+                        wire_bytes: None,
                     },
                 },
                 Row {

@@ -444,7 +444,7 @@ fn grid_row(all: &[Row], row: &Row) -> GridRow {
                 fmt_opt(wire_ratio(*bytes, *wire_bytes), 3),
             ]);
         }
-        Measurement::Latency { rtt_us, lost } => match summary(rtt_us) {
+        Measurement::Latency { rtt_us, lost, .. } => match summary(rtt_us) {
             Some(s) => cells.extend([
                 s.count.to_string(),
                 fmt_ms(s.avg_us),

@@ -68,6 +68,10 @@ pub enum Measurement {
         rtt_us: Vec<u64>,
         /// Messages that never came back before the run ended.
         lost: u64,
+        /// Bytes the client's KCP sessions put on the wire during the row (as for throughput), for rkcp
+        /// rows; `None` for TCP and kcp-go rows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wire_bytes: Option<u64>,
     },
     /// Many mostly idle sessions: what they cost the server process.
     Sessions {

@@ -77,6 +77,7 @@ fn synthetic() -> Report {
                 Measurement::Latency {
                     rtt_us: rtts(500, 60, 120),
                     lost: 0,
+                    wire_bytes: None,
                 },
             ),
             row(
@@ -86,6 +87,7 @@ fn synthetic() -> Report {
                 Measurement::Latency {
                     rtt_us: rtts(500, 70, 230),
                     lost: 2,
+                    wire_bytes: None,
                 },
             ),
             row(
@@ -95,6 +97,7 @@ fn synthetic() -> Report {
                 Measurement::Latency {
                     rtt_us: rtts(500, 60, 1100),
                     lost: 0,
+                    wire_bytes: None,
                 },
             ),
             row(
@@ -186,7 +189,11 @@ fn units_and_ratios() {
     assert_eq!(mb_per_sec(1, 0.0), None);
     assert_eq!(ratio(&tput(400, 1.0), &tput(200, 1.0)), Some(2.0));
     assert_eq!(ratio(&tput(400, 2.0), &tput(100, 1.0)), Some(2.0));
-    let lat = |v: Vec<u64>| Measurement::Latency { rtt_us: v, lost: 0 };
+    let lat = |v: Vec<u64>| Measurement::Latency {
+        rtt_us: v,
+        lost: 0,
+        wire_bytes: None,
+    };
     assert_eq!(ratio(&lat(vec![50, 150]), &lat(vec![200])), Some(0.5));
     // Different kinds, or a baseline without figures, have no ratio.
     assert_eq!(ratio(&tput(1, 1.0), &lat(vec![1])), None);

@@ -8,7 +8,7 @@ use kcpbench::client::{
     self, ClientOpts, GoColumn, latency, latency::LatencyPlan, sessions, sessions::SessionsPlan,
     throughput, throughput::ThroughputPlan,
 };
-use kcpbench::config::{BenchConfig, Mode, Transport};
+use kcpbench::config::{BenchConfig, FecSpec, Mode, Transport};
 use kcpbench::proto::{self, Control, Op};
 use kcpbench::results::{Implementation, Measurement, Report};
 use kcpbench::serve::Server;
@@ -37,7 +37,7 @@ fn all_configs() -> Vec<BenchConfig> {
         &Transport::ALL,
         &[Mode::Fast3],
         &["none".into(), "aes".into()],
-        &[(0, 0), (10, 3)],
+        &[FecSpec::fixed(0, 0), FecSpec::fixed(10, 3)],
     )
 }
 
@@ -98,7 +98,7 @@ async fn latency_rows_count_every_message() {
         &Transport::ALL,
         &[Mode::Fast3],
         &["none".into()],
-        &[(0, 0)],
+        &[FecSpec::fixed(0, 0)],
     );
     let plan = LatencyPlan {
         configs,
@@ -111,7 +111,7 @@ async fn latency_rows_count_every_message() {
     assert_eq!(report.rows.len(), 4);
     for r in &report.rows {
         match &r.result {
-            Measurement::Latency { rtt_us, lost } => {
+            Measurement::Latency { rtt_us, lost, .. } => {
                 assert_eq!(rtt_us.len(), 20, "{}", r.label);
                 assert_eq!(*lost, 0);
                 assert!(rtt_us.iter().all(|&t| t > 0));
@@ -134,7 +134,7 @@ async fn sessions_rows_echo_everything() {
             &[Transport::Kcp, Transport::SmuxKcp, Transport::Tcp],
             &[Mode::Fast],
             &["none".into()],
-            &[(0, 0)],
+            &[FecSpec::fixed(0, 0)],
         ),
         sessions: 20,
         go_sessions: 20,

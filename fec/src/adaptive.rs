@@ -4,7 +4,7 @@ use crate::FecError;
 use crate::code::MAX_TOTAL_SHARDS;
 
 /// Tuning of [`AdaptiveParity`]; every default is explained on its field.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct AdaptiveConfig {
     /// Data packets per evaluation window. Default 500: at 1 % loss a window holds ~5 losses,
@@ -27,6 +27,18 @@ pub struct AdaptiveConfig {
     /// Default 0.1: a window's estimate is noisy (at 15 % loss and ps = 4, ~20 losses per
     /// 1000 packets), and without it `ps` ratchets up on noise and comes down only slowly.
     pub up_margin: f64,
+    /// Residual observations only ([`AdaptiveParity::observe`]): a window also waits until it holds this
+    /// many losses, or until this many were to be expected at the loss where `ps` would change (the
+    /// boundary below, or above when `ps` is at its minimum), > 0. Default 3.0: a window without any
+    /// loss then rules out that boundary with ~95 % confidence (Poisson, e^-3). Without it a window is
+    /// no evidence when FEC works well: at ds = 1, ps = 2 and 10 % loss one packet in a thousand is
+    /// lost for good, so windows of 500 packets mostly show none and `ps` would come down on absence of
+    /// evidence, then go back up once the losses show again.
+    pub min_evidence: f64,
+    /// Residual observations only: a window closes after at most this many times `window` packets
+    /// even without the evidence of `min_evidence`, >= 1. Default 64: `ps` still comes down within a
+    /// bounded time on a link that became clean when the boundary's residual loss is tiny.
+    pub evidence_cap: u64,
 }
 
 impl Default for AdaptiveConfig {
@@ -38,6 +50,8 @@ impl Default for AdaptiveConfig {
             down_hold: 3,
             down_margin: 0.1,
             up_margin: 0.1,
+            min_evidence: 3.0,
+            evidence_cap: 64,
         }
     }
 }
@@ -61,17 +75,26 @@ impl AdaptiveConfig {
         if !(self.up_margin >= 0.0 && self.up_margin < 1.0) {
             return bad("up_margin must be in [0, 1)");
         }
+        if !(self.min_evidence > 0.0 && self.min_evidence.is_finite()) {
+            return bad("min_evidence must be finite and > 0");
+        }
+        if self.evidence_cap == 0 {
+            return bad("evidence_cap must be at least 1");
+        }
         Ok(())
     }
 }
 
 /// Sender-side adaptive parity (not in kcp-go): chooses `ps` from the observed loss rate.
 ///
-/// Only the sender's choice is on the wire; receivers, ours and kcp-go's, follow it through
-/// autotune (docs/wire-format.md#fec-autotune), so a Go peer still decodes everything. The session owns one
-/// [`AdaptiveParity`], feeds it loss observations and applies its choice with
-/// [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards), which takes
-/// effect at the next group boundary.
+/// Only the sender's choice is on the wire. How it gets there matters for a kcp-go peer: applied
+/// with [`FecEncoder::set_parity_shards`](crate::FecEncoder::set_parity_shards) (the group shape
+/// changes at the next boundary), receivers must find the new shape by autotune
+/// (docs/wire-format.md#fec-autotune), and until they have, kcp-go 5.6.1 rebuilds from misaligned
+/// shards; with `ds > 1` such a rebuild can pass its KCP's checks and corrupt the stream (see
+/// `set_parity_shards`). The session (`rkcp_session::AdaptiveFec`) therefore uses the policy with
+/// `ds = 1` only, and sends the chosen count as copies of the one parity shard of fixed (1, 1)
+/// groups, which every decoder reads without retuning.
 ///
 /// # Model
 /// Losses are taken as independent with probability `p`. In a group of `n = ds + ps` shards
@@ -87,7 +110,9 @@ impl AdaptiveConfig {
 /// A sender does not see the channel loss directly: FEC hides the losses it repairs. What it
 /// sees are the packets the peer still lacked (KCP retransmissions). [`AdaptiveParity::observe`]
 /// takes those and inverts the model above for the `ps` in force (the residual loss is
-/// increasing in `p`). When the caller knows the raw channel loss (a simulation, or a
+/// increasing in `p`). Since residual losses are rare exactly when FEC works, a window of them
+/// closes only once it is evidence ([`AdaptiveConfig::min_evidence`]): it holds a few losses, or
+/// enough packets that the loss at the nearest decision boundary would have shown a few. When the caller knows the raw channel loss (a simulation, or a
 /// receiver-side count of a symmetric link), [`AdaptiveParity::observe_channel`] takes it
 /// directly. Estimates are smoothed over windows of packets (EWMA).
 ///
@@ -101,7 +126,8 @@ impl AdaptiveConfig {
 ///
 /// # Hysteresis
 /// `ps` rises as soon as the optimum is higher even for a loss estimate `up_margin` lower than
-/// measured (losses hurt at once), but falls one step at a time, only after `down_hold`
+/// measured (losses hurt at once; with residual observations, which are evidence window by window,
+/// `ps` rises one step once two windows in a row call for more), but falls one step at a time, only after `down_hold`
 /// consecutive windows in which the optimum is lower even for a loss estimate `down_margin`
 /// higher than measured. A loss rate sitting on a decision boundary therefore does not make
 /// `ps` flap.
@@ -129,6 +155,10 @@ pub struct AdaptiveParity {
     /// Whether the current window's observations are residual (post-FEC) losses.
     residual: bool,
     hold: u32,
+    /// Consecutive residual windows that called for more parity.
+    up_votes: u32,
+    /// The channel loss at which the current `ps` would change (see [`AdaptiveConfig::min_evidence`]).
+    boundary: Option<f64>,
 }
 
 impl AdaptiveParity {
@@ -156,7 +186,7 @@ impl AdaptiveParity {
             });
         }
         cfg.validate()?;
-        Ok(AdaptiveParity {
+        let mut a = AdaptiveParity {
             ds: data_shards,
             min_ps,
             max_ps,
@@ -167,7 +197,20 @@ impl AdaptiveParity {
             lost: 0,
             residual: true,
             hold: 0,
-        })
+            up_votes: 0,
+            boundary: None,
+        };
+        a.boundary = a.boundary();
+        Ok(a)
+    }
+
+    /// Starts at `ps` (clamped to `[min_ps, max_ps]`) instead of `min_ps`: e.g. at the maximum, so
+    /// that the first packets are protected before any loss has been seen, and `ps` comes down once
+    /// the windows show it is not needed.
+    pub fn with_start(mut self, ps: usize) -> Self {
+        self.ps = ps.clamp(self.min_ps, self.max_ps);
+        self.boundary = self.boundary();
+        self
     }
 
     /// The parity count to use now.
@@ -201,7 +244,7 @@ impl AdaptiveParity {
         }
         self.sent = self.sent.saturating_add(sent);
         self.lost = self.lost.saturating_add(lost.min(sent));
-        if self.sent < self.cfg.window {
+        if self.sent < self.cfg.window || (residual && !self.enough_evidence()) {
             return None;
         }
         // Precision loss in the casts is irrelevant for a rate.
@@ -219,8 +262,23 @@ impl AdaptiveParity {
         };
         self.estimate = Some(est);
 
-        let up = self.best(est * (1.0 - self.cfg.up_margin));
         let old = self.ps;
+        // Residual windows are evidence by construction (`min_evidence`), so they raise ps by
+        // themselves rather than through the average (which would wait for several windows, or jump on
+        // the first): one step once two in a row call for more, since one that closed on a few losses
+        // may be a burst.
+        let up = if residual {
+            let more = self.best(p * (1.0 - self.cfg.up_margin)) > self.ps;
+            self.up_votes = if more { self.up_votes + 1 } else { 0 };
+            if self.up_votes >= RESIDUAL_UP_HOLD {
+                self.up_votes = 0;
+                self.ps + 1
+            } else {
+                self.ps
+            }
+        } else {
+            self.best(est * (1.0 - self.cfg.up_margin))
+        };
         if up > self.ps {
             self.ps = up;
             self.hold = 0;
@@ -233,7 +291,42 @@ impl AdaptiveParity {
         } else {
             self.hold = 0;
         }
+        if self.ps != old {
+            self.boundary = self.boundary();
+        }
         (self.ps != old).then_some(self.ps)
+    }
+
+    /// Whether the residual window holds enough to say on which side of `boundary` the loss is.
+    fn enough_evidence(&self) -> bool {
+        if self.lost as f64 >= self.cfg.min_evidence
+            || self.sent >= self.cfg.window.saturating_mul(self.cfg.evidence_cap)
+        {
+            return true;
+        }
+        match self.boundary {
+            Some(p) => {
+                self.sent as f64 * group_model(self.ds, self.ps, p).1 >= self.cfg.min_evidence
+            }
+            None => true,
+        }
+    }
+
+    /// The channel loss at which the current `ps` would change: the highest at which it would come
+    /// down (ignoring `down_hold`), or when it is at its minimum the lowest at which it would rise.
+    /// `None` when it can do neither.
+    fn boundary(&self) -> Option<f64> {
+        let (up, down) = (1.0 - self.cfg.up_margin, 1.0 + self.cfg.down_margin);
+        if self.ps > self.min_ps {
+            // best() is nondecreasing in p: bisect for the last p that still lowers ps.
+            let lowers = |p: f64| self.best((p * down).min(MAX_P)) < self.ps;
+            lowers(0.0).then(|| bisect(lowers))
+        } else if self.ps < self.max_ps {
+            let stays = |p: f64| self.best(p * up) <= self.ps;
+            (!stays(MAX_P)).then(|| bisect(stays))
+        } else {
+            None
+        }
     }
 
     /// The `ps` maximising expected rebuilt packets minus parity cost per group at loss `p`.
@@ -254,6 +347,23 @@ impl AdaptiveParity {
 }
 
 const MAX_P: f64 = 0.99;
+
+/// Consecutive residual windows that must call for more parity before `ps` rises (one step).
+const RESIDUAL_UP_HOLD: u32 = 2;
+
+/// The point in `[0, MAX_P]` where `holds` turns false (it holds at 0 and not at `MAX_P`).
+fn bisect(holds: impl Fn(f64) -> bool) -> f64 {
+    let (mut lo, mut hi) = (0.0f64, MAX_P);
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if holds(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
 
 /// For a group of `ds` data and `ps` parity shards with independent loss `p`: the expected data
 /// packets rebuilt per group, and the expected fraction of data packets lost for good.
@@ -395,6 +505,57 @@ mod tests {
             }
             assert_eq!(a.parity_shards(), want, "p {p}");
         }
+    }
+
+    /// Closed loop at ds = 1 (every parity shard a copy): the residual loss at ps = 2 and 10 % loss is
+    /// one packet in a thousand, yet ps stays up, and comes down on a clean link only once the windows
+    /// are evidence.
+    #[test]
+    fn residual_windows_wait_for_evidence() {
+        let cfg = AdaptiveConfig {
+            window: 50,
+            parity_cost: 0.005,
+            ..AdaptiveConfig::default()
+        };
+        let mut a = AdaptiveParity::with_config(1, 1, 3, cfg)
+            .unwrap()
+            .with_start(2);
+        assert_eq!(a.parity_shards(), 2);
+        for _ in 0..60 {
+            assert_eq!(a.observe(50, 0), None, "3000 clean packets are no evidence");
+        }
+        assert_eq!(a.loss_estimate(), None);
+        let mut n = 3000;
+        while a.parity_shards() == 2 {
+            a.observe(50, 0);
+            n += 50;
+            assert!(n < 100_000);
+        }
+        // Three windows capped at 64 * 50 packets.
+        assert_eq!(n, 3 * 64 * 50);
+        // Losses rise it at once: 10 % channel loss leaves 1 % at ps = 1.
+        let mut state = 7u64;
+        let mut lossy = || {
+            // splitmix64
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut trace = Vec::new();
+        for _ in 0..2000 {
+            let ps = a.parity_shards();
+            // 50 packets, each lost for good when it and all of its ps copies are lost.
+            let lost = (0..50).filter(|_| (0..=ps).all(|_| lossy() < 0.1)).count();
+            a.observe(50, lost as u64);
+            trace.push(a.parity_shards());
+        }
+        let first = trace.iter().position(|&ps| ps == 2).unwrap();
+        assert!(first < 40, "rose after {first} windows");
+        let at_two = trace[first..].iter().filter(|&&ps| ps == 2).count();
+        assert!(at_two * 10 >= (trace.len() - first) * 9, "{trace:?}");
+        assert!(a.with_start(9).parity_shards() == 3, "clamped");
     }
 
     #[test]

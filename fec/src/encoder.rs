@@ -118,13 +118,19 @@ impl FecEncoder {
     /// Changes the parity count from the next group boundary on (at once if no group is
     /// open). This is not in kcp-go: the adaptive policy ([`crate::AdaptiveParity`]) uses it.
     ///
-    /// Only the sender's choice is on the wire, and receivers (ours and kcp-go's) follow it
-    /// through autotune (docs/wire-format.md#fec-autotune). Because receivers find a packet's group as
+    /// Only the sender's choice is on the wire, and receivers follow it through autotune
+    /// (docs/wire-format.md#fec-autotune). Because receivers find a packet's group as
     /// `seqid - seqid % (ds + ps)`, the first seqid of the new setting is rounded up to a
     /// multiple of the new group size (wrapping to 0 past the new `paws`): seqids skip a few
     /// values, which receivers tolerate, and no group mixes packets of both settings.
-    /// Since the parity rows of the systematic Vandermonde code do not depend on `ps`, a receiver
-    /// that has not retuned yet still rebuilds correctly aligned groups.
+    ///
+    /// **Not safe towards kcp-go 5.6.1 with `ds > 1`.** Until its autotune has relocked (a clean
+    /// run of a group in its ring; seconds at 10 % loss), it keeps grouping by the old size and
+    /// rebuilds from shards of two groups. Parity row 0 is all ones, so such a rebuild can be the
+    /// XOR of three segments of the conversation, whose conversation id and command survive the XOR;
+    /// its KCP accepted one and delivered corrupt bytes (rkcp-session's interop test over a lossy
+    /// path, 3 data shards). Our decoder does not rebuild until it trusts the shape again. With
+    /// `ds = 1` every parity shard equals its data shard and any rebuild is a real datagram.
     pub fn set_parity_shards(&mut self, parity_shards: usize) -> Result<(), FecError> {
         if parity_shards == self.code.parity_shards() && self.pending.is_none() {
             return Ok(());

@@ -14,7 +14,9 @@
 //! * [`FecDecoder`] — `#fec-decoder`, `#fec-autotune`: ordered receive window, duplicate detection, reconstruction,
 //!   size validation, 60 s expiry, autotune. Bounded memory, never panics on input.
 //! * [`AdaptiveParity`] — not in kcp-go: a sender-side policy choosing `ps` from the observed
-//!   loss; peers (ours and kcp-go's) follow through autotune, so it stays wire-compatible.
+//!   loss. The session applies it to one data shard only, as copies of a fixed (1, 1) shape,
+//!   which kcp-go decodes; see [`FecEncoder::set_parity_shards`] for why shape changes are not
+//!   safe towards kcp-go with more data shards.
 //!
 //! ```
 //! use rkcp_fec::{FecDecoder, FecEncoder, HEADER_SIZE_PLUS2};

@@ -190,6 +190,9 @@ pub struct Kcp {
     echo_ts: Option<u32>,
     /// The peer acknowledged something this engine sent (data, or an echo request).
     peer_proven: bool,
+    /// See [`Kcp::spurious_retrans_segs`]. Outside [`KcpStats`] (all u64) so that it fits the engine's
+    /// padding: 10,000 idle sessions' memory is counted to the byte.
+    spurious_retrans: u32,
     /// Cap on out-of-order segments held in `rcv_buf` (`None`: the receive window).
     ooo_limit: Option<usize>,
 }
@@ -296,6 +299,7 @@ impl Kcp {
             tick_skip_allowed: true,
             echo_ts: None,
             peer_proven: false,
+            spurious_retrans: 0,
             ooo_limit: None,
         };
         k.set_nodelay(cfg.nodelay, cfg.interval, cfg.resend, cfg.nc);
@@ -391,6 +395,15 @@ impl Kcp {
     /// Counters of this engine.
     pub fn stats(&self) -> &KcpStats {
         &self.stats
+    }
+
+    /// Retransmissions the peer did not need (rkcp only; not one of kcp-go's SNMP counters), wrapping at
+    /// `u32::MAX`: the segment's ACK echoed the timestamp of an earlier transmission than the last, so that
+    /// one had arrived and the retransmission answered a delay, not a loss (the test of Eifel, RFC 3522).
+    /// At most one per ACK; a segment that a cumulative `una` covers before its own ACK arrives is not
+    /// examined.
+    pub fn spurious_retrans_segs(&self) -> u32 {
+        self.spurious_retrans
     }
 
     /// Oldest unacknowledged sequence number.

@@ -132,9 +132,10 @@
 //! `rkcp-session` (UDP sessions on tokio: the listener and stream above) and `rkcp-smux` (smux).
 
 pub use rkcp_session::{
-    Admission, CipherKind, ConfigError, Congestion, EngineConfig, FecConfig, KcpConfig, KcpControl,
-    KcpListener, KcpStream, ListenerConfig, ListenerStats, MAX_MTU, OwnedReadHalf, OwnedWriteHalf,
-    PacketCrypt, ReuniteError, SessionError, SnmpSnapshot, SocketConfig, global_snmp,
+    AdaptiveConfig, AdaptiveFec, Admission, CipherKind, ConfigError, Congestion, EngineConfig,
+    FecConfig, KcpConfig, KcpControl, KcpListener, KcpStream, ListenerConfig, ListenerStats,
+    MAX_MTU, OwnedReadHalf, OwnedWriteHalf, PacketCrypt, ReuniteError, SessionError, SnmpSnapshot,
+    SocketConfig, global_snmp,
 };
 
 /// The sans-IO KCP ARQ engine (crate `rkcp-engine`): segments, retransmission, windows, and a

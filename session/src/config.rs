@@ -30,12 +30,16 @@ const FEC_HEADER: usize = rkcp_fec::HEADER_SIZE_PLUS2;
 
 /// Reed–Solomon shard counts for the FEC layer (docs/wire-format.md#fec). Each direction's setting is independent: this
 /// decides what *we* put on the wire; received FEC is detected per packet whatever the local setting (B.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FecConfig {
     /// Data shards per group (kcptun `--datashard`, default 10).
     pub data_shards: usize,
-    /// Parity shards per group (kcptun `--parityshard`, default 3).
+    /// Parity shards per group (kcptun `--parityshard`, default 3). With [`FecConfig::adaptive`], where the
+    /// policy starts.
     pub parity_shards: usize,
+    /// Let the session choose the parity count from the loss it observes (not in kcp-go; see
+    /// [`AdaptiveFec`]). Default `None`: `parity_shards` stays fixed, exactly as kcp-go.
+    pub adaptive: Option<AdaptiveFec>,
 }
 
 impl FecConfig {
@@ -43,7 +47,70 @@ impl FecConfig {
     pub const KCPTUN: FecConfig = FecConfig {
         data_shards: 10,
         parity_shards: 3,
+        adaptive: None,
     };
+}
+
+/// Parity chosen by the session (not in kcp-go), for one data shard per group: the parity follows
+/// [`rkcp_fec::AdaptiveParity`], fed every flush with the engine's new data segments and retransmissions
+/// (what the peer still lacked after FEC). It starts at [`FecConfig::parity_shards`] and moves between
+/// [`AdaptiveFec::min_parity`] and [`AdaptiveFec::max_parity`].
+///
+/// On the wire the groups stay (1, 1): the one parity packet of each datagram is sent once per chosen parity
+/// shard, every copy with the same seqid. With one data shard every parity shard is a copy of the data shard
+/// anyway, so this protects exactly as (1, ps) would, while the FEC shape never changes: every receiver (ours,
+/// any kcp-go, with FEC configured or not) decodes it without retuning and drops the copies it does not need
+/// as duplicates of a seqid (docs/wire-format.md#fec-autotune).
+///
+/// Only one data shard: changing the shape of groups of several data shards mid-stream
+/// ([`rkcp_fec::FecEncoder::set_parity_shards`]) makes kcp-go 5.6.1, until its autotune relocks, rebuild
+/// from misaligned shards; with the XOR parity row such a rebuild keeps a valid conversation id and command,
+/// and its KCP hands the application corrupt bytes (seen in the interop test over a lossy path).
+/// [`KcpConfig::validate`] refuses adaptive FEC with more data shards. One data shard is also what small
+/// messages that must not wait need (one datagram is one group; parity never waits for a group to fill).
+///
+/// Since FEC hides the losses it repairs, the residual losses are rare exactly when the parity is right,
+/// and the policy waits for windows that are evidence ([`rkcp_fec::AdaptiveConfig::min_evidence`]): it
+/// rises once two windows of a few residual losses each call for it (at 10 % loss and one small message
+/// every 20 ms, within 10 to 30 s from one parity shard), and comes down only after thousands of packets
+/// without the losses that would justify the current count (minutes for such traffic). Starting at the
+/// count one would pick for the link by hand protects the first packets; starting at the minimum saves
+/// bandwidth until losses show. Retransmissions are counted whether the data or its acknowledgement was
+/// lost, so with sparse traffic the policy sees about the sum of both directions' residual losses and
+/// leans to more parity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct AdaptiveFec {
+    /// Fewest parity shards per group the policy may choose, >= 1 (what a clean link gets).
+    pub min_parity: usize,
+    /// Most parity shards per group the policy may choose (`data_shards + max_parity <= 256`).
+    pub max_parity: usize,
+    /// The policy's tuning (evaluation window, smoothing, what a parity shard must be worth, hysteresis);
+    /// each field is explained on [`rkcp_fec::AdaptiveConfig`]. [`AdaptiveFec::new`] sets a tuning for one
+    /// data shard (its docs say why not that type's defaults).
+    pub policy: rkcp_fec::AdaptiveConfig,
+}
+
+impl AdaptiveFec {
+    /// Between `min_parity` and `max_parity` parity shards.
+    ///
+    /// The policy is tuned for one data shard, which is what adaptive FEC sends, rather than the
+    /// [`rkcp_fec::AdaptiveConfig`] defaults (made for groups of 10 in bulk transfers, with which a parity
+    /// shard of a one-shard group is never worth its bytes): a window of 50 packets instead of 500 (about a
+    /// second of one small message every 20 ms) so that the choice follows within seconds, and a parity
+    /// shard counts as worth sending while it spares a retransmission round trip to one packet in 333
+    /// (`parity_cost` 0.003 instead of 0.25). The best count is then 1 parity shard from about 0.3 % loss,
+    /// 2 from about 6 % and 3 from about 15 % (the policy moves there as the evidence allows).
+    pub fn new(min_parity: usize, max_parity: usize) -> Self {
+        let mut policy = rkcp_fec::AdaptiveConfig::default();
+        policy.window = 50;
+        policy.parity_cost = 0.003;
+        AdaptiveFec {
+            min_parity,
+            max_parity,
+            policy,
+        }
+    }
 }
 
 /// Options of the UDP socket a session or listener creates ([`KcpConfig::socket`]). All default to `None`:
@@ -152,6 +219,7 @@ pub struct KcpConfig {
     pub crypt: Option<PacketCrypt>,
     /// Reed–Solomon FEC for what we send. Default `None`. Trade-off: `parity / data` more bandwidth (3/10 for
     /// kcptun's 10/3) and 8 header bytes per datagram, for recovering lost datagrams without a round trip.
+    /// [`FecConfig::adaptive`] (default off) lets the session choose the parity from the losses it sees.
     pub fec: Option<FecConfig>,
     /// Options of the UDP socket; default: the OS's.
     pub socket: SocketConfig,
@@ -293,6 +361,29 @@ impl KcpConfig {
         self.fec = (data_shards > 0 && parity_shards > 0).then_some(FecConfig {
             data_shards,
             parity_shards,
+            adaptive: None,
+        });
+        self
+    }
+
+    /// Sets adaptive FEC (builder style): one data shard per group, starting with `start_parity` parity
+    /// shards, then as the session chooses within `adaptive`'s bounds (see [`AdaptiveFec`]).
+    ///
+    /// ```
+    /// use rkcp_session::{AdaptiveFec, KcpConfig};
+    ///
+    /// // Small messages on a lossy link: starting at 2 parity shards (what one would set by hand for 10 %
+    /// // loss), between 1 and 3 as the losses show.
+    /// let cfg = KcpConfig::fast3().with_adaptive_fec(2, AdaptiveFec::new(1, 3));
+    /// cfg.validate().unwrap();
+    /// // Off by default: FEC set by `with_fec` keeps its parity count (kcp-go).
+    /// assert_eq!(KcpConfig::fast3().with_fec(10, 3).fec.unwrap().adaptive, None);
+    /// ```
+    pub fn with_adaptive_fec(mut self, start_parity: usize, adaptive: AdaptiveFec) -> Self {
+        self.fec = Some(FecConfig {
+            data_shards: 1,
+            parity_shards: start_parity,
+            adaptive: Some(adaptive),
         });
         self
     }
@@ -357,6 +448,27 @@ impl KcpConfig {
                 data: f.data_shards,
                 parity: f.parity_shards,
             });
+        }
+        if let Some(f) = self.fec
+            && let Some(a) = f.adaptive
+        {
+            if f.data_shards != 1 {
+                return Err(ConfigError::AdaptiveFec {
+                    reason: "adaptive FEC needs data_shards = 1 (a kcp-go peer cannot follow other shape changes safely)",
+                });
+            }
+            if a.min_parity == 0
+                || !(a.min_parity..=a.max_parity).contains(&f.parity_shards)
+                || f.data_shards + a.max_parity > 256
+            {
+                return Err(ConfigError::FecShards {
+                    data: f.data_shards,
+                    parity: a.max_parity,
+                });
+            }
+            if let Err(rkcp_fec::FecError::InvalidAdaptiveConfig { reason }) = a.policy.validate() {
+                return Err(ConfigError::AdaptiveFec { reason });
+            }
         }
         if let Some(d) = self.socket.dscp
             && d > 63
@@ -522,7 +634,8 @@ mod tests {
         assert!(matches!(
             bad(|c| c.fec = Some(FecConfig {
                 data_shards: 200,
-                parity_shards: 100
+                parity_shards: 100,
+                adaptive: None,
             })),
             ConfigError::FecShards { .. }
         ));
@@ -561,6 +674,38 @@ mod tests {
         c.kcp.reserved = 5000;
         c.validate().unwrap();
         assert!(KcpConfig::default().with_fec(0, 3).fec.is_none());
+        // Adaptive FEC: the start within [min, max], min >= 1, total <= 256, a valid policy.
+        let ada = |start, min, max| {
+            KcpConfig::default().with_adaptive_fec(start, AdaptiveFec::new(min, max))
+        };
+        ada(2, 1, 3).validate().unwrap();
+        for bad in [ada(0, 0, 3), ada(4, 1, 3), ada(1, 2, 3), ada(1, 1, 256)] {
+            assert!(matches!(
+                bad.validate().unwrap_err(),
+                ConfigError::FecShards { .. }
+            ));
+        }
+        let mut a = AdaptiveFec::new(1, 3);
+        a.policy.window = 0;
+        assert!(matches!(
+            KcpConfig::default()
+                .with_adaptive_fec(1, a)
+                .validate()
+                .unwrap_err(),
+            ConfigError::AdaptiveFec { .. }
+        ));
+        // More than one data shard: refused (a kcp-go peer would rebuild corrupt segments across a change).
+        let mut c = KcpConfig::default().with_adaptive_fec(1, AdaptiveFec::new(1, 3));
+        c.fec.as_mut().unwrap().data_shards = 10;
+        assert!(matches!(
+            c.validate().unwrap_err(),
+            ConfigError::AdaptiveFec { .. }
+        ));
+        assert_eq!(
+            KcpConfig::default().fec,
+            None,
+            "FEC, adaptive or not, is off by default"
+        );
         let c = KcpConfig::fast3().with_idle_timeout(None);
         assert_eq!(c.idle_timeout, None);
         c.validate().unwrap();

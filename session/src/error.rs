@@ -26,6 +26,13 @@ pub enum ConfigError {
         /// Parity shards requested.
         parity: usize,
     },
+    /// An [`AdaptiveFec`](crate::AdaptiveFec) policy field is out of range; `reason` names it (the defaults
+    /// are valid).
+    #[error("invalid adaptive FEC policy: {reason}")]
+    AdaptiveFec {
+        /// Which field is wrong and its valid range.
+        reason: &'static str,
+    },
     /// DSCP is a 6-bit field: 0..=63.
     #[error("DSCP {0} out of range 0..=63")]
     Dscp(u32),

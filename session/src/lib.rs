@@ -105,7 +105,7 @@ mod timers;
 mod udp;
 
 pub use config::{
-    DEFAULT_ACK_DELAY_MS, FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig,
+    AdaptiveFec, DEFAULT_ACK_DELAY_MS, FecConfig, KcpConfig, ListenerConfig, MAX_MTU, SocketConfig,
 };
 pub use error::{ConfigError, SessionError};
 pub use listener::{KcpListener, ListenerStats};
@@ -114,6 +114,7 @@ pub use rkcp_crypt::{CipherKind, PacketCrypt};
 pub use rkcp_engine::Congestion;
 /// The engine's configuration, held by [`KcpConfig::kcp`] (the engine crate's `KcpConfig`).
 pub use rkcp_engine::KcpConfig as EngineConfig;
+pub use rkcp_fec::AdaptiveConfig;
 pub use session::global_snmp;
 pub use snmp::SnmpSnapshot;
 pub use stream::{KcpControl, KcpStream, OwnedReadHalf, OwnedWriteHalf, ReuniteError};

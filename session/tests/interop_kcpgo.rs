@@ -345,3 +345,81 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
     assert!(st.forwarded > 0, "{st:?}");
     srv.abort();
 }
+
+/// Adaptive FEC as our end uses it over a lossy path: parity sent as copies of one seqid, starting at one.
+fn adaptive_configs() -> Vec<(&'static str, KcpConfig)> {
+    // Windows small enough that the relay's socket buffers take a window's burst (1024 overflowed them, a
+    // loss that has nothing to do with the 10 % it draws).
+    let base = KcpConfig::fast3().with_window(128, 128);
+    vec![(
+        "adaptive 1/1..3",
+        base.with_adaptive_fec(1, rkcp_session::AdaptiveFec::new(1, 3)),
+    )]
+}
+
+/// kcp-go 5.6.1 decodes what adaptive FEC sends, both ways, through a relay losing 10 % of the datagrams each
+/// way (no cipher, so the relay can read the FEC headers and show that the parity did change): an unmodified
+/// kcp-go echo server for our client, and an unmodified kcp-go client against our echo server. Every byte
+/// comes back intact. (With 3 data shards and the group shape changing instead, the kcp-go client received
+/// corrupt bytes: why adaptive FEC takes one data shard.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_adaptive_fec_over_a_lossy_path() {
+    use common::lossy::{Lossy, fec_shapes};
+    // Enough segments for a few evidence windows at the residual loss of one parity shard.
+    let bytes = 4_000_000;
+    for (what, cfg) in adaptive_configs() {
+        let ds = cfg.fec.unwrap().data_shards;
+        // Our client, a kcp-go echo server (sending fixed ds/1 itself).
+        let srv = go_server(&peer_args("echo", "127.0.0.1:0", "plain", (ds, 1), true, 0));
+        let relay = Lossy::start(srv.addr, 0.1, 7).await;
+        let c = KcpStream::connect(relay.inside, cfg.clone()).await.unwrap();
+        let data = pattern(5, bytes);
+        let got = tokio::time::timeout(Duration::from_secs(120), echo_roundtrip(c, data.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: timed out"));
+        assert_eq!(fnv(&got), fnv(&data), "{what}: our client");
+        let (copies, runs) = fec_shapes(&relay.from_client.lock());
+        println!("{what}, our client: parity copies up to {copies}, parity runs {runs:?}");
+        assert!(copies >= 2 && runs == [1], "{what}: {copies} {runs:?}");
+        drop(relay);
+        drop(srv);
+
+        // A kcp-go client, our echo server.
+        let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
+        let server = listener.local_addr().unwrap();
+        let echo = spawn_echo(listener);
+        let relay = Lossy::start(server, 0.1, 11).await;
+        let args = peer_args(
+            "client",
+            &relay.inside.to_string(),
+            "plain",
+            (ds, 1),
+            true,
+            bytes,
+        );
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(go_peer())
+                .args(&args)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: Go client failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("OK {bytes}"),
+            "{what}"
+        );
+        let (copies, runs) = fec_shapes(&relay.from_server.lock());
+        println!("{what}, our server: parity copies up to {copies}, parity runs {runs:?}");
+        assert!(copies >= 2 && runs == [1], "{what}: {copies} {runs:?}");
+        echo.abort();
+    }
+}

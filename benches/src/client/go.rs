@@ -246,6 +246,7 @@ pub fn latency_result(v: &Value) -> anyhow::Result<Measurement> {
     Ok(Measurement::Latency {
         rtt_us,
         lost: field_u64(v, "lost")?,
+        wire_bytes: None,
     })
 }
 
@@ -265,6 +266,8 @@ mod tests {
         assert!(matches!(m, Measurement::Throughput { bytes: 10, .. }));
         assert!(bulk_result(&json!({"ok":false,"error":"x"}), 1).is_err());
         let m = latency_result(&json!({"ok":true,"rtt_us":[1,2,3],"lost":0})).unwrap();
-        assert!(matches!(m, Measurement::Latency { ref rtt_us, lost: 0 } if rtt_us.len() == 3));
+        assert!(
+            matches!(m, Measurement::Latency { ref rtt_us, lost: 0, wire_bytes: None } if rtt_us.len() == 3)
+        );
     }
 }

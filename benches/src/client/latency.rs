@@ -101,6 +101,8 @@ async fn rust_row(
 
     let count = plan.count as usize;
     let size = plan.size as usize;
+    let kcp = cfg.transport.is_kcp();
+    let wire_before = rkcp_session::global_snmp().out_bytes;
     let t0 = Instant::now();
     // ns since t0 + 1 at send (0 = not sent yet); below, RTT in µs (at least 1) at receipt (0 = not back).
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..count).map(|_| AtomicU64::new(0)).collect());
@@ -169,7 +171,12 @@ async fn rust_row(
     let _ = wr.shutdown().await;
     close_mux(opened.mux).await;
     drop(ctl);
-    Ok(Measurement::Latency { rtt_us, lost })
+    let wire_bytes = kcp.then(|| rkcp_session::global_snmp().out_bytes - wire_before);
+    Ok(Measurement::Latency {
+        rtt_us,
+        lost,
+        wire_bytes,
+    })
 }
 
 /// Message `i`: its index, then pattern bytes that depend on it.

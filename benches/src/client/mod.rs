@@ -21,7 +21,7 @@ use rkcp_session::{KcpConfig, KcpStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::config::{BenchConfig, Mode, Transport};
+use crate::config::{BenchConfig, FecSpec, Mode, Transport};
 use crate::results::{Implementation, Measurement, Report, Row};
 
 pub use go::GoColumn;
@@ -160,7 +160,7 @@ pub fn expand_configs(
     transports: &[Transport],
     modes: &[Mode],
     crypts: &[String],
-    fecs: &[(usize, usize)],
+    fecs: &[FecSpec],
 ) -> Vec<BenchConfig> {
     let mut out = Vec::new();
     for &t in transports {
@@ -173,13 +173,14 @@ pub fn expand_configs(
         }
         for &mode in modes {
             for crypt in crypts {
-                for &(ds, ps) in fecs {
+                for f in fecs {
                     out.push(BenchConfig {
                         transport: t,
                         mode,
                         crypt: crypt.clone(),
-                        datashard: ds,
-                        parityshard: ps,
+                        datashard: f.data,
+                        parityshard: f.parity,
+                        adaptivefec: f.adaptive,
                         ..base.clone()
                     });
                 }
@@ -283,7 +284,11 @@ pub fn summary(m: &Measurement) -> String {
                 w as f64 / (*bytes).max(1) as f64
             ))
         ),
-        Measurement::Latency { rtt_us, lost } => {
+        Measurement::Latency {
+            rtt_us,
+            lost,
+            wire_bytes,
+        } => {
             // The report's definition (nearest rank), so the live line and the table agree.
             let (avg, p50, p99, max, count) = match crate::report::summary(rtt_us) {
                 Some(s) => (
@@ -295,12 +300,17 @@ pub fn summary(m: &Measurement) -> String {
                 ),
                 None => (0.0, 0.0, 0.0, 0.0, 0),
             };
+            let sent = count as u64 + lost;
             format!(
-                "avg {:.2} ms, p50 {:.2}, p99 {:.2}, max {:.2} ms, {count} msgs, {lost} lost",
+                "avg {:.2} ms, p50 {:.2}, p99 {:.2}, max {:.2} ms, {count} msgs, {lost} lost{}",
                 avg / 1e3,
                 p50 / 1e3,
                 p99 / 1e3,
-                max / 1e3
+                max / 1e3,
+                wire_bytes.map_or_else(String::new, |w| format!(
+                    ", wire {w} B ({:.0} B/msg)",
+                    w as f64 / sent.max(1) as f64
+                ))
             )
         }
         Measurement::Sessions {
@@ -481,7 +491,7 @@ mod tests {
             &[Transport::SmuxKcp, Transport::Tcp],
             &[Mode::Fast3, Mode::Fast],
             &["none".into(), "aes".into()],
-            &[(0, 0), (10, 3)],
+            &[FecSpec::fixed(0, 0), FecSpec::fixed(10, 3)],
         );
         assert_eq!(c.len(), 8 + 1);
         assert_eq!(c[8].transport, Transport::Tcp);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgAction, Parser};
-use rkcp_session::{CipherKind, KcpConfig, PacketCrypt};
+use rkcp_session::{AdaptiveFec, CipherKind, KcpConfig, PacketCrypt};
 use serde::{Deserialize, Serialize};
 
 /// Flags shared by client and server, in kcptun's order and with its defaults where both sides agree.
@@ -51,6 +51,11 @@ macro_rules! tunnel_config {
             /// set reed-solomon erasure coding - parityshard
             #[arg(long = "parityshard", visible_alias = "ps", default_value_t = 3)]
             pub parityshard: i64,
+            /// adaptive FEC (rkcp only; kcptun has no such flag, and decodes what it sends), with --ds 1:
+            /// the parity shards follow the losses this end sees, between 1 and this many, starting at
+            /// --parityshard; 0 (the default) keeps --parityshard fixed, as kcptun
+            #[arg(long, default_value_t = 0)]
+            pub autofec: i64,
             /// set DSCP(6bit)
             #[arg(long, default_value_t = 0)]
             pub dscp: i64,
@@ -403,6 +408,7 @@ pub(crate) struct Common<'a> {
     pub(crate) rcvwnd: i64,
     pub(crate) datashard: i64,
     pub(crate) parityshard: i64,
+    pub(crate) autofec: i64,
     pub(crate) dscp: i64,
     pub(crate) nocomp: bool,
     pub(crate) acknodelay: bool,
@@ -432,6 +438,7 @@ macro_rules! common_of {
             rcvwnd: $c.rcvwnd,
             datashard: $c.datashard,
             parityshard: $c.parityshard,
+            autofec: $c.autofec,
             dscp: $c.dscp,
             nocomp: $c.nocomp,
             acknodelay: $c.acknodelay,
@@ -623,6 +630,23 @@ fn build(c: &Common<'_>) -> anyhow::Result<Params> {
             );
         }
         kcp = kcp.with_fec(c.datashard as usize, c.parityshard as usize);
+        if c.autofec != 0 {
+            if c.datashard != 1 {
+                bail!(
+                    "--autofec needs --datashard 1 (not {}): a kcptun peer cannot follow parity changes of larger groups safely",
+                    c.datashard
+                );
+            }
+            if c.autofec < c.parityshard || c.autofec > 255 {
+                bail!(
+                    "--autofec {} must be at least --parityshard {} and at most 255",
+                    c.autofec,
+                    c.parityshard
+                );
+            }
+            let policy = AdaptiveFec::new(1, c.autofec as usize);
+            kcp = kcp.with_adaptive_fec(c.parityshard as usize, policy);
+        }
     }
     kcp.validate().context("KCP configuration")?;
 
@@ -741,6 +765,27 @@ mod tests {
     }
 
     #[test]
+    fn autofec_is_off_by_default_and_bounds_the_parity() {
+        let p = client(&[]).params().unwrap();
+        assert_eq!(p.kcp.fec.unwrap().adaptive, None, "kcptun's fixed 10/3");
+        let p = client(&["--ds", "1", "--ps", "2", "--autofec", "3"])
+            .params()
+            .unwrap();
+        let f = p.kcp.fec.unwrap();
+        assert_eq!((f.data_shards, f.parity_shards), (1, 2));
+        assert_eq!(f.adaptive, Some(AdaptiveFec::new(1, 3)));
+        assert!(server(&["--autofec", "6"]).params().is_err(), "--ds 10");
+        assert!(
+            client(&["--ds", "1", "--autofec", "2"]).params().is_err(),
+            "below --ps 3"
+        );
+        assert!(client(&["--ds", "1", "--autofec", "300"]).params().is_err());
+        // No FEC, nothing to adapt.
+        let p = client(&["--ds", "0", "--autofec", "5"]).params().unwrap();
+        assert!(p.kcp.fec.is_none());
+    }
+
+    #[test]
     fn go_single_dash_flags_aliases_and_bools() {
         let c = client(&[
             "-l",
@@ -776,6 +821,7 @@ mod tests {
         assert_eq!((c.datashard, c.parityshard), (0, 0));
         let p = c.params().unwrap();
         assert!(p.kcp.fec.is_none());
+        assert_eq!(c.autofec, 0);
         assert_eq!(
             (
                 p.kcp.kcp.nodelay,

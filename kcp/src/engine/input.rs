@@ -89,6 +89,10 @@ impl Kcp {
             if regular {
                 self.rmt_wnd = u32::from(h.wnd);
             }
+            if cmd == Command::Ack {
+                // Before `una` removes the segment the ACK is for.
+                self.note_spurious(h.sn, h.ts);
+            }
             if self.parse_una(h.una) {
                 window_slides = true;
             }
@@ -211,6 +215,23 @@ impl Kcp {
         }
     }
 
+    /// Counts a retransmission of `sn` the peer did not need: its ACK echoes `ts`, the timestamp of an
+    /// earlier transmission than the last (see [`Kcp::spurious_retrans_segs`]).
+    fn note_spurious(&mut self, sn: u32, ts: u32) {
+        if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
+            return;
+        }
+        let idx = sn.wrapping_sub(self.snd_una) as usize;
+        if let Some(seg) = self.snd_buf.get(idx)
+            && seg.sn == sn
+            && !seg.acked
+            && seg.xmit > 1
+            && diff(ts, seg.ts) < 0
+        {
+            self.spurious_retrans = self.spurious_retrans.wrapping_add(1);
+        }
+    }
+
     /// Counts the ACK of `sn` as a "skip" for every earlier segment sent no later than the acked
     /// one (docs/wire-format.md#kcp-input, #kcp-vs-ikcp).
     fn parse_fastack(&mut self, sn: u32, ts: u32) {
@@ -238,5 +259,60 @@ impl Kcp {
             self.acklist.pop_front();
         }
         self.acklist.push_back((sn, ts));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::segment::{Command, OVERHEAD, SegmentHeader};
+    use crate::{Freshness, Kcp};
+
+    fn ack(sn: u32, ts: u32, una: u32) -> Vec<u8> {
+        let mut v = vec![0; OVERHEAD];
+        SegmentHeader {
+            conv: 7,
+            cmd: Command::Ack,
+            frg: 0,
+            wnd: 32,
+            ts,
+            sn,
+            una,
+            len: 0,
+        }
+        .encode(&mut v);
+        v
+    }
+
+    /// One segment sent at 0 and retransmitted on its RTO; returns the engine and the retransmission's ts.
+    fn retransmitted() -> (Kcp, u32) {
+        let mut k = Kcp::fast3(7);
+        k.send(b"x").unwrap();
+        let mut ts = Vec::new();
+        let mut now = 0;
+        while ts.len() < 2 {
+            k.update(now, &mut |d: &mut [u8]| {
+                let h = SegmentHeader::decode(d).unwrap();
+                if h.cmd == Command::Push {
+                    ts.push(h.ts);
+                }
+            });
+            now += 1;
+        }
+        assert_eq!(k.stats().retrans_segs, 1);
+        (k, ts[1])
+    }
+
+    #[test]
+    fn an_ack_of_the_first_transmission_marks_the_retransmission_spurious() {
+        let (mut k, _) = retransmitted();
+        k.input(200, &ack(0, 0, 1), Freshness::Fresh).unwrap();
+        assert_eq!(k.spurious_retrans_segs(), 1);
+        // The ACK of the retransmission: it was needed.
+        let (mut k, ts) = retransmitted();
+        k.input(200, &ack(0, ts, 1), Freshness::Fresh).unwrap();
+        assert_eq!(k.spurious_retrans_segs(), 0);
+        // Acknowledged already: a late ACK of the first transmission counts nothing.
+        k.input(210, &ack(0, 0, 1), Freshness::Fresh).unwrap();
+        assert_eq!(k.spurious_retrans_segs(), 0);
     }
 }

@@ -7,6 +7,7 @@
 //!   decoder, the datagrams waiting to be sent, the application-side rules and its counters — driven by
 //!   `handle_datagram`/`finish_input`, `poll_timeout`/`handle_timeout`, `read`/`write` and `transmits`.
 //! - [`Timestamp`](time::Timestamp): the one clock type of the packet path.
+//! - `afec`: adaptive parity, the FEC policy fed with the engine's counters.
 //! - `packet`: the datagram layers around KCP (open, classify, seal).
 //! - `admission`, `replay`, `routes`: the endpoint's rules for strangers (unverified limits and the stateless
 //!   address check; the record of conversation ids against replays; routing by path and following a peer
@@ -18,6 +19,7 @@
 //! wake-ups; every rule lives here and is tested in virtual time.
 
 pub(crate) mod admission;
+pub(crate) mod afec;
 pub(crate) mod connection;
 pub(crate) mod endpoint;
 pub(crate) mod keyed;
@@ -29,3 +31,5 @@ pub(crate) mod time;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_afec;

@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use rkcp_crypt::{CryptError, PacketCrypt, SessionOpener, SessionSealer};
-use rkcp_fec::FecEncoder;
 
+use crate::proto::afec::FecSender;
 use crate::udp::TxQueue;
 
 /// Why a datagram was dropped before reaching a connection.
@@ -92,9 +92,10 @@ pub(crate) fn seal_echo_request(
 /// `buf` is `reserved` bytes of space (crypt head + FEC header + crypt tail), then KCP segments. The datagram
 /// sent is `buf[crypt_tail..]` followed by `crypt_tail` bytes of tag space, so its length is `buf.len()` and
 /// it never exceeds the MTU; with a kcp-go cipher (`crypt_tail == 0`) it is exactly `buf`. Parity packets
-/// follow the data packet that completed their group.
+/// follow the data packet that completed their group, each sent as many times as [`FecSender::copies`]
+/// says (adaptive FEC with one data shard), every copy sealed on its own.
 pub(crate) fn emit(
-    fec_enc: &mut Option<Box<FecEncoder>>,
+    fec: Option<&mut FecSender>,
     mut crypt: Option<&mut SessionSealer>,
     tx: &mut TxQueue,
     crypt_tail: usize,
@@ -105,12 +106,15 @@ pub(crate) fn emit(
     // Reserve the data packet's slot first so that parity packets, produced while encoding, follow it.
     let slot = tx.len();
     tx.push(len);
-    if let Some(enc) = fec_enc.as_mut() {
-        enc.encode(pkt, |parity: &mut [u8]| {
-            let p = tx.push(parity.len() + crypt_tail);
-            p[..parity.len()].copy_from_slice(parity);
-            if let Some(c) = crypt.as_deref_mut() {
-                c.seal(p);
+    if let Some(fec) = fec {
+        let copies = fec.copies();
+        fec.encoder().encode(pkt, |parity: &mut [u8]| {
+            for _ in 0..copies {
+                let p = tx.push(parity.len() + crypt_tail);
+                p[..parity.len()].copy_from_slice(parity);
+                if let Some(c) = crypt.as_deref_mut() {
+                    c.seal(p);
+                }
             }
         });
     }

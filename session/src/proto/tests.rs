@@ -12,11 +12,11 @@ use super::connection::Connection;
 use super::endpoint::{Action, ConnHandle, Endpoint};
 use super::packet::DropReason;
 use super::time::Timestamp;
-use crate::config::KcpConfig;
+use crate::config::{AdaptiveFec, KcpConfig};
 use crate::error::{CloseReason, SessionError};
 
 /// One direction of the simulated path.
-struct Link {
+pub(super) struct Link {
     cfg: LinkConfig,
     rng: Rng,
     /// (arrival, sequence, datagram)
@@ -26,7 +26,7 @@ struct Link {
 }
 
 impl Link {
-    fn new(cfg: LinkConfig, seed: u64) -> Link {
+    pub(super) fn new(cfg: LinkConfig, seed: u64) -> Link {
         Link {
             cfg,
             rng: Rng::new(seed),
@@ -36,7 +36,7 @@ impl Link {
         }
     }
 
-    fn send(&mut self, now: u64, pkt: &[u8]) {
+    pub(super) fn send(&mut self, now: u64, pkt: &[u8]) {
         if self.rng.chance(self.cfg.loss) {
             return;
         }
@@ -60,11 +60,11 @@ impl Link {
         }
     }
 
-    fn next(&self) -> Option<u64> {
+    pub(super) fn next(&self) -> Option<u64> {
         self.flight.peek().map(|Reverse((at, ..))| *at)
     }
 
-    fn pop_due(&mut self, now: u64) -> Option<Vec<u8>> {
+    pub(super) fn pop_due(&mut self, now: u64) -> Option<Vec<u8>> {
         if self.next()? <= now {
             self.flight.pop().map(|Reverse((.., p))| p)
         } else {
@@ -291,6 +291,17 @@ fn config(seed: u64) -> KcpConfig {
     cfg
 }
 
+/// [`config`], with adaptive parity (copies of the parity packet varying) on a quarter of the seeds without
+/// FEC.
+fn config_any_fec(seed: u64) -> KcpConfig {
+    let cfg = config(seed);
+    match seed % 8 {
+        2 => cfg.with_adaptive_fec(1, AdaptiveFec::new(1, 4)),
+        6 => cfg.with_adaptive_fec(2, AdaptiveFec::new(1, 3)),
+        _ => cfg,
+    }
+}
+
 fn link(seed: u64) -> LinkConfig {
     let mut r = Rng::new(seed);
     let loss = [0.0, 0.01, 0.05, 0.1, 0.2][r.below(5) as usize];
@@ -303,7 +314,8 @@ fn link(seed: u64) -> LinkConfig {
 }
 
 /// Exactly-once, in-order delivery both ways through crypt + FEC + KCP, over 2,000 seeded links (loss up to
-/// 20 %, duplication, reordering, 1–80 ms delay), kcptun's presets, with and without ciphers and FEC.
+/// 20 %, duplication, reordering, 1–80 ms delay), kcptun's presets, with and without ciphers and FEC (fixed or
+/// adaptive).
 #[test]
 fn every_byte_arrives_once_and_in_order_over_2000_seeds() {
     let mut worst = 0;
@@ -311,7 +323,7 @@ fn every_byte_arrives_once_and_in_order_over_2000_seeds() {
         let case = Case {
             seed,
             link: link(seed),
-            cfg: config(seed),
+            cfg: config_any_fec(seed),
             bytes: 3000 + (seed as usize * 7919) % 60_000,
             rebind_every: None,
         };
