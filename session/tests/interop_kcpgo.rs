@@ -92,6 +92,19 @@ fn config(crypt: &Option<PacketCrypt>, fec: (usize, usize), stream: bool) -> Kcp
     .with_fec(fec.0, fec.1)
 }
 
+/// Runs the Go peer with `args` to completion on a blocking thread, its stderr passed through.
+async fn run_go_peer(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(go_peer())
+            .args(&args)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 fn peer_args(
     role: &str,
     addr: &str,
@@ -163,15 +176,7 @@ async fn interop_kcpgo_client_to_rust_echo() {
                 let addr = listener.local_addr().unwrap().to_string();
                 let srv = spawn_echo(listener);
                 let args = peer_args("client", &addr, name, fec, stream, 300_000);
-                let out = tokio::task::spawn_blocking(move || {
-                    Command::new(go_peer())
-                        .args(&args)
-                        .stderr(Stdio::inherit())
-                        .output()
-                        .unwrap()
-                })
-                .await
-                .unwrap();
+                let out = run_go_peer(args).await;
                 let what = format!("cipher {name} fec {fec:?} stream {stream}");
                 assert!(
                     out.status.success(),
@@ -398,15 +403,7 @@ async fn interop_adaptive_fec_over_a_lossy_path() {
             true,
             bytes,
         );
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(go_peer())
-                .args(&args)
-                .stderr(Stdio::inherit())
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let out = run_go_peer(args).await;
         assert!(
             out.status.success(),
             "{what}: Go client failed: {}",

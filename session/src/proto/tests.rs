@@ -80,7 +80,8 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
-fn drain(conn: &mut Connection, link: &mut Link, now: u64) {
+/// Hands the connection's queued datagrams to the link.
+pub(super) fn drain(conn: &mut Connection, link: &mut Link, now: u64) {
     let q = conn.transmits();
     for i in 0..q.len() {
         link.send(now, q.get(i));

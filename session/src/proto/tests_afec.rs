@@ -5,7 +5,7 @@
 use rkcp_engine::sim::LinkConfig;
 
 use super::connection::Connection;
-use super::tests::Link;
+use super::tests::{Link, drain};
 use super::time::Timestamp;
 use crate::config::{AdaptiveFec, KcpConfig};
 
@@ -28,15 +28,6 @@ fn message(i: usize) -> [u8; MSG] {
         *b = (i.wrapping_mul(131) ^ k.wrapping_mul(7)) as u8;
     }
     m
-}
-
-fn drain(conn: &mut Connection, link: &mut Link, now: u64) {
-    let q = conn.transmits();
-    for i in 0..q.len() {
-        link.send(now, q.get(i));
-    }
-    let n = q.len();
-    conn.transmitted(n);
 }
 
 fn note(trace: &mut Vec<(u64, usize)>, now: u64, conn: &Connection) {
