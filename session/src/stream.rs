@@ -570,34 +570,41 @@ impl Drop for OwnedWriteHalf {
     }
 }
 
-impl OwnedReadHalf {
-    /// As [`KcpStream::closed`].
-    pub async fn closed(&self) -> SessionError {
-        self.s.wait_closed().await
-    }
-
-    /// The local socket address, as [`KcpStream::local_addr`].
-    ///
-    /// # Errors
-    /// As [`KcpStream::local_addr`].
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.s.io().socket().local_addr()
-    }
-
-    /// The peer's address, as [`KcpStream::peer_addr`].
-    ///
-    /// # Errors
-    /// As [`KcpStream::peer_addr`].
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.s.remote())
-    }
-
-    /// This session's [`KcpControl`], as [`KcpStream::control`].
-    pub fn control(&self) -> KcpControl {
-        KcpControl {
-            s: Arc::clone(&self.s),
+/// The accessors both halves share with [`KcpStream`]: each half holds a counted handle `s` of the session.
+macro_rules! half_accessors {
+    () => {
+        /// As [`KcpStream::closed`].
+        pub async fn closed(&self) -> SessionError {
+            self.s.wait_closed().await
         }
-    }
+
+        /// The local socket address, as [`KcpStream::local_addr`].
+        ///
+        /// # Errors
+        /// As [`KcpStream::local_addr`].
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.s.io().socket().local_addr()
+        }
+
+        /// The peer's address, as [`KcpStream::peer_addr`].
+        ///
+        /// # Errors
+        /// As [`KcpStream::peer_addr`].
+        pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+            Ok(self.s.remote())
+        }
+
+        /// This session's [`KcpControl`], as [`KcpStream::control`].
+        pub fn control(&self) -> KcpControl {
+            KcpControl {
+                s: Arc::clone(&self.s),
+            }
+        }
+    };
+}
+
+impl OwnedReadHalf {
+    half_accessors!();
 
     /// Puts the halves back together (as tokio's `OwnedReadHalf::reunite`).
     ///
@@ -641,33 +648,7 @@ impl OwnedReadHalf {
 }
 
 impl OwnedWriteHalf {
-    /// As [`KcpStream::closed`].
-    pub async fn closed(&self) -> SessionError {
-        self.s.wait_closed().await
-    }
-
-    /// The local socket address, as [`KcpStream::local_addr`].
-    ///
-    /// # Errors
-    /// As [`KcpStream::local_addr`].
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.s.io().socket().local_addr()
-    }
-
-    /// The peer's address, as [`KcpStream::peer_addr`].
-    ///
-    /// # Errors
-    /// As [`KcpStream::peer_addr`].
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.s.remote())
-    }
-
-    /// This session's [`KcpControl`], as [`KcpStream::control`].
-    pub fn control(&self) -> KcpControl {
-        KcpControl {
-            s: Arc::clone(&self.s),
-        }
-    }
+    half_accessors!();
 
     /// Puts the halves back together; see [`OwnedReadHalf::reunite`].
     ///

@@ -218,17 +218,8 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
             true,
             bytes,
         );
-        let exe = go_peer();
         let t0 = std::time::Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new(exe)
-                .args(&args)
-                .stderr(Stdio::inherit())
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        let out = run_go_peer(args).await;
         let secs = t0.elapsed().as_secs_f64();
         assert!(
             out.status.success(),
@@ -268,7 +259,6 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
 #[cfg(unix)]
 async fn interop_kcpgo_clients_against_a_sharded_listener() {
     let crypt = Some(PacketCrypt::from_passphrase(CipherKind::Aes, KEY));
-    let exe = go_peer();
     for shards in [2, 4] {
         let mut cfg = config(&crypt, (10, 3), true);
         cfg.kcp.mtu = 1350;
@@ -282,14 +272,7 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
         let mut clients = Vec::new();
         for _ in 0..16 {
             let args = peer_args("client", &addr, "aes", (10, 3), true, 200_000);
-            let exe = exe.clone();
-            clients.push(tokio::task::spawn_blocking(move || {
-                Command::new(exe)
-                    .args(&args)
-                    .stderr(Stdio::inherit())
-                    .output()
-                    .unwrap()
-            }));
+            clients.push(tokio::spawn(run_go_peer(args)));
         }
         for c in clients {
             let out = c.await.unwrap();
@@ -324,15 +307,7 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
         true,
         bytes,
     );
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(exe)
-            .args(&args)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = run_go_peer(args).await;
     let st = listener.stats();
     let rebinds = nat.rebinds.load(std::sync::atomic::Ordering::Relaxed);
     assert!(

@@ -1189,3 +1189,36 @@ fn window_update_after_a_lagging_reader_catches_up() {
     // Nothing more is pending: the next periodic flush sends no second WINS.
     assert!(update_segs(&mut k, 200).is_empty());
 }
+
+/// One segment sent at 0 and retransmitted on its RTO; returns the engine and the retransmission's ts.
+fn retransmitted() -> (Kcp, u32) {
+    let mut k = Kcp::fast3(CONV);
+    k.send(b"x").unwrap();
+    let mut ts = Vec::new();
+    let mut now = 0;
+    while ts.len() < 2 {
+        k.update(now, &mut |d: &mut [u8]| {
+            let h = SegmentHeader::decode(d).unwrap();
+            if h.cmd == Command::Push {
+                ts.push(h.ts);
+            }
+        });
+        now += 1;
+    }
+    assert_eq!(k.stats().retrans_segs, 1);
+    (k, ts[1])
+}
+
+#[test]
+fn an_ack_of_the_first_transmission_marks_the_retransmission_spurious() {
+    let (mut k, _) = retransmitted();
+    k.input(200, &ack(0, 0, 1), Freshness::Fresh).unwrap();
+    assert_eq!(k.spurious_retrans_segs(), 1);
+    // The ACK of the retransmission: it was needed.
+    let (mut k, ts) = retransmitted();
+    k.input(200, &ack(0, ts, 1), Freshness::Fresh).unwrap();
+    assert_eq!(k.spurious_retrans_segs(), 0);
+    // Acknowledged already: a late ACK of the first transmission counts nothing.
+    k.input(210, &ack(0, 0, 1), Freshness::Fresh).unwrap();
+    assert_eq!(k.spurious_retrans_segs(), 0);
+}
