@@ -42,16 +42,22 @@
 //!   check (an echo request carrying a keyed cookie, never larger than what it answers); a real peer passes it in
 //!   one round trip, a spoofed one never does. Verified sessions are never evicted by strangers.
 //! - **Replays create, replace and kill nothing** (with a cipher, so that datagrams cannot be forged): a session
-//!   is created only by a session start (`una == 0`) of a conversation id neither live nor closed within
-//!   [`Admission::replay_window`]; a new conversation from a live session's address does not replace it; a
-//!   replayed datagram from another address never moves a session (it shows nothing newer). Inside a live
-//!   session a replayed segment is a duplicate that KCP discards.
+//!   is created only by a session start (`una == 0`, carrying the first data segment) of a conversation id
+//!   neither live nor closed within [`Admission::replay_window`], or, for such an id, by a start that none of
+//!   its sessions received (the record keeps a keyed fingerprint of each start a session got): a second client
+//!   that picked the same random id gets a session of its own instead of being taken for the first one
+//!   moving. A new conversation from a live session's address does not replace it; a replayed datagram from
+//!   another address never moves a session (it shows nothing newer). Inside a live session a replayed segment
+//!   is a duplicate that KCP discards.
 //! - **What remains possible in kcp-go-compatible mode** (kcp-go's ciphers; that wire carries no server
 //!   randomness and no timestamp): the opening datagrams of a session that closed *more than*
 //!   [`Admission::replay_window`] ago (or was pushed out of a full record, counted in
 //!   [`ListenerStats::replay_record_overflow`]) can create a session again and re-deliver its first requests; an
 //!   attacker on the path who races a captured datagram ahead of the original can make a session follow it to
-//!   the attacker's address until the real peer's next datagram moves it back. With `--crypt none` nothing is
+//!   the attacker's address until the real peer's next datagram moves it back, and one who races a captured
+//!   *resent* first datagram (the client heard nothing from us yet) ahead of it gets it a second session,
+//!   which re-delivers that first message once. A client whose address changes before it heard anything
+//!   from us (its first datagram resent from a new port) likewise gets a new session, as with kcp-go. With `--crypt none` nothing is
 //!   authenticated: anyone who can guess a conversation id can inject into or move a session, and forged session
 //!   starts are bounded only by the budgets above.
 //! - **The AEAD kinds** (`aes-256-gcm`, `chacha20-poly1305`; Rust peers only) close the gaps above: every

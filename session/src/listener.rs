@@ -1,7 +1,7 @@
 //! [`KcpListener`]: one UDP socket (or one per shard, `SO_REUSEPORT`) serving many sessions, demultiplexed by
 //! remote address and conversation (docs/wire-format.md#session-listener).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::config::KcpConfig;
 use crate::driver::{Demux, DriverLink, drive};
 use crate::error::{CloseReason, SessionError};
-use crate::proto::endpoint::{Action, ConnHandle, Endpoint};
+use crate::proto::endpoint::{Action, ConnHandle, Endpoint, HandleMap};
 use crate::proto::packet::DropReason;
 use crate::proto::shard::{Owners, ShardLink};
 use crate::proto::time::Timestamp;
@@ -367,7 +367,7 @@ impl KcpListener {
                 shared: Arc::clone(shared),
                 index,
                 peers: Arc::clone(&shards),
-                sessions: HashMap::new(),
+                sessions: HandleMap::default(),
                 accept_tx: Some(accept_tx.clone()),
                 auth_warn: RateLimited::new(AUTH_WARN_EVERY_MS),
                 touched: Vec::with_capacity(crate::udp::BATCH),
@@ -585,7 +585,7 @@ struct ListenerDemux {
     index: usize,
     /// Every shard of the listener (this one too).
     peers: Arc<[Arc<Shared>]>,
-    sessions: HashMap<ConnHandle, Arc<Session>>,
+    sessions: HandleMap<Arc<Session>>,
     accept_tx: Option<mpsc::UnboundedSender<(Arc<Session>, usize)>>,
     auth_warn: RateLimited,
     touched: Vec<(ConnHandle, Arc<Session>)>,
@@ -694,8 +694,7 @@ impl ListenerDemux {
     /// After a batch: lets the touched sessions flush, and notes which proved their peer's address.
     fn after_batch(&mut self, now: Timestamp) {
         for (h, s) in self.touched.drain(..) {
-            s.after_input(now);
-            if s.take_verified() {
+            if s.after_input(now) {
                 self.shared.endpoint.lock().verified(h);
             }
         }

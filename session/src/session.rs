@@ -245,11 +245,6 @@ impl Session {
         self.state.lock().remote = to;
     }
 
-    /// After a batch of input: whether the peer proved its address since the last call (listener admission).
-    pub(crate) fn take_verified(&self) -> bool {
-        self.state.lock().conn.take_verified()
-    }
-
     /// Feeds one opened datagram to the connection (call [`Session::after_input`] once the batch is done).
     pub(crate) fn input(&self, now: Timestamp, data: &[u8]) {
         self.state.lock().conn.handle_datagram(now, data);
@@ -262,17 +257,22 @@ impl Session {
     }
 
     /// After a batch of input: the flush the engine wants, the sends, and waking readers and writers.
-    pub(crate) fn after_input(self: &Arc<Self>, now: Timestamp) {
-        let (wakes, out) = {
+    /// Returns whether the peer proved its address since the last call (listener admission), so the read
+    /// loop learns it under the same lock.
+    pub(crate) fn after_input(self: &Arc<Self>, now: Timestamp) -> bool {
+        let (wakes, out, verified) = {
             let mut st = self.state.lock();
+            let verified = st.conn.take_verified();
             if st.conn.closed().is_some() {
-                return;
+                return verified;
             }
             st.conn.finish_input(now);
-            self.pump(&mut st, now)
+            let (w, out) = self.pump(&mut st, now);
+            (w, out, verified)
         };
         self.send(out);
         wakes.wake();
+        verified
     }
 
     /// Takes the queued datagrams out for sending, re-arms the timer, publishes the counters and collects
@@ -743,6 +743,10 @@ mod tests {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut b = [0u8; 3];
         s.read_exact(&mut b).await.unwrap();
+        // The client has heard from the server (`una` > 0): its datagrams are no session start any more,
+        // which a start from a new address would be taken for (a second peer that picked the same id).
+        s.write_all(b"hi!").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
         let old = c.local_addr().unwrap();
         crate::udp::tests::FAIL_SENDS_FROM.store(old.port(), Ordering::Relaxed);
         c.write_all(b"two").await.unwrap();

@@ -95,10 +95,11 @@ async fn foreign_conv_and_bad_segments_are_counted() {
     attacker.send_to(&late, addr).await.unwrap();
     let st = wait_for(&listener, |s| s.not_a_start == 2).await;
     assert_eq!((st.not_a_start, st.created), (2, 1));
-    // The live session's conversation from another address, showing nothing new: stale, nothing moves.
+    // The live session's conversation from another address, showing nothing new (not a session start:
+    // `sn` 1): stale, nothing moves.
     let mut replay = seg.clone();
     replay[0..4].copy_from_slice(&c.conv().to_le_bytes());
-    replay[12] = 0;
+    replay[12] = 1;
     replay[8] = 0; // ts 0: older than anything the session saw
     attacker.send_to(&replay, addr).await.unwrap();
     let st = wait_for(&listener, |s| s.stale == 1).await;

@@ -241,3 +241,42 @@ async fn our_client_moves_to_new_sockets_mid_transfer() {
         assert!(st.roamed >= 2, "{st:?}");
     }
 }
+
+/// Two clients that picked the same random conversation id, starting at once (kcp-go clients pick theirs at
+/// random too: among 10,000 that happens about once in a hundred), with the same first message: each gets a
+/// session of its own, neither is taken for the other one moving, and every byte goes back to its sender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_picked_the_same_conversation_id_are_served_apart() {
+    let listener = Arc::new(KcpListener::bind("127.0.0.1:0", fast()).await.unwrap());
+    let server = listener.local_addr().unwrap();
+    let _srv = spawn_echo_shared(Arc::clone(&listener));
+    let conv = 0x5eed_c0de;
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut c = KcpStream::connect_with_conv(sock, server, conv, fast()).unwrap();
+        c.write_all(b"hello").await.unwrap();
+        clients.push(c);
+    }
+    let mut done = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        done.push(tokio::spawn(async move {
+            let mut c = c;
+            let mut b = [0u8; 5];
+            c.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"hello");
+            let data = pattern(10 + i as u64, 200_000);
+            echo_roundtrip(c, data.clone()).await == data
+        }));
+    }
+    for d in done {
+        assert!(
+            tokio::time::timeout(Duration::from_secs(20), d)
+                .await
+                .expect("each client is served")
+                .unwrap()
+        );
+    }
+    let st = listener.stats();
+    assert_eq!((st.created, st.roamed), (2, 0), "{st:?}");
+}

@@ -20,7 +20,10 @@
 //! - **Creating only on fresh starts.** A connection is created only by a datagram whose cumulative
 //!   acknowledgement is 0 (its peer has received nothing from us: a session start), for a conversation id
 //!   that is neither live nor remembered from the last [`Admission::replay_window`]. Replays of a live or
-//!   recently closed session therefore create nothing, wherever they come from.
+//!   recently closed session therefore create nothing, wherever they come from. One exception keeps peers
+//!   that picked the same random id apart: a start of a live or remembered id that none of its connections
+//!   received (the record fingerprints each start they got) is another peer, and gets a connection of its
+//!   own; it is never taken for the first peer moving (that would hand one peer's session to the other).
 //! - **Admission.** See [`admission`](crate::proto::admission): unverified connections are budgeted, capped
 //!   per source IP and expire; beyond the limits new peers must pass a stateless address check first.
 //!
@@ -58,6 +61,18 @@ use crate::proto::admission::Admission;
 /// Identifies a connection of an [`Endpoint`] (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ConnHandle(pub(crate) u64);
+
+/// Handles are our own sequential counters, nothing a peer picks: maps keyed by them hash with the identity.
+impl nohash_hasher::IsEnabled for ConnHandle {}
+
+/// A map keyed by connection handle (identity hashing: see [`ConnHandle`]).
+pub(crate) type HandleMap<V> =
+    std::collections::HashMap<ConnHandle, V, nohash_hasher::BuildNoHashHasher<ConnHandle>>;
+
+/// A map keyed by what a remote peer picks (its address, a conversation id): keyed hashing with a random
+/// seed per map, so a peer cannot aim collisions at a table (ahash; SipHash would cost several times more on
+/// every datagram's lookup).
+pub(crate) type PeerMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// What to do with a datagram.
 #[derive(Debug)]
@@ -99,6 +114,8 @@ pub(crate) struct Endpoint {
     max_unverified: usize,
     unverified_timeout_ms: u64,
     convs: ConvRecord,
+    /// Keys the fingerprints of session starts kept in `convs` (random per endpoint).
+    start_prints: ahash::RandomState,
     cookies: CookieKey,
     /// Rate limit of stateless replies (address and path checks).
     checks: Bucket,
@@ -128,6 +145,7 @@ impl Endpoint {
             max_unverified: a.max_unverified(config.kcp.mtu),
             unverified_timeout_ms: a.unverified_timeout.as_millis() as u64,
             convs: ConvRecord::new(a.replay_window.as_millis() as u64, a.replay_record),
+            start_prints: ahash::RandomState::new(),
             cookies: CookieKey::new(),
             checks: Bucket::new(a.max_address_checks_per_sec),
             keyed: config
@@ -243,27 +261,48 @@ impl Endpoint {
         };
         let kcp = kcp.unwrap_or_default();
         let progress = Progress::of(kcp, conv);
-        let echoed = rkcp_engine::find_echo_reply(kcp, conv);
-        if let Some(h) = self.routes.by_path(remote, conv) {
-            self.routes.saw(h, progress);
+        if let Some(h) = self.routes.saw_on_path(remote, conv, progress) {
+            if progress.is_start() {
+                self.convs.note_start(conv, self.start_prints.hash_one(kcp));
+            }
             return deliver(h, &pkt[range]);
         }
-        if let Some(h) = self
-            .routes
-            .moved_peer(conv, remote, &progress, now.engine())
-        {
-            self.relocate(h, remote, now);
-            self.routes.saw(h, progress);
-            return Routed {
-                moved: Some(h),
-                action: Action::Deliver(h, &pkt[range]),
-            };
-        }
-        if self.routes.has_conv(conv) {
-            return self.check_path(now, remote, pkt, range, conv, echoed);
-        }
-        if self.convs.contains(conv, now) {
-            return self.drop(DropReason::Stale);
+        let start_print = progress.is_start().then(|| self.start_prints.hash_one(kcp));
+        let known = self.routes.has_conv(conv) || self.convs.contains(conv, now);
+        // A session start of a conversation id in use (or remembered) from another address: a replay of a
+        // start its connection received creates nothing; any other start is a second peer that picked the
+        // same random id (kcp-go keys sessions by address alone, so its clients never learn to avoid that)
+        // and gets a connection of its own. Taking it for the first peer moving would hand one peer's
+        // session to the other.
+        let other_peer = match start_print {
+            Some(print) if known => {
+                if !self.convs.is_other_start(conv, print, now) {
+                    return self.drop(DropReason::Stale);
+                }
+                true
+            }
+            _ => false,
+        };
+        if !other_peer {
+            if let Some(h) = self
+                .routes
+                .moved_peer(conv, remote, &progress, now.engine())
+            {
+                self.relocate(h, remote, now);
+                self.routes.saw(h, progress);
+                return Routed {
+                    moved: Some(h),
+                    action: Action::Deliver(h, &pkt[range]),
+                };
+            }
+            if self.routes.has_conv(conv) {
+                // Only a datagram that reaches no connection by its path needs this second look.
+                let echoed = rkcp_engine::find_echo_reply(kcp, conv);
+                return self.check_path(now, remote, pkt, range, conv, echoed);
+            }
+            if known {
+                return self.drop(DropReason::Stale);
+            }
         }
         if let Some(owner) = self.owner_elsewhere(conv, now, may_forward) {
             return self.forward(owner, may_forward);
@@ -271,6 +310,7 @@ impl Endpoint {
         if let Some(r) = self.refuses_start(&progress) {
             return self.drop(r);
         }
+        let echoed = rkcp_engine::find_echo_reply(kcp, conv);
         let address_proven = echoed.is_some_and(|ts| self.cookies.check(now, remote, conv, ts));
         let limits_reached = self.unverified.len() >= self.max_unverified
             || self.unverified.count_from(remote.ip())
@@ -313,6 +353,9 @@ impl Endpoint {
             self.unverified.insert(handle, now, remote.ip());
         }
         self.convs.remember(conv, now);
+        if let Some(print) = start_print {
+            self.convs.note_start(conv, print);
+        }
         self.unaccepted += 1;
         self.stats.created += 1;
         Routed {
@@ -722,13 +765,15 @@ mod tests {
         }));
         let t = Timestamp::from_millis(1000);
         let h = accept(&mut ep, t, addr(1), start(7));
-        // The same opening datagram from other ports: the conversation is live elsewhere. Nothing moves; each
-        // sender is only asked to prove it receives there (a stranger cannot answer).
+        // The same opening datagram from other ports: its connection received it, so these are replays.
+        // Nothing is created or moved, and nothing is sent back.
         for port in 2..100 {
-            assert_eq!(route(&mut ep, t, addr(port), start(7)), ("respond", None));
+            assert_eq!(route(&mut ep, t, addr(port), start(7)), ("drop", None));
         }
+        // A later datagram of the live conversation from another port is not newer: its sender is only asked
+        // to prove it receives there (a stranger cannot answer).
         assert_eq!(
-            route(&mut ep, t, addr(2), seg(7, Command::Push, 1, 0, 0)),
+            route(&mut ep, t, addr(2), seg(7, Command::Push, 1, 1, 0)),
             ("respond", None)
         );
         // A wrong answer moves nothing either.
@@ -757,12 +802,47 @@ mod tests {
         assert_eq!(kind(&ep.handle(later, addr(4), &mut start(7))), "drop");
         let s = ep.stats();
         assert_eq!((s.stale, s.not_a_start, s.created), (98 + 2 + 2, 2, 1));
-        assert_eq!((s.address_checks, s.roamed), (100, 0));
+        assert_eq!((s.address_checks, s.roamed), (2, 0));
         // Beyond the window the record forgets (the documented limit of kcp-go-compatible mode).
         assert_eq!(
             kind(&ep.handle(t.add_millis(61_000), addr(4), &mut start(7))),
             "accept"
         );
+    }
+
+    /// The connection `p` from `from` is delivered to (panics otherwise).
+    fn delivered(ep: &mut Endpoint, t: Timestamp, from: SocketAddr, mut p: Vec<u8>) -> ConnHandle {
+        match ep.handle(t, from, &mut p).action {
+            Action::Deliver(h, _) => h,
+            other => panic!("not delivered: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn peers_that_picked_the_same_id_get_a_connection_each() {
+        let mut ep = Endpoint::new(KcpConfig::default());
+        let t = Timestamp::from_millis(5000);
+        let a = accept(&mut ep, t, addr(1), start(7));
+        // A's first datagram resent (a later ts) reaches its connection and is remembered too.
+        let resent = seg(7, Command::Push, 40, 0, 0);
+        assert_eq!(delivered(&mut ep, t, addr(1), resent.clone()), a);
+        // Two more peers picked 7, one with a clock behind A's, one ahead (that one would look like A moving).
+        let b_start = seg(7, Command::Push, 25, 0, 0);
+        let b = accept(&mut ep, t, addr(2), b_start.clone());
+        let c = accept(&mut ep, t, addr(4), seg(7, Command::Push, 900, 0, 0));
+        assert!(a != b && b != c && a != c);
+        assert_eq!(ep.stats().roamed, 0);
+        for (from, h, ts) in [(1, a, 50), (2, b, 30), (4, c, 901)] {
+            assert_eq!(
+                delivered(&mut ep, t, addr(from), seg(7, Command::Push, ts, 1, 0)),
+                h
+            );
+        }
+        // Replays of any start that reached a connection, from anywhere, create nothing.
+        for p in [start(7), resent, b_start] {
+            assert_eq!(route(&mut ep, t, addr(3), p), ("drop", None));
+        }
+        assert_eq!(ep.stats().created, 3);
     }
 
     #[test]
@@ -851,10 +931,11 @@ mod tests {
         assert_eq!(kind(&a.handle(t, addr(1), &mut old.clone())), "deliver");
 
         // A replay of the start, and of a later datagram, from a new port that the kernel gives to shard b:
-        // handed to a, which neither creates nor moves anything (it asks for a path check).
-        for p in [start(7), old.clone()] {
+        // handed to a, which neither creates nor moves anything (the replayed start is dropped, the other
+        // sender is asked for a path check).
+        for (p, verdict) in [(start(7), "drop"), (old.clone(), "respond")] {
             assert_eq!(route(&mut b, t, addr(2), p.clone()), ("forward", None));
-            assert_eq!(route_fwd(&mut a, t, addr(2), p), ("respond", None));
+            assert_eq!(route_fwd(&mut a, t, addr(2), p), (verdict, None));
         }
         // The NAT rebinds: newer data, at shard b, reaches a and moves the connection.
         let newer = seg(7, Command::Push, 60, 2, 0);
@@ -887,6 +968,15 @@ mod tests {
             a.handle(t, addr(4), &mut start(8)).action,
             Action::Forward(1)
         ));
+        // Another peer that picked 7 starts at b (after a's peer moved): handed to a, which gives it a connection of its own.
+        let other = seg(7, Command::Push, 33, 0, 0);
+        assert_eq!(route(&mut b, t, addr(6), other.clone()), ("forward", None));
+        let Action::Accept(ho, ..) = a.handle_forwarded(t, addr(6), &mut other.clone()).action
+        else {
+            panic!("the other peer got no connection");
+        };
+        a.accepted();
+        a.forget(ho, t);
         // After a closes its connection, its conversation stays a's for the replay window: a replayed start
         // at b still goes to a, which refuses it.
         a.forget(h, t);
@@ -905,8 +995,8 @@ mod tests {
             "accept"
         );
         let (sa, sb) = (a.stats(), b.stats());
-        assert_eq!((sa.created, sb.created), (1, 2));
-        assert_eq!((sa.roamed, sa.forwarded, sb.forwarded), (1, 1, 5));
+        assert_eq!((sa.created, sb.created), (2, 2));
+        assert_eq!((sa.roamed, sa.forwarded, sb.forwarded), (1, 1, 6));
         let _ = hb;
     }
 
@@ -923,11 +1013,15 @@ mod tests {
         let t = Timestamp::from_millis(1000);
         accept(&mut ep, t, addr(1), start(1));
         // New peers beyond the per-IP cap, then the live conversation from elsewhere (a path check).
+        let not_newer = seg(1, Command::Push, 1, 1, 0);
         assert_eq!(route(&mut ep, t, addr(2), start(2)), ("respond", None));
         assert_eq!(route(&mut ep, t, addr(3), start(3)), ("respond", None));
-        assert_eq!(route(&mut ep, t, addr(4), start(1)), ("respond", None));
+        assert_eq!(
+            route(&mut ep, t, addr(4), not_newer.clone()),
+            ("respond", None)
+        );
         assert_eq!(route(&mut ep, t, addr(5), start(5)), ("drop", None));
-        assert_eq!(route(&mut ep, t, addr(6), start(1)), ("drop", None));
+        assert_eq!(route(&mut ep, t, addr(6), not_newer), ("drop", None));
         let s = ep.stats();
         assert_eq!((s.address_checks, s.unverified_limit, s.stale), (3, 1, 2));
         // A second later the bucket has refilled.

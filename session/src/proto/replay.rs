@@ -1,5 +1,10 @@
 //! A bounded, time-windowed record of conversation ids, so that a replayed datagram of a connection that
 //! is live or closed recently cannot create a connection again.
+//!
+//! With each conversation it keeps fingerprints of the session starts (datagrams carrying its first data
+//! segment, see [`Progress::is_start`](crate::proto::routes::Progress::is_start)) that reached its connection,
+//! so that a start of the same id that is *not* one of those (another peer that picked the same random id:
+//! with 10,000 clients about one chance in a hundred) can still get a connection of its own.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -16,7 +21,15 @@ pub(crate) struct ConvRecord {
     order: VecDeque<(Timestamp, u32)>,
     /// Entries forgotten early because the record was full.
     pub(crate) overflowed: u64,
+    /// conv → fingerprints of the session starts its connection received (at most [`MAX_STARTS`]; a full
+    /// list admits no other start).
+    starts: HashMap<u32, Vec<u64>>,
 }
+
+/// Session starts fingerprinted per conversation: a client resends its first datagram a few times at most
+/// before it gives up (kcp-go's dead link is 20 transmissions; this many means a very bad path, and from
+/// then on every start of that id counts as a replay).
+pub(crate) const MAX_STARTS: usize = 8;
 
 impl ConvRecord {
     pub(crate) fn new(window_ms: u64, cap: usize) -> ConvRecord {
@@ -26,6 +39,7 @@ impl ConvRecord {
             until: HashMap::new(),
             order: VecDeque::new(),
             overflowed: 0,
+            starts: HashMap::new(),
         }
     }
 
@@ -57,6 +71,29 @@ impl ConvRecord {
         self.until.get(&conv).is_some_and(|&u| u > now)
     }
 
+    /// Notes that a session start with fingerprint `print` reached the connection of `conv` (which this
+    /// record remembers; otherwise nothing is noted).
+    pub(crate) fn note_start(&mut self, conv: u32, print: u64) {
+        if !self.until.contains_key(&conv) {
+            return;
+        }
+        let prints = self.starts.entry(conv).or_default();
+        if prints.len() < MAX_STARTS && !prints.contains(&print) {
+            prints.push(print);
+        }
+    }
+
+    /// Whether a session start with fingerprint `print` for the remembered `conv` is one its connection never
+    /// received, i.e. from a different peer that picked the same id, not a replay. A conversation remembered
+    /// without fingerprints, or with a full list, admits none.
+    pub(crate) fn is_other_start(&self, conv: u32, print: u64, now: Timestamp) -> bool {
+        self.contains(conv, now)
+            && self
+                .starts
+                .get(&conv)
+                .is_some_and(|p| p.len() < MAX_STARTS && !p.contains(&print))
+    }
+
     /// Forgets what expired by `now`.
     pub(crate) fn expire(&mut self, now: Timestamp) {
         while let Some(&(t, c)) = self.order.front()
@@ -65,6 +102,7 @@ impl ConvRecord {
             self.order.pop_front();
             if self.until.get(&c) == Some(&t) {
                 self.until.remove(&c);
+                self.starts.remove(&c);
             }
         }
     }
@@ -73,6 +111,7 @@ impl ConvRecord {
         while let Some((t, c)) = self.order.pop_front() {
             if self.until.get(&c) == Some(&t) {
                 self.until.remove(&c);
+                self.starts.remove(&c);
                 return;
             }
         }

@@ -2,12 +2,11 @@
 //! parity, which carries no conversation id) and by conversation (to follow a peer that moved), each with
 //! what the peer has shown of its progress so far, to tell a moved peer from a replay.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rkcp_engine::{Command, SegmentHeader};
 
-use crate::proto::endpoint::ConnHandle;
+use crate::proto::endpoint::{ConnHandle, HandleMap, PeerMap};
 
 /// How far a datagram shows its sender to be: the newest `ts` of its data segments (the peer's clock), the
 /// newest `ts` its ACKs echo (our clock) and its cumulative acknowledgement `una`.
@@ -16,6 +15,8 @@ pub(crate) struct Progress {
     push_ts: Option<u32>,
     ack_ts: Option<u32>,
     una: Option<u32>,
+    /// The datagram carries the conversation's first data segment (`sn` 0).
+    first_push: bool,
 }
 
 /// `a` is later than `b` on a wrapping 32-bit clock.
@@ -41,7 +42,10 @@ impl Progress {
                 break;
             }
             match h.cmd {
-                Command::Push => p.push_ts = max_opt(p.push_ts, Some(h.ts)),
+                Command::Push => {
+                    p.push_ts = max_opt(p.push_ts, Some(h.ts));
+                    p.first_push |= h.sn == 0;
+                }
                 Command::Ack if h.sn != rkcp_engine::ECHO_SN => {
                     p.ack_ts = max_opt(p.ack_ts, Some(h.ts));
                 }
@@ -59,6 +63,11 @@ impl Progress {
     /// The cumulative acknowledgement of the datagram (`None` if it had no readable segment).
     pub(crate) fn una(&self) -> Option<u32> {
         self.una
+    }
+
+    /// A session start: the first data segment, from a peer that has received nothing from us (`una` 0).
+    pub(crate) fn is_start(&self) -> bool {
+        self.first_push && self.una == Some(0)
     }
 
     fn absorb(&mut self, p: Progress) {
@@ -106,12 +115,12 @@ pub(crate) const RETURN_HOLD_MS: u32 = 1_000;
 /// The routing table.
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
-    conns: HashMap<ConnHandle, Route>,
-    by_path: HashMap<(SocketAddr, u32), ConnHandle>,
+    conns: HandleMap<Route>,
+    by_path: PeerMap<(SocketAddr, u32), ConnHandle>,
     /// The connection created or moved to an address last (parity datagrams go there).
-    by_addr: HashMap<SocketAddr, ConnHandle>,
+    by_addr: PeerMap<SocketAddr, ConnHandle>,
     /// Usually one connection per conversation id; more only when peers picked the same id.
-    by_conv: HashMap<u32, Vec<ConnHandle>>,
+    by_conv: PeerMap<u32, Vec<ConnHandle>>,
 }
 
 impl Routes {
@@ -150,6 +159,19 @@ impl Routes {
         self.by_path.insert((remote, conv), h);
         self.by_addr.insert(remote, h);
         self.by_conv.entry(conv).or_default().push(h);
+    }
+
+    /// The connection living at `remote` with conversation `conv`, which notes the progress `p` its datagram
+    /// showed (the common case of a datagram: one keyed lookup, one by handle).
+    pub(crate) fn saw_on_path(
+        &mut self,
+        remote: SocketAddr,
+        conv: u32,
+        p: Progress,
+    ) -> Option<ConnHandle> {
+        let h = self.by_path(remote, conv)?;
+        self.saw(h, p);
+        Some(h)
     }
 
     /// Notes the progress a delivered datagram showed.
@@ -267,9 +289,15 @@ mod tests {
             Progress {
                 push_ts: Some(9),
                 ack_ts: Some(140),
-                una: Some(7)
+                una: Some(7),
+                first_push: false,
             }
         );
+        assert!(!p.is_start());
+        // The first data segment, from a peer that has received nothing: a session start.
+        assert!(Progress::of(&seg(Command::Push, 9, 0, 0), 5).is_start());
+        assert!(!Progress::of(&seg(Command::Push, 9, 0, 1), 5).is_start());
+        assert!(!Progress::of(&seg(Command::Ack, 9, 0, 0), 5).is_start());
         assert_eq!(Progress::of(&d, 6), Progress::default());
         assert_eq!(Progress::of(&d[..30], 5).ack_ts, Some(100));
     }
