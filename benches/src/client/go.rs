@@ -225,6 +225,8 @@ pub fn bulk_result(v: &Value, streams: u32) -> anyhow::Result<Measurement> {
         secs: field_f64(v, "secs")?,
         streams,
         wire_bytes: None,
+        rtt_min_ms: None,
+        queue_delay_ms: None,
     })
 }
 
