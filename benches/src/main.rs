@@ -23,8 +23,9 @@ Without --connect, kcpbench starts its own server on 127.0.0.1 (`kcpbench serve`
 Go peer for the kcp-go column) and stops it at the end. With --connect it talks to a server you started, \
 possibly in another network namespace, so the same tool measures across an emulated link.
 
-List flags (--transport, --mode, --crypt, --fec, --streams, --op) take comma-separated values; every \
-combination is measured in the same run, so the ratios hold on a noisy machine.
+List flags (--transport, --mode, --crypt, --fec, --tcp-cc, --streams, --op) take comma-separated values; \
+every combination is measured in the same run, so the ratios hold on a noisy machine. --tcp-cc bbr,cubic gives \
+one TCP row per congestion control, set per socket (no sysctl needed, so it works inside a namespace).
 
 RECIPES
 
@@ -50,6 +51,8 @@ RECIPES
     ip netns exec kba tc qdisc replace dev kbva root netem delay 20ms loss 1% rate 100mbit limit 800
     ip netns exec kbb tc qdisc replace dev kbvb root netem delay 20ms loss 1% rate 100mbit limit 800
     ip netns exec kba kcpbench throughput --connect 10.77.0.2:7000 --transport smux-kcp,tcp --bytes 64MiB
+  Throughput rows show the sender's queue delay: its mean smoothed RTT during the transfer above the smallest
+  it saw (KCP srtt, TCP_INFO), i.e. what the transfer added to the bottleneck queue.
 
   Without netem (`tc` answers 'Specified qdisc kind is unknown'), any user-space link emulator that joins two
   such namespaces works the same way; benches/results.sh takes one through LINK_EMULATOR (see that script).
