@@ -2,8 +2,10 @@
 # Regenerates benches/RESULTS.md: every row of the benchmark issue's target table, measured side by side
 # (rkcp, kcp-go, kernel TCP) in the same runs, plus the criterion baseline table and the plots.
 #
-#   sudo benches/results.sh            # everything (≈20 min): loopback, lossy link, bulk link, lossy bulk
-#                                      # sweep, 10,000 sessions, the simulated latency table
+#   sudo benches/results.sh            # everything (≈35 min, of which ≈15 are TCP CUBIC at 1-10 % loss, about
+#                                      # 0.1-0.4 MB/s there): loopback, lossy link, bulk link, lossy bulk sweep,
+#                                      # 10,000 sessions, the simulated latency table
+#   ONLY=lossybulk LOSSES=0.05 BULK_BYTES=8MiB benches/results.sh   # one loss level, quickly
 #   ONLY="loopback sessions" benches/results.sh   # a subset (keeps the other JSON files of the last run)
 #
 # Sections (ONLY takes any of them; default: all, in this order):
@@ -21,7 +23,7 @@
 # Knobs (environment): TCP_CCS (default bbr,cubic: one TCP row per algorithm, set per socket with
 # TCP_CONGESTION, so it works inside the namespaces where the sysctl is refused; see
 # /proc/sys/net/ipv4/tcp_available_congestion_control), LOSSES (default "0 0.01 0.05 0.1"), BULK_BYTES
-# (default 32MiB), BULK_TIMEOUT (default 400s: the longest one lossybulk row may take; TCP CUBIC needs minutes
+# (default 32MiB), BULK_TIMEOUT (default 600s: the longest one lossybulk row may take; TCP CUBIC needs minutes
 # for 32 MiB at 5-10 % loss, about 0.1-0.2 MB/s), RKCP_LOSSY_OPTS (kcpbench flags of the extra rkcp lossy-latency rows, default
 # "--cc tolerant": kcp-go's window repaired for random loss, with RACK loss detection and tail loss probes;
 # empty: no such rows).
@@ -43,7 +45,7 @@ only=${ONLY:-loopback lossy bulk lossybulk sessions simtable}
 tcp_ccs=${TCP_CCS-bbr,cubic}
 losses=${LOSSES:-0 0.01 0.05 0.1}
 bulk_bytes=${BULK_BYTES:-32MiB}
-bulk_timeout=${BULK_TIMEOUT:-400s}
+bulk_timeout=${BULK_TIMEOUT:-600s}
 rkcp_lossy_opts=${RKCP_LOSSY_OPTS---cc tolerant}
 # "1" for 0.01: the loss in percent, for labels and file names.
 pct() { awk -v l="$1" 'BEGIN { printf "%g", l * 100 }'; }
@@ -200,8 +202,8 @@ lossybulk_summary() {
   echo
   echo "## Lossy bulk at a glance (issue 14)"
   echo
-  echo "MB/s (wire ÷ payload, queue delay in ms) of each row of the tables above, $bulk_bytes one-way over"
-  echo "100 Mbit/s (12.5 MB/s), 20 ms each way, 1 MB queue. Targets for rkcp: ≥ TCP BBR of the same run,"
+  echo "MB/s (wire ÷ payload, queue delay in ms) of each row of the per-loss tables above (their titles give the"
+  echo "size sent one-way) over 100 Mbit/s (12.5 MB/s), 20 ms each way, 1 MB queue. Targets for rkcp: ≥ TCP BBR of the same run,"
   echo "≥ 0.9 × (1 − loss) × 12.5 MB/s, wire ÷ payload ≤ 1/(1 − loss) + 0.1; at 0 % loss ≥ 11.25 MB/s with a"
   echo "queue delay under 10 ms."
   echo
@@ -237,6 +239,8 @@ for loss in $losses; do
 done
 names+=(sessions)
 for f in "${names[@]}"; do [ -f "$out/$f.json" ] && files+=("$out/$f.json"); done
+# Every plot is drawn again from the JSON files; numbered by group, so stale ones would linger.
+rm -f "$out"/plots/*.png
 "$K" render "${files[@]}" --markdown "$out/report.md" --plots "$out/plots" > /dev/null
 {
   echo "# Benchmark results"
