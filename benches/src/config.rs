@@ -238,6 +238,10 @@ pub struct BenchConfig {
     pub sockbuf: usize,
     /// Always true: benchmarks never compress.
     pub nocomp: bool,
+    /// Kernel TCP congestion control of the TCP transports' sockets (`TCP_CONGESTION`, set on the
+    /// client's socket and on the server's accepted one), e.g. `cubic` or `bbr`; empty = the kernel's
+    /// default. KCP transports ignore it.
+    pub tcpcc: String,
 }
 
 impl Default for BenchConfig {
@@ -268,6 +272,7 @@ impl Default for BenchConfig {
             keepalive: 10,
             sockbuf: 4_194_304,
             nocomp: true,
+            tcpcc: String::new(),
         }
     }
 }
@@ -399,10 +404,13 @@ impl BenchConfig {
         let mut s = match self.transport {
             Transport::Kcp => "kcp".to_string(),
             Transport::SmuxKcp => "smux/kcp".to_string(),
-            Transport::Tcp => return "tcp".to_string(),
+            Transport::Tcp => "tcp".to_string(),
             Transport::SmuxTcp => format!("smux v{}/tcp", self.smuxver),
         };
-        if self.transport == Transport::SmuxTcp {
+        if !self.transport.is_kcp() {
+            if !self.tcpcc.is_empty() {
+                s += &format!(" {}", self.tcpcc);
+            }
             return s;
         }
         if self.transport == Transport::SmuxKcp && self.smuxver != d.smuxver {
@@ -533,6 +541,18 @@ mod tests {
         };
         assert!(c.validate().is_err());
         assert!("udp".parse::<Transport>().is_err());
+        // The TCP congestion control names TCP rows only.
+        let c = BenchConfig {
+            transport: Transport::Tcp,
+            tcpcc: "cubic".into(),
+            ..BenchConfig::default()
+        };
+        assert_eq!(c.label(), "tcp cubic");
+        let c = BenchConfig {
+            tcpcc: "cubic".into(),
+            ..BenchConfig::default()
+        };
+        assert_eq!(c.label(), "kcp fast3");
         assert_eq!("smux-tcp".parse::<Transport>().unwrap(), Transport::SmuxTcp);
     }
 }

@@ -14,3 +14,4 @@ pub mod proto;
 pub mod report;
 pub mod results;
 pub mod serve;
+pub mod tcpopt;

@@ -23,8 +23,9 @@ Without --connect, kcpbench starts its own server on 127.0.0.1 (`kcpbench serve`
 Go peer for the kcp-go column) and stops it at the end. With --connect it talks to a server you started, \
 possibly in another network namespace, so the same tool measures across an emulated link.
 
-List flags (--transport, --mode, --crypt, --fec, --streams, --op) take comma-separated values; every \
-combination is measured in the same run, so the ratios hold on a noisy machine.
+List flags (--transport, --mode, --crypt, --fec, --tcp-cc, --streams, --op) take comma-separated values; \
+every combination is measured in the same run, so the ratios hold on a noisy machine. --tcp-cc bbr,cubic gives \
+one TCP row per congestion control, set per socket (no sysctl needed, so it works inside a namespace).
 
 RECIPES
 
@@ -50,6 +51,8 @@ RECIPES
     ip netns exec kba tc qdisc replace dev kbva root netem delay 20ms loss 1% rate 100mbit limit 800
     ip netns exec kbb tc qdisc replace dev kbvb root netem delay 20ms loss 1% rate 100mbit limit 800
     ip netns exec kba kcpbench throughput --connect 10.77.0.2:7000 --transport smux-kcp,tcp --bytes 64MiB
+  Throughput rows show the sender's queue delay: its mean smoothed RTT during the transfer above the smallest
+  it saw (KCP srtt, TCP_INFO), i.e. what the transfer added to the bottleneck queue.
 
   Without netem (`tc` answers 'Specified qdisc kind is unknown'), any user-space link emulator that joins two
   such namespaces works the same way; benches/results.sh takes one through LINK_EMULATOR (see that script).
@@ -348,6 +351,15 @@ struct Common {
     /// UDP socket buffers, bytes.
     #[arg(long, default_value_t = 4_194_304)]
     sockbuf: usize,
+    /// Kernel TCP congestion control of the TCP rows (list), e.g. bbr,cubic: one row per algorithm,
+    /// labelled `tcp bbr`, `tcp cubic`, set with TCP_CONGESTION on the client's socket and the server's
+    /// accepted one (see /proc/sys/net/ipv4/tcp_available_congestion_control). Default: the kernel's.
+    #[arg(long = "tcp-cc", value_delimiter = ',')]
+    tcp_cc: Vec<String>,
+    /// Prefix every scenario (group) name of this run with TEXT, e.g. "5 % loss": runs over different
+    /// links then get tables of their own when their JSON reports are rendered together.
+    #[arg(long)]
+    scenario: Option<String>,
     /// Longest one row may take (e.g. 120s); a row over it is recorded as failed.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     timeout: Duration,
@@ -391,6 +403,18 @@ impl Common {
         let transports = self.transport.as_deref().unwrap_or(default_transports);
         let configs =
             client::expand_configs(&self.base(), transports, &self.mode, &self.crypt, &self.fec);
+        let tcp_cc: Vec<String> = self
+            .tcp_cc
+            .iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if configs.iter().any(|c| !c.transport.is_kcp()) {
+            for cc in &tcp_cc {
+                kcpbench::tcpopt::check(cc).context("--tcp-cc")?;
+            }
+        }
+        let configs = client::expand_tcp_cc(configs, &tcp_cc);
         for c in &configs {
             c.validate()
                 .with_context(|| format!("configuration {}", c.label()))?;
@@ -730,7 +754,12 @@ impl Client {
     }
 
     fn finish(self, common: &Common) -> anyhow::Result<()> {
-        let report = self.report;
+        let mut report = self.report;
+        if let Some(s) = common.scenario.as_deref().filter(|s| !s.is_empty()) {
+            for r in &mut report.rows {
+                r.group = format!("{s}: {}", r.group);
+            }
+        }
         println!("{}", report::table(&report));
         if let Some(path) = &common.json {
             let json = serde_json::to_string_pretty(&report)?;

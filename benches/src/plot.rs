@@ -735,6 +735,8 @@ mod tests {
                         secs: 1.0,
                         streams: 1,
                         wire_bytes: None,
+                        rtt_min_ms: None,
+                        queue_delay_ms: None,
                     },
                 },
                 Row {

@@ -11,6 +11,10 @@
 //! - **wire/payload** (rkcp throughput rows) is the bytes the client's KCP sessions sent on the wire
 //!   (UDP payloads: KCP headers, ACKs, retransmissions, FEC parity, crypto headers; SNMP `OutBytes`)
 //!   ÷ the payload bytes. One-way the client is the sender, so this is the sending side's overhead.
+//! - **queue delay** (rkcp and TCP throughput rows) is the client's mean smoothed RTT during the
+//!   transfer (sampled every 50 ms: KCP `srtt`, TCP `tcpi_rtt`) minus the smallest RTT it saw (TCP:
+//!   `tcpi_min_rtt` when smaller), in ms: how long the transfer's own data waited in the bottleneck
+//!   queue, on average. One-way the client is the sender.
 //! - **Percentiles are nearest-rank**: over the `n` round-trip times that came back, sorted
 //!   ascending, the p-th percentile is the value at 1-based rank `⌈p/100 × n⌉` (rank 1 for p = 0).
 //!   It is always one of the measured values, never an interpolation, so "p99 = 213 ms" means that
@@ -341,10 +345,11 @@ impl Grid {
                     "MB/s",
                     "Mbit/s",
                     "wire/payload",
+                    "queue delay ms",
                     "vs tcp",
                     "vs kcp-go",
                 ],
-                vec![true; 7],
+                vec![true; 8],
             ),
             Some(Kind::Latency) => (
                 vec![
@@ -434,6 +439,8 @@ fn grid_row(all: &[Row], row: &Row) -> GridRow {
             secs,
             streams,
             wire_bytes,
+            queue_delay_ms,
+            ..
         } => {
             let mbs = mb_per_sec(*bytes, *secs);
             cells.extend([
@@ -442,6 +449,7 @@ fn grid_row(all: &[Row], row: &Row) -> GridRow {
                 fmt_opt(mbs, 1),
                 fmt_opt(mbs.map(|v| v * 8.0), 1),
                 fmt_opt(wire_ratio(*bytes, *wire_bytes), 3),
+                fmt_opt(*queue_delay_ms, 1),
             ]);
         }
         Measurement::Latency { rtt_us, lost, .. } => match summary(rtt_us) {
@@ -593,7 +601,8 @@ fn render_grid_text(grid: &Grid, out: &mut String) {
 
 const LEGEND: &str = "Units: MB = 10^6 bytes, KB = 10^3 bytes; RTT percentiles are nearest-rank over the \
 messages that came back; cpu % = server CPU time ÷ window, % of one core; wire/payload = bytes \
-the client's KCP sessions sent ÷ payload bytes; vs tcp / vs kcp-go = \
+the client's KCP sessions sent ÷ payload bytes; queue delay = the client's mean RTT during the \
+transfer above the smallest it saw (ms); vs tcp / vs kcp-go = \
 MB/s ratio (>1 faster), average-RTT ratio (<1 faster), or cpu % and KB/session ratios (<1 \
 cheaper) against the tcp row of the group / the kcp-go row with the same label.";
 

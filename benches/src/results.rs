@@ -61,6 +61,15 @@ pub enum Measurement {
         /// sender's wire overhead (retransmissions included); for echo it is the client's half.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wire_bytes: Option<u64>,
+        /// The path's minimum RTT as the client (the sender, one-way) saw it during the row, ms: the
+        /// smallest smoothed RTT sampled every 50 ms (KCP: the session's `srtt`; TCP: `TCP_INFO`'s
+        /// `tcpi_rtt`, or its `tcpi_min_rtt` when smaller). `None` for kcp-go rows and older reports.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_min_ms: Option<f64>,
+        /// Queue delay, ms: the mean of those RTT samples (averaged over the row's connections) minus
+        /// `rtt_min_ms`, i.e. how much the transfer's own traffic delayed it in the bottleneck queue.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue_delay_ms: Option<f64>,
     },
     /// Paced echo: one round-trip time per message, in microseconds, in send order.
     Latency {

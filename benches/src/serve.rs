@@ -170,8 +170,9 @@ async fn start_listener(
         });
         Ok(port)
     } else {
-        let l = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+        let l = bind_tcp(SocketAddr::new(ip, 0), &config.tcpcc)?;
         let port = l.local_addr()?.port();
+        let tcpcc = config.tcpcc.clone();
         tokio::spawn(async move {
             loop {
                 let s = tokio::select! {
@@ -182,11 +183,48 @@ async fn start_listener(
                     _ = cancel.cancelled() => return,
                 };
                 let _ = s.set_nodelay(true);
+                if let Err(e) = accepted_tcp(&s, &tcpcc) {
+                    eprintln!("kcpbench serve: {e:#}");
+                    continue;
+                }
                 spawn_conn(s, smux_cfg.clone(), &cancel, &conns);
             }
         });
         Ok(port)
     }
+}
+
+/// A TCP data listener on `addr` whose accepted connections run the congestion control `tcpcc`
+/// (`TCP_CONGESTION` set on the listening socket, which Linux passes on to the connections it accepts;
+/// empty: the kernel's default).
+///
+/// # Errors
+/// The bind failed, or the kernel refused the algorithm.
+pub fn bind_tcp(addr: SocketAddr, tcpcc: &str) -> anyhow::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if !tcpcc.is_empty() {
+        crate::tcpopt::set_congestion(std::os::fd::AsFd::as_fd(&sock), tcpcc)?;
+    }
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)
+        .with_context(|| format!("binding a TCP data listener on {addr}"))?;
+    Ok(sock.listen(1024)?)
+}
+
+/// Makes sure an accepted TCP connection runs `tcpcc` (sets it if the listener's did not carry over).
+///
+/// # Errors
+/// The kernel refused the algorithm.
+pub fn accepted_tcp(s: &TcpStream, tcpcc: &str) -> anyhow::Result<()> {
+    use std::os::fd::AsFd;
+    if tcpcc.is_empty() || crate::tcpopt::congestion(s.as_fd()).is_ok_and(|c| c == tcpcc) {
+        return Ok(());
+    }
+    crate::tcpopt::set_congestion(s.as_fd(), tcpcc)
 }
 
 /// Serves one data connection: a single stream, or an smux session whose streams are served each.
@@ -287,4 +325,24 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[tokio::test]
+    async fn accepted_connections_run_the_algorithm_asked_for() {
+        let l = bind_tcp("127.0.0.1:0".parse().unwrap(), "reno").unwrap();
+        assert_eq!(crate::tcpopt::congestion(l.as_fd()).unwrap(), "reno");
+        let addr = l.local_addr().unwrap();
+        let c = TcpStream::connect(addr).await.unwrap();
+        let (a, _) = l.accept().await.unwrap();
+        accepted_tcp(&a, "reno").unwrap();
+        assert_eq!(crate::tcpopt::congestion(a.as_fd()).unwrap(), "reno");
+        drop(c);
+        let e = bind_tcp("127.0.0.1:0".parse().unwrap(), "nosuchcc").unwrap_err();
+        assert!(format!("{e:#}").contains("nosuchcc"), "{e:#}");
+    }
 }

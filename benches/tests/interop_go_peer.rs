@@ -95,6 +95,16 @@ async fn bulk_and_latency(peer: &GoPeer, ctl: &mut Control, config: &Value) {
     .await;
     assert_eq!(v["bytes"], 4u64 << 20, "{config}: {v}");
     assert!(v["secs"].as_f64().unwrap() > 0.0, "{config}: {v}");
+    // The sender's RTT figures: KCP sessions only (GetSRTT), never negative.
+    let kcp = config["transport"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("kcp"));
+    for k in ["rtt_min_ms", "queue_delay_ms"] {
+        match v.get(k) {
+            Some(x) => assert!(kcp && x.as_f64().unwrap() >= 0.0, "{config}: {v}"),
+            None => assert!(!kcp || v.get("rtt_min_ms").is_none(), "{config}: {v}"),
+        }
+    }
 
     let v = run(
         peer,

@@ -26,6 +26,8 @@ fn tput(mb: u64, secs: f64) -> Measurement {
         secs,
         streams: 1,
         wire_bytes: None,
+        rtt_min_ms: None,
+        queue_delay_ms: None,
     }
 }
 
@@ -539,6 +541,8 @@ fn wire_payload_ratio_is_reported() {
             secs: 1.0,
             streams: 1,
             wire_bytes: Some(104_500_000),
+            rtt_min_ms: Some(40.2),
+            queue_delay_ms: Some(3.12),
         },
     ));
     r.rows
@@ -548,17 +552,25 @@ fn wire_payload_ratio_is_reported() {
     assert!(t.contains("wire/payload"), "{t}");
     let kcp = t.lines().find(|l| l.contains("smux/kcp")).unwrap();
     assert!(kcp.contains("1.045"), "{kcp}");
+    assert!(t.contains("queue delay ms") && kcp.contains("3.1"), "{t}");
     let md = report::markdown(&r);
     assert!(md.contains("wire/payload") && md.contains("1.045"), "{md}");
+    assert!(
+        md.contains("| queue delay ms |") && md.contains("| 3.1 |"),
+        "{md}"
+    );
+    let json = serde_json::to_string(&r.rows[0].result).unwrap();
+    assert!(json.contains(r#""queue_delay_ms":3.12"#), "{json}");
     // The JSON of a row without a wire count has no such field (older reports read the same).
     let json = serde_json::to_string(&tput(1, 1.0)).unwrap();
-    assert!(!json.contains("wire"), "{json}");
+    assert!(!json.contains("wire") && !json.contains("queue"), "{json}");
     let back: Measurement =
         serde_json::from_str(r#"{"kind":"throughput","bytes":1,"secs":1.0,"streams":1}"#).unwrap();
     assert!(matches!(
         back,
         Measurement::Throughput {
             wire_bytes: None,
+            queue_delay_ms: None,
             ..
         }
     ));

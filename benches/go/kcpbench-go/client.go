@@ -42,6 +42,80 @@ type Result struct {
 	Echoed   *uint64   `json:"echoed,omitempty"`
 	Expected *uint64   `json:"expected,omitempty"`
 	OpenSecs *float64  `json:"open_secs,omitempty"`
+	// Bulk over KCP: the smallest smoothed RTT sampled every 50 ms during the transfer, and the
+	// mean of the samples above it (queue delay), ms.
+	RttMinMs     *float64 `json:"rtt_min_ms,omitempty"`
+	QueueDelayMs *float64 `json:"queue_delay_ms,omitempty"`
+}
+
+// rttSampler reads the KCP sessions' smoothed RTT (GetSRTT, ms) every 50 ms until finish.
+type rttSampler struct {
+	sess []*kcp.UDPSession
+	mu   sync.Mutex
+	sum  float64
+	n    int
+	min  float64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startRTT(set *openSet) *rttSampler {
+	r := &rttSampler{min: -1, stop: make(chan struct{}), done: make(chan struct{})}
+	set.mu.Lock()
+	for _, c := range set.closers {
+		if s, ok := c.(*kcp.UDPSession); ok {
+			r.sess = append(r.sess, s)
+		}
+	}
+	set.mu.Unlock()
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			r.take()
+			select {
+			case <-t.C:
+			case <-r.stop:
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *rttSampler) take() {
+	sum, n := 0.0, 0
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sess {
+		if v := float64(s.GetSRTT()); v > 0 {
+			sum += v
+			n++
+			if r.min < 0 || v < r.min {
+				r.min = v
+			}
+		}
+	}
+	if n > 0 {
+		r.sum += sum / float64(n)
+		r.n++
+	}
+}
+
+// finish stops sampling and returns (min, mean - min) in ms, or nils without a sample.
+func (r *rttSampler) finish() (*float64, *float64) {
+	close(r.stop)
+	<-r.done
+	r.take()
+	if r.n == 0 || r.min < 0 {
+		return nil, nil
+	}
+	min, q := r.min, r.sum/float64(r.n)-r.min
+	if q < 0 {
+		q = 0
+	}
+	return &min, &q
 }
 
 func fail(format string, a ...interface{}) Result {
@@ -254,6 +328,7 @@ func bulk(d *dialer, job *Job) Result {
 		return fail("open: %v", err)
 	}
 	errs := make(chan error, len(sts))
+	rtt := startRTT(set)
 	start := time.Now()
 	for _, st := range sts {
 		st := st
@@ -271,11 +346,12 @@ func bulk(d *dialer, job *Job) Result {
 		}
 	}
 	secs := time.Since(start).Seconds()
+	rttMin, queue := rtt.finish()
 	if first != nil {
 		return fail("%s: %v", job.Test, first)
 	}
 	total := job.Bytes * uint64(len(sts))
-	return Result{OK: true, Bytes: &total, Secs: &secs}
+	return Result{OK: true, Bytes: &total, Secs: &secs, RttMinMs: rttMin, QueueDelayMs: queue}
 }
 
 func sinkStream(st io.ReadWriter, n uint64) error {

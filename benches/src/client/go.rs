@@ -225,6 +225,9 @@ pub fn bulk_result(v: &Value, streams: u32) -> anyhow::Result<Measurement> {
         secs: field_f64(v, "secs")?,
         streams,
         wire_bytes: None,
+        // kcp-go's GetSRTT sampled the same way (KCP transports; absent from older peers).
+        rtt_min_ms: v.get("rtt_min_ms").and_then(Value::as_f64),
+        queue_delay_ms: v.get("queue_delay_ms").and_then(Value::as_f64),
     })
 }
 

@@ -13,13 +13,13 @@ pub mod throughput;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use rkcp_session::{KcpConfig, KcpStream};
+use rkcp_session::{KcpConfig, KcpControl, KcpStream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::config::{BenchConfig, FecSpec, Mode, Transport};
 use crate::results::{Implementation, Measurement, Report, Row};
@@ -57,6 +57,8 @@ pub struct Dialer {
     transport: Transport,
     kcp: Option<KcpConfig>,
     smux: Option<rkcp_smux::Config>,
+    /// `TCP_CONGESTION` for TCP connections (empty: the kernel's default).
+    tcpcc: String,
 }
 
 /// Streams of one run, with the smux session that carries them (if any) kept alive alongside.
@@ -66,6 +68,140 @@ pub struct Streams {
     pub streams: Vec<BoxIo>,
     /// The smux session carrying them (smux transports only).
     pub mux: Option<rkcp_smux::Session>,
+    /// One RTT probe per connection (one for all smux streams), for the queue-delay figure.
+    pub probes: Vec<RttProbe>,
+}
+
+/// A read-only look at one connection's round-trip time while the benchmark owns the stream: the KCP
+/// session's control handle, or a duplicate of the TCP socket's descriptor (same socket).
+#[derive(Debug)]
+pub enum RttProbe {
+    /// The KCP session's knobs and statistics (`KcpControl::srtt`).
+    Kcp(KcpControl),
+    /// The TCP socket (`TCP_INFO`, `TCP_CONGESTION`).
+    Tcp(std::os::fd::OwnedFd),
+}
+
+impl RttProbe {
+    /// The connection's smoothed RTT now, µs, and the smallest RTT the transport itself has seen (TCP's
+    /// `tcpi_min_rtt`; `None` for KCP, whose engine keeps no minimum). `None` before the first sample.
+    pub fn sample(&self) -> Option<(u64, Option<u64>)> {
+        match self {
+            RttProbe::Kcp(c) => {
+                let srtt = c.srtt();
+                (srtt > 0).then(|| (srtt as u64 * 1000, None))
+            }
+            RttProbe::Tcp(fd) => {
+                use std::os::fd::AsFd;
+                let r = crate::tcpopt::rtt(fd.as_fd()).ok()?;
+                (r.srtt_us > 0).then(|| (u64::from(r.srtt_us), r.min_rtt_us.map(u64::from)))
+            }
+        }
+    }
+
+    /// The TCP socket's congestion control algorithm (`None` for KCP, or if the kernel does not say).
+    pub fn tcp_congestion(&self) -> Option<String> {
+        match self {
+            RttProbe::Kcp(_) => None,
+            RttProbe::Tcp(fd) => {
+                use std::os::fd::AsFd;
+                crate::tcpopt::congestion(fd.as_fd()).ok()
+            }
+        }
+    }
+}
+
+/// RTT figures of a transfer, from [`RttSampler`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RttFigures {
+    /// Mean of the sampled smoothed RTTs (averaged over the connections at each sample), µs.
+    pub avg_us: f64,
+    /// The path's minimum as seen by the sender: the smallest sampled smoothed RTT, or TCP's own
+    /// `tcpi_min_rtt` when smaller, µs.
+    pub min_us: f64,
+    /// Samples taken.
+    pub samples: usize,
+}
+
+impl RttFigures {
+    /// Queue delay: average RTT above the path's minimum, ms.
+    pub fn queue_delay_ms(&self) -> f64 {
+        (self.avg_us - self.min_us).max(0.0) / 1000.0
+    }
+}
+
+/// How often [`RttSampler`] reads the RTT.
+pub const RTT_SAMPLE_PERIOD: Duration = Duration::from_millis(50);
+
+/// Samples the probes' RTT every [`RTT_SAMPLE_PERIOD`] on a task of its own until [`RttSampler::finish`].
+#[derive(Debug)]
+pub struct RttSampler {
+    task: tokio::task::JoinHandle<()>,
+    probes: Arc<Vec<RttProbe>>,
+    samples: Arc<Mutex<RttSamples>>,
+}
+
+/// What [`RttSampler`] has gathered: one mean over the connections per sample, and the smallest RTT.
+#[derive(Debug)]
+struct RttSamples {
+    avgs: Vec<f64>,
+    min: f64,
+}
+
+impl RttSamples {
+    fn take(&mut self, probes: &[RttProbe]) {
+        let now: Vec<(u64, Option<u64>)> = probes.iter().filter_map(RttProbe::sample).collect();
+        if now.is_empty() {
+            return;
+        }
+        self.avgs
+            .push(now.iter().map(|s| s.0 as f64).sum::<f64>() / now.len() as f64);
+        for &(srtt, min) in &now {
+            self.min = self.min.min(min.map_or(srtt, |m| m.min(srtt)) as f64);
+        }
+    }
+}
+
+impl RttSampler {
+    /// Starts sampling (one sample at once, then one per period, and a last one at the finish).
+    pub fn start(probes: Vec<RttProbe>) -> RttSampler {
+        let probes = Arc::new(probes);
+        let samples = Arc::new(Mutex::new(RttSamples {
+            avgs: Vec::new(),
+            min: f64::INFINITY,
+        }));
+        let (p, out) = (Arc::clone(&probes), Arc::clone(&samples));
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RTT_SAMPLE_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                out.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(&p);
+            }
+        });
+        RttSampler {
+            task,
+            probes,
+            samples,
+        }
+    }
+
+    /// Stops sampling; the figures, or `None` without a single sample.
+    pub fn finish(self) -> Option<RttFigures> {
+        self.task.abort();
+        let mut g = self
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.take(&self.probes);
+        (!g.avgs.is_empty() && g.min.is_finite()).then(|| RttFigures {
+            avg_us: g.avgs.iter().sum::<f64>() / g.avgs.len() as f64,
+            min_us: g.min,
+            samples: g.avgs.len(),
+        })
+    }
 }
 
 impl std::fmt::Debug for dyn Io {
@@ -86,20 +222,38 @@ impl Dialer {
             transport: t,
             kcp: t.is_kcp().then(|| config.kcp_config()).transpose()?,
             smux: t.is_smux().then(|| config.smux_config()).transpose()?,
+            tcpcc: config.tcpcc.clone(),
         })
     }
 
-    async fn connection(&self) -> anyhow::Result<BoxIo> {
+    async fn connection(&self) -> anyhow::Result<(BoxIo, RttProbe)> {
         Ok(match &self.kcp {
-            Some(k) => Box::new(
-                KcpStream::connect(self.addr, k.clone())
+            Some(k) => {
+                let s = KcpStream::connect(self.addr, k.clone())
                     .await
-                    .context("KCP connect")?,
-            ),
+                    .context("KCP connect")?;
+                let probe = RttProbe::Kcp(s.control());
+                (Box::new(s), probe)
+            }
             None => {
-                let s = TcpStream::connect(self.addr).await.context("TCP connect")?;
+                use std::os::fd::AsFd;
+                // Set before connecting, so the handshake already runs the algorithm asked for.
+                let sock = if self.addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                if !self.tcpcc.is_empty() {
+                    crate::tcpopt::set_congestion(sock.as_fd(), &self.tcpcc)?;
+                }
+                let s = sock.connect(self.addr).await.context("TCP connect")?;
                 s.set_nodelay(true)?;
-                Box::new(s)
+                let probe = RttProbe::Tcp(
+                    s.as_fd()
+                        .try_clone_to_owned()
+                        .context("duplicating the TCP socket")?,
+                );
+                (Box::new(s), probe)
             }
         })
     }
@@ -110,7 +264,7 @@ impl Dialer {
     /// A connection or stream could not be opened.
     pub async fn open(&self, n: usize) -> anyhow::Result<Streams> {
         if let Some(cfg) = &self.smux {
-            let conn = self.connection().await?;
+            let (conn, probe) = self.connection().await?;
             let mux = rkcp_smux::Session::client(conn, cfg.clone()).context("smux session")?;
             let mut streams: Vec<BoxIo> = Vec::with_capacity(n);
             for _ in 0..n {
@@ -121,13 +275,21 @@ impl Dialer {
             Ok(Streams {
                 streams,
                 mux: Some(mux),
+                probes: vec![probe],
             })
         } else {
             let mut streams = Vec::with_capacity(n);
+            let mut probes = Vec::with_capacity(n);
             for _ in 0..n {
-                streams.push(self.connection().await?);
+                let (s, p) = self.connection().await?;
+                streams.push(s);
+                probes.push(p);
             }
-            Ok(Streams { streams, mux: None })
+            Ok(Streams {
+                streams,
+                mux: None,
+                probes,
+            })
         }
     }
 
@@ -185,6 +347,29 @@ pub fn expand_configs(
                     });
                 }
             }
+        }
+    }
+    out
+}
+
+/// The configurations of `configs` with every TCP transport's row repeated once per congestion control
+/// algorithm of `tcp_ccs` (`BenchConfig::tcpcc`, labelled e.g. `tcp cubic`); KCP rows as they are. An
+/// empty list keeps the kernel's default.
+pub fn expand_tcp_cc(configs: Vec<BenchConfig>, tcp_ccs: &[String]) -> Vec<BenchConfig> {
+    if tcp_ccs.is_empty() {
+        return configs;
+    }
+    let mut out = Vec::new();
+    for c in configs {
+        if c.transport.is_kcp() {
+            out.push(c);
+            continue;
+        }
+        for cc in tcp_ccs {
+            out.push(BenchConfig {
+                tcpcc: cc.clone(),
+                ..c.clone()
+            });
         }
     }
     out
@@ -275,14 +460,17 @@ pub fn summary(m: &Measurement) -> String {
             secs,
             streams,
             wire_bytes,
+            queue_delay_ms,
+            ..
         } => format!(
-            "{:.1} MB/s ({} MB in {secs:.2} s, {streams} streams{})",
+            "{:.1} MB/s ({} MB in {secs:.2} s, {streams} streams{}{})",
             *bytes as f64 / secs.max(1e-9) / 1e6,
             bytes / 1_000_000,
             wire_bytes.map_or_else(String::new, |w| format!(
                 ", wire/payload {:.3}",
                 w as f64 / (*bytes).max(1) as f64
-            ))
+            )),
+            queue_delay_ms.map_or_else(String::new, |q| format!(", queue delay avg {q:.1} ms"))
         ),
         Measurement::Latency {
             rtt_us,

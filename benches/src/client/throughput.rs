@@ -114,6 +114,7 @@ async fn rust_row(
     // Every KCP session of this process is the dialer's (rows run one at a time).
     let kcp = cfg.transport.is_kcp();
     let wire_before = rkcp_session::global_snmp().out_bytes;
+    let sampler = super::RttSampler::start(opened.probes);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for (i, s) in opened.streams.into_iter().enumerate() {
@@ -133,6 +134,7 @@ async fn rust_row(
     }
     let secs = start.elapsed().as_secs_f64();
     let wire_bytes = kcp.then(|| rkcp_session::global_snmp().out_bytes - wire_before);
+    let rtt = sampler.finish();
     close_mux(opened.mux).await;
     drop(ctl);
     Ok(Measurement::Throughput {
@@ -140,6 +142,8 @@ async fn rust_row(
         secs,
         streams,
         wire_bytes,
+        rtt_min_ms: rtt.map(|r| r.min_us / 1000.0),
+        queue_delay_ms: rtt.map(|r| r.queue_delay_ms()),
     })
 }
 
