@@ -128,6 +128,11 @@ pub struct Kcp {
     ack_delay: Option<u32>,
     /// Pending ACKs must go out by then (`ack_delay`).
     ack_at: Option<u32>,
+    /// Out-of-order segments acknowledged again in the next ACK flushes (`ack_repeat`, beyond
+    /// kcp-go): `[sn, ts, repeats left]`.
+    reacks: VecDeque<[u32; 3]>,
+    /// Effective `ack_repeat` (0: kcp-go, every ACK once, every ACK counted).
+    ack_repeat: u32,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -273,6 +278,8 @@ impl Kcp {
             tol: congestion::Tolerant::default(),
             ack_delay: cfg.ack_delay,
             ack_at: None,
+            reacks: VecDeque::new(),
+            ack_repeat: 0,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),
@@ -309,6 +316,10 @@ impl Kcp {
         if let Some(m) = cfg.min_rto {
             k.rx_minrto = m;
         }
+        k.ack_repeat = cfg.ack_repeat.unwrap_or(match cfg.congestion {
+            Congestion::DeliveryRate | Congestion::LossTolerant => 2,
+            _ => 0,
+        });
         k.rec.rack = cfg.rack;
         k.rec.tlp = cfg.tlp;
         k

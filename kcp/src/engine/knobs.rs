@@ -114,6 +114,21 @@ impl Kcp {
         self.ack_nodelay = on;
     }
 
+    /// How many later ACK flushes acknowledge an out-of-order segment again (0: kcp-go). See
+    /// [`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat). Invisible on the wire.
+    pub fn set_ack_repeat(&mut self, n: u32) {
+        self.ack_repeat = n;
+        if n == 0 {
+            self.reacks.clear();
+        }
+    }
+
+    /// The number of later ACK flushes that acknowledge an out-of-order segment again
+    /// ([`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat), resolved).
+    pub fn ack_repeat(&self) -> u32 {
+        self.ack_repeat
+    }
+
     /// Longest time, ms, an ACK waits for a flush (`None`: until the next periodic flush, as
     /// kcp-go). See [`KcpConfig::ack_delay`](crate::KcpConfig::ack_delay). Invisible on the wire.
     pub fn set_ack_delay(&mut self, ms: Option<u32>) {
