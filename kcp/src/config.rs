@@ -142,6 +142,17 @@ pub struct KcpConfig {
     /// `None` (the default): 2 with [`Congestion::DeliveryRate`] and [`Congestion::LossTolerant`],
     /// 0 (kcp-go) otherwise. `Some(n)`: `n`, whatever the controller.
     pub ack_repeat: Option<u32>,
+    /// Redundant bundling for thin streams (beyond kcp-go, invisible on the wire: the copies are
+    /// ordinary PUSH segments, which any KCP receiver acknowledges and drops as duplicates).
+    /// When a flush sends new data while at most 16 segments are unacknowledged, copies of the
+    /// older unacknowledged segments fill the room left in its last datagram (never an extra
+    /// datagram). A sparse sender (a message every few ms, a few segments per round trip) then
+    /// repairs a lost datagram with the next one instead of waiting a round trip for loss
+    /// detection, which is what dominates its tail latency on lossy paths. Cost: bigger
+    /// datagrams (each small message travels again in every later datagram until acknowledged,
+    /// about `rtt / period` times) and as many more ACKs; bulk transfers fill their datagrams and
+    /// are not affected. Default `false` (kcp-go).
+    pub bundle: bool,
 }
 
 impl Default for KcpConfig {
@@ -166,6 +177,7 @@ impl Default for KcpConfig {
             tlp: false,
             ack_delay: None,
             ack_repeat: None,
+            bundle: false,
         }
     }
 }

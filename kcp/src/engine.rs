@@ -133,6 +133,8 @@ pub struct Kcp {
     reacks: VecDeque<[u32; 3]>,
     /// Effective `ack_repeat` (0: kcp-go, every ACK once, every ACK counted).
     ack_repeat: u32,
+    /// Redundant copies of older segments in the room of a thin stream's datagrams (`bundle`).
+    bundle: bool,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -280,6 +282,7 @@ impl Kcp {
             ack_at: None,
             reacks: VecDeque::new(),
             ack_repeat: 0,
+            bundle: cfg.bundle,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),

@@ -123,6 +123,18 @@ impl Kcp {
         }
     }
 
+    /// Turns redundant bundling for thin streams on or off (see
+    /// [`KcpConfig::bundle`](crate::KcpConfig::bundle)). Off by default (kcp-go). Invisible on
+    /// the wire.
+    pub fn set_bundle(&mut self, on: bool) {
+        self.bundle = on;
+    }
+
+    /// Whether redundant bundling is on.
+    pub fn bundle(&self) -> bool {
+        self.bundle
+    }
+
     /// The number of later ACK flushes that acknowledge an out-of-order segment again
     /// ([`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat), resolved).
     pub fn ack_repeat(&self) -> u32 {

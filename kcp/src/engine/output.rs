@@ -11,6 +11,8 @@ use crate::{Command, OVERHEAD};
 const NO_TIMER: i32 = i32::MAX / 2;
 const PROBE_INIT: u32 = 7_000;
 pub(super) const PROBE_LIMIT: u32 = 120_000;
+/// `bundle` copies older segments only while at most this many are unacknowledged (a thin stream).
+const BUNDLE_MAX_INFLIGHT: u32 = 16;
 
 /// Accumulates segments into the scratch datagram, emitting it whenever the next piece would
 /// push it past the MTU (kcp-go `makeSpace` / `flushBuffer`).
@@ -47,6 +49,12 @@ impl<'a, F: FnMut(&mut [u8])> Writer<'a, F> {
     }
 
     /// Emits the pending datagram if it holds anything beyond the reserved front.
+    /// Whether `n` more bytes fit in the pending datagram (and it is not empty).
+    #[inline]
+    fn fits(&self, n: usize) -> bool {
+        self.pos > self.reserved && self.pos + n <= self.mtu
+    }
+
     #[inline]
     pub(super) fn emit(&mut self) {
         if self.pos > self.reserved {
@@ -461,6 +469,32 @@ impl Kcp {
         } else {
             self.hint_resendts = Some(new_hint);
             self.hint_fastack = any_fastack;
+        }
+
+        // Beyond kcp-go (`bundle`): while the stream is thin, copies of the older unacknowledged
+        // segments ride in the room left in the last datagram of a flush that sent new data.
+        if self.bundle && new_segs > 0 && inflight_before <= BUNDLE_MAX_INFLIGHT {
+            for seg in self.snd_buf.range_mut(..first_new) {
+                if seg.acked || seg.xmit == 0 || seg.ts == now {
+                    continue;
+                }
+                if !w.fits(OVERHEAD + seg.data.len()) {
+                    continue;
+                }
+                seg.ts = now;
+                w.header(
+                    conv,
+                    Command::Push as u8,
+                    seg.frg,
+                    wnd,
+                    now,
+                    seg.sn,
+                    una,
+                    seg.data.len() as u32,
+                );
+                w.data(&seg.data);
+                self.stats.out_segs += 1;
+            }
         }
 
         // 10. Remaining bytes.

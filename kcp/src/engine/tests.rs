@@ -1315,3 +1315,37 @@ fn ack_repeat_follows_the_controller_unless_set() {
     assert_eq!(with(Congestion::LossTolerant, Some(0)), 0);
     assert_eq!(with(Congestion::KcpGo, Some(1)), 1);
 }
+
+#[test]
+fn bundle_copies_older_unacked_segments_into_the_room_of_new_datagrams() {
+    let mut k = engine(true);
+    k.set_nodelay(true, 10, 2, true);
+    assert!(!k.bundle());
+    k.set_bundle(true);
+    k.send(b"a").unwrap();
+    let d = flush_dgrams(&mut k, 0);
+    assert_eq!(d.len(), 1);
+    assert_eq!(pushes(&parse(&d[0], 0)), vec![0]);
+    // New data: the copy of 0 rides in the same datagram, after the new segment, stamped now.
+    k.send(b"b").unwrap();
+    let d = flush_dgrams(&mut k, 5);
+    assert_eq!(d.len(), 1);
+    let segs = parse(&d[0], 0);
+    assert_eq!(pushes(&segs), vec![1, 0]);
+    assert!(segs.iter().all(|(h, _)| h.ts == 5));
+    assert_eq!(segs[1].1, b"a");
+    // Not a retransmission: no counter moves, no extra transmission counted.
+    assert_eq!(k.stats().retrans_segs, 0);
+    assert_eq!(k.snd_buf[0].xmit, 1);
+    // A flush without new data copies nothing.
+    assert!(flush_dgrams(&mut k, 6).is_empty());
+    // Once 0 is acknowledged only 1 is copied.
+    k.input(7, &ack(0, 5, 1), Freshness::Fresh).unwrap();
+    k.send(b"c").unwrap();
+    assert_eq!(pushes(&flush_segs(&mut k, 8)), vec![2, 1]);
+    // Never an extra datagram: a full datagram of new data leaves no room for copies.
+    k.send(&vec![7u8; k.mss()]).unwrap();
+    let d = flush_dgrams(&mut k, 9);
+    assert_eq!(d.len(), 1);
+    assert_eq!(pushes(&parse(&d[0], 0)), vec![3]);
+}
