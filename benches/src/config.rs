@@ -213,6 +213,8 @@ pub struct BenchConfig {
     /// Repeated ACKs of out-of-order segments (rkcp only, `rkcp_session::EngineConfig::ack_repeat`):
     /// -1 = the controller's default.
     pub ackrepeat: i32,
+    /// Redundant bundling for thin streams (rkcp only, `rkcp_session::EngineConfig::bundle`).
+    pub bundle: bool,
     /// kcptun cipher name; `none` still carries kcp-go's nonce + CRC header, as kcptun does.
     pub crypt: String,
     /// kcptun `--key`, derived with PBKDF2 as kcptun does.
@@ -265,6 +267,7 @@ impl Default for BenchConfig {
             rack: false,
             tlp: false,
             ackrepeat: -1,
+            bundle: false,
             crypt: "none".into(),
             key: "it's a secrect".into(),
             datashard: 0,
@@ -322,6 +325,7 @@ impl BenchConfig {
                 rack: self.rack,
                 tlp: self.tlp,
                 ack_repeat: u32::try_from(self.ackrepeat).ok(),
+                bundle: self.bundle,
                 stream: true,
                 write_delay: false,
                 ..base.kcp
@@ -452,6 +456,9 @@ impl BenchConfig {
         }
         if self.ackrepeat >= 0 {
             s += &format!(" ackrepeat {}", self.ackrepeat);
+        }
+        if self.bundle {
+            s += " bundle";
         }
         if self.autotune && self.transport.is_smux() {
             s += " autotune";

@@ -336,6 +336,10 @@ struct Common {
     /// -1 = the controller's default: 2 with rate and tolerant, 0 otherwise).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     ack_repeat: i32,
+    /// Redundant bundling for thin streams: copies of unacknowledged segments fill the room of
+    /// later datagrams (rkcp rows only).
+    #[arg(long)]
+    bundle: bool,
     /// smux version (1 or 2).
     #[arg(long, default_value_t = 2)]
     smuxver: u8,
@@ -388,6 +392,7 @@ impl Common {
             rack: self.rack,
             tlp: self.tlp,
             ackrepeat: self.ack_repeat,
+            bundle: self.bundle,
             key: self.key.clone(),
             smuxver: self.smuxver,
             smuxbuf: self.smuxbuf,
