@@ -102,7 +102,7 @@ impl Kcp {
                     self.note_echo(h.sn, h.ts);
                     // With `ack_repeat` the peer may acknowledge a segment several times: only
                     // the first ACK counts for fast retransmit and the RTT (kcp-go counts all).
-                    let dup = self.ack_repeat > 0 && self.already_acked(h.sn);
+                    let dup = self.reacks.is_some() && self.already_acked(h.sn);
                     self.parse_ack(h.sn);
                     if !dup {
                         self.parse_fastack(h.sn, h.ts);

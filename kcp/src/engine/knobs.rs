@@ -117,9 +117,10 @@ impl Kcp {
     /// How many later ACK flushes acknowledge an out-of-order segment again (0: kcp-go). See
     /// [`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat). Invisible on the wire.
     pub fn set_ack_repeat(&mut self, n: u32) {
-        self.ack_repeat = n;
         if n == 0 {
-            self.reacks.clear();
+            self.reacks = None;
+        } else {
+            self.reacks.get_or_insert_with(Box::default).n = n;
         }
     }
 
@@ -138,7 +139,7 @@ impl Kcp {
     /// The number of later ACK flushes that acknowledge an out-of-order segment again
     /// ([`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat), resolved).
     pub fn ack_repeat(&self) -> u32 {
-        self.ack_repeat
+        self.reacks.as_ref().map_or(0, |r| r.n)
     }
 
     /// Longest time, ms, an ACK waits for a flush (`None`: until the next periodic flush, as

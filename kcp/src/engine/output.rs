@@ -127,58 +127,51 @@ impl Kcp {
     fn write_acks<F: FnMut(&mut [u8])>(&mut self, w: &mut Writer<'_, F>, wnd: u16) -> (u32, u32) {
         let (mut tsn, mut tts) = (0, 0);
         let n = self.acklist.len();
+        let rcv_nxt = self.rcv_nxt;
         // Beyond kcp-go (`ack_repeat`): the out-of-order segments of recent flushes are
-        // acknowledged again, first, and only along with fresh ACKs.
-        let repeat = self.ack_repeat > 0 && n > 0;
-        if repeat {
-            let rcv_nxt = self.rcv_nxt;
-            self.reacks.retain(|r| diff(r[0], rcv_nxt) >= 0);
-            // At most what fits in the first datagram beside one fresh ACK.
-            let cap = ((self.mtu - self.reserved) / OVERHEAD).saturating_sub(1);
-            for r in self.reacks.iter_mut().take(cap) {
+        // acknowledged again, first, and only along with fresh ACKs; at most what fits in the
+        // first datagram beside one fresh ACK.
+        let cap = ((self.mtu - self.reserved) / OVERHEAD).saturating_sub(1);
+        let mut reacks = if n > 0 { self.reacks.take() } else { None };
+        if let Some(r) = reacks.as_deref_mut() {
+            r.list.retain(|e| diff(e[0], rcv_nxt) >= 0);
+            for e in r.list.iter_mut().take(cap) {
                 w.make_space(OVERHEAD);
                 w.header(
                     self.conv,
                     Command::Ack as u8,
                     0,
                     wnd,
-                    r[1],
-                    r[0],
+                    e[1],
+                    e[0],
                     rcv_nxt,
                     0,
                 );
                 self.stats.out_segs += 1;
-                r[2] -= 1;
+                e[2] -= 1;
             }
-            self.reacks.retain(|r| r[2] > 0);
+            r.list.retain(|e| e[2] > 0);
         }
         for (i, &(sn, ts)) in self.acklist.iter().enumerate() {
             w.make_space(OVERHEAD);
             // Filter ACKs for segments una already covers, except the last (A.10 item 1).
-            if diff(sn, self.rcv_nxt) >= 0 || i + 1 == n {
+            if diff(sn, rcv_nxt) >= 0 || i + 1 == n {
                 tsn = sn;
                 tts = ts;
-                w.header(
-                    self.conv,
-                    Command::Ack as u8,
-                    0,
-                    wnd,
-                    ts,
-                    sn,
-                    self.rcv_nxt,
-                    0,
-                );
+                w.header(self.conv, Command::Ack as u8, 0, wnd, ts, sn, rcv_nxt, 0);
                 self.stats.out_segs += 1;
-                if repeat && diff(sn, self.rcv_nxt) > 0 {
-                    self.reacks.push_back([sn, ts, self.ack_repeat]);
+                if let Some(r) = reacks.as_deref_mut()
+                    && diff(sn, rcv_nxt) > 0
+                {
+                    r.list.push_back([sn, ts, r.n]);
                 }
             }
         }
-        if repeat {
-            let cap = ((self.mtu - self.reserved) / OVERHEAD).saturating_sub(1);
-            while self.reacks.len() > cap {
-                self.reacks.pop_front();
+        if let Some(mut r) = reacks {
+            while r.list.len() > cap {
+                r.list.pop_front();
             }
+            self.reacks = Some(r);
         }
         self.acklist.clear();
         self.ack_at = None;
