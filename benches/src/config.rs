@@ -206,6 +206,15 @@ pub struct BenchConfig {
     /// Congestion controller (rkcp only, `rkcp_session::KcpConfig::congestion`): `kcpgo` (kcp-go's window),
     /// `none`, or `rate` (delivery-rate model with pacing).
     pub cc: String,
+    /// RACK loss detection (rkcp only, `rkcp_session::EngineConfig::rack`).
+    pub rack: bool,
+    /// Tail loss probe (rkcp only, `rkcp_session::EngineConfig::tlp`).
+    pub tlp: bool,
+    /// Repeated ACKs of out-of-order segments (rkcp only, `rkcp_session::EngineConfig::ack_repeat`):
+    /// -1 = the controller's default.
+    pub ackrepeat: i32,
+    /// Redundant bundling for thin streams (rkcp only, `rkcp_session::EngineConfig::bundle`).
+    pub bundle: bool,
     /// kcptun cipher name; `none` still carries kcp-go's nonce + CRC header, as kcptun does.
     pub crypt: String,
     /// kcptun `--key`, derived with PBKDF2 as kcptun does.
@@ -259,6 +268,10 @@ impl Default for BenchConfig {
             acknodelay: false,
             inflight: 0,
             cc: "kcpgo".into(),
+            rack: false,
+            tlp: false,
+            ackrepeat: -1,
+            bundle: false,
             crypt: "none".into(),
             key: "it's a secrect".into(),
             datashard: 0,
@@ -314,6 +327,10 @@ impl BenchConfig {
                         )
                     }
                 },
+                rack: self.rack,
+                tlp: self.tlp,
+                ack_repeat: u32::try_from(self.ackrepeat).ok(),
+                bundle: self.bundle,
                 stream: true,
                 write_delay: false,
                 ..base.kcp
@@ -438,6 +455,18 @@ impl BenchConfig {
         }
         if self.cc != "kcpgo" && !self.cc.is_empty() {
             s += &format!(" cc {}", self.cc);
+        }
+        if self.rack {
+            s += " rack";
+        }
+        if self.tlp {
+            s += " tlp";
+        }
+        if self.ackrepeat >= 0 {
+            s += &format!(" ackrepeat {}", self.ackrepeat);
+        }
+        if self.bundle {
+            s += " bundle";
         }
         if self.autotune && self.transport.is_smux() {
             s += " autotune";

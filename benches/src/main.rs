@@ -329,6 +329,20 @@ struct Common {
     /// (kcp-go's window repaired for random loss, with RACK loss detection and tail loss probes).
     #[arg(long, default_value = "kcpgo")]
     cc: String,
+    /// RACK time-based loss detection (rkcp rows only).
+    #[arg(long)]
+    rack: bool,
+    /// Tail loss probe (rkcp rows only).
+    #[arg(long)]
+    tlp: bool,
+    /// Repeat the ACKs of out-of-order segments in this many later ACK flushes (rkcp rows only;
+    /// -1 = the controller's default: 2 with rate and tolerant, 0 otherwise).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    ack_repeat: i32,
+    /// Redundant bundling for thin streams: copies of unacknowledged segments fill the room of
+    /// later datagrams (rkcp rows only).
+    #[arg(long)]
+    bundle: bool,
     /// smux version (1 or 2).
     #[arg(long, default_value_t = 2)]
     smuxver: u8,
@@ -387,6 +401,10 @@ impl Common {
             acknodelay: self.acknodelay,
             inflight: self.inflight,
             cc: self.cc.clone(),
+            rack: self.rack,
+            tlp: self.tlp,
+            ackrepeat: self.ack_repeat,
+            bundle: self.bundle,
             key: self.key.clone(),
             smuxver: self.smuxver,
             smuxbuf: self.smuxbuf,

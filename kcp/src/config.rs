@@ -125,6 +125,34 @@ pub struct KcpConfig {
     /// `None` by default (kcp-go). A sender whose window is full waits for these ACKs, so the
     /// ACK delay caps a window-limited transfer at `window / (rtt + delay)`.
     pub ack_delay: Option<u32>,
+    /// Beyond kcp-go, invisible on the wire (an ACK repeated is an ordinary ACK; kcp-go peers
+    /// take it as a duplicate): how many later ACK flushes acknowledge an out-of-order segment
+    /// again, as long as it is still out of order (`una` does not cover it yet). KCP acknowledges
+    /// each segment once; when that ACK is lost while an earlier segment is missing, the sender
+    /// sees later segments acknowledged and resends a segment the receiver already has (with 10 %
+    /// loss each way about half of all retransmissions were of that kind). Repeating the ACK in
+    /// the next `n` flushes that send ACKs anyway lowers the chance that every ACK of a segment is
+    /// lost from `p` to `p^(n+1)`. Repeats ride along with fresh ACKs only (never a datagram of
+    /// their own), go first in the datagram (the last ACK, whose `ts` kcp-go takes as its RTT
+    /// sample, stays a fresh one), and at most one datagram's worth per flush. The sender side
+    /// of this engine then ignores ACKs of segments already acknowledged for fast retransmit and
+    /// RTT (kcp-go counts every ACK). Cost: up to `n` x 24 bytes on the ACK path per
+    /// out-of-order segment.
+    ///
+    /// `None` (the default): 2 with [`Congestion::DeliveryRate`] and [`Congestion::LossTolerant`],
+    /// 0 (kcp-go) otherwise. `Some(n)`: `n`, whatever the controller.
+    pub ack_repeat: Option<u32>,
+    /// Redundant bundling for thin streams (beyond kcp-go, invisible on the wire: the copies are
+    /// ordinary PUSH segments, which any KCP receiver acknowledges and drops as duplicates).
+    /// When a flush sends new data while at most 16 segments are unacknowledged, copies of the
+    /// older unacknowledged segments fill the room left in its last datagram (never an extra
+    /// datagram). A sparse sender (a message every few ms, a few segments per round trip) then
+    /// repairs a lost datagram with the next one instead of waiting a round trip for loss
+    /// detection, which is what dominates its tail latency on lossy paths. Cost: bigger
+    /// datagrams (each small message travels again in every later datagram until acknowledged,
+    /// about `rtt / period` times) and as many more ACKs; bulk transfers fill their datagrams and
+    /// are not affected. Default `false` (kcp-go).
+    pub bundle: bool,
 }
 
 impl Default for KcpConfig {
@@ -148,6 +176,8 @@ impl Default for KcpConfig {
             rack: false,
             tlp: false,
             ack_delay: None,
+            ack_repeat: None,
+            bundle: false,
         }
     }
 }

@@ -59,6 +59,15 @@ struct SndSeg {
     tx: TxState,
 }
 
+/// The state of `ack_repeat` (see [`KcpConfig::ack_repeat`]).
+#[derive(Debug, Default)]
+struct Reacks {
+    /// Later ACK flushes that repeat an out-of-order segment's ACK, at least 1.
+    n: u32,
+    /// Out-of-order segments to acknowledge again: `[sn, ts, repeats left]`.
+    list: VecDeque<[u32; 3]>,
+}
+
 /// A received segment (out of order in `rcv_buf`, in order in `rcv_queue`).
 #[derive(Debug)]
 struct RcvSeg {
@@ -128,6 +137,11 @@ pub struct Kcp {
     ack_delay: Option<u32>,
     /// Pending ACKs must go out by then (`ack_delay`).
     ack_at: Option<u32>,
+    /// `ack_repeat` (beyond kcp-go), boxed so that engines without it stay small; `None`: 0,
+    /// kcp-go (every ACK once, every ACK counted).
+    reacks: Option<Box<Reacks>>,
+    /// Redundant copies of older segments in the room of a thin stream's datagrams (`bundle`).
+    bundle: bool,
 
     snd_queue: VecDeque<SndSeg>,
     snd_buf: VecDeque<SndSeg>,
@@ -194,7 +208,7 @@ pub struct Kcp {
     /// padding: 10,000 idle sessions' memory is counted to the byte.
     spurious_retrans: u32,
     /// Cap on out-of-order segments held in `rcv_buf` (`None`: the receive window).
-    ooo_limit: Option<usize>,
+    ooo_limit: Option<u32>,
 }
 
 impl Kcp {
@@ -273,6 +287,8 @@ impl Kcp {
             tol: congestion::Tolerant::default(),
             ack_delay: cfg.ack_delay,
             ack_at: None,
+            reacks: None,
+            bundle: cfg.bundle,
             snd_queue: VecDeque::new(),
             snd_buf: VecDeque::new(),
             rcv_buf: VecDeque::new(),
@@ -309,6 +325,10 @@ impl Kcp {
         if let Some(m) = cfg.min_rto {
             k.rx_minrto = m;
         }
+        k.set_ack_repeat(cfg.ack_repeat.unwrap_or(match cfg.congestion {
+            Congestion::DeliveryRate | Congestion::LossTolerant => 2,
+            _ => 0,
+        }));
         k.rec.rack = cfg.rack;
         k.rec.tlp = cfg.tlp;
         k

@@ -65,6 +65,11 @@
 //! * [`KcpConfig::rack`] and [`KcpConfig::tlp`] (off by default) add time-based loss detection
 //!   and a tail loss probe; [`KcpConfig::ack_delay`] (off by default) bounds how long an ACK
 //!   waits for the next flush. Only the timing of segments changes.
+//! * [`KcpConfig::ack_repeat`] (on with the two controllers above) acknowledges out-of-order
+//!   segments again in the next ACK flushes, so a lost ACK behind a hole no longer costs a
+//!   spurious retransmission; [`KcpConfig::bundle`] (off by default) lets a thin stream carry
+//!   copies of its unacknowledged segments in the room of later datagrams. Both only add
+//!   ordinary segments a kcp-go peer takes as duplicates.
 //!
 //! # Example: two engines connected in memory
 //!

@@ -368,10 +368,70 @@ fn options_default_off() {
     assert!(k.rack() && k.tlp());
     let c = KcpConfig::default();
     assert!(!c.rack && !c.tlp && c.ack_delay.is_none());
+    assert!(!c.bundle && c.ack_repeat.is_none());
+    assert!(!k.bundle() && k.ack_repeat() == 0);
     assert_eq!(k.congestion(), Congestion::KcpGo);
     k.set_congestion(Congestion::LossTolerant);
     assert_eq!(k.congestion(), Congestion::LossTolerant);
     k.set_congestion(Congestion::KcpGo);
     assert_eq!(k.congestion(), Congestion::KcpGo);
     assert_eq!(k.ssthresh(), 2);
+}
+
+/// Echo round trips of the classic latency test (an 8-byte message every 20 ms, echoed; 5 % loss
+/// each way, one-way delay uniform 30-62 ms, FIFO, fast3 with 128 windows), 1,000 echoes:
+/// `(average, largest)` RTT, ms.
+fn echo_rtts(bundle: bool, seed: u64) -> (f64, u32) {
+    let cfg = KcpConfig {
+        snd_wnd: 128,
+        rcv_wnd: 128,
+        rack: true,
+        tlp: true,
+        bundle,
+        ..KcpConfig::fast3()
+    };
+    let link = LinkConfig::default().loss(0.05).delay(30, 62);
+    let mut net = Network::new(
+        NetworkConfig::symmetric(link).seed(seed),
+        Kcp::with_config(1, &cfg).unwrap(),
+        Kcp::with_config(1, &cfg).unwrap(),
+    )
+    .unwrap();
+    let mut rtts = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut sent = 0u32;
+    while rtts.len() < 1000 {
+        if sent < 1000 && net.elapsed() >= u64::from(sent) * 20 {
+            let mut msg = [0u8; 8];
+            msg[..4].copy_from_slice(&net.now().to_le_bytes());
+            net.send(Side::A, &msg).unwrap();
+            sent += 1;
+        }
+        while let Ok(n @ 1..) = net.recv(Side::B, &mut buf) {
+            let echo = buf;
+            net.send(Side::B, &echo[..n]).unwrap();
+        }
+        while let Ok(8) = net.recv(Side::A, &mut buf) {
+            let ts = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            rtts.push(net.now().wrapping_sub(ts));
+        }
+        net.run_for(1);
+    }
+    let avg = rtts.iter().map(|&r| f64::from(r)).sum::<f64>() / rtts.len() as f64;
+    (avg, rtts.into_iter().max().unwrap())
+}
+
+/// `bundle`: a sparse sender's lost datagram is repaired by the next one (20 ms later) instead
+/// of by loss detection a round trip later. The average echo RTT drops from about 130 ms to
+/// within 10 % of the lossless one (97 ms), and the worst from about 390 ms to below 300.
+#[test]
+fn bundle_repairs_a_sparse_senders_losses_with_the_next_datagram() {
+    for seed in [1, 2] {
+        let (avg0, max0) = echo_rtts(false, seed);
+        let (avg1, max1) = echo_rtts(true, seed);
+        println!("seed {seed}: without {avg0:.0} / {max0} ms, with bundle {avg1:.0} / {max1} ms");
+        assert!(avg0 > 120.0, "seed {seed}: {avg0}");
+        assert!(avg1 <= 110.0, "seed {seed}: {avg1}");
+        assert!(max1 < 300 && max1 < max0, "seed {seed}: {max1} vs {max0}");
+    }
 }

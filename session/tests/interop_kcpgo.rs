@@ -395,3 +395,58 @@ async fn interop_adaptive_fec_over_a_lossy_path() {
         echo.abort();
     }
 }
+
+/// The options beyond kcp-go that add segments on the wire, repeated ACKs of out-of-order segments
+/// (`ack_repeat`, on with the delivery-rate controller) and redundant bundling (`bundle`), with RACK and TLP:
+/// an unmodified kcp-go peer takes the extra ACKs and PUSH copies as duplicates, both ways, through a relay
+/// losing 10 % of the datagrams each way (so segments do arrive out of order and get re-acknowledged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Go and the xtaci Debian packages; see README"]
+async fn interop_repeated_acks_and_bundling_over_a_lossy_path() {
+    use common::lossy::Lossy;
+    let bytes = 1_000_000;
+    let mut cfg = KcpConfig::fast3().with_window(128, 128);
+    cfg.kcp.congestion = rkcp_session::Congestion::DeliveryRate;
+    cfg.kcp.bundle = true;
+    cfg.kcp.rack = true;
+    cfg.kcp.tlp = true;
+    cfg.kcp.mtu = 1350;
+    assert_eq!(cfg.engine_config().ack_repeat, None);
+
+    // Our client, a kcp-go echo server.
+    let srv = go_server(&peer_args("echo", "127.0.0.1:0", "plain", (0, 0), true, 0));
+    let relay = Lossy::start(srv.addr, 0.1, 17).await;
+    let c = KcpStream::connect(relay.inside, cfg.clone()).await.unwrap();
+    let data = pattern(9, bytes);
+    let got = tokio::time::timeout(Duration::from_secs(120), echo_roundtrip(c, data.clone()))
+        .await
+        .expect("our client: timed out");
+    assert_eq!(fnv(&got), fnv(&data), "our client");
+    drop(relay);
+    drop(srv);
+
+    // A kcp-go client, our echo server.
+    let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let echo = spawn_echo(listener);
+    let relay = Lossy::start(server, 0.1, 19).await;
+    let args = peer_args(
+        "client",
+        &relay.inside.to_string(),
+        "plain",
+        (0, 0),
+        true,
+        bytes,
+    );
+    let out = run_go_peer(args).await;
+    assert!(
+        out.status.success(),
+        "Go client failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("OK {bytes}")
+    );
+    echo.abort();
+}

@@ -84,13 +84,14 @@ impl Kcp {
     /// window). In-order segments are never refused. For a peer not yet proven, so that it cannot make
     /// the engine hold a window's worth of data; segments refused are resent by the peer.
     pub fn set_out_of_order_limit(&mut self, limit: Option<usize>) {
-        self.ooo_limit = limit;
+        self.ooo_limit = limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX));
     }
 
     /// A new out-of-order segment `sn` beyond the out-of-order limit: neither held nor acknowledged, so
     /// that the peer sends it again.
     pub(super) fn refuses_out_of_order(&self, sn: u32) -> bool {
-        self.ooo_limit.is_some_and(|l| self.rcv_buf.len() >= l)
+        self.ooo_limit
+            .is_some_and(|l| self.rcv_buf.len() >= l as usize)
             && super::diff(sn, self.rcv_nxt) > 0
             && !self.rcv_buf.iter().any(|s| s.sn == sn)
     }

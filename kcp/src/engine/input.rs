@@ -100,11 +100,18 @@ impl Kcp {
             match cmd {
                 Command::Ack => {
                     self.note_echo(h.sn, h.ts);
+                    // With `ack_repeat` the peer may acknowledge a segment several times: only
+                    // the first ACK counts for fast retransmit and the RTT (kcp-go counts all).
+                    let dup = self.reacks.is_some() && self.already_acked(h.sn);
                     self.parse_ack(h.sn);
-                    self.parse_fastack(h.sn, h.ts);
+                    if !dup {
+                        self.parse_fastack(h.sn, h.ts);
+                    }
                     self.recovery_on_ack(now, h.sn, h.ts);
-                    flag = true;
-                    latest = h.ts;
+                    if !dup {
+                        flag = true;
+                        latest = h.ts;
+                    }
                 }
                 Command::Push => {
                     let mut repeat = true;
@@ -213,6 +220,15 @@ impl Kcp {
             let data = mem::take(&mut seg.data);
             self.recycle(data);
         }
+    }
+
+    /// Whether the segment `sn` is in flight and already selectively acknowledged.
+    fn already_acked(&self, sn: u32) -> bool {
+        if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
+            return false;
+        }
+        let idx = sn.wrapping_sub(self.snd_una) as usize;
+        self.snd_buf.get(idx).is_some_and(|s| s.sn == sn && s.acked)
     }
 
     /// Counts a retransmission of `sn` the peer did not need: its ACK echoes `ts`, the timestamp of an

@@ -114,6 +114,34 @@ impl Kcp {
         self.ack_nodelay = on;
     }
 
+    /// How many later ACK flushes acknowledge an out-of-order segment again (0: kcp-go). See
+    /// [`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat). Invisible on the wire.
+    pub fn set_ack_repeat(&mut self, n: u32) {
+        if n == 0 {
+            self.reacks = None;
+        } else {
+            self.reacks.get_or_insert_with(Box::default).n = n;
+        }
+    }
+
+    /// Turns redundant bundling for thin streams on or off (see
+    /// [`KcpConfig::bundle`](crate::KcpConfig::bundle)). Off by default (kcp-go). Invisible on
+    /// the wire.
+    pub fn set_bundle(&mut self, on: bool) {
+        self.bundle = on;
+    }
+
+    /// Whether redundant bundling is on.
+    pub fn bundle(&self) -> bool {
+        self.bundle
+    }
+
+    /// The number of later ACK flushes that acknowledge an out-of-order segment again
+    /// ([`KcpConfig::ack_repeat`](crate::KcpConfig::ack_repeat), resolved).
+    pub fn ack_repeat(&self) -> u32 {
+        self.reacks.as_ref().map_or(0, |r| r.n)
+    }
+
     /// Longest time, ms, an ACK waits for a flush (`None`: until the next periodic flush, as
     /// kcp-go). See [`KcpConfig::ack_delay`](crate::KcpConfig::ack_delay). Invisible on the wire.
     pub fn set_ack_delay(&mut self, ms: Option<u32>) {

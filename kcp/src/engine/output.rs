@@ -11,6 +11,8 @@ use crate::{Command, OVERHEAD};
 const NO_TIMER: i32 = i32::MAX / 2;
 const PROBE_INIT: u32 = 7_000;
 pub(super) const PROBE_LIMIT: u32 = 120_000;
+/// `bundle` copies older segments only while at most this many are unacknowledged (a thin stream).
+const BUNDLE_MAX_INFLIGHT: u32 = 16;
 
 /// Accumulates segments into the scratch datagram, emitting it whenever the next piece would
 /// push it past the MTU (kcp-go `makeSpace` / `flushBuffer`).
@@ -47,6 +49,12 @@ impl<'a, F: FnMut(&mut [u8])> Writer<'a, F> {
     }
 
     /// Emits the pending datagram if it holds anything beyond the reserved front.
+    /// Whether `n` more bytes fit in the pending datagram (and it is not empty).
+    #[inline]
+    fn fits(&self, n: usize) -> bool {
+        self.pos > self.reserved && self.pos + n <= self.mtu
+    }
+
     #[inline]
     pub(super) fn emit(&mut self) {
         if self.pos > self.reserved {
@@ -119,24 +127,51 @@ impl Kcp {
     fn write_acks<F: FnMut(&mut [u8])>(&mut self, w: &mut Writer<'_, F>, wnd: u16) -> (u32, u32) {
         let (mut tsn, mut tts) = (0, 0);
         let n = self.acklist.len();
-        for (i, &(sn, ts)) in self.acklist.iter().enumerate() {
-            w.make_space(OVERHEAD);
-            // Filter ACKs for segments una already covers, except the last (A.10 item 1).
-            if diff(sn, self.rcv_nxt) >= 0 || i + 1 == n {
-                tsn = sn;
-                tts = ts;
+        let rcv_nxt = self.rcv_nxt;
+        // Beyond kcp-go (`ack_repeat`): the out-of-order segments of recent flushes are
+        // acknowledged again, first, and only along with fresh ACKs; at most what fits in the
+        // first datagram beside one fresh ACK.
+        let cap = ((self.mtu - self.reserved) / OVERHEAD).saturating_sub(1);
+        let mut reacks = if n > 0 { self.reacks.take() } else { None };
+        if let Some(r) = reacks.as_deref_mut() {
+            r.list.retain(|e| diff(e[0], rcv_nxt) >= 0);
+            for e in r.list.iter_mut().take(cap) {
+                w.make_space(OVERHEAD);
                 w.header(
                     self.conv,
                     Command::Ack as u8,
                     0,
                     wnd,
-                    ts,
-                    sn,
-                    self.rcv_nxt,
+                    e[1],
+                    e[0],
+                    rcv_nxt,
                     0,
                 );
                 self.stats.out_segs += 1;
+                e[2] -= 1;
             }
+            r.list.retain(|e| e[2] > 0);
+        }
+        for (i, &(sn, ts)) in self.acklist.iter().enumerate() {
+            w.make_space(OVERHEAD);
+            // Filter ACKs for segments una already covers, except the last (A.10 item 1).
+            if diff(sn, rcv_nxt) >= 0 || i + 1 == n {
+                tsn = sn;
+                tts = ts;
+                w.header(self.conv, Command::Ack as u8, 0, wnd, ts, sn, rcv_nxt, 0);
+                self.stats.out_segs += 1;
+                if let Some(r) = reacks.as_deref_mut()
+                    && diff(sn, rcv_nxt) > 0
+                {
+                    r.list.push_back([sn, ts, r.n]);
+                }
+            }
+        }
+        if let Some(mut r) = reacks {
+            while r.list.len() > cap {
+                r.list.pop_front();
+            }
+            self.reacks = Some(r);
         }
         self.acklist.clear();
         self.ack_at = None;
@@ -427,6 +462,32 @@ impl Kcp {
         } else {
             self.hint_resendts = Some(new_hint);
             self.hint_fastack = any_fastack;
+        }
+
+        // Beyond kcp-go (`bundle`): while the stream is thin, copies of the older unacknowledged
+        // segments ride in the room left in the last datagram of a flush that sent new data.
+        if self.bundle && new_segs > 0 && inflight_before <= BUNDLE_MAX_INFLIGHT {
+            for seg in self.snd_buf.range_mut(..first_new) {
+                if seg.acked || seg.xmit == 0 || seg.ts == now {
+                    continue;
+                }
+                if !w.fits(OVERHEAD + seg.data.len()) {
+                    continue;
+                }
+                seg.ts = now;
+                w.header(
+                    conv,
+                    Command::Push as u8,
+                    seg.frg,
+                    wnd,
+                    now,
+                    seg.sn,
+                    una,
+                    seg.data.len() as u32,
+                );
+                w.data(&seg.data);
+                self.stats.out_segs += 1;
+            }
         }
 
         // 10. Remaining bytes.

@@ -1222,3 +1222,130 @@ fn an_ack_of_the_first_transmission_marks_the_retransmission_spurious() {
     k.input(210, &ack(0, 0, 1), Freshness::Fresh).unwrap();
     assert_eq!(k.spurious_retrans_segs(), 0);
 }
+
+#[test]
+fn ack_repeat_acks_out_of_order_segments_again_first_and_only_with_fresh_acks() {
+    let mut k = engine(true);
+    assert_eq!(k.ack_repeat(), 0);
+    k.set_ack_repeat(2);
+    // sn 0 is missing: 1 and 2 are out of order.
+    k.input(
+        0,
+        &[push(1, 0, 11, b"a"), push(2, 0, 12, b"b")].concat(),
+        Freshness::Fresh,
+    )
+    .unwrap();
+    let acks = |segs: &[Seg]| -> Vec<(u32, u32)> {
+        segs.iter()
+            .filter(|(h, _)| h.cmd == Command::Ack)
+            .map(|(h, _)| (h.sn, h.ts))
+            .collect()
+    };
+    assert_eq!(acks(&flush_segs(&mut k, 1)), vec![(1, 11), (2, 12)]);
+    // No fresh ACK: no repeat on its own.
+    assert!(flush_segs(&mut k, 2).is_empty());
+    // Next fresh ACK (sn 4): 1 and 2 again, before it.
+    k.input(3, &push(4, 0, 14, b"c"), Freshness::Fresh).unwrap();
+    assert_eq!(
+        acks(&flush_segs(&mut k, 4)),
+        vec![(1, 11), (2, 12), (4, 14)]
+    );
+    // Second repeat of 1 and 2, first of 4.
+    k.input(5, &push(5, 0, 15, b"d"), Freshness::Fresh).unwrap();
+    assert_eq!(
+        acks(&flush_segs(&mut k, 6)),
+        vec![(1, 11), (2, 12), (4, 14), (5, 15)]
+    );
+    // The hole fills: una covers 1 and 2 (done with anyway) and 4, 5; only the fresh ACK goes.
+    k.input(
+        7,
+        &[push(0, 0, 10, b"e"), push(3, 0, 13, b"f")].concat(),
+        Freshness::Fresh,
+    )
+    .unwrap();
+    let segs = flush_segs(&mut k, 8);
+    assert_eq!(acks(&segs), vec![(3, 13)]);
+    assert_eq!(segs[0].0.una, 6);
+    assert!(k.reacks.as_ref().is_some_and(|r| r.list.is_empty()));
+}
+
+#[test]
+fn ack_repeat_sender_counts_each_segment_once_for_fast_retransmit_and_rtt() {
+    let mut k = engine(true);
+    k.set_nodelay(false, 100, 2, true);
+    k.set_window(64, 32);
+    k.set_ack_repeat(2);
+    for _ in 0..4 {
+        k.send(b"seg").unwrap();
+    }
+    flush_segs(&mut k, 0);
+    k.input(50, &ack(1, 0, 0), Freshness::Fresh).unwrap();
+    let srtt = k.srtt();
+    assert_eq!(k.snd_buf[0].fastack, 1);
+    // The same ACK repeated: neither a second skip nor an RTT sample.
+    k.input(90, &ack(1, 0, 0), Freshness::Fresh).unwrap();
+    k.input(95, &ack(1, 0, 0), Freshness::Fresh).unwrap();
+    assert_eq!(k.snd_buf[0].fastack, 1);
+    assert_eq!(k.srtt(), srtt);
+    // Without ack_repeat every ACK counts (kcp-go).
+    k.set_ack_repeat(0);
+    k.input(96, &ack(1, 0, 0), Freshness::Fresh).unwrap();
+    assert_eq!(k.snd_buf[0].fastack, 2);
+    assert_ne!(k.srtt(), srtt);
+}
+
+#[test]
+fn ack_repeat_follows_the_controller_unless_set() {
+    let with = |congestion, ack_repeat| {
+        Kcp::with_config(
+            CONV,
+            &KcpConfig {
+                congestion,
+                ack_repeat,
+                ..KcpConfig::fast3()
+            },
+        )
+        .unwrap()
+        .ack_repeat()
+    };
+    assert_eq!(with(Congestion::KcpGo, None), 0);
+    assert_eq!(with(Congestion::None, None), 0);
+    assert_eq!(with(Congestion::DeliveryRate, None), 2);
+    assert_eq!(with(Congestion::LossTolerant, None), 2);
+    assert_eq!(with(Congestion::LossTolerant, Some(0)), 0);
+    assert_eq!(with(Congestion::KcpGo, Some(1)), 1);
+}
+
+#[test]
+fn bundle_copies_older_unacked_segments_into_the_room_of_new_datagrams() {
+    let mut k = engine(true);
+    k.set_nodelay(true, 10, 2, true);
+    assert!(!k.bundle());
+    k.set_bundle(true);
+    k.send(b"a").unwrap();
+    let d = flush_dgrams(&mut k, 0);
+    assert_eq!(d.len(), 1);
+    assert_eq!(pushes(&parse(&d[0], 0)), vec![0]);
+    // New data: the copy of 0 rides in the same datagram, after the new segment, stamped now.
+    k.send(b"b").unwrap();
+    let d = flush_dgrams(&mut k, 5);
+    assert_eq!(d.len(), 1);
+    let segs = parse(&d[0], 0);
+    assert_eq!(pushes(&segs), vec![1, 0]);
+    assert!(segs.iter().all(|(h, _)| h.ts == 5));
+    assert_eq!(segs[1].1, b"a");
+    // Not a retransmission: no counter moves, no extra transmission counted.
+    assert_eq!(k.stats().retrans_segs, 0);
+    assert_eq!(k.snd_buf[0].xmit, 1);
+    // A flush without new data copies nothing.
+    assert!(flush_dgrams(&mut k, 6).is_empty());
+    // Once 0 is acknowledged only 1 is copied.
+    k.input(7, &ack(0, 5, 1), Freshness::Fresh).unwrap();
+    k.send(b"c").unwrap();
+    assert_eq!(pushes(&flush_segs(&mut k, 8)), vec![2, 1]);
+    // Never an extra datagram: a full datagram of new data leaves no room for copies.
+    k.send(&vec![7u8; k.mss()]).unwrap();
+    let d = flush_dgrams(&mut k, 9);
+    assert_eq!(d.len(), 1);
+    assert_eq!(pushes(&parse(&d[0], 0)), vec![3]);
+}
