@@ -48,13 +48,13 @@ impl<'a, F: FnMut(&mut [u8])> Writer<'a, F> {
         }
     }
 
-    /// Emits the pending datagram if it holds anything beyond the reserved front.
     /// Whether `n` more bytes fit in the pending datagram (and it is not empty).
     #[inline]
     fn fits(&self, n: usize) -> bool {
         self.pos > self.reserved && self.pos + n <= self.mtu
     }
 
+    /// Emits the pending datagram if it holds anything beyond the reserved front.
     #[inline]
     pub(super) fn emit(&mut self) {
         if self.pos > self.reserved {
