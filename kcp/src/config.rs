@@ -32,8 +32,8 @@ pub enum Congestion {
     /// transmission and its ACK over the elapsed time); the bottleneck bandwidth is the windowed
     /// maximum of the samples over ten round trips, the path RTT the windowed minimum over ten
     /// seconds. The segments in flight are capped at a gain times the bandwidth-delay product and
-    /// new segments are paced at a gain times the bottleneck bandwidth, in bursts of about a
-    /// millisecond of data (at least two segments), so [`Kcp::next_deadline`](crate::Kcp::next_deadline)
+    /// new segments are paced at a gain times the bottleneck bandwidth, in bursts of about
+    /// two milliseconds of data (at least two segments; drivers wake up to a millisecond late), so [`Kcp::next_deadline`](crate::Kcp::next_deadline)
     /// also reports the next paced send. Losses are repaired but do not shrink the rate: random
     /// loss is not taken for congestion, and the bounded in-flight data keeps the bottleneck
     /// queue short. Phases: startup (gain 2.89 until the bandwidth stops growing by 25 % for three
