@@ -25,8 +25,8 @@
 # /proc/sys/net/ipv4/tcp_available_congestion_control), LOSSES (default "0 0.01 0.05 0.1"), BULK_BYTES
 # (default 32MiB), BULK_TIMEOUT (default 600s: the longest one lossybulk row may take; TCP CUBIC needs minutes
 # for 32 MiB at 5-10 % loss, about 0.1-0.2 MB/s), RKCP_LOSSY_OPTS (kcpbench flags of the extra rkcp lossy-latency rows, default
-# "--cc tolerant": kcp-go's window repaired for random loss, with RACK loss detection and tail loss probes;
-# empty: no such rows).
+# "--rack --tlp --bundle": time-based loss detection, tail loss probes and redundant bundling of a thin stream's
+# unacknowledged segments, the engine options for latency on lossy links; empty: no such rows).
 #
 # Needs root for the emulated links: two network namespaces, kra (10.77.0.1) and krb (10.77.0.2), joined by a
 # veth pair whose both ends get a `tc netem` qdisc (the kernel's sch_netem module). On a kernel without netem,
@@ -46,7 +46,7 @@ tcp_ccs=${TCP_CCS-bbr,cubic}
 losses=${LOSSES:-0 0.01 0.05 0.1}
 bulk_bytes=${BULK_BYTES:-32MiB}
 bulk_timeout=${BULK_TIMEOUT:-600s}
-rkcp_lossy_opts=${RKCP_LOSSY_OPTS---cc tolerant}
+rkcp_lossy_opts=${RKCP_LOSSY_OPTS---rack --tlp --bundle}
 # "1" for 0.01: the loss in percent, for labels and file names.
 pct() { awk -v l="$1" 'BEGIN { printf "%g", l * 100 }'; }
 cargo build -q --release -p kcpbench
