@@ -112,8 +112,8 @@ impl Pattern {
 pub enum Request {
     /// Start a data listener for `config`.
     Listen {
-        /// The listener's configuration.
-        config: BenchConfig,
+        /// The listener's configuration (boxed: far larger than the other requests).
+        config: Box<BenchConfig>,
     },
     /// Report the server process's CPU time, resident memory and open data connections.
     Stats,
@@ -192,7 +192,7 @@ impl Control {
     pub async fn listen(&mut self, config: &BenchConfig) -> anyhow::Result<SocketAddr> {
         let v = self
             .call(&Request::Listen {
-                config: config.clone(),
+                config: Box::new(config.clone()),
             })
             .await?;
         let port = v
@@ -247,7 +247,7 @@ mod tests {
         let r = serde_json::to_value(Request::Stats).unwrap();
         assert_eq!(r, serde_json::json!({"cmd":"stats"}));
         let r = serde_json::to_value(Request::Listen {
-            config: BenchConfig::default(),
+            config: Box::default(),
         })
         .unwrap();
         assert_eq!(r["cmd"], "listen");
