@@ -3,7 +3,7 @@
 
 use std::mem;
 
-use super::{ASK_SEND, ASK_TELL, Kcp, diff};
+use super::{ASK_SEND, ASK_TELL, Kcp, SndSeg, diff};
 use crate::segment::encode_raw;
 use crate::{Command, OVERHEAD};
 
@@ -94,6 +94,22 @@ impl<'a, F: FnMut(&mut [u8])> Writer<'a, F> {
     pub(super) fn data(&mut self, d: &[u8]) {
         self.buf[self.pos..self.pos + d.len()].copy_from_slice(d);
         self.pos += d.len();
+    }
+
+    /// A PUSH of `seg` (its `ts` as the send time) with its data; the caller made the space.
+    fn push(&mut self, conv: u32, seg: &SndSeg, wnd: u16, una: u32) {
+        let len = seg.data.len() as u32;
+        self.header(
+            conv,
+            Command::Push as u8,
+            seg.frg,
+            wnd,
+            seg.ts,
+            seg.sn,
+            una,
+            len,
+        );
+        self.data(&seg.data);
     }
 }
 
@@ -430,17 +446,7 @@ impl Kcp {
                 seg.xmit = seg.xmit.saturating_add(1);
                 seg.ts = now;
                 w.make_space(OVERHEAD + seg.data.len());
-                w.header(
-                    conv,
-                    Command::Push as u8,
-                    seg.frg,
-                    wnd,
-                    now,
-                    seg.sn,
-                    una,
-                    seg.data.len() as u32,
-                );
-                w.data(&seg.data);
+                w.push(conv, seg, wnd, una);
                 self.stats.out_segs += 1;
                 if seg.xmit >= self.dead_link {
                     self.dead = true;
@@ -475,17 +481,7 @@ impl Kcp {
                     continue;
                 }
                 seg.ts = now;
-                w.header(
-                    conv,
-                    Command::Push as u8,
-                    seg.frg,
-                    wnd,
-                    now,
-                    seg.sn,
-                    una,
-                    seg.data.len() as u32,
-                );
-                w.data(&seg.data);
+                w.push(conv, seg, wnd, una);
                 self.stats.out_segs += 1;
             }
         }
