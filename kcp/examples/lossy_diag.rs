@@ -16,20 +16,11 @@ const DELAY: u32 = 20;
 const QUEUE: usize = 1_000_000;
 
 fn run(name: &str, cfg: &KcpConfig, loss: f64, seed: u64, secs: u64) {
-    let fwd = LinkConfig::default()
+    let link = LinkConfig::default()
         .loss(loss)
         .delay(DELAY, DELAY)
         .bandwidth(BW, QUEUE);
-    let back = LinkConfig::default()
-        .loss(loss)
-        .delay(DELAY, DELAY)
-        .bandwidth(BW, QUEUE);
-    let net_cfg = NetworkConfig {
-        a_to_b: fwd,
-        b_to_a: back,
-        seed,
-        start_time: 0,
-    };
+    let net_cfg = NetworkConfig::symmetric(link).seed(seed);
     let mut net = Network::new(
         net_cfg,
         Kcp::with_config(1, cfg).unwrap(),

@@ -198,16 +198,11 @@ impl Kcp {
         };
     }
 
-    /// Flags the segment `sn` as acked. `snd_buf` holds consecutive sequence numbers starting at
-    /// `snd_una` (only its front is ever removed), so the segment's index is `sn - snd_una`:
-    /// kcp-go's linear walk finds the same segment.
+    /// Flags the segment `sn` as acked. Found by index ([`Kcp::in_flight_index`]): kcp-go's linear
+    /// walk finds the same segment.
     fn parse_ack(&mut self, sn: u32) {
-        if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
-            return;
-        }
-        let idx = sn.wrapping_sub(self.snd_una) as usize;
-        if let Some(seg) = self.snd_buf.get_mut(idx)
-            && seg.sn == sn
+        if let Some(idx) = self.in_flight_index(sn)
+            && let seg = &mut self.snd_buf[idx]
             && !seg.acked
         {
             seg.acked = true;
@@ -222,24 +217,30 @@ impl Kcp {
         }
     }
 
-    /// Whether the segment `sn` is in flight and already selectively acknowledged.
-    fn already_acked(&self, sn: u32) -> bool {
+    /// Where segment `sn` sits in `snd_buf`, if it is in flight. `snd_buf` holds consecutive sequence
+    /// numbers starting at `snd_una` (only its front is ever removed), so the index is `sn - snd_una`.
+    fn in_flight_index(&self, sn: u32) -> Option<usize> {
         if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
-            return false;
+            return None;
         }
         let idx = sn.wrapping_sub(self.snd_una) as usize;
-        self.snd_buf.get(idx).is_some_and(|s| s.sn == sn && s.acked)
+        self.snd_buf
+            .get(idx)
+            .is_some_and(|s| s.sn == sn)
+            .then_some(idx)
+    }
+
+    /// Whether the segment `sn` is in flight and already selectively acknowledged.
+    fn already_acked(&self, sn: u32) -> bool {
+        self.in_flight_index(sn)
+            .is_some_and(|idx| self.snd_buf[idx].acked)
     }
 
     /// Counts a retransmission of `sn` the peer did not need: its ACK echoes `ts`, the timestamp of an
     /// earlier transmission than the last (see [`Kcp::spurious_retrans_segs`]).
     fn note_spurious(&mut self, sn: u32, ts: u32) {
-        if diff(sn, self.snd_una) < 0 || diff(sn, self.snd_nxt) >= 0 {
-            return;
-        }
-        let idx = sn.wrapping_sub(self.snd_una) as usize;
-        if let Some(seg) = self.snd_buf.get(idx)
-            && seg.sn == sn
+        if let Some(idx) = self.in_flight_index(sn)
+            && let seg = &self.snd_buf[idx]
             && !seg.acked
             && seg.xmit > 1
             && diff(ts, seg.ts) < 0

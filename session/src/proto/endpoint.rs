@@ -268,7 +268,8 @@ impl Endpoint {
             return deliver(h, &pkt[range]);
         }
         let start_print = progress.is_start().then(|| self.start_prints.hash_one(kcp));
-        let known = self.routes.has_conv(conv) || self.convs.contains(conv, now);
+        let live = self.routes.has_conv(conv);
+        let known = live || self.convs.contains(conv, now);
         // A session start of a conversation id in use (or remembered) from another address: a replay of a
         // start its connection received creates nothing; any other start is a second peer that picked the
         // same random id (kcp-go keys sessions by address alone, so its clients never learn to avoid that)
@@ -295,7 +296,7 @@ impl Endpoint {
                     action: Action::Deliver(h, &pkt[range]),
                 };
             }
-            if self.routes.has_conv(conv) {
+            if live {
                 // Only a datagram that reaches no connection by its path needs this second look.
                 let echoed = rkcp_engine::find_echo_reply(kcp, conv);
                 return self.check_path(now, remote, pkt, range, conv, echoed);
