@@ -105,6 +105,58 @@ async fn run_go_peer(args: Vec<String>) -> std::process::Output {
     .unwrap()
 }
 
+/// Our client against a kcp-go echo server, then a kcp-go client against our echo server, each through a relay
+/// losing 10 % of the datagrams each way; `bytes` of pattern `seeds.0` must come back intact both times (relay
+/// seeds `seeds.1`, `seeds.2`; the Go peers use FEC `go_fec`, no cipher). Returns what the relays saw our client
+/// send and our server send.
+async fn echo_both_ways_through_a_lossy_relay(
+    cfg: &KcpConfig,
+    go_fec: (usize, usize),
+    seeds: (u64, u64, u64),
+    bytes: usize,
+    what: &str,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use common::lossy::Lossy;
+    let srv = go_server(&peer_args("echo", "127.0.0.1:0", "plain", go_fec, true, 0));
+    let relay = Lossy::start(srv.addr, 0.1, seeds.1).await;
+    let c = KcpStream::connect(relay.inside, cfg.clone()).await.unwrap();
+    let data = pattern(seeds.0, bytes);
+    let got = tokio::time::timeout(Duration::from_secs(120), echo_roundtrip(c, data.clone()))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: our client timed out"));
+    assert_eq!(fnv(&got), fnv(&data), "{what}: our client");
+    let from_client = relay.from_client.lock().clone();
+    drop(relay);
+    drop(srv);
+
+    let listener = KcpListener::bind("127.0.0.1:0", cfg.clone()).await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let echo = spawn_echo(listener);
+    let relay = Lossy::start(server, 0.1, seeds.2).await;
+    let args = peer_args(
+        "client",
+        &relay.inside.to_string(),
+        "plain",
+        go_fec,
+        true,
+        bytes,
+    );
+    let out = run_go_peer(args).await;
+    assert!(
+        out.status.success(),
+        "{what}: Go client failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("OK {bytes}"),
+        "{what}"
+    );
+    let from_server = relay.from_server.lock().clone();
+    echo.abort();
+    (from_client, from_server)
+}
+
 fn peer_args(
     role: &str,
     addr: &str,
@@ -345,54 +397,22 @@ fn adaptive_configs() -> Vec<(&'static str, KcpConfig)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Go and the xtaci Debian packages; see README"]
 async fn interop_adaptive_fec_over_a_lossy_path() {
-    use common::lossy::{Lossy, fec_shapes};
+    use common::lossy::fec_shapes;
     // Enough segments for a few evidence windows at the residual loss of one parity shard.
     let bytes = 4_000_000;
     for (what, cfg) in adaptive_configs() {
         let ds = cfg.fec.unwrap().data_shards;
-        // Our client, a kcp-go echo server (sending fixed ds/1 itself).
-        let srv = go_server(&peer_args("echo", "127.0.0.1:0", "plain", (ds, 1), true, 0));
-        let relay = Lossy::start(srv.addr, 0.1, 7).await;
-        let c = KcpStream::connect(relay.inside, cfg.clone()).await.unwrap();
-        let data = pattern(5, bytes);
-        let got = tokio::time::timeout(Duration::from_secs(120), echo_roundtrip(c, data.clone()))
-            .await
-            .unwrap_or_else(|_| panic!("{what}: timed out"));
-        assert_eq!(fnv(&got), fnv(&data), "{what}: our client");
-        let (copies, runs) = fec_shapes(&relay.from_client.lock());
-        println!("{what}, our client: parity copies up to {copies}, parity runs {runs:?}");
-        assert!(copies >= 2 && runs == [1], "{what}: {copies} {runs:?}");
-        drop(relay);
-        drop(srv);
-
-        // A kcp-go client, our echo server.
-        let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
-        let server = listener.local_addr().unwrap();
-        let echo = spawn_echo(listener);
-        let relay = Lossy::start(server, 0.1, 11).await;
-        let args = peer_args(
-            "client",
-            &relay.inside.to_string(),
-            "plain",
-            (ds, 1),
-            true,
-            bytes,
-        );
-        let out = run_go_peer(args).await;
-        assert!(
-            out.status.success(),
-            "{what}: Go client failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("OK {bytes}"),
-            "{what}"
-        );
-        let (copies, runs) = fec_shapes(&relay.from_server.lock());
-        println!("{what}, our server: parity copies up to {copies}, parity runs {runs:?}");
-        assert!(copies >= 2 && runs == [1], "{what}: {copies} {runs:?}");
-        echo.abort();
+        // The kcp-go peers send fixed ds/1 themselves.
+        let (from_client, from_server) =
+            echo_both_ways_through_a_lossy_relay(&cfg, (ds, 1), (5, 7, 11), bytes, what).await;
+        for (side, sent) in [("our client", from_client), ("our server", from_server)] {
+            let (copies, runs) = fec_shapes(&sent);
+            println!("{what}, {side}: parity copies up to {copies}, parity runs {runs:?}");
+            assert!(
+                copies >= 2 && runs == [1],
+                "{what}, {side}: {copies} {runs:?}"
+            );
+        }
     }
 }
 
@@ -403,7 +423,6 @@ async fn interop_adaptive_fec_over_a_lossy_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Go and the xtaci Debian packages; see README"]
 async fn interop_repeated_acks_and_bundling_over_a_lossy_path() {
-    use common::lossy::Lossy;
     let bytes = 1_000_000;
     let mut cfg = KcpConfig::fast3().with_window(128, 128);
     cfg.kcp.congestion = rkcp_session::Congestion::DeliveryRate;
@@ -413,40 +432,12 @@ async fn interop_repeated_acks_and_bundling_over_a_lossy_path() {
     cfg.kcp.mtu = 1350;
     assert_eq!(cfg.engine_config().ack_repeat, None);
 
-    // Our client, a kcp-go echo server.
-    let srv = go_server(&peer_args("echo", "127.0.0.1:0", "plain", (0, 0), true, 0));
-    let relay = Lossy::start(srv.addr, 0.1, 17).await;
-    let c = KcpStream::connect(relay.inside, cfg.clone()).await.unwrap();
-    let data = pattern(9, bytes);
-    let got = tokio::time::timeout(Duration::from_secs(120), echo_roundtrip(c, data.clone()))
-        .await
-        .expect("our client: timed out");
-    assert_eq!(fnv(&got), fnv(&data), "our client");
-    drop(relay);
-    drop(srv);
-
-    // A kcp-go client, our echo server.
-    let listener = KcpListener::bind("127.0.0.1:0", cfg).await.unwrap();
-    let server = listener.local_addr().unwrap();
-    let echo = spawn_echo(listener);
-    let relay = Lossy::start(server, 0.1, 19).await;
-    let args = peer_args(
-        "client",
-        &relay.inside.to_string(),
-        "plain",
+    echo_both_ways_through_a_lossy_relay(
+        &cfg,
         (0, 0),
-        true,
+        (9, 17, 19),
         bytes,
-    );
-    let out = run_go_peer(args).await;
-    assert!(
-        out.status.success(),
-        "Go client failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("OK {bytes}")
-    );
-    echo.abort();
+        "repeated ACKs and bundling",
+    )
+    .await;
 }
