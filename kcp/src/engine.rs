@@ -28,6 +28,7 @@ mod output;
 mod queues;
 mod rate;
 mod recovery;
+mod spare;
 mod timers;
 
 use rate::{DeliveryRate, TxState};

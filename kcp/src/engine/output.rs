@@ -194,10 +194,15 @@ impl Kcp {
         (tsn, tts)
     }
 
-    /// The scratch datagram, at least `mtu` bytes (an idle engine releases it, see `arm`; it is allocated
-    /// again on the first flush after).
+    /// The scratch datagram, at least `mtu` bytes (an idle engine releases it, see `arm`; the first flush
+    /// after takes a spare one of this thread's, or allocates one, see `spare`).
     pub(super) fn take_scratch(&mut self) -> Vec<u8> {
         let mut buffer = mem::take(&mut self.buffer);
+        if buffer.capacity() == 0
+            && let Some(b) = super::spare::take_scratch(self.mtu, self.reserved)
+        {
+            buffer = b;
+        }
         if buffer.len() < self.mtu {
             buffer.resize(self.mtu, 0);
         }

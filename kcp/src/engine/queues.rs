@@ -52,7 +52,7 @@ impl Kcp {
             });
         }
         for (i, chunk) in rest.chunks(mss).enumerate() {
-            let mut buf = self.pool.pop().unwrap_or_default();
+            let mut buf = self.take_buffer();
             buf.clear();
             buf.reserve(mss);
             buf.extend_from_slice(chunk);
@@ -195,7 +195,7 @@ impl Kcp {
             }
         }
         if !repeat {
-            let mut buf = self.pool.pop().unwrap_or_default();
+            let mut buf = self.take_buffer();
             buf.clear();
             buf.extend_from_slice(payload);
             self.rcv_buf
@@ -217,6 +217,14 @@ impl Kcp {
                 break;
             }
         }
+    }
+
+    /// An empty segment buffer: this engine's spare, else this thread's (see `spare`), else a new one.
+    fn take_buffer(&mut self) -> Vec<u8> {
+        self.pool
+            .pop()
+            .or_else(super::spare::take_segment)
+            .unwrap_or_default()
     }
 
     pub(super) fn recycle(&mut self, buf: Vec<u8>) {

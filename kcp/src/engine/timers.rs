@@ -212,11 +212,12 @@ impl Kcp {
         if self.is_idle() {
             self.unskip(); // keeps the phase right (only fresh-`now` callers get here skipping)
             self.timer_at = None;
-            // An idle engine keeps no spare buffers, no scratch datagram (`mtu` bytes, allocated
-            // again by the next flush) and no large queue allocations: 10,000 idle sessions cost no
-            // payload memory.
-            self.pool = Vec::new();
-            self.buffer = Vec::new();
+            // An idle engine keeps no spare buffers, no scratch datagram (`mtu` bytes, taken again
+            // by the next flush) and no large queue allocations: 10,000 idle sessions cost no
+            // payload memory. The buffers go to the next engine on this thread that starts working
+            // (a few per thread, see `spare`).
+            super::spare::put_segments(std::mem::take(&mut self.pool));
+            super::spare::put_scratch(std::mem::take(&mut self.buffer));
             if self.snd_buf.capacity() > IDLE_QUEUE_CAP {
                 self.snd_buf = VecDeque::new();
             }
