@@ -95,6 +95,10 @@ enum Cmd {
         /// (`KcpListener::bind_sharded`; 1 = one socket).
         #[arg(long, default_value_t = 1)]
         shards: usize,
+        /// tokio worker threads: 0 = tokio's default multi-thread runtime (one worker per core), 1 = a
+        /// current-thread runtime (everything on one thread: no wake-ups between workers), N = N workers.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// Bulk transfer, one-way and echo, over N streams.
     Throughput {
@@ -279,6 +283,10 @@ struct Common {
     /// address of a running `kcpbench-go serve`.
     #[arg(long, default_value = "auto")]
     go: String,
+    /// Runtime of the server kcpbench starts itself (`kcpbench serve --threads`; not with --connect):
+    /// 0 = tokio's default multi-thread runtime, 1 = a current-thread runtime, N = N worker threads.
+    #[arg(long, default_value_t = 0)]
+    server_threads: usize,
     /// Transports (list): kcp, smux-kcp, tcp, smux-tcp [throughput: all four; latency: kcp,tcp; sessions: kcp].
     #[arg(long, value_delimiter = ',')]
     transport: Option<Vec<Transport>>,
@@ -536,10 +544,21 @@ fn main() -> std::process::ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
+    runtime_with(0)
+}
+
+/// A tokio runtime with `threads` workers (0: tokio's default multi-thread runtime; 1: current-thread).
+fn runtime_with(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    b.enable_all().build().context("starting the tokio runtime")
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -567,7 +586,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             stdin_lifetime,
             shards,
-        } => run_serve(&listen, stdin_lifetime, shards),
+            threads,
+        } => run_serve(&listen, stdin_lifetime, shards, threads),
         Cmd::Render {
             json,
             markdown,
@@ -716,7 +736,12 @@ fn run_flood(a: FloodArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_serve(listen: &str, stdin_lifetime: bool, shards: usize) -> anyhow::Result<()> {
+fn run_serve(
+    listen: &str,
+    stdin_lifetime: bool,
+    shards: usize,
+    threads: usize,
+) -> anyhow::Result<()> {
     // Ten thousand TCP sessions need as many descriptors; KCP needs one socket per listener.
     let _ = procstat::raise_nofile(1 << 20);
     if stdin_lifetime {
@@ -726,7 +751,7 @@ fn run_serve(listen: &str, stdin_lifetime: bool, shards: usize) -> anyhow::Resul
             std::process::exit(0);
         });
     }
-    runtime()?.block_on(async {
+    runtime_with(threads)?.block_on(async {
         let server = serve::Server::bind(listen).await?.with_shards(shards);
         println!("READY {}", server.local_addr()?);
         std::io::Write::flush(&mut std::io::stdout())?;
@@ -749,7 +774,8 @@ impl Client {
             Some(a) => (a.clone(), None),
             None => {
                 let exe = std::env::current_exe().context("locating kcpbench itself")?;
-                let s = ServerProc::spawn(&exe, &[])?;
+                let threads = common.server_threads.to_string();
+                let s = ServerProc::spawn(&exe, &["--threads", &threads])?;
                 (s.addr.clone(), Some(s))
             }
         };

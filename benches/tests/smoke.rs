@@ -374,3 +374,37 @@ fn cli_tcp_cc_rows_and_errors() {
         "{err}"
     );
 }
+
+/// `kcpbench serve --threads N` runs the server on the runtime asked for: no worker threads with 1 (a
+/// current-thread runtime), N workers otherwise (what `--server-threads` passes to the server kcpbench
+/// starts).
+#[test]
+fn serve_threads_picks_the_runtime() {
+    use std::io::BufRead;
+    for (threads, workers) in [(1, 0), (3, 3)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kcpbench"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--stdin-lifetime"])
+            .args(["--threads", &threads.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("READY "), "{line}");
+        let tasks = format!("/proc/{}/task", child.id());
+        let named_workers = std::fs::read_dir(&tasks)
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            // tokio's worker threads: "tokio-rt-worker" (older releases: "tokio-runtime-worker").
+            .filter(|comm| {
+                comm.starts_with("tokio-rt-worker") || comm.starts_with("tokio-runtime-w")
+            })
+            .count();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(named_workers, workers, "--threads {threads}");
+    }
+}
