@@ -3,13 +3,15 @@
 //! session, datagrams from other addresses dropped and counted). What differs is a [`Demux`].
 //!
 //! The loop reads batches (`recvmmsg`/GRO, [`UdpIo::recv_batch`]), hands each batch to the demux, and between
-//! batches lets the demux apply what sessions reported (closes, through a [`DriverLink`]) and run its own
-//! timer ([`Demux::poll_timeout`]/[`Demux::handle_timeout`]). Sessions' timers are their own tasks
-//! (see [`crate::session`]); sends happen where the data is produced, never in this loop's lock.
+//! batches lets the demux apply what sessions reported (closes, through a [`DriverLink`]), runs the timer
+//! work of the sessions on this socket that is due ([`Timers`]: one heap per socket, no task per session)
+//! and the demux's own timer ([`Demux::poll_timeout`]/[`Demux::handle_timeout`]). Timer work runs after the
+//! batch that was read, so fresh ACKs are in before a retransmission timer is looked at. Sends happen where
+//! the data is produced, never in this loop's lock.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -21,6 +23,7 @@ use crate::proto::endpoint::ConnHandle;
 use crate::proto::packet::{DropReason, open_with};
 use crate::proto::time::Timestamp;
 use crate::session::{Role, Session};
+use crate::timers::Timers;
 use crate::udp::{RecvBatch, UdpIo};
 
 /// The packet path's clock: milliseconds since the first time anyone in the process asked.
@@ -46,6 +49,8 @@ pub(crate) struct DriverLink {
     /// A client session moved to this socket: the loop reads it from now on.
     rebind: Mutex<Option<Arc<UdpIo>>>,
     notify: Notify,
+    /// The timers of the sessions on this socket, run by the loop.
+    timers: Timers,
 }
 
 impl DriverLink {
@@ -66,6 +71,13 @@ impl DriverLink {
     /// Wakes the read loop (to notice a listener close, say).
     pub(crate) fn wake(&self) {
         self.notify.notify_one();
+    }
+
+    /// The loop checks `session` at `at` (waking the loop if it sleeps past that).
+    pub(crate) fn schedule(&self, at: Timestamp, session: &Arc<Session>) {
+        if self.timers.schedule(at, Arc::downgrade(session)) {
+            self.notify.notify_one();
+        }
     }
 
     /// The accepted sessions that closed since the last call, with their last remote address.
@@ -93,7 +105,16 @@ pub(crate) trait Demux: Send + 'static {
 /// The one read loop of a socket.
 pub(crate) async fn drive<D: Demux>(mut io: Arc<UdpIo>, link: Arc<DriverLink>, mut demux: D) {
     let mut batch = RecvBatch::for_io(&io);
+    let mut due = Vec::new();
+    // One timer for the loop's life, moved only when the earliest deadline changes: registering a new one on
+    // every pass (every datagram) would, whenever it is earlier than what a parked worker sleeps towards,
+    // unpark that worker for nothing.
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
+    // What `sleep` is set to; `None` once it fired (or before the first deadline).
+    let mut sleep_at: Option<Timestamp> = None;
     loop {
+        run_timers(&link, &mut due);
         if !demux.maintain() {
             return;
         }
@@ -101,7 +122,18 @@ pub(crate) async fn drive<D: Demux>(mut io: Arc<UdpIo>, link: Arc<DriverLink>, m
             io = new;
             batch = RecvBatch::for_io(&io);
         }
-        let timeout = demux.poll_timeout();
+        prune_stale(&link);
+        let demux_timeout = demux.poll_timeout();
+        let timeout = match (demux_timeout, link.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = timeout
+            && sleep_at != Some(t)
+        {
+            sleep.as_mut().reset(instant(t));
+            sleep_at = Some(t);
+        }
         let n = tokio::select! {
             r = io.recv_batch(&mut batch) => match r {
                 Ok(n) => n,
@@ -112,17 +144,48 @@ pub(crate) async fn drive<D: Demux>(mut io: Arc<UdpIo>, link: Arc<DriverLink>, m
                 }
             },
             _ = link.notify.notified() => continue,
-            _ = async {
-                match timeout {
-                    Some(t) => tokio::time::sleep_until(instant(t)).await,
-                    None => std::future::pending().await,
+            () = &mut sleep, if timeout.is_some() => {
+                sleep_at = None;
+                // Session timers run at the top of the loop; the demux's only when its own deadline came.
+                let now = now();
+                if demux_timeout.is_some_and(|t| t <= now) {
+                    demux.handle_timeout(now);
                 }
-            } => {
-                demux.handle_timeout(now());
                 continue;
             }
         };
+        // Awake: sessions the batch re-arms need not wake the loop (it looks at the timers before sleeping).
+        link.timers.awake();
         demux.input(now(), &mut batch, n);
+    }
+}
+
+/// Front entries of the timers checked for staleness before the loop sleeps (bounds the work per pass).
+const PRUNE_MAX: usize = 32;
+
+/// Drops the stale entries at the front of the timers (see [`Timers`]), so the loop sleeps towards a live
+/// deadline.
+fn prune_stale(link: &DriverLink) {
+    for _ in 0..PRUNE_MAX {
+        let Some((at, seq, session)) = link.timers.head() else {
+            return;
+        };
+        let stale = session.upgrade().is_none_or(|s| s.drop_if_stale(at));
+        if !stale {
+            return;
+        }
+        link.timers.pop_head(seq);
+    }
+}
+
+/// Runs the timer work of the sessions whose entries are due (see [`Timers`]). `due` is scratch space.
+fn run_timers(link: &DriverLink, due: &mut Vec<(Timestamp, Weak<Session>)>) {
+    let now = now();
+    link.timers.take_due(now, due);
+    for (at, s) in due.drain(..) {
+        if let Some(s) = s.upgrade() {
+            s.on_timer(at);
+        }
     }
 }
 

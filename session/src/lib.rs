@@ -12,8 +12,8 @@
 //! Packet path: the engine's datagrams get the FEC header in place, then nonce + CRC + cipher, and leave in
 //! `sendmmsg` batches; received datagrams are opened, FEC is detected per packet and rebuilt packets are fed as
 //! `Freshness::Stale` input (kcp-go `regular = false`; B.2, B.3). The driver is plain tokio: one read loop per UDP socket (a listener's or a
-//! client's), one timer task per session sleeping until its connection's next deadline (an idle session
-//! with no idle timeout arms no timer), sends made outside the session's lock, and a full socket buffer
+//! client's), which also runs the timers of the sessions on its socket (one heap per socket, an entry per
+//! session deadline; an idle session with no idle timeout has none), sends made outside the session's lock, and a full socket buffer
 //! waits for writability. No thread and no registry are process-wide; [`global_snmp`] is a set of atomics.
 //!
 //! Lifecycle: KCP has no handshake, no FIN and no half-close. A session ends by a local close
@@ -107,6 +107,7 @@ mod session;
 mod snmp;
 mod sockopt;
 mod stream;
+mod timers;
 mod udp;
 
 pub use config::{

@@ -1,5 +1,5 @@
 //! One KCP session on tokio: the sans-IO [`Connection`] behind a mutex, fed by its socket's read loop
-//! ([`crate::driver`]), by the application's reads and writes, and by its own timer task.
+//! ([`crate::driver`]), by the application's reads and writes, and by that read loop's timers.
 //!
 //! Locking: one `parking_lot::Mutex` per session guards the connection; nothing global is locked per packet.
 //! Wakers are collected under the lock and woken after it is released, and datagrams are sent after it is
@@ -8,12 +8,12 @@
 //! and a `sendmmsg` never holds the connection. A full socket buffer hands the rest to a task that waits
 //! for the socket to become writable (no retry timer).
 //!
-//! Timers: each session has one task on the runtime it was created on, sleeping (tokio's timer) until the
-//! connection's [`Connection::poll_timeout`]. The task is re-armed only when a deadline comes *earlier* than
-//! the armed one; a deadline that moved later (an ACK idled the engine) just wakes it early once. Running on
-//! the same runtime as the read loop keeps the property the old process-wide scheduler was built for: timer
-//! work queues behind the reader that may hold fresh ACKs, instead of flushing (and retransmitting
-//! spuriously) ahead of them.
+//! Timers: a session reports its connection's next deadline ([`Connection::poll_timeout`]) to the timers of
+//! its socket's read loop ([`crate::timers`]) whenever it comes earlier than the entries it already has
+//! there; the loop runs [`Session::on_timer`] when an entry comes up. A deadline that moved later (an ACK
+//! idled the engine) costs one stale entry, found stale when it comes up — no task, no wake-up. Timer work
+//! runs after the batch the loop has read, so fresh ACKs are in before a retransmission timer is looked
+//! at, instead of flushing (and retransmitting spuriously) ahead of them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,12 +25,13 @@ use parking_lot::Mutex;
 use tokio::io::ReadBuf;
 use tokio::sync::Notify;
 
-use crate::driver::{DriverLink, instant, now};
+use crate::driver::{DriverLink, now};
 use crate::error::{CloseReason, SessionError};
 use crate::proto::connection::{Connection, MAX_PENDING_TX};
 use crate::proto::endpoint::ConnHandle;
 use crate::proto::time::Timestamp;
 use crate::snmp::{GLOBAL, SnmpSnapshot};
+use crate::timers::Queued;
 use crate::udp::{TxQueue, UdpIo};
 
 /// Send-queue bytes an idle session keeps for reuse; a larger allocation left by a burst is released.
@@ -53,8 +54,8 @@ pub(crate) struct State {
     remote: SocketAddr,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
-    /// The deadline the timer task sleeps towards (`None`: it waits for a re-arm).
-    armed: Option<Timestamp>,
+    /// This session's entries in its read loop's timers (see [`crate::timers`]).
+    queued: Queued,
     /// Someone holds the swapped-out send queue (sending, or waiting for the socket to become writable);
     /// others leave datagrams queued for it.
     sending: bool,
@@ -93,18 +94,16 @@ impl Wakes {
 /// A send queue taken out of the connection, and where it goes.
 struct Outgoing(TxQueue, SocketAddr);
 
-/// A KCP session (shared by the stream handles, the read loop that feeds it and its timer task).
+/// A KCP session (shared by the stream handles and the read loop that feeds it and runs its timers).
 pub(crate) struct Session {
     pub(crate) conv: u32,
     /// The socket; a client's can be replaced while it runs ([`Session::move_to`]).
     io: Mutex<Arc<UdpIo>>,
     pub(crate) role: Role,
-    /// The socket's read loop: told when this session closes.
+    /// The socket's read loop: runs this session's timers, told when it closes.
     link: Arc<DriverLink>,
     /// Live `KcpStream`/half handles; the session closes when the last one goes.
     pub(crate) handles: AtomicUsize,
-    /// Re-arms the timer task (a deadline came earlier, or the session closed).
-    timer: Notify,
     /// Woken (all waiters) when the session closes.
     closed_notify: Notify,
     /// When a client last replaced a failed socket (ms on the driver's clock; 0: never).
@@ -122,8 +121,7 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Wraps a connection, counts it open, runs its first engine update and starts its timer task. Must run
-    /// inside a tokio runtime.
+    /// Wraps a connection, counts it open, runs its first engine update and queues its first timer entry.
     pub(crate) fn new(
         conn: Connection,
         remote: SocketAddr,
@@ -137,7 +135,6 @@ impl Session {
             role,
             link,
             handles: AtomicUsize::new(0),
-            timer: Notify::new(),
             closed_notify: Notify::new(),
             last_rebind: AtomicU64::new(0),
             state: Mutex::new(State {
@@ -145,7 +142,7 @@ impl Session {
                 remote,
                 read_waker: None,
                 write_waker: None,
-                armed: None,
+                queued: Queued::default(),
                 sending: false,
                 finished: false,
                 published: SnmpSnapshot::default(),
@@ -165,7 +162,6 @@ impl Session {
             s.pump(&mut st, now).1
         };
         s.send(out);
-        tokio::spawn(timer_task(Arc::clone(&s)));
         s
     }
 
@@ -277,7 +273,7 @@ impl Session {
 
     /// Takes the queued datagrams out for sending, re-arms the timer, publishes the counters and collects
     /// the wakers whose conditions now hold. The caller sends the datagrams once the lock is released.
-    fn pump(&self, st: &mut State, now: Timestamp) -> (Wakes, Option<Outgoing>) {
+    fn pump(self: &Arc<Self>, st: &mut State, now: Timestamp) -> (Wakes, Option<Outgoing>) {
         let out = take_tx(st);
         self.rearm(st, now);
         publish(st);
@@ -291,17 +287,18 @@ impl Session {
         (w, out)
     }
 
-    /// Wakes the timer task if the connection's next deadline comes before the one it sleeps towards.
-    fn rearm(&self, st: &mut State, now: Timestamp) {
+    /// Queues a timer entry for the connection's next deadline unless one of this session's entries comes at
+    /// or before it.
+    fn rearm(self: &Arc<Self>, st: &mut State, now: Timestamp) {
         if !st.sending && st.conn.kcp.next_deadline().is_none() {
             // The engine is idle: nothing in flight, so no burst is under way.
             st.conn.trim_tx(IDLE_TX_KEEP);
         }
         if let Some(d) = st.conn.poll_timeout(now)
-            && st.armed.is_none_or(|a| d < a)
+            && st.queued.earliest().is_none_or(|q| d < q)
         {
-            st.armed = Some(d);
-            self.timer.notify_one();
+            st.queued.insert(d);
+            self.link.schedule(d, self);
         }
     }
 
@@ -361,20 +358,23 @@ impl Session {
         }
     }
 
-    /// The timer's work: whatever the connection has due (periodic flush, retransmissions, probes, the
-    /// dead-link check, idle timeout, shutdown bound).
-    fn on_timer(self: &Arc<Self>) {
+    /// The timer entry queued for `at` came up (run by the read loop): whatever the connection has due
+    /// (periodic flush, retransmissions, probes, the dead-link check, idle timeout, shutdown bound).
+    pub(crate) fn on_timer(self: &Arc<Self>, at: Timestamp) {
         let (wakes, out, dead) = {
             let mut guard = self.state.lock();
             let st = &mut *guard;
             if st.finished {
                 return;
             }
+            st.queued.remove(at);
             let now = now();
             if st.conn.poll_timeout(now).is_none_or(|d| d > now) {
-                // Woken for a deadline that has since moved later (an ACK idled the engine, a write's flush
-                // took the pending ACKs along): nothing changed since the last pump, so there is nothing to
-                // send, count or wake. Most wake-ups of a session with light traffic are these.
+                // A deadline that has since moved later (an ACK idled the engine, a write's flush took the
+                // pending ACKs along): nothing changed since the last pump, so there is nothing to send,
+                // count or wake; only the later deadline needs an entry. Most entries of a session with
+                // light traffic end here.
+                self.rearm(st, now);
                 return;
             }
             st.conn.handle_timeout(now);
@@ -388,8 +388,25 @@ impl Session {
         }
     }
 
+    /// Whether this session's timer entry at `at` (not due yet) is stale: the session closed, or its next
+    /// deadline is now later (or gone). A stale entry is forgotten and the later deadline gets its own.
+    pub(crate) fn drop_if_stale(self: &Arc<Self>, at: Timestamp) -> bool {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if st.finished {
+            return true;
+        }
+        let now = now();
+        if st.conn.poll_timeout(now).is_some_and(|d| d <= at) {
+            return false;
+        }
+        st.queued.remove(at);
+        self.rearm(st, now);
+        true
+    }
+
     /// Closes the session (only the first call does anything). A local close first sends one last flush of
-    /// what the window allows. Then everyone waiting is woken, the timer task ends and the read loop lets
+    /// what the window allows. Then everyone waiting is woken, its timer entries lapse and the read loop lets
     /// go.
     pub(crate) fn close(self: &Arc<Self>, reason: CloseReason) {
         let (wakes, out, why, remote) = {
@@ -412,7 +429,6 @@ impl Session {
         self.send(out);
         wakes.wake();
         self.closed_notify.notify_waiters();
-        self.timer.notify_one();
         GLOBAL.curr_estab.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(conv = self.conv, remote = %remote, reason = ?why, "KCP session closed");
         self.link.session_closed(self.role, remote);
@@ -648,34 +664,6 @@ fn publish(st: &mut State) {
     let cur = st.conn.counters();
     GLOBAL.add_delta(&st.published, &cur);
     st.published = cur;
-}
-
-/// A session's timer: sleeps until the connection's next deadline (or until re-armed), runs the due work,
-/// and ends once the session has closed.
-async fn timer_task(s: Arc<Session>) {
-    loop {
-        let rearmed = s.timer.notified();
-        tokio::pin!(rearmed);
-        rearmed.as_mut().enable();
-        let deadline = {
-            let mut st = s.state.lock();
-            if st.finished {
-                return;
-            }
-            let d = st.conn.poll_timeout(now());
-            st.armed = d;
-            d
-        };
-        match deadline {
-            None => rearmed.await,
-            Some(d) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(instant(d)) => s.on_timer(),
-                    _ = rearmed => {}
-                }
-            }
-        }
-    }
 }
 
 /// The process-wide counters (kcp-go's `DefaultSnmp`, docs/wire-format.md#session-snmp): every session that

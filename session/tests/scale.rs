@@ -1,4 +1,4 @@
-//! Many sessions on one listener, each driven by its own tokio timer task; counters as kcptun's CSV.
+//! Many sessions on one listener, their timers run by the read loops; counters as kcptun's CSV.
 
 use std::time::Duration;
 
