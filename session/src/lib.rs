@@ -16,6 +16,14 @@
 //! session deadline; an idle session with no idle timeout has none), sends made outside the session's lock, and a full socket buffer
 //! waits for writability. No thread and no registry are process-wide; [`global_snmp`] is a set of atomics.
 //!
+//! CPU with many light sessions: most of what a server of thousands of mostly quiet sessions spends is the
+//! kernel's, a send and a receive per datagram and the sleeps and wake-ups of the runtime's worker threads.
+//! On a 2-core box, 10,000 sessions echoing 16 bytes a second cost the server about 25 % of a core on tokio's
+//! multi-thread runtime and 20 % on a current-thread one, where a tokio UDP server with no protocol at all
+//! costs 16–20 % and 10–12 % (`benches/results-endpoint-sessions.md`; `kcpbench sessions --server-threads 1`
+//! and the `udp_floor` example measure both). A process that serves many light sessions and little else
+//! may do better on a current-thread runtime.
+//!
 //! Lifecycle: KCP has no handshake, no FIN and no half-close. A session ends by a local close
 //! ([`KcpStream::close`], dropping it, or `shutdown`, which first waits until everything written was
 //! acknowledged, at most [`KcpConfig::close_timeout`]), by the idle timeout ([`KcpConfig::idle_timeout`], on by
