@@ -117,8 +117,9 @@ impl KcpStream {
 
     /// Runs a client session on an existing socket (kcp-go `NewConn`), which this stream then owns. Only
     /// datagrams from `remote` are accepted; others are counted in `InErrs` and dropped (docs/wire-format.md#session-dial).
-    /// The socket must have `remote`'s address family. Must be called inside a tokio runtime (it spawns the
-    /// socket's reader task).
+    /// The socket must have `remote`'s address family, and no other reader: two sessions on clones of one
+    /// socket race for every datagram, and a datagram the other one reads is lost to this one. Must be called
+    /// inside a tokio runtime (it spawns the socket's reader task).
     ///
     /// # Errors
     /// [`SessionError::Config`] for an invalid config; [`SessionError::Io`] if a socket option fails.
