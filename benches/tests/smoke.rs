@@ -395,14 +395,26 @@ fn serve_threads_picks_the_runtime() {
             .unwrap();
         assert!(line.starts_with("READY "), "{line}");
         let tasks = format!("/proc/{}/task", child.id());
-        let named_workers = std::fs::read_dir(&tasks)
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            // tokio's worker threads: "tokio-rt-worker" (older releases: "tokio-runtime-worker").
-            .filter(|comm| {
-                comm.starts_with("tokio-rt-worker") || comm.starts_with("tokio-runtime-w")
-            })
-            .count();
+        let count = || {
+            std::fs::read_dir(&tasks)
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                // tokio's worker threads: "tokio-rt-worker" (older releases: "tokio-runtime-worker").
+                .filter(|comm| {
+                    comm.starts_with("tokio-rt-worker") || comm.starts_with("tokio-runtime-w")
+                })
+                .count()
+        };
+        // Worker threads start (and take their names) a moment after the runtime is built: watch for a
+        // while, until the count asked for shows up, and never more.
+        let mut named_workers = 0;
+        for _ in 0..100 {
+            named_workers = count();
+            if named_workers > workers || (workers > 0 && named_workers == workers) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(named_workers, workers, "--threads {threads}");
