@@ -33,29 +33,37 @@ fn runtime(current_thread: bool) -> anyhow::Result<tokio::runtime::Runtime> {
     b.enable_all().build().context("tokio runtime")
 }
 
+/// What the sessions benchmark's datagrams cost a tokio UDP server with no protocol.
+#[derive(clap::Parser, Debug)]
+struct Args {
+    /// Clients, one socket each, one message a second.
+    #[arg(long, default_value_t = 10_000)]
+    sessions: usize,
+    /// Measurement window, seconds (after a 5-second start).
+    #[arg(long, default_value_t = 20)]
+    secs: u64,
+    /// The server answers through a task per client (the shape of a KCP session server).
+    #[arg(long)]
+    app_task: bool,
+    /// The server runs on a current-thread runtime (default: tokio's multi-thread runtime).
+    #[arg(long)]
+    current_thread: bool,
+    /// Internal: run as the server child.
+    #[arg(long, hide = true)]
+    serve: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let value = |f: &str, d: u64| -> u64 {
-        args.iter()
-            .position(|a| a == f)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    if flag("--serve") {
-        return runtime(flag("--current-thread"))?.block_on(serve(flag("--app-task")));
+    let args = <Args as clap::Parser>::parse();
+    if args.serve {
+        return runtime(args.current_thread)?.block_on(serve(args.app_task));
     }
-    let sessions = value("--sessions", 10_000) as usize;
-    let secs = value("--secs", 20);
+    let (sessions, secs) = (args.sessions, args.secs);
     let _ = kcpbench::procstat::raise_nofile(sessions as u64 + 1024);
     let mut child = Command::new(std::env::current_exe()?)
         .arg("--serve")
-        .args(
-            args.iter()
-                .skip(1)
-                .filter(|a| *a == "--app-task" || *a == "--current-thread"),
-        )
+        .args(args.app_task.then_some("--app-task"))
+        .args(args.current_thread.then_some("--current-thread"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -142,19 +142,17 @@ async fn echo_both_ways_through_a_lossy_relay(
         bytes,
     );
     let out = run_go_peer(args).await;
-    assert!(
-        out.status.success(),
-        "{what}: Go client failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("OK {bytes}"),
-        "{what}"
-    );
+    assert_go_client_echoed(&out, bytes, what);
     let from_server = relay.from_server.lock().clone();
     echo.abort();
     (from_client, from_server)
+}
+
+/// The Go client exited cleanly having echoed `bytes` (it prints `OK <bytes>`); `what` names the run.
+fn assert_go_client_echoed(out: &std::process::Output, bytes: usize, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{what}: Go client failed: {stdout}");
+    assert_eq!(stdout.trim(), format!("OK {bytes}"), "{what}");
 }
 
 fn peer_args(
@@ -230,16 +228,7 @@ async fn interop_kcpgo_client_to_rust_echo() {
                 let args = peer_args("client", &addr, name, fec, stream, 300_000);
                 let out = run_go_peer(args).await;
                 let what = format!("cipher {name} fec {fec:?} stream {stream}");
-                assert!(
-                    out.status.success(),
-                    "{what}: Go client failed: {}",
-                    String::from_utf8_lossy(&out.stdout)
-                );
-                assert_eq!(
-                    String::from_utf8_lossy(&out.stdout).trim(),
-                    "OK 300000",
-                    "{what}"
-                );
+                assert_go_client_echoed(&out, 300_000, &what);
                 srv.abort();
             }
         }
@@ -273,17 +262,12 @@ async fn interop_kcpgo_client_roams_through_a_rebinding_nat() {
         let t0 = std::time::Instant::now();
         let out = run_go_peer(args).await;
         let secs = t0.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "Go client failed: {} ({:?}, {} rebinds)",
-            String::from_utf8_lossy(&out.stdout),
+        let what = format!(
+            "{:?}, {} rebinds",
             listener.stats(),
             nat.rebinds.load(std::sync::atomic::Ordering::Relaxed)
         );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            format!("OK {bytes}")
-        );
+        assert_go_client_echoed(&out, bytes, &what);
         let st = listener.stats();
         let rebinds = nat.rebinds.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(st.created, 1, "{st:?}");
@@ -328,8 +312,7 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
         }
         for c in clients {
             let out = c.await.unwrap();
-            assert!(out.status.success(), "{shards} shards: Go client failed");
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK 200000");
+            assert_go_client_echoed(&out, 200_000, &format!("{shards} shards"));
         }
         let per: Vec<u64> = listener.shard_stats().iter().map(|s| s.created).collect();
         assert_eq!(per.iter().sum::<u64>(), 16, "{per:?}");
@@ -362,14 +345,7 @@ async fn interop_kcpgo_clients_against_a_sharded_listener() {
     let out = run_go_peer(args).await;
     let st = listener.stats();
     let rebinds = nat.rebinds.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(
-        out.status.success(),
-        "Go client failed: {st:?}, {rebinds} rebinds"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("OK {bytes}")
-    );
+    assert_go_client_echoed(&out, bytes, &format!("{st:?}, {rebinds} rebinds"));
     println!("kcp-go client, 4 shards, rebinding NAT: {rebinds} rebinds, {st:?}");
     assert!(rebinds >= 5, "only {rebinds} rebinds");
     assert_eq!(st.created, 1, "{st:?}");
