@@ -50,7 +50,7 @@ pub(crate) struct DriverLink {
     rebind: Mutex<Option<Arc<UdpIo>>>,
     notify: Notify,
     /// The timers of the sessions on this socket, run by the loop.
-    timers: Timers,
+    pub(crate) timers: Timers,
 }
 
 impl DriverLink {

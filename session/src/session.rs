@@ -753,6 +753,46 @@ mod tests {
         assert_eq!(&b, b"ack");
     }
 
+    /// The read loop drops a stale timer entry before it sleeps: an entry before the session's next
+    /// deadline (what a retransmission timer whose ACK came leaves behind) goes at once, not when it
+    /// comes up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_read_loop_drops_stale_timer_entries_before_it_sleeps() {
+        use tokio::io::AsyncReadExt;
+        let listener = crate::KcpListener::bind("127.0.0.1:0", KcpConfig::fast3())
+            .await
+            .unwrap();
+        let mut c = KcpStream::connect(listener.local_addr().unwrap(), KcpConfig::fast3())
+            .await
+            .unwrap();
+        c.write_all(b"one").await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut b = [0u8; 3];
+        s.read_exact(&mut b).await.unwrap();
+        s.write_all(b"two").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        let session = std::sync::Arc::clone(c.session());
+        // Idle now but for the idle timeout (60 s): its entry is the session's only live one.
+        let idle = || session.state.lock().conn.kcp.next_deadline().is_none();
+        while !idle() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let timers = &session.link.timers;
+        // An entry 5 s out, long before the session's next deadline: stale from the start.
+        let at = super::now().add_millis(5_000);
+        session.link.schedule(at, &session);
+        let start = std::time::Instant::now();
+        while timers.has_entry_at(at) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "the stale entry is still queued"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(s);
+    }
+
     /// What every session costs before any traffic, with FEC and cipher off: 10,000 sessions must fit in a few
     /// MB (the FEC coder state used to sit inline, ~6 KB per session even with FEC off).
     #[test]

@@ -78,6 +78,12 @@ impl Drop for KcpStream {
 }
 
 impl KcpStream {
+    /// The session behind this stream (tests look at its driver).
+    #[cfg(test)]
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.s
+    }
+
     pub(crate) fn from_session(s: &Arc<Session>) -> KcpStream {
         KcpStream {
             s: s.acquire(),

@@ -162,6 +162,12 @@ impl Timers {
         }
     }
 
+    /// Whether an entry for `at` is queued.
+    #[cfg(test)]
+    pub(crate) fn has_entry_at(&self, at: Timestamp) -> bool {
+        self.inner.lock().heap.iter().any(|e| e.at == at)
+    }
+
     /// Entries queued (stale ones included).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
